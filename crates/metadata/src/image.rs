@@ -1,0 +1,167 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::record::{ConfigResource, MetadataRecord};
+
+/// A broker as registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerInfo {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// A partition's placement and leadership.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A topic with its partitions (index = partition id) and its config overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionInfo>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What the cluster is after some prefix of the metadata log. Immutable: a change makes a new
+/// image that shares unchanged topics with the old one.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    /// Number of records applied to reach this image.
+    pub offset: u64,
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+    pub topics: BTreeMap<String, Arc<TopicInfo>>,
+    pub topic_names: HashMap<Uuid, String>,
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicInfo>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicInfo>> {
+        self.topic_names.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Applies one record in place (used while building the next image).
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        self.offset += 1;
+        match record {
+            MetadataRecord::RegisterBroker { broker_id, host, port, rack } => {
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerInfo {
+                        broker_id: *broker_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
+                );
+            }
+            MetadataRecord::Topic { name, topic_id } => {
+                self.topic_names.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Arc::new(TopicInfo {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: Vec::new(),
+                        configs: BTreeMap::new(),
+                    }),
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(name) = self.topic_names.get(topic_id) else { return };
+                let Some(topic) = self.topics.get_mut(name) else { return };
+                let topic = Arc::make_mut(topic);
+                let info = PartitionInfo {
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
+                let idx = *partition as usize;
+                if idx < topic.partitions.len() {
+                    topic.partitions[idx] = info;
+                } else if idx == topic.partitions.len() {
+                    topic.partitions.push(info);
+                }
+            }
+            MetadataRecord::Config { resource, name, value } => {
+                let configs = match resource {
+                    ConfigResource::Topic(topic) => match self.topics.get_mut(topic) {
+                        Some(t) => &mut Arc::make_mut(t).configs,
+                        None => return,
+                    },
+                    ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+                };
+                match value {
+                    Some(v) => configs.insert(name.clone(), v.clone()),
+                    None => configs.remove(name),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(name) = self.topic_names.remove(topic_id) {
+                    self.topics.remove(&name);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_partitions_configs_and_removal() {
+        let id = Uuid::from_u128(7);
+        let mut img = MetadataImage::default();
+        img.apply(&MetadataRecord::Topic { name: "t".into(), topic_id: id });
+        for p in 0..3 {
+            img.apply(&MetadataRecord::Partition {
+                topic_id: id,
+                partition: p,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        img.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic("t".into()),
+            name: "retention.ms".into(),
+            value: Some("10".into()),
+        });
+        let t = img.topic("t").unwrap();
+        assert_eq!(t.partitions.len(), 3);
+        assert_eq!(t.configs["retention.ms"], "10");
+        assert_eq!(img.topic_by_id(&id).unwrap().name, "t");
+        img.apply(&MetadataRecord::RemoveTopic { topic_id: id });
+        assert!(img.topic("t").is_none());
+        assert_eq!(img.offset, 6);
+    }
+}

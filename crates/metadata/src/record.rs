@@ -1,0 +1,42 @@
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The kind of resource a config record applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    Broker(i32),
+}
+
+/// One change to cluster metadata. The log is the sequence of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// A broker joined (or re-registered with new endpoints).
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// A topic was created.
+    Topic { name: String, topic_id: Uuid },
+    /// A partition's placement and leadership (new or changed).
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// A config was set (`value: Some`) or removed back to its default (`value: None`).
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    /// A topic and all its partitions and configs were deleted.
+    RemoveTopic { topic_id: Uuid },
+}

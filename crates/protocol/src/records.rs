@@ -1,0 +1,583 @@
+//! Building and reading RecordBatch v2 (magic 2) for clients and tools.
+//!
+//! Layout of a batch (big endian):
+//!
+//! ```text
+//! baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 = 2 | crc u32
+//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64
+//! producerId i64 | producerEpoch i16 | baseSequence i32 | recordsCount i32 | records...
+//! ```
+//!
+//! `batchLength` counts the bytes after itself; the CRC-32C covers everything from
+//! `attributes` to the end. With a codec the records are compressed as one blob.
+//!
+//! The encoder writes exactly one batch per call (idempotence off: producer id, epoch and base
+//! sequence -1). The decoder reads the concatenated batches of a fetch response, skips control
+//! batches and ignores a truncated batch at the end, which a fetch response may carry.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::ProtocolError;
+use crate::compression::{self, Codec};
+
+/// Bytes of the batch header, up to and including `recordsCount`.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Bytes before `batchLength`'s count starts: `baseOffset` and `batchLength` itself.
+const LOG_OVERHEAD: usize = 12;
+/// Where the CRC-covered part starts (the `attributes` field).
+const CRC_START: usize = 21;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+
+/// Attribute bits.
+const CODEC_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
+const CONTROL_FLAG: i16 = 0x20;
+
+/// The most a single batch may decompress to.
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+
+/// A record to write, before offsets are assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProducerRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp_ms: i64,
+}
+
+/// A record as read back from a batch, with its absolute offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    /// True when the broker stamped the time (LogAppendTime), false for CreateTime.
+    pub timestamp_type_log_append: bool,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+fn records_err(msg: impl Into<String>) -> ProtocolError {
+    ProtocolError::Records(msg.into())
+}
+
+/// CRC-32C (Castagnoli), as RecordBatch v2 uses it.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
+// ---------------------------------------------------------------------------------------------
+// varints
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i32) {
+    put_uvarint(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
+}
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// A cursor over a byte slice that reports truncation as an error.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        if self.remaining() < n {
+            return Err(records_err("record runs past the end of its batch"));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn uvarint(&mut self, max_bits: u32) -> Result<u64, ProtocolError> {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let b = self.u8()?;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+            if shift >= max_bits {
+                return Err(records_err("varint too long"));
+            }
+        }
+    }
+
+    fn varint(&mut self) -> Result<i32, ProtocolError> {
+        let raw = self.uvarint(35)?;
+        if raw > u64::from(u32::MAX) {
+            return Err(records_err("varint out of range"));
+        }
+        let raw = raw as u32;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    fn varlong(&mut self) -> Result<i64, ProtocolError> {
+        let raw = self.uvarint(70)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// A varint length followed by that many bytes; -1 means null.
+    fn nullable_bytes(&mut self, data: &Bytes, what: &str) -> Result<Option<Bytes>, ProtocolError> {
+        let len = self.varint()?;
+        if len < -1 {
+            return Err(records_err(format!("negative {what} length {len}")));
+        }
+        if len == -1 {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.take(len as usize)?;
+        Ok(Some(data.slice(start..start + len as usize)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// encoding
+
+fn put_nullable(out: &mut Vec<u8>, v: Option<&[u8]>) -> Result<(), ProtocolError> {
+    match v {
+        None => put_varint(out, -1),
+        Some(b) => {
+            let len = i32::try_from(b.len()).map_err(|_| records_err("field over 2 GiB"))?;
+            put_varint(out, len);
+            out.extend_from_slice(b);
+        }
+    }
+    Ok(())
+}
+
+fn encode_record(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    record: &ProducerRecord,
+    offset_delta: i32,
+    base_timestamp: i64,
+) -> Result<(), ProtocolError> {
+    scratch.clear();
+    scratch.push(0); // attributes
+    put_varlong(scratch, record.timestamp_ms.wrapping_sub(base_timestamp));
+    put_varint(scratch, offset_delta);
+    put_nullable(scratch, record.key.as_deref())?;
+    put_nullable(scratch, record.value.as_deref())?;
+    let header_count =
+        i32::try_from(record.headers.len()).map_err(|_| records_err("too many headers"))?;
+    put_varint(scratch, header_count);
+    for (key, value) in &record.headers {
+        put_nullable(scratch, Some(key.as_bytes()))?;
+        put_nullable(scratch, value.as_deref())?;
+    }
+    let len = i32::try_from(scratch.len()).map_err(|_| records_err("record over 2 GiB"))?;
+    put_varint(out, len);
+    out.extend_from_slice(scratch);
+    Ok(())
+}
+
+/// Encodes `records` as one RecordBatch v2 with base offset 0 (the broker assigns offsets),
+/// CreateTime timestamps, no producer id, records compressed with `codec`.
+pub fn encode_batch(records: &[ProducerRecord], codec: Codec) -> Result<Bytes, ProtocolError> {
+    let Some(first) = records.first() else {
+        return Err(records_err("a batch needs at least one record"));
+    };
+    let count = i32::try_from(records.len()).map_err(|_| records_err("too many records"))?;
+    let base_timestamp = first.timestamp_ms;
+    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_timestamp);
+
+    let mut body = Vec::with_capacity(records.len() * 32);
+    let mut scratch = Vec::with_capacity(64);
+    for (i, record) in records.iter().enumerate() {
+        encode_record(&mut body, &mut scratch, record, i as i32, base_timestamp)?;
+    }
+    let body = match codec {
+        Codec::None => body,
+        other => compression::compress(other, &body)?,
+    };
+
+    let total = BATCH_HEADER_BYTES + body.len();
+    let batch_length =
+        i32::try_from(total - LOG_OVERHEAD).map_err(|_| records_err("batch over 2 GiB"))?;
+    let mut out = BytesMut::with_capacity(total);
+    out.put_i64(0); // base offset
+    out.put_i32(batch_length);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(2); // magic
+    out.put_u32(0); // crc, patched below
+    out.put_i16(codec as i16);
+    out.put_i32(count - 1); // last offset delta
+    out.put_i64(base_timestamp);
+    out.put_i64(max_timestamp);
+    out.put_i64(-1); // producer id
+    out.put_i16(-1); // producer epoch
+    out.put_i32(-1); // base sequence
+    out.put_i32(count);
+    out.extend_from_slice(&body);
+    let crc = crc32c(&out[CRC_START..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoding
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// Decodes concatenated record batches (a fetch response's `records`) into records.
+///
+/// Control batches (transaction markers) are skipped; a batch cut short at the end of `data` is
+/// ignored; a CRC mismatch, a magic other than 2 or a malformed record is an error.
+pub fn decode_batches(data: Bytes) -> Result<Vec<ConsumedRecord>, ProtocolError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while data.len() - pos >= LOG_OVERHEAD {
+        let batch_length = be_i32(&data, pos + 8);
+        if batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32 {
+            return Err(records_err(format!(
+                "batch at byte {pos} has length {batch_length}, shorter than a batch header"
+            )));
+        }
+        let end = pos + LOG_OVERHEAD + batch_length as usize;
+        if end > data.len() {
+            // A partial batch at the end of a fetch response.
+            break;
+        }
+        decode_batch(data.slice(pos..end), &mut out)?;
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Decodes one complete batch and appends its records to `out`.
+fn decode_batch(batch: Bytes, out: &mut Vec<ConsumedRecord>) -> Result<(), ProtocolError> {
+    let base_offset = be_i64(&batch, 0);
+    let magic = batch[MAGIC_OFFSET] as i8;
+    if magic != 2 {
+        return Err(records_err(format!(
+            "batch at offset {base_offset} has magic {magic}; only RecordBatch v2 is supported"
+        )));
+    }
+    let stored_crc = be_i32(&batch, CRC_OFFSET) as u32;
+    let computed_crc = crc32c(&batch[CRC_START..]);
+    if stored_crc != computed_crc {
+        return Err(records_err(format!(
+            "batch at offset {base_offset} is corrupt: CRC {stored_crc:#010x}, computed {computed_crc:#010x}"
+        )));
+    }
+    let attributes = be_i16(&batch, ATTRIBUTES_OFFSET);
+    if attributes & CONTROL_FLAG != 0 {
+        return Ok(());
+    }
+    let codec_id = (attributes & CODEC_MASK) as u8;
+    let codec = Codec::from_id(codec_id)
+        .ok_or_else(|| records_err(format!("batch at offset {base_offset} has unknown codec {codec_id}")))?;
+    let log_append = attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
+    let base_timestamp = be_i64(&batch, 27);
+    let max_timestamp = be_i64(&batch, 35);
+    let count = be_i32(&batch, 57);
+    if count < 0 {
+        return Err(records_err(format!(
+            "batch at offset {base_offset} has a negative record count {count}"
+        )));
+    }
+
+    let records = match codec {
+        Codec::None => batch.slice(BATCH_HEADER_BYTES..),
+        other => Bytes::from(compression::decompress(
+            other,
+            &batch[BATCH_HEADER_BYTES..],
+            MAX_DECOMPRESSED_BYTES,
+        )?),
+    };
+    // Every record takes at least 7 bytes; refuse counts that cannot fit before allocating.
+    if count as usize > records.len() / 7 + 1 {
+        return Err(records_err(format!(
+            "batch at offset {base_offset} claims {count} records in {} bytes",
+            records.len()
+        )));
+    }
+    out.reserve(count as usize);
+    let mut r = Reader::new(&records);
+    for _ in 0..count {
+        let len = r.varint()?;
+        if len < 0 {
+            return Err(records_err(format!("negative record length {len}")));
+        }
+        let start = r.pos;
+        let record_end = start + len as usize;
+        if record_end > records.len() {
+            return Err(records_err("record runs past the end of its batch"));
+        }
+        let mut rr = Reader {
+            buf: &records[..record_end],
+            pos: start,
+        };
+        let _attributes = rr.u8()?;
+        let timestamp_delta = rr.varlong()?;
+        let offset_delta = rr.varint()?;
+        let key = rr.nullable_bytes(&records, "key")?;
+        let value = rr.nullable_bytes(&records, "value")?;
+        let header_count = rr.varint()?;
+        if header_count < 0 || header_count as usize > rr.remaining() / 2 {
+            return Err(records_err(format!("invalid header count {header_count}")));
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let key = rr
+                .nullable_bytes(&records, "header key")?
+                .ok_or_else(|| records_err("null header key"))?;
+            let key = String::from_utf8(key.to_vec())
+                .map_err(|_| records_err("header key is not UTF-8"))?;
+            let value = rr.nullable_bytes(&records, "header value")?;
+            headers.push((key, value));
+        }
+        if rr.pos != record_end {
+            return Err(records_err("record length does not match its fields"));
+        }
+        r.pos = record_end;
+        out.push(ConsumedRecord {
+            offset: base_offset.wrapping_add(i64::from(offset_delta)),
+            timestamp_ms: if log_append {
+                max_timestamp
+            } else {
+                base_timestamp.wrapping_add(timestamp_delta)
+            },
+            timestamp_type_log_append: log_append,
+            key,
+            value,
+            headers,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [Codec; 5] = [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
+
+    fn sample() -> Vec<ProducerRecord> {
+        vec![
+            ProducerRecord {
+                key: Some(Bytes::from_static(b"k1")),
+                value: Some(Bytes::from_static(b"hello")),
+                headers: vec![
+                    ("trace".into(), Some(Bytes::from_static(b"abc"))),
+                    ("empty".into(), None),
+                ],
+                timestamp_ms: 1_700_000_000_000,
+            },
+            ProducerRecord {
+                key: None,
+                value: None,
+                headers: vec![],
+                timestamp_ms: 1_699_999_999_000,
+            },
+            ProducerRecord {
+                key: Some(Bytes::new()),
+                value: Some(Bytes::from(vec![42u8; 5000])),
+                headers: vec![],
+                timestamp_ms: 1_700_000_000_500,
+            },
+        ]
+    }
+
+    fn check(records: &[ProducerRecord], decoded: &[ConsumedRecord], base_offset: i64) {
+        assert_eq!(records.len(), decoded.len());
+        for (i, (p, c)) in records.iter().zip(decoded).enumerate() {
+            assert_eq!(c.offset, base_offset + i as i64);
+            assert_eq!(c.timestamp_ms, p.timestamp_ms);
+            assert!(!c.timestamp_type_log_append);
+            assert_eq!(c.key, p.key);
+            assert_eq!(c.value, p.value);
+            assert_eq!(c.headers, p.headers);
+        }
+    }
+
+    /// Sets the base offset and recomputes nothing: the base offset is outside the CRC.
+    fn with_base_offset(batch: &Bytes, base: i64) -> Bytes {
+        let mut b = BytesMut::from(&batch[..]);
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn round_trips_with_every_codec() {
+        let records = sample();
+        for codec in ALL {
+            let batch = encode_batch(&records, codec).unwrap();
+            assert_eq!(batch[MAGIC_OFFSET], 2);
+            assert_eq!(be_i16(&batch, ATTRIBUTES_OFFSET) & CODEC_MASK, codec as i16);
+            assert_eq!(be_i32(&batch, 8) as usize, batch.len() - LOG_OVERHEAD);
+            assert_eq!(be_i32(&batch, 23), 2, "last offset delta");
+            assert_eq!(be_i64(&batch, 35), 1_700_000_000_500, "max timestamp");
+            let decoded = decode_batches(batch).unwrap();
+            check(&records, &decoded, 0);
+        }
+    }
+
+    #[test]
+    fn reads_concatenated_batches_and_ignores_a_partial_tail() {
+        let records = sample();
+        let a = with_base_offset(&encode_batch(&records, Codec::None).unwrap(), 100);
+        let b = with_base_offset(&encode_batch(&records[..1], Codec::Zstd).unwrap(), 103);
+        let c = encode_batch(&records, Codec::Gzip).unwrap();
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&a);
+        all.extend_from_slice(&b);
+        all.extend_from_slice(&c[..c.len() - 5]);
+        let decoded = decode_batches(all.clone().freeze()).unwrap();
+        assert_eq!(decoded.len(), 4);
+        check(&records, &decoded[..3], 100);
+        check(&records[..1], &decoded[3..], 103);
+
+        // A tail shorter than the length prefix, or cut inside the header, is ignored too.
+        for cut in [3, 11, 20, 60] {
+            let mut t = BytesMut::from(&a[..]);
+            t.extend_from_slice(&c[..cut]);
+            assert_eq!(decode_batches(t.freeze()).unwrap().len(), 3, "cut {cut}");
+        }
+        assert!(decode_batches(Bytes::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_a_crc_mismatch() {
+        let batch = encode_batch(&sample(), Codec::None).unwrap();
+        let mut bad = BytesMut::from(&batch[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let err = decode_batches(bad.freeze()).unwrap_err();
+        assert!(err.to_string().contains("CRC"), "{err}");
+    }
+
+    #[test]
+    fn skips_control_batches_and_reads_log_append_time() {
+        let records = sample();
+        let batch = encode_batch(&records, Codec::Lz4).unwrap();
+        let patch = |attrs: i16| {
+            let mut b = BytesMut::from(&batch[..]);
+            b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+            let crc = crc32c(&b[CRC_START..]);
+            b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            b.freeze()
+        };
+        let control = patch(Codec::Lz4 as i16 | CONTROL_FLAG);
+        assert!(decode_batches(control).unwrap().is_empty());
+
+        let log_append = patch(Codec::Lz4 as i16 | TIMESTAMP_TYPE_LOG_APPEND);
+        let decoded = decode_batches(log_append).unwrap();
+        assert_eq!(decoded.len(), 3);
+        for r in decoded {
+            assert!(r.timestamp_type_log_append);
+            assert_eq!(r.timestamp_ms, 1_700_000_000_500);
+        }
+    }
+
+    #[test]
+    fn rejects_other_magics_and_empty_batches() {
+        let batch = encode_batch(&sample(), Codec::None).unwrap();
+        let mut b = BytesMut::from(&batch[..]);
+        b[MAGIC_OFFSET] = 1;
+        assert!(decode_batches(b.freeze()).is_err());
+        assert!(encode_batch(&[], Codec::None).is_err());
+    }
+
+    #[test]
+    fn varints_match_kafka() {
+        let mut out = Vec::new();
+        put_varint(&mut out, -1);
+        put_varint(&mut out, 300);
+        put_varlong(&mut out, i64::MIN);
+        assert_eq!(&out[..3], &[0x01, 0xd8, 0x04]);
+        let mut r = Reader::new(&out);
+        assert_eq!(r.varint().unwrap(), -1);
+        assert_eq!(r.varint().unwrap(), 300);
+        assert_eq!(r.varlong().unwrap(), i64::MIN);
+        assert_eq!(r.remaining(), 0);
+    }
+
+    fn arb_bytes() -> impl Strategy<Value = Option<Bytes>> {
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from))
+    }
+
+    fn arb_record() -> impl Strategy<Value = ProducerRecord> {
+        (
+            arb_bytes(),
+            arb_bytes(),
+            proptest::collection::vec(("[a-z0-9.-]{0,12}", arb_bytes()), 0..4),
+            0i64..4_000_000_000_000,
+        )
+            .prop_map(|(key, value, headers, timestamp_ms)| ProducerRecord {
+                key,
+                value,
+                headers,
+                timestamp_ms,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_records_round_trip(
+            records in proptest::collection::vec(arb_record(), 1..40),
+            codec_id in 0u8..5,
+        ) {
+            let codec = Codec::from_id(codec_id).unwrap();
+            let batch = encode_batch(&records, codec).unwrap();
+            let decoded = decode_batches(batch).unwrap();
+            prop_assert_eq!(decoded.len(), records.len());
+            for (i, (p, c)) in records.iter().zip(&decoded).enumerate() {
+                prop_assert_eq!(c.offset, i as i64);
+                prop_assert_eq!(c.timestamp_ms, p.timestamp_ms);
+                prop_assert_eq!(&c.key, &p.key);
+                prop_assert_eq!(&c.value, &p.value);
+                prop_assert_eq!(&c.headers, &p.headers);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_batches(Bytes::from(data));
+        }
+    }
+}
