@@ -1,1 +1,25 @@
-//! placeholder
+//! The strom broker: listeners and connections, the request registry, one handler module per
+//! API, and the replica manager that owns the partition logs.
+//!
+//! Data flow: a connection task reads frames, decodes them, and hands each request to the
+//! registry, which dispatches to the API's handler; handlers read the metadata image and call
+//! the replica manager; responses leave each connection in request order.
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod handlers;
+pub mod registry;
+mod replica_manager;
+mod topics;
+
+pub use broker::{Broker, BrokerError};
+pub use config::{BrokerConfig, ConfigError};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

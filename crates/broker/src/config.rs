@@ -1,0 +1,364 @@
+//! Broker and topic configuration: Kafka's property names and defaults.
+//!
+//! One table ([`BROKER_CONFIGS`], [`TOPIC_CONFIGS`]) defines every supported property with its
+//! default, type and documentation. Values come from, last one winning: the defaults, a TOML
+//! file, `STROM_*` environment variables, `--set key=value` flags. Topic configs fall back to the
+//! broker property they are named after (`retention.ms` -> `log.retention.ms`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use strom_storage::LogConfig;
+
+/// The type of a property, used to validate values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Long { min: i64 },
+    Int { min: i64 },
+    Bool,
+    String,
+    Choice(&'static [&'static str]),
+    /// Comma-separated list whose items must each be one of the choices.
+    ChoiceList(&'static [&'static str]),
+}
+
+/// One supported property.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: ConfigType,
+    pub doc: &'static str,
+}
+
+const fn def(name: &'static str, default: &'static str, kind: ConfigType, doc: &'static str) -> ConfigDef {
+    ConfigDef { name, default, kind, doc }
+}
+
+const LONG0: ConfigType = ConfigType::Long { min: 0 };
+const LONG_ANY: ConfigType = ConfigType::Long { min: -1 };
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"];
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+const I64_MAX: &str = "9223372036854775807";
+
+/// Broker properties.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    def("node.id", "1", ConfigType::Int { min: 0 }, "Id of this broker in the cluster."),
+    def("listeners", "PLAINTEXT://127.0.0.1:9092", ConfigType::String, "Addresses to listen on, as NAME://host:port."),
+    def("advertised.listeners", "", ConfigType::String, "Addresses given to clients in Metadata; empty means the same as listeners."),
+    def("log.dirs", "./data", ConfigType::String, "Directory that holds the partition logs and the metadata log."),
+    def("num.partitions", "1", ConfigType::Int { min: 1 }, "Partitions of an automatically created topic, or of a created topic that names none."),
+    def("default.replication.factor", "1", ConfigType::Int { min: 1 }, "Replication factor of automatically created topics."),
+    def("auto.create.topics.enable", "true", ConfigType::Bool, "Create a topic when a client asks for its metadata or produces to it."),
+    def("socket.request.max.bytes", "104857600", ConfigType::Int { min: 1 }, "Largest request frame accepted; a larger one closes the connection."),
+    def("message.max.bytes", "1048588", ConfigType::Int { min: 0 }, "Largest record batch accepted (topic: max.message.bytes)."),
+    def("log.segment.bytes", "1073741824", ConfigType::Int { min: 14 }, "Size at which a log segment is rolled (topic: segment.bytes)."),
+    def("log.roll.ms", "604800000", ConfigType::Long { min: 1 }, "Age at which a log segment is rolled (topic: segment.ms)."),
+    def("log.retention.ms", "604800000", LONG_ANY, "How long data is kept; -1 keeps it forever (topic: retention.ms)."),
+    def("log.retention.bytes", "-1", LONG_ANY, "Size a partition may grow to before old segments go; -1 is unlimited (topic: retention.bytes)."),
+    def("log.retention.check.interval.ms", "300000", ConfigType::Long { min: 1 }, "How often retention is enforced."),
+    def("log.flush.interval.messages", I64_MAX, ConfigType::Long { min: 1 }, "Records after which a partition is fsynced (topic: flush.messages); the default leaves it to the OS."),
+    def("log.flush.interval.ms", I64_MAX, LONG0, "Time after which a partition is fsynced (topic: flush.ms); the default leaves it to the OS."),
+    def("log.index.interval.bytes", "4096", ConfigType::Int { min: 0 }, "Bytes of log between two offset index entries (topic: index.interval.bytes)."),
+    def("log.message.timestamp.type", "CreateTime", ConfigType::Choice(TIMESTAMP_TYPES), "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock (topic: message.timestamp.type)."),
+    def("log.cleanup.policy", "delete", ConfigType::ChoiceList(CLEANUP_POLICIES), "delete: remove old segments by retention (topic: cleanup.policy)."),
+    def("compression.type", "producer", ConfigType::Choice(COMPRESSION_TYPES), "Compression of stored batches; producer keeps what the producer sent."),
+    def("min.insync.replicas", "1", ConfigType::Int { min: 1 }, "Replicas that must acknowledge an acks=all write."),
+    def("log.cleaner.delete.retention.ms", "86400000", LONG0, "How long tombstones are kept in compacted topics (topic: delete.retention.ms)."),
+    def("log.segment.delete.delay.ms", "60000", LONG0, "Delay before a deleted segment's files are removed (topic: file.delete.delay.ms)."),
+    def("unclean.leader.election.enable", "false", ConfigType::Bool, "Allow an out-of-sync replica to become leader."),
+];
+
+/// Topic properties and the broker property each falls back to.
+pub const TOPIC_CONFIGS: &[(ConfigDef, &str)] = &[
+    (def("cleanup.policy", "delete", ConfigType::ChoiceList(CLEANUP_POLICIES), "delete or compact"), "log.cleanup.policy"),
+    (def("compression.type", "producer", ConfigType::Choice(COMPRESSION_TYPES), "Compression of stored batches"), "compression.type"),
+    (def("delete.retention.ms", "86400000", LONG0, "Tombstone retention in compacted topics"), "log.cleaner.delete.retention.ms"),
+    (def("file.delete.delay.ms", "60000", LONG0, "Delay before deleted segment files are removed"), "log.segment.delete.delay.ms"),
+    (def("flush.messages", I64_MAX, ConfigType::Long { min: 1 }, "Records between fsyncs"), "log.flush.interval.messages"),
+    (def("flush.ms", I64_MAX, LONG0, "Time between fsyncs"), "log.flush.interval.ms"),
+    (def("index.interval.bytes", "4096", ConfigType::Int { min: 0 }, "Bytes between offset index entries"), "log.index.interval.bytes"),
+    (def("max.message.bytes", "1048588", ConfigType::Int { min: 0 }, "Largest record batch"), "message.max.bytes"),
+    (def("message.timestamp.type", "CreateTime", ConfigType::Choice(TIMESTAMP_TYPES), "CreateTime or LogAppendTime"), "log.message.timestamp.type"),
+    (def("min.insync.replicas", "1", ConfigType::Int { min: 1 }, "Replicas that must acknowledge acks=all"), "min.insync.replicas"),
+    (def("retention.bytes", "-1", LONG_ANY, "Partition size limit"), "log.retention.bytes"),
+    (def("retention.ms", "604800000", LONG_ANY, "How long data is kept"), "log.retention.ms"),
+    (def("segment.bytes", "1073741824", ConfigType::Int { min: 14 }, "Segment roll size"), "log.segment.bytes"),
+    (def("segment.ms", "604800000", ConfigType::Long { min: 1 }, "Segment roll age"), "log.roll.ms"),
+    (def("unclean.leader.election.enable", "false", ConfigType::Bool, "Allow out-of-sync leaders"), "unclean.leader.election.enable"),
+];
+
+/// Aliases Kafka accepts in broker files, mapped to the property they set and a multiplier.
+const BROKER_ALIASES: &[(&str, &str, i64)] = &[
+    ("log.retention.hours", "log.retention.ms", 3_600_000),
+    ("log.retention.minutes", "log.retention.ms", 60_000),
+    ("log.roll.hours", "log.roll.ms", 3_600_000),
+    ("log.dir", "log.dirs", 1),
+];
+
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+pub fn topic_def(name: &str) -> Option<&'static (ConfigDef, &'static str)> {
+    TOPIC_CONFIGS.iter().find(|(d, _)| d.name == name)
+}
+
+/// Checks a value against a property's type; the message explains what is wrong.
+pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
+    let v = value.trim();
+    match def.kind {
+        ConfigType::Long { min } | ConfigType::Int { min } => {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("{} must be a number, got {value:?}", def.name))?;
+            if matches!(def.kind, ConfigType::Int { .. }) && i32::try_from(n).is_err() {
+                return Err(format!("{} must fit in 32 bits, got {n}", def.name));
+            }
+            if n < min {
+                return Err(format!("{} must be at least {min}, got {n}", def.name));
+            }
+        }
+        ConfigType::Bool => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return Err(format!("{} must be true or false, got {value:?}", def.name));
+            }
+        }
+        ConfigType::String => {}
+        ConfigType::Choice(choices) => {
+            if !choices.iter().any(|c| c.eq_ignore_ascii_case(v)) {
+                return Err(format!("{} must be one of {}, got {value:?}", def.name, choices.join(", ")));
+            }
+        }
+        ConfigType::ChoiceList(choices) => {
+            for item in v.split(',') {
+                if !choices.iter().any(|c| c.eq_ignore_ascii_case(item.trim())) {
+                    return Err(format!("{} items must be among {}, got {value:?}", def.name, choices.join(", ")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Errors while loading the broker configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("unknown property {0:?} (strom server --help lists them)")]
+    Unknown(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The broker's effective properties.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    values: BTreeMap<&'static str, String>,
+    /// Properties set explicitly (file, environment or flag), for DescribeConfigs' source field.
+    explicit: BTreeMap<&'static str, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            values: BROKER_CONFIGS.iter().map(|d| (d.name, d.default.to_string())).collect(),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Sets one property by name (aliases included), validating it.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let (name, value) = match BROKER_ALIASES.iter().find(|(a, _, _)| *a == name) {
+            Some((_, target, 1)) => (*target, value.to_string()),
+            Some((_, target, factor)) => {
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a number, got {value:?}")))?;
+                (*target, n.saturating_mul(*factor).to_string())
+            }
+            None => (name, value.to_string()),
+        };
+        let def = broker_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+        validate(def, &value).map_err(ConfigError::Invalid)?;
+        self.values.insert(def.name, value.trim().to_string());
+        self.explicit.insert(def.name, value.trim().to_string());
+        Ok(())
+    }
+
+    /// Applies a TOML file. Keys may be quoted (`"log.retention.ms" = 1000`) or dotted
+    /// (`log.retention.ms = 1000`, which TOML reads as nested tables).
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (k, v) in flat {
+            self.set(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `STROM_<PROPERTY>` variables, e.g. `STROM_LOG_RETENTION_MS=1000`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        for def in BROKER_CONFIGS {
+            if let Ok(v) = std::env::var(env_name(def.name)) {
+                self.set(def.name, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn is_explicit(&self, name: &str) -> bool {
+        self.explicit.contains_key(name)
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(0)
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name).eq_ignore_ascii_case("true")
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.get_i64("node.id") as i32
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        PathBuf::from(self.get("log.dirs").split(',').next().unwrap_or("./data").trim())
+    }
+
+    /// All (name, value) pairs, in name order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// The effective value of a topic property given the topic's overrides.
+    pub fn topic_value(&self, overrides: &BTreeMap<String, String>, name: &str) -> Option<String> {
+        let (def, broker_name) = topic_def(name)?;
+        Some(match overrides.get(name) {
+            Some(v) => v.clone(),
+            None if self.values.contains_key(broker_name) => self.get(broker_name).to_string(),
+            None => def.default.to_string(),
+        })
+    }
+
+    /// The storage settings of a partition log of a topic with these overrides.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let n = |name: &str| -> i64 {
+            self.topic_value(overrides, name)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        LogConfig {
+            segment_bytes: n("segment.bytes").max(14) as u64,
+            segment_ms: n("segment.ms").max(1),
+            index_interval_bytes: n("index.interval.bytes").clamp(0, u32::MAX as i64) as u32,
+            max_message_bytes: n("max.message.bytes").clamp(0, u32::MAX as i64) as u32,
+            retention_ms: n("retention.ms"),
+            retention_bytes: n("retention.bytes"),
+            log_append_time: self
+                .topic_value(overrides, "message.timestamp.type")
+                .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime")),
+            flush_interval_messages: n("flush.messages").max(1) as u64,
+            flush_interval_ms: n("flush.ms"),
+        }
+    }
+}
+
+/// The environment variable that sets a property.
+pub fn env_name(property: &str) -> String {
+    format!("STROM_{}", property.to_ascii_uppercase().replace(['.', '-'], "_"))
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Array(items) => out.push((
+            prefix.to_string(),
+            items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// The text `strom server --help` shows after the flags: every property with its default.
+pub fn properties_help() -> String {
+    let mut s = String::from(
+        "Broker properties (set in the TOML file, with --set NAME=VALUE, or as STROM_NAME env vars):\n",
+    );
+    for d in BROKER_CONFIGS {
+        let default = if d.default.is_empty() { "\"\"" } else { d.default };
+        s.push_str(&format!("  {:<34} default {:<28} {}\n", d.name, default, d.doc));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_env_flags_and_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "\"num.partitions\" = 3\nlog.retention.hours = 2\nlog.dirs = \"/tmp/x\"\nauto.create.topics.enable = false\n",
+        )
+        .unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_file(&path).unwrap();
+        assert_eq!(c.get_i64("num.partitions"), 3);
+        assert_eq!(c.get_i64("log.retention.ms"), 7_200_000);
+        assert!(!c.get_bool("auto.create.topics.enable"));
+        assert_eq!(c.log_dir(), PathBuf::from("/tmp/x"));
+        assert!(matches!(c.set("no.such", "1"), Err(ConfigError::Unknown(_))));
+        assert!(matches!(c.set("num.partitions", "zero"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(c.set("log.message.timestamp.type", "Never"), Err(ConfigError::Invalid(_))));
+        assert_eq!(env_name("log.retention.ms"), "STROM_LOG_RETENTION_MS");
+    }
+
+    #[test]
+    fn topic_values_fall_back_to_broker_properties() {
+        let mut c = BrokerConfig::default();
+        c.set("log.retention.ms", "1000").unwrap();
+        let mut o = BTreeMap::new();
+        assert_eq!(c.topic_value(&o, "retention.ms").unwrap(), "1000");
+        o.insert("retention.ms".to_string(), "5".to_string());
+        assert_eq!(c.log_config(&o).retention_ms, 5);
+        assert_eq!(c.log_config(&o).max_message_bytes, 1_048_588);
+        assert!(c.topic_value(&o, "nope").is_none());
+    }
+}

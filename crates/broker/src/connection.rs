@@ -1,0 +1,128 @@
+//! One client connection: frames in, requests handled one at a time in arrival order (as
+//! Kafka does), responses out in the same order through a writer task, so that encoding and
+//! writing overlap with handling the next request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
+use strom_protocol::request::{decode_body, decode_header, peek_header};
+use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::Broker;
+use crate::handlers::api_versions;
+use crate::registry::{self, RequestContext};
+
+/// Responses waiting to be written; bounds the memory a slow reader can pin.
+const RESPONSE_QUEUE: usize = 16;
+
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+    let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
+    let decoder = FrameDecoder::new(max_frame);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSE_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if let Err(e) = wr.write_all(&buf).await {
+                tracing::debug!(%peer, error = %e, "write failed; closing connection");
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'conn: loop {
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                    break 'conn;
+                }
+            };
+            match handle_frame(&broker, peer, frame).await {
+                Ok(Some(out)) => {
+                    if tx.send(out).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    break 'conn;
+                }
+            }
+        }
+        if let Ok(Some(total)) = decoder.needed(&buf) {
+            buf.reserve(total.saturating_sub(buf.len()));
+        } else if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            n = rd.read_buf(&mut buf) => match n {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    break;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Handles one frame; `Ok(None)` means the request wants no response (Produce with acks=0).
+async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: bytes::Bytes) -> Result<Option<BytesMut>, String> {
+    let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
+    let Some(spec) = registry::spec(prefix.api_key) else {
+        return Err(format!("unsupported API key {} (correlation id {})", prefix.api_key, prefix.correlation_id));
+    };
+    if !registry::servable(spec, prefix.api_version) {
+        if spec.key == ApiKey::ApiVersions {
+            // A client newer than strom: answer in v0 with the versions strom has, so the client
+            // can retry with one of them.
+            let body = ResponseKind::ApiVersions(
+                ApiVersionsResponse::default()
+                    .with_error_code(error_code::UNSUPPORTED_VERSION)
+                    .with_api_keys(api_versions::api_list()),
+            );
+            return encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body)
+                .map(Some)
+                .map_err(|e| e.to_string());
+        }
+        return Err(format!(
+            "{:?} v{} is not supported (strom serves v{}-v{})",
+            spec.key,
+            prefix.api_version,
+            spec.min.max(spec.key.valid_versions().min),
+            spec.max
+        ));
+    }
+    let (api_key, header) = decode_header(&mut frame).map_err(|e| e.to_string())?;
+    let version = header.request_api_version;
+    let body = decode_body(api_key, version, &mut frame).map_err(|e| e.to_string())?;
+    let no_response = matches!(&body, RequestKind::Produce(p) if p.acks == 0);
+    let correlation_id = header.correlation_id;
+    let ctx = RequestContext {
+        header,
+        api_version: version,
+        peer,
+    };
+    let response = registry::dispatch(broker, &ctx, body)
+        .await
+        .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+    if no_response {
+        return Ok(None);
+    }
+    encode_response(api_key, version, correlation_id, &response)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}

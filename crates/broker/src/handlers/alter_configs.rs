@@ -1,0 +1,55 @@
+//! AlterConfigs (the legacy, whole-set form): the given configs replace all overrides.
+
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use strom_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::{RESOURCE_TOPIC, message};
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::topics::{self, ApiError};
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let _guard = broker.controller.lock().await;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let name = r.resource_name.as_str().to_string();
+            let outcome = if r.resource_type != RESOURCE_TOPIC {
+                Err(not_dynamic(r.resource_type))
+            } else {
+                let current = broker.image().topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                let mut changes: Vec<(String, Option<String>)> = r
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.as_str().to_string(), c.value.as_ref().map(|v| v.as_str().to_string())))
+                    .collect();
+                for k in current.keys() {
+                    if !changes.iter().any(|(n, _)| n == k) {
+                        changes.push((k.clone(), None));
+                    }
+                }
+                topics::alter_topic_configs(broker, &name, changes, req.validate_only)
+            };
+            let resp = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            match outcome {
+                Ok(()) => resp,
+                Err(e) => resp.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Broker configs are static in strom: set them in the config file and restart.
+pub fn not_dynamic(resource_type: i8) -> ApiError {
+    ApiError::new(
+        ec::INVALID_REQUEST,
+        format!("configs of resource type {resource_type} cannot be changed at run time; set broker properties in the config file"),
+    )
+}

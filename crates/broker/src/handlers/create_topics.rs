@@ -1,0 +1,76 @@
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use strom_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use strom_protocol::error_code as ec;
+
+use super::describe_configs::topic_config_entries;
+use super::message;
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::topics::{self, ApiError};
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let _guard = broker.controller.lock().await;
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> = req
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.as_str().to_string()))
+        .map(|t| t.name.as_str().to_string())
+        .collect();
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let mut result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        let outcome = if duplicates.contains(&name) {
+            Err(ApiError::new(ec::INVALID_REQUEST, format!("topic {name:?} appears more than once in the request")))
+        } else if !t.assignments.is_empty() {
+            Err(ApiError::new(
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                "manual replica assignment is not supported yet; give partitions and replication factor",
+            ))
+        } else {
+            let mut configs = BTreeMap::new();
+            for c in &t.configs {
+                if let Some(v) = &c.value {
+                    configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+                }
+            }
+            topics::create_topic(broker, &name, t.num_partitions, t.replication_factor as i32, configs.clone(), req.validate_only)
+                .map(|r| (r, configs))
+        };
+        match outcome {
+            Ok(((id, partitions, rf), overrides)) => {
+                let configs = topic_config_entries(broker, &overrides, None)
+                    .into_iter()
+                    .map(|e| {
+                        CreatableTopicConfigs::default()
+                            .with_name(e.name)
+                            .with_value(e.value)
+                            .with_read_only(e.read_only)
+                            .with_config_source(e.config_source)
+                            .with_is_sensitive(false)
+                    })
+                    .collect();
+                result = result
+                    .with_topic_id(if req.validate_only { Default::default() } else { id })
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf as i16)
+                    .with_configs(Some(configs));
+            }
+            Err(e) => {
+                result = result
+                    .with_error_code(e.code)
+                    .with_error_message(message(e.code, e.message))
+                    .with_topic_config_error_code(if e.code == ec::INVALID_CONFIG { e.code } else { 0 });
+            }
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}

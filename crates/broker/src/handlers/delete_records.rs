@@ -1,0 +1,47 @@
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use strom_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::storage_error_code;
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// DeleteRecords offset meaning "up to the high watermark".
+const HIGH_WATERMARK: i64 = -1;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(part) = broker.replicas.get(t.name.as_str(), p.partition_index) else {
+                        return result.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    let outcome = part.with_log(|l| {
+                        let target = if p.offset == HIGH_WATERMARK { l.log_end_offset() } else { p.offset };
+                        if target < 0 {
+                            return Err(None);
+                        }
+                        l.delete_records(target).map_err(Some)
+                    });
+                    match outcome {
+                        Ok(low) => result.with_low_watermark(low),
+                        Err(None) => result.with_error_code(ec::OFFSET_OUT_OF_RANGE),
+                        Err(Some(e)) => result.with_error_code(storage_error_code(&e)),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

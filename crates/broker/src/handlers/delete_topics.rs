@@ -1,0 +1,38 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::delete_topics_response::DeletableTopicResult;
+use strom_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use strom_protocol::str_bytes;
+
+use super::message;
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::topics;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let _guard = broker.controller.lock().await;
+    let targets: Vec<(Option<String>, Option<strom_metadata::Uuid>)> = if ctx.api_version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| match t.name {
+                Some(n) => (Some(n.as_str().to_string()), None),
+                None => (None, Some(t.topic_id)),
+            })
+            .collect()
+    } else {
+        req.topic_names.into_iter().map(|n| (Some(n.as_str().to_string()), None)).collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
+                .with_topic_id(id.unwrap_or_default());
+            match topics::delete_topic(broker, name.as_deref(), id) {
+                Ok((name, id)) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(id),
+                Err(e) => result.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,29 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use strom_protocol::str_bytes;
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = broker.image();
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_endpoint_type(req.endpoint_type)
+        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(i32::MIN)
+}

@@ -1,0 +1,147 @@
+//! Fetch: whole batches from each partition's log, long-polling until `min_bytes` are there or
+//! `max_wait_ms` has passed. Responses honour `max_bytes` for the whole response and
+//! `partition_max_bytes` per partition; the first batch is returned even when larger, so that a
+//! consumer always makes progress.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use strom_storage::StorageError;
+
+use super::storage_error_code;
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::replica_manager::Partition;
+
+/// One requested partition, resolved once.
+struct Wanted {
+    topic_index: usize,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    hosted: Result<Arc<Partition>, i16>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let by_id = ctx.api_version >= 13;
+    if ctx.api_version >= 7 && req.session_id != 0 {
+        // strom does not keep fetch sessions; a client that thinks it has one starts over.
+        return FetchResponse::default().with_error_code(ec::FETCH_SESSION_ID_NOT_FOUND);
+    }
+    let image = broker.image();
+    let mut topics_out = Vec::with_capacity(req.topics.len());
+    let mut wanted = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let info = if by_id {
+            image.topic_by_id(&t.topic_id)
+        } else {
+            image.topic(t.topic.as_str())
+        };
+        topics_out.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id));
+        for p in &t.partitions {
+            let hosted = match info {
+                None if by_id => Err(ec::UNKNOWN_TOPIC_ID),
+                None => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(info) => broker
+                    .replicas
+                    .get(&info.name, p.partition)
+                    .ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION),
+            };
+            wanted.push(Wanted {
+                topic_index: ti,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                hosted,
+            });
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as u64;
+    let max_bytes = if req.max_bytes <= 0 { i32::MAX as u64 } else { req.max_bytes as u64 };
+    let results = loop {
+        let notified = broker.replicas.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (results, total, any_error) = read_all(&wanted, max_bytes);
+        let now = Instant::now();
+        if total >= min_bytes || any_error || now >= deadline {
+            break results;
+        }
+        if tokio::time::timeout(deadline - now, notified).await.is_err() {
+            break read_all(&wanted, max_bytes).0;
+        }
+    };
+    for (w, data) in wanted.iter().zip(results) {
+        topics_out[w.topic_index].partitions.push(data);
+    }
+    FetchResponse::default()
+        .with_responses(topics_out)
+        .with_session_id(0)
+}
+
+/// Reads every wanted partition once; returns the partition data, the bytes read and whether any
+/// partition failed (an error answers at once, as Kafka does).
+fn read_all(wanted: &[Wanted], max_bytes: u64) -> (Vec<PartitionData>, u64, bool) {
+    let mut total = 0u64;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let base = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1));
+        let p = match &w.hosted {
+            Ok(p) => p,
+            Err(code) => {
+                any_error = true;
+                out.push(base.with_error_code(*code).with_records(Some(Bytes::new())));
+                continue;
+            }
+        };
+        let budget = (max_bytes.saturating_sub(total)).min(w.max_bytes.max(0) as u64) as u32;
+        let first = total == 0;
+        let read = p.with_log(|l| {
+            let hw = l.log_end_offset();
+            l.read(w.fetch_offset, budget, hw, first).map(|r| (r, hw))
+        });
+        match read.and_then(|(r, hw)| {
+            let mut data = Vec::with_capacity(r.total_bytes as usize);
+            for s in &r.slices {
+                data.extend_from_slice(&s.read_to_vec().map_err(StorageError::from)?);
+            }
+            Ok((r, hw, data))
+        }) {
+            Ok((r, hw, data)) => {
+                total += data.len() as u64;
+                out.push(
+                    base.with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_records(Some(Bytes::from(data))),
+                );
+            }
+            Err(e) => {
+                any_error = true;
+                let (hw, ls) = p.with_log(|l| (l.log_end_offset(), l.log_start_offset()));
+                if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fetch failed");
+                }
+                out.push(
+                    base.with_error_code(storage_error_code(&e))
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(ls)
+                        .with_records(Some(Bytes::new())),
+                );
+            }
+        }
+    }
+    (out, total, any_error)
+}

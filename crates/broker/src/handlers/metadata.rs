@@ -1,0 +1,112 @@
+use std::sync::Arc;
+
+use strom_metadata::{MetadataImage, TopicInfo};
+use strom_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::topics;
+
+/// Value of an authorized-operations field that was not asked for.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+    let mut image = broker.image();
+    // v0 asks for all topics with an empty list; later versions with a null one.
+    let wanted: Option<Vec<_>> = match req.topics {
+        Some(t) if t.is_empty() && ctx.api_version == 0 => None,
+        other => other,
+    };
+    let auto_create = broker.config.get_bool("auto.create.topics.enable")
+        && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    match wanted {
+        None => topics.extend(image.topics.values().map(|t| topic_entry(t, broker.node_id))),
+        Some(requested) => {
+            if auto_create {
+                let missing: Vec<String> = requested
+                    .iter()
+                    .filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_string()))
+                    .filter(|n| image.topic(n).is_none() && topics::validate_topic_name(n).is_ok())
+                    .collect();
+                if !missing.is_empty() {
+                    let _guard = broker.controller.lock().await;
+                    for name in missing {
+                        match topics::create_topic(broker, &name, -1, -1, Default::default(), false) {
+                            Ok(_) => {}
+                            Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => {}
+                            Err(e) => tracing::warn!(topic = %name, error = %e.message, "auto-create failed"),
+                        }
+                    }
+                    image = broker.image();
+                }
+            }
+            for t in requested {
+                let found = match &t.name {
+                    Some(n) => image.topic(n.as_str()),
+                    None => image.topic_by_id(&t.topic_id),
+                };
+                topics.push(match found {
+                    Some(info) => topic_entry(info, broker.node_id),
+                    None => missing_entry(t.name, t.topic_id),
+                });
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+fn missing_entry(name: Option<TopicName>, id: strom_metadata::Uuid) -> MetadataResponseTopic {
+    let code = match &name {
+        Some(n) if topics::validate_topic_name(n.as_str()).is_err() => ec::INVALID_TOPIC_EXCEPTION,
+        Some(_) => ec::UNKNOWN_TOPIC_OR_PARTITION,
+        None => ec::UNKNOWN_TOPIC_ID,
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name)
+        .with_topic_id(id)
+        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+fn topic_entry(t: &TopicInfo, _node_id: i32) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.partition)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(t.name.clone()))))
+        .with_topic_id(t.topic_id)
+        .with_is_internal(t.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}

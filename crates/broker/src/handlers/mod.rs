@@ -1,0 +1,41 @@
+//! One module per API. Each exposes `handle(broker, ctx, request) -> response`, registered in
+//! [`crate::registry`].
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use strom_protocol::{StrBytes, error_code as ec, str_bytes};
+use strom_storage::StorageError;
+
+/// The Kafka error code a client sees for a storage failure.
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    match e {
+        StorageError::CorruptRecord(_) => ec::CORRUPT_MESSAGE,
+        StorageError::InvalidRecord(_) => ec::INVALID_RECORD,
+        StorageError::MessageTooLarge { .. } => ec::MESSAGE_TOO_LARGE,
+        StorageError::UnsupportedMagic(_) => ec::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        StorageError::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
+        _ => ec::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// An optional message for a response's error_message field.
+pub fn message(code: i16, text: String) -> Option<StrBytes> {
+    (code != ec::NONE).then(|| str_bytes(text))
+}
+
+/// Resource types of the config APIs.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;

@@ -1,0 +1,90 @@
+//! The API registry: the one list of implemented APIs and their versions. It dispatches
+//! requests and it is what ApiVersions answers with, so the two can never disagree.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strom_protocol::messages::RequestHeader;
+use strom_protocol::{ApiKey, RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// An implemented API and the versions strom advertises for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+/// What a handler knows of the request besides its body.
+pub struct RequestContext {
+    pub header: RequestHeader,
+    pub api_version: i16,
+    pub peer: SocketAddr,
+}
+
+macro_rules! registry {
+    ($( $variant:ident $min:literal ..= $max:literal => $handler:path; )*) => {
+        /// Every implemented API with its advertised version range.
+        pub const APIS: &[ApiSpec] = &[
+            $( ApiSpec { key: ApiKey::$variant, min: $min, max: $max }, )*
+        ];
+
+        /// Runs the handler of a decoded request.
+        pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
+            match body {
+                $( RequestKind::$variant(req) => Some(ResponseKind::$variant($handler(broker, ctx, req).await)), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+registry! {
+    Produce 0..=12 => handlers::produce::handle;
+    Fetch 4..=16 => handlers::fetch::handle;
+    ListOffsets 1..=9 => handlers::list_offsets::handle;
+    Metadata 0..=12 => handlers::metadata::handle;
+    ApiVersions 0..=4 => handlers::api_versions::handle;
+    CreateTopics 2..=7 => handlers::create_topics::handle;
+    DeleteTopics 1..=6 => handlers::delete_topics::handle;
+    DeleteRecords 0..=2 => handlers::delete_records::handle;
+    DescribeConfigs 1..=4 => handlers::describe_configs::handle;
+    AlterConfigs 0..=2 => handlers::alter_configs::handle;
+    DescribeLogDirs 1..=4 => handlers::describe_log_dirs::handle;
+    CreatePartitions 0..=3 => handlers::create_partitions::handle;
+    IncrementalAlterConfigs 0..=1 => handlers::incremental_alter_configs::handle;
+    DescribeCluster 0..=1 => handlers::describe_cluster::handle;
+}
+
+/// The advertised range of an API, if strom implements it.
+pub fn spec(api_key: i16) -> Option<&'static ApiSpec> {
+    APIS.iter().find(|s| s.key as i16 == api_key)
+}
+
+/// Whether strom can decode this version: inside the advertised range and inside what the
+/// codec understands (Produce v0-v2 are advertised for old clients' version probing but, as in
+/// Kafka 4, not served).
+pub fn servable(spec: &ApiSpec, version: i16) -> bool {
+    let codec = spec.key.valid_versions();
+    version >= spec.min.max(codec.min) && version <= spec.max.min(codec.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_fit_the_codec() {
+        for s in APIS {
+            let codec = s.key.valid_versions();
+            assert!(s.max <= codec.max, "{:?} advertises v{} beyond the codec", s.key, s.max);
+            assert!(s.min <= s.max);
+            if s.key != ApiKey::Produce {
+                assert!(s.min >= codec.min, "{:?} advertises v{} below the codec", s.key, s.min);
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The partitions this broker hosts and their logs.
+//!
+//! The replica manager follows the metadata image: [`ReplicaManager::reconcile`] opens a log for
+//! every partition the image places on this broker, applies config changes, and deletes the logs
+//! of partitions that left the image. Appends wake fetches that wait for data.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use strom_metadata::{MetadataImage, Uuid};
+use strom_storage::{Log, LogConfig, StorageError};
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// One hosted partition.
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+    log: Mutex<Log>,
+}
+
+impl Partition {
+    /// Runs `f` with the log locked. Appends and reads hold the lock only for the file work.
+    pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut log)
+    }
+
+    /// On a single node every acknowledged write is replicated, so the high watermark is the
+    /// log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.with_log(|l| l.log_end_offset())
+    }
+}
+
+type Key = (String, i32);
+
+pub struct ReplicaManager {
+    node_id: i32,
+    data_dir: PathBuf,
+    partitions: RwLock<HashMap<Key, Arc<Partition>>>,
+    /// Woken on every append, so that waiting fetches look again.
+    pub appended: Notify,
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, data_dir: &Path) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.to_path_buf(),
+            partitions: RwLock::new(HashMap::new()),
+            appended: Notify::new(),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Brings the hosted partitions in line with the image.
+    pub fn reconcile(&self, image: &MetadataImage, config: &BrokerConfig, now_ms: i64) -> Result<(), StorageError> {
+        let mut wanted: HashMap<Key, (Uuid, i32, LogConfig)> = HashMap::new();
+        for topic in image.topics.values() {
+            let log_config = config.log_config(&topic.configs);
+            for p in &topic.partitions {
+                if p.replicas.contains(&self.node_id) {
+                    wanted.insert(
+                        (topic.name.clone(), p.partition),
+                        (topic.topic_id, p.leader_epoch, log_config.clone()),
+                    );
+                }
+            }
+        }
+        let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        // Drop partitions that left the image, or whose topic was recreated under a new id.
+        let gone: Vec<Key> = parts
+            .iter()
+            .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(p) = parts.remove(&key) {
+                let dir = p.with_log(|l| l.dir().to_path_buf());
+                remove_partition_dir(&dir, &p.topic_id);
+            }
+        }
+        for (key, (topic_id, leader_epoch, log_config)) in wanted {
+            match parts.get(&key) {
+                Some(p) => {
+                    p.with_log(|l| l.update_config(log_config));
+                }
+                None => {
+                    let dir = self.partition_dir(&key.0, key.1);
+                    claim_dir(&dir, &topic_id)?;
+                    let log = Log::open(&dir, log_config, now_ms)?;
+                    tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
+                    parts.insert(
+                        key.clone(),
+                        Arc::new(Partition {
+                            topic: key.0.clone(),
+                            topic_id,
+                            index: key.1,
+                            leader_epoch,
+                            log: Mutex::new(log),
+                        }),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes directories in the data dir that belong to no hosted partition: the remains of
+    /// deletions interrupted by a crash.
+    pub fn remove_strays(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return };
+        let hosted: Vec<PathBuf> = self.all().iter().map(|p| p.with_log(|l| l.dir().to_path_buf())).collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let looks_like_partition = name
+                .rsplit_once('-')
+                .is_some_and(|(_, n)| n.parse::<u32>().is_ok() || n == "delete");
+            if path.is_dir() && looks_like_partition && !name.starts_with("__cluster_metadata") && !hosted.contains(&path) {
+                tracing::info!(dir = %path.display(), "removing log directory of a deleted partition");
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove stray log directory");
+                }
+            }
+        }
+    }
+}
+
+/// Makes sure `dir` holds the log of `topic_id`: a directory left by an earlier topic of the same
+/// name is cleared first.
+fn claim_dir(dir: &Path, topic_id: &Uuid) -> Result<(), StorageError> {
+    let marker = dir.join(PARTITION_METADATA);
+    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+    match std::fs::read_to_string(&marker) {
+        Ok(s) if s == expected => return Ok(()),
+        Ok(_) => {
+            tracing::info!(dir = %dir.display(), "log directory belongs to an older topic of the same name; clearing it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+    std::fs::write(&tmp, expected)?;
+    std::fs::rename(&tmp, &marker)?;
+    Ok(())
+}
+
+/// Renames a deleted partition's directory out of the way at once, then removes it.
+fn remove_partition_dir(dir: &Path, topic_id: &Uuid) {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let doomed = dir.with_file_name(format!("{name}.{}-delete", topic_id.simple()));
+    let target = match std::fs::rename(dir, &doomed) {
+        Ok(()) => doomed,
+        Err(_) => dir.to_path_buf(),
+    };
+    if let Err(e) = std::fs::remove_dir_all(&target) {
+        tracing::warn!(dir = %target.display(), error = %e, "cannot remove deleted partition's directory");
+    }
+}

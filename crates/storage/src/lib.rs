@@ -1,0 +1,19 @@
+//! The partition log of strom.
+//!
+//! A partition is a directory of segments. Each segment is a `.log` file holding RecordBatch v2
+//! bytes exactly as the producer sent them (with base offset, leader epoch and, where configured,
+//! LogAppendTime patched in place), a sparse `.index` (relative offset -> file position) and a
+//! sparse `.timeindex` (max timestamp so far -> relative offset). Files are named by their base
+//! offset, zero-padded to 20 digits. This crate knows nothing of the network or Kafka APIs: it
+//! only knows the RecordBatch layout.
+
+pub mod batch;
+mod error;
+mod index;
+pub mod log;
+mod segment;
+pub mod testutil;
+
+pub use batch::{BATCH_HEADER_SIZE, BatchHeader};
+pub use error::StorageError;
+pub use log::{AppendInfo, FileSlice, Log, LogConfig, ReadInfo};

@@ -1,0 +1,648 @@
+//! `Log`: one partition's log on disk, a directory of segments.
+//!
+//! Offsets are dense and strictly increasing across segments; the log end offset (LEO) is the
+//! last offset + 1. The log start offset may sit inside the first segment; it is persisted in
+//! the `log-start-offset` checkpoint file whenever `delete_records`, retention or truncation
+//! move it.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::StorageError;
+use crate::batch::{self, BatchHeader};
+use crate::segment::{
+    ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, READ_CHUNK, Segment, TIME_INDEX_SUFFIX, segment_path,
+};
+
+/// Name of the log start offset checkpoint file in a partition directory.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset";
+
+/// File suffixes left behind by interrupted operations; removed on open.
+const STRAY_SUFFIXES: [&str; 4] = [".tmp", ".deleted", ".cleaned", ".swap"];
+
+/// Per-partition log settings, named after Kafka's topic configs, with Kafka's defaults.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// segment.bytes
+    pub segment_bytes: u64,
+    /// segment.ms
+    pub segment_ms: i64,
+    /// index.interval.bytes
+    pub index_interval_bytes: u32,
+    /// max.message.bytes
+    pub max_message_bytes: u32,
+    /// retention.ms; -1 = unlimited
+    pub retention_ms: i64,
+    /// retention.bytes; -1 = unlimited
+    pub retention_bytes: i64,
+    /// message.timestamp.type=LogAppendTime
+    pub log_append_time: bool,
+    /// flush.messages (log.flush.interval.messages)
+    pub flush_interval_messages: u64,
+    /// flush.ms (log.flush.interval.ms)
+    pub flush_interval_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1_073_741_824,
+            segment_ms: 604_800_000,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            log_append_time: false,
+            flush_interval_messages: i64::MAX as u64,
+            flush_interval_ms: i64::MAX,
+        }
+    }
+}
+
+/// Result of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker time stamped into the batches, or -1 for CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub record_count: i64,
+    /// Largest batch max timestamp among the appended batches.
+    pub max_timestamp: i64,
+}
+
+/// A region of a segment file to be sent to a consumer. Cheap to clone; the `Arc` keeps the
+/// file open even if retention deletes the segment meanwhile.
+#[derive(Clone, Debug)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u32,
+}
+
+impl FileSlice {
+    /// Copies the region into memory (for TLS connections and tests; plaintext uses sendfile).
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf)
+    }
+}
+
+/// Result of a read: whole batches, in offset order, possibly spanning segments.
+#[derive(Clone, Debug)]
+pub struct ReadInfo {
+    pub slices: Vec<FileSlice>,
+    pub total_bytes: u64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl ReadInfo {
+    /// Concatenates the slices into memory.
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.total_bytes as usize);
+        for slice in &self.slices {
+            out.extend(slice.read_to_vec()?);
+        }
+        Ok(out)
+    }
+}
+
+/// One partition's log.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_exists(&segment_path(dir, base_offset, suffix))?;
+    }
+    Ok(())
+}
+
+/// Base offset from a segment file name (`<20 digits>.<suffix>`).
+fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+impl Log {
+    /// Opens (creating if missing) the log in `dir` and recovers it: torn tails are truncated,
+    /// inconsistent indexes rebuilt, leftovers of interrupted operations removed.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
+        fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        let mut index_bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if STRAY_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+                tracing::info!(dir = %dir.display(), file = name, "removing leftover file");
+                remove_if_exists(&entry.path())?;
+            } else if let Some(base) = parse_base_offset(name, LOG_SUFFIX) {
+                bases.push(base);
+            } else if let Some(base) = parse_base_offset(name, INDEX_SUFFIX)
+                .or_else(|| parse_base_offset(name, TIME_INDEX_SUFFIX))
+            {
+                index_bases.push((base, entry.path()));
+            }
+        }
+        bases.sort_unstable();
+        for (base, path) in index_bases {
+            if bases.binary_search(&base).is_err() {
+                remove_if_exists(&path)?;
+            }
+        }
+        let checkpoint = read_checkpoint(dir)?;
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (segment, truncated) =
+                Segment::open(dir, base, active, config.index_interval_bytes, now_ms)?;
+            if let Some(t) = truncated {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    base_offset = base,
+                    bytes_dropped = t.bytes_dropped,
+                    reason = %t.reason,
+                    "truncated torn or corrupt segment tail during recovery"
+                );
+            }
+            if let Some(prev) = segments.last()
+                && prev.next_offset != segment.base_offset
+            {
+                // Offsets must stay dense: everything after a hole is unreachable.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    expected = prev.next_offset,
+                    found = segment.base_offset,
+                    "offset discontinuity between segments; deleting the later segments"
+                );
+                segment.delete_files()?;
+                for &later in &bases[i + 1..] {
+                    remove_segment_files(dir, later)?;
+                }
+                break;
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            let base = checkpoint.unwrap_or(0).max(0);
+            segments.push(Segment::create(dir, base, now_ms)?);
+        }
+        let first_base = segments[0].base_offset;
+        let log_end = segments[segments.len() - 1].next_offset;
+        let log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, log_end);
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+        };
+        if checkpoint.is_some_and(|c| c != log_start_offset) {
+            log.write_checkpoint()?;
+        }
+        tracing::debug!(
+            dir = %dir.display(),
+            log_start_offset,
+            log_end_offset = log_end,
+            segments = log.segments.len(),
+            "opened log"
+        );
+        Ok(log)
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets
+    /// from the log end offset, stamps `leader_epoch` (and LogAppendTime if configured) into
+    /// the buffer in place, and appends it to the active segment.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let headers = batch::validate_batches(records, self.config.max_message_bytes)?;
+        let offset_span: i64 = headers
+            .iter()
+            .map(|h| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        if self.should_roll(records.len() as u64, offset_span, now_ms) {
+            self.roll(now_ms)?;
+        }
+
+        let base_offset = self.log_end_offset();
+        let mut next_offset = base_offset;
+        let mut patched: Vec<(u64, BatchHeader)> = Vec::with_capacity(headers.len());
+        let mut pos = 0usize;
+        let mut record_count = 0i64;
+        let mut max_timestamp = i64::MIN;
+        for header in &headers {
+            let total = header.total_size();
+            let bytes = &mut records[pos..pos + total];
+            batch::patch_base_offset(bytes, next_offset);
+            batch::patch_leader_epoch(bytes, leader_epoch);
+            if self.config.log_append_time {
+                batch::patch_log_append_time(bytes, now_ms);
+            }
+            let header = BatchHeader::parse(bytes)?;
+            record_count += i64::from(header.records_count);
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            next_offset = header.last_offset() + 1;
+            patched.push((pos as u64, header));
+            pos += total;
+        }
+
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        if active.is_empty() {
+            active.created_ms = now_ms;
+        }
+        let write_pos = active.write(records)?;
+        for (rel_pos, header) in &patched {
+            active.on_appended(header, write_pos + rel_pos, interval);
+        }
+        assert_eq!(
+            active.next_offset, next_offset,
+            "log end offset must be the last appended offset + 1"
+        );
+        assert!(next_offset > base_offset, "offsets must strictly increase");
+
+        self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as u64);
+        if self.unflushed_messages >= self.config.flush_interval_messages {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: if self.config.log_append_time {
+                now_ms
+            } else {
+                -1
+            },
+            log_start_offset: self.log_start_offset,
+            record_count,
+            max_timestamp,
+        })
+    }
+
+    /// Whether appending `bytes` bytes spanning `offset_span` offsets needs a new segment.
+    fn should_roll(&self, bytes: u64, offset_span: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let new_size = active.size + bytes;
+        new_size > self.config.segment_bytes
+            // File positions in the offset index are u32.
+            || new_size > u64::from(u32::MAX)
+            || now_ms.saturating_sub(active.created_ms) > self.config.segment_ms
+            // Relative offsets in the indexes must fit.
+            || active.next_offset + offset_span - 1 - active.base_offset > i64::from(i32::MAX)
+    }
+
+    /// Reads whole batches starting with the one containing `fetch_offset`, up to `max_bytes`
+    /// (at least one batch if `min_one_batch`), only batches entirely below `max_offset`.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: u32,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, StorageError> {
+        let log_end_offset = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > log_end_offset {
+            return Err(self.out_of_range(fetch_offset));
+        }
+        let mut info = ReadInfo {
+            slices: Vec::new(),
+            total_bytes: 0,
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        };
+        if fetch_offset == log_end_offset || fetch_offset >= max_offset {
+            return Ok(info);
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= fetch_offset)
+            .saturating_sub(1);
+        'segments: for segment in &self.segments[first..] {
+            let Some((start, _)) = segment.find_batch(fetch_offset)? else {
+                continue;
+            };
+            let mut reader = ChunkReader::new(&segment.log, segment.size, READ_CHUNK);
+            let mut pos = start;
+            let mut done = false;
+            while pos < segment.size {
+                let header = reader.header_at(pos)?;
+                if header.last_offset() >= max_offset {
+                    done = true;
+                    break;
+                }
+                let total = header.total_size() as u64;
+                if info.total_bytes + total > u64::from(max_bytes) {
+                    if info.total_bytes == 0 && min_one_batch {
+                        pos += total;
+                        info.total_bytes += total;
+                    }
+                    done = true;
+                    break;
+                }
+                pos += total;
+                info.total_bytes += total;
+            }
+            if pos > start {
+                info.slices.push(FileSlice {
+                    file: Arc::clone(&segment.log),
+                    position: start,
+                    len: (pos - start) as u32,
+                });
+            }
+            if done {
+                break 'segments;
+            }
+        }
+        Ok(info)
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start: self.log_start_offset,
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// The first record at or after the log start offset whose timestamp is >= `timestamp_ms`:
+    /// (offset, timestamp). Exact for uncompressed CreateTime batches; for compressed or
+    /// LogAppendTime batches, the batch base offset (clamped to the log start offset) and the
+    /// batch max timestamp. `None` if no record is that recent. The special ListOffsets
+    /// timestamps (-1 latest, -2 earliest, -3 max) are the caller's business.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        for segment in &self.segments {
+            if segment.next_offset <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = segment.find_by_timestamp(timestamp_ms, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (offset, timestamp) of the largest timestamp in the log, at batch granularity: the last
+    /// offset of the first batch carrying the largest max timestamp. `None` if the log is empty.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut best: Option<(i64, i64)> = None;
+        for segment in &self.segments {
+            if segment.next_offset <= self.log_start_offset {
+                continue;
+            }
+            if let Some((ts, offset)) = segment.max_timestamp
+                && best.is_none_or(|(_, best_ts)| ts > best_ts)
+            {
+                best = Some((offset.max(self.log_start_offset), ts));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Moves the log start offset up to `offset` (never down) and deletes the segments
+    /// entirely below it. Returns the new log start offset.
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64, StorageError> {
+        if offset < 0 || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            while self.segments.len() > 1 && self.segments[1].base_offset <= offset {
+                self.segments.remove(0).delete_files()?;
+            }
+            self.write_checkpoint()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes the oldest segments past retention.ms or retention.bytes. The active segment is
+    /// never deleted by size; when it is entirely expired by time it is rolled first so that its
+    /// data can go. Returns the number of segments deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut deleted = 0usize;
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            let expired = self
+                .segments
+                .iter()
+                .take_while(|s| {
+                    s.max_timestamp
+                        .is_some_and(|(ts, _)| now_ms.saturating_sub(ts) > retention_ms)
+                })
+                .count();
+            if expired == self.segments.len() {
+                self.roll(now_ms)?;
+            }
+            for segment in self.segments.drain(..expired).collect::<Vec<_>>() {
+                segment.delete_files()?;
+                deleted += 1;
+            }
+        }
+        let retention_bytes = self.config.retention_bytes;
+        if retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - retention_bytes;
+            while self.segments.len() > 1 && excess - self.segments[0].size as i64 >= 0 {
+                excess -= self.segments[0].size as i64;
+                self.segments.remove(0).delete_files()?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            let first_base = self.segments[0].base_offset;
+            if first_base > self.log_start_offset {
+                self.log_start_offset = first_base;
+                self.write_checkpoint()?;
+            }
+            tracing::debug!(
+                dir = %self.dir.display(),
+                deleted,
+                log_start_offset = self.log_start_offset,
+                "retention deleted segments"
+            );
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes if flush.ms has passed since the last flush.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms {
+            if self.unflushed_messages > 0 {
+                self.flush()?;
+            }
+            self.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (inactive segments were synced when rolled).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        Ok(())
+    }
+
+    /// Drops every batch containing an offset >= `offset` (whole batches: the log end offset
+    /// becomes the base offset of the first dropped batch). Below the log start offset, the log
+    /// is emptied and restarts at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            let start = offset.max(0);
+            for segment in self.segments.drain(..).collect::<Vec<_>>() {
+                segment.delete_files()?;
+            }
+            // The creation time of an empty segment is reset by its first append.
+            let segment = Segment::create(&self.dir, start, self.last_flush_ms)?;
+            self.segments.push(segment);
+            self.log_start_offset = start;
+            self.write_checkpoint()?;
+            return Ok(());
+        }
+        while self.segments.len() > 1 && self.active().base_offset > offset {
+            if let Some(segment) = self.segments.pop() {
+                segment.delete_files()?;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().truncate_to(offset, interval)?;
+        let log_end = self.log_end_offset();
+        if self.log_start_offset > log_end {
+            self.log_start_offset = log_end;
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset, unless the active one is empty.
+    pub fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.active_mut().seal()?;
+        let base = self.log_end_offset();
+        let segment = Segment::create(&self.dir, base, now_ms)?;
+        self.segments.push(segment);
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    pub fn update_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the partition directory and everything in it.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// Writes the log start offset checkpoint atomically (temp file, fsync, rename).
+    fn write_checkpoint(&self) -> Result<(), StorageError> {
+        let path = self.dir.join(LOG_START_OFFSET_CHECKPOINT);
+        let tmp = self.dir.join(format!("{LOG_START_OFFSET_CHECKPOINT}.tmp"));
+        {
+            let mut file = File::create(&tmp)?;
+            writeln!(file, "{}", self.log_start_offset)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+fn read_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(LOG_START_OFFSET_CHECKPOINT);
+    match fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<i64>() {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "ignoring malformed log start offset checkpoint");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,639 @@
+//! One segment of a partition log: a `.log` file of batches plus its two sparse indexes.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::StorageError;
+use crate::batch::{self, BATCH_HEADER_SIZE, BatchHeader, LOG_OVERHEAD, MAGIC_V2};
+use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// Read-ahead when scanning batch headers to serve a fetch.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// Read-ahead when scanning whole batches (recovery).
+const SCAN_CHUNK: usize = 256 * 1024;
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`.
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Buffered positional reads over a segment file, up to `end`.
+pub(crate) struct ChunkReader<'a> {
+    file: &'a File,
+    end: u64,
+    chunk: usize,
+    buf: Vec<u8>,
+    buf_pos: u64,
+}
+
+impl<'a> ChunkReader<'a> {
+    pub fn new(file: &'a File, end: u64, chunk: usize) -> Self {
+        ChunkReader {
+            file,
+            end,
+            chunk,
+            buf: Vec::new(),
+            buf_pos: 0,
+        }
+    }
+
+    /// The bytes `[pos, pos + len)`, or `None` if they extend past `end`.
+    pub fn get(&mut self, pos: u64, len: usize) -> io::Result<Option<&[u8]>> {
+        if pos.saturating_add(len as u64) > self.end {
+            return Ok(None);
+        }
+        let buffered_end = self.buf_pos + self.buf.len() as u64;
+        if pos < self.buf_pos || pos + len as u64 > buffered_end {
+            let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.buf_pos = pos;
+        }
+        let start = (pos - self.buf_pos) as usize;
+        Ok(Some(&self.buf[start..start + len]))
+    }
+
+    /// Reads and sanity-checks the header of the batch at `pos` (magic, length, fits before
+    /// `end`). Does not check the CRC.
+    pub fn header_at(&mut self, pos: u64) -> Result<BatchHeader, StorageError> {
+        let bytes = self.get(pos, BATCH_HEADER_SIZE)?.ok_or_else(|| {
+            StorageError::CorruptRecord(format!("short batch header at position {pos}"))
+        })?;
+        let header = BatchHeader::parse(bytes)?;
+        if header.magic != MAGIC_V2 {
+            return Err(StorageError::CorruptRecord(format!(
+                "magic {} at position {pos}",
+                header.magic
+            )));
+        }
+        if (header.batch_length as i64) < (BATCH_HEADER_SIZE - LOG_OVERHEAD) as i64
+            || header.last_offset_delta < 0
+        {
+            return Err(StorageError::CorruptRecord(format!(
+                "bad batch length {} or offset delta {} at position {pos}",
+                header.batch_length, header.last_offset_delta
+            )));
+        }
+        if pos + header.total_size() as u64 > self.end {
+            return Err(StorageError::CorruptRecord(format!(
+                "batch of {} bytes at position {pos} runs past the end {}",
+                header.total_size(),
+                self.end
+            )));
+        }
+        Ok(header)
+    }
+}
+
+/// Index bookkeeping for one batch appended at `pos`, shared by append and recovery so both
+/// produce identical indexes: an offset index entry once more than `interval` bytes were
+/// written since the last one, and a time index entry with it when the max timestamp grew.
+#[allow(clippy::too_many_arguments)]
+fn index_batch(
+    bytes_since_last_index: &mut u64,
+    max_timestamp: &mut Option<(i64, i64)>,
+    last_time_entry: Option<i64>,
+    interval: u32,
+    base_offset: i64,
+    header: &BatchHeader,
+    pos: u64,
+) -> (Option<OffsetEntry>, Option<TimeEntry>) {
+    if max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
+        *max_timestamp = Some((header.max_timestamp, header.last_offset()));
+    }
+    let mut entries = (None, None);
+    if *bytes_since_last_index > u64::from(interval) {
+        entries.0 = Some(OffsetEntry {
+            rel_offset: (header.base_offset - base_offset) as u32,
+            position: pos as u32,
+        });
+        if let Some((ts, offset)) = *max_timestamp
+            && last_time_entry.is_none_or(|last| ts > last)
+        {
+            entries.1 = Some(TimeEntry {
+                timestamp: ts,
+                rel_offset: (offset - base_offset) as u32,
+            });
+        }
+        *bytes_since_last_index = 0;
+    }
+    *bytes_since_last_index += header.total_size() as u64;
+    entries
+}
+
+/// Result of scanning batches of a segment file.
+struct Scan {
+    /// Bytes up to the end of the last valid batch.
+    valid_size: u64,
+    next_offset: i64,
+    index: Vec<OffsetEntry>,
+    time_index: Vec<TimeEntry>,
+    max_timestamp: Option<(i64, i64)>,
+    bytes_since_last_index: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    corruption: Option<String>,
+}
+
+/// Scans whole batches from `start_pos` (expected to hold `start_offset`) to `file_len`,
+/// validating each (header, CRC, dense offsets). With `build_index`, produces the index
+/// entries the batches would have got when appended.
+fn scan(
+    file: &File,
+    file_len: u64,
+    base_offset: i64,
+    start_pos: u64,
+    start_offset: i64,
+    interval: u32,
+    build_index: bool,
+) -> io::Result<Scan> {
+    let mut out = Scan {
+        valid_size: start_pos,
+        next_offset: start_offset,
+        index: Vec::new(),
+        time_index: Vec::new(),
+        max_timestamp: None,
+        bytes_since_last_index: 0,
+        corruption: None,
+    };
+    let mut reader = ChunkReader::new(file, file_len, SCAN_CHUNK);
+    let mut pos = start_pos;
+    while pos < file_len {
+        let header = match reader.header_at(pos) {
+            Ok(h) => h,
+            Err(StorageError::Io(e)) => return Err(e),
+            Err(e) => {
+                out.corruption = Some(e.to_string());
+                break;
+            }
+        };
+        let total = header.total_size();
+        let Some(bytes) = reader.get(pos, total)? else {
+            out.corruption = Some(format!("short batch at position {pos}"));
+            break;
+        };
+        if let Err(e) = batch::check_batch_frame(bytes) {
+            out.corruption = Some(format!("at position {pos}: {e}"));
+            break;
+        }
+        if header.base_offset != out.next_offset {
+            out.corruption = Some(format!(
+                "batch at position {pos} has base offset {}, expected {}",
+                header.base_offset, out.next_offset
+            ));
+            break;
+        }
+        if header.last_offset() - base_offset > i64::from(u32::MAX) {
+            out.corruption = Some(format!(
+                "offset {} too far from segment base",
+                header.last_offset()
+            ));
+            break;
+        }
+        let last_time = out.time_index.last().map(|e| e.timestamp);
+        let (entry, time_entry) = index_batch(
+            &mut out.bytes_since_last_index,
+            &mut out.max_timestamp,
+            last_time,
+            interval,
+            base_offset,
+            &header,
+            pos,
+        );
+        if build_index {
+            out.index.extend(entry);
+            out.time_index.extend(time_entry);
+        }
+        pos += total as u64;
+        out.valid_size = pos;
+        out.next_offset = header.last_offset() + 1;
+    }
+    Ok(out)
+}
+
+fn larger_timestamp(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// What recovery learned about a segment that it had to truncate.
+pub(crate) struct Truncated {
+    pub reason: String,
+    pub bytes_dropped: u64,
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log: Arc<File>,
+    log_path: PathBuf,
+    /// Bytes of valid batches in the file.
+    pub size: u64,
+    /// Offset after the last batch (= base offset when empty).
+    pub next_offset: i64,
+    pub index: IndexFile<OffsetEntry>,
+    pub time_index: IndexFile<TimeEntry>,
+    /// (largest batch max timestamp, last offset of that batch).
+    pub max_timestamp: Option<(i64, i64)>,
+    bytes_since_last_index: u64,
+    /// Wall-clock time of the first append (or of opening), for segment.ms.
+    pub created_ms: i64,
+}
+
+impl Segment {
+    /// Creates a new empty segment, replacing any files of the same name.
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment, StorageError> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        let index = IndexFile::open_with(
+            &segment_path(dir, base_offset, INDEX_SUFFIX),
+            Vec::new(),
+            None,
+        )?;
+        let time_index = IndexFile::open_with(
+            &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
+            Vec::new(),
+            None,
+        )?;
+        Ok(Segment {
+            base_offset,
+            log: Arc::new(file),
+            log_path,
+            size: 0,
+            next_offset: base_offset,
+            index,
+            time_index,
+            max_timestamp: None,
+            bytes_since_last_index: 0,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. The active segment (`active`) is always scanned in full; an
+    /// older one is trusted when its indexes are present and consistent (only the tail after the
+    /// last index entry is scanned), and scanned in full otherwise. A torn or corrupt tail is
+    /// truncated; indexes are rebuilt when they disagree with the log.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        active: bool,
+        interval: u32,
+        now_ms: i64,
+    ) -> Result<(Segment, Option<Truncated>), StorageError> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
+        let time_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
+        let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
+        let file_len = file.metadata()?.len();
+        let index_on_disk = IndexFile::<OffsetEntry>::read_entries(&index_path)?;
+        let time_on_disk = IndexFile::<TimeEntry>::read_entries(&time_path)?;
+
+        let trusted = if active {
+            None
+        } else {
+            Self::load_trusted(
+                &file,
+                file_len,
+                base_offset,
+                index_on_disk.as_deref(),
+                time_on_disk.as_deref(),
+                interval,
+            )?
+        };
+        let (loaded, truncated) = match trusted {
+            Some(loaded) => (loaded, None),
+            None => {
+                let full = scan(&file, file_len, base_offset, 0, base_offset, interval, true)?;
+                let truncated = match &full.corruption {
+                    Some(reason) => {
+                        file.set_len(full.valid_size)?;
+                        file.sync_all()?;
+                        Some(Truncated {
+                            reason: reason.clone(),
+                            bytes_dropped: file_len - full.valid_size,
+                        })
+                    }
+                    None => None,
+                };
+                (full, truncated)
+            }
+        };
+        let Scan {
+            valid_size,
+            next_offset,
+            index,
+            mut time_index,
+            max_timestamp,
+            bytes_since_last_index,
+            ..
+        } = loaded;
+        if !active {
+            // An inactive segment ends with a time index entry for its max timestamp (see roll).
+            push_final_time_entry(&mut time_index, max_timestamp, base_offset);
+        }
+        let index = IndexFile::open_with(&index_path, index, index_on_disk.as_deref())?;
+        let time_index = IndexFile::open_with(&time_path, time_index, time_on_disk.as_deref())?;
+        Ok((
+            Segment {
+                base_offset,
+                log: Arc::new(file),
+                log_path,
+                size: valid_size,
+                next_offset,
+                index,
+                time_index,
+                max_timestamp,
+                bytes_since_last_index,
+                created_ms: now_ms,
+            },
+            truncated,
+        ))
+    }
+
+    /// Loads an inactive segment from its indexes, scanning only the batches from the last offset
+    /// index entry on. `None` when the indexes are missing or inconsistent with the log.
+    fn load_trusted(
+        file: &File,
+        file_len: u64,
+        base_offset: i64,
+        index: Option<&[OffsetEntry]>,
+        time_index: Option<&[TimeEntry]>,
+        interval: u32,
+    ) -> io::Result<Option<Scan>> {
+        let (Some(index), Some(time_index)) = (index, time_index) else {
+            return Ok(None);
+        };
+        let increasing = index
+            .windows(2)
+            .all(|w| w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position);
+        if !increasing
+            || index
+                .last()
+                .is_some_and(|e| u64::from(e.position) >= file_len)
+        {
+            return Ok(None);
+        }
+        let (start_pos, start_offset) = index.last().map_or((0, base_offset), |e| {
+            (u64::from(e.position), base_offset + i64::from(e.rel_offset))
+        });
+        let mut tail = scan(
+            file,
+            file_len,
+            base_offset,
+            start_pos,
+            start_offset,
+            interval,
+            false,
+        )?;
+        if tail.corruption.is_some() {
+            return Ok(None);
+        }
+        let time_ok = time_index
+            .windows(2)
+            .all(|w| w[0].timestamp < w[1].timestamp && w[0].rel_offset <= w[1].rel_offset)
+            && time_index
+                .last()
+                .is_none_or(|e| base_offset + i64::from(e.rel_offset) < tail.next_offset);
+        if !time_ok {
+            return Ok(None);
+        }
+        tail.index = index.to_vec();
+        tail.time_index = time_index.to_vec();
+        tail.max_timestamp = larger_timestamp(
+            time_index
+                .last()
+                .map(|e| (e.timestamp, base_offset + i64::from(e.rel_offset))),
+            tail.max_timestamp,
+        );
+        tail.bytes_since_last_index = file_len - start_pos;
+        Ok(Some(tail))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Appends `bytes` (whole, already validated and patched batches) at the end of the file.
+    /// Returns the position they were written at. On failure the file is cut back.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<u64, StorageError> {
+        let pos = self.size;
+        if let Err(e) = self.log.write_all_at(bytes, pos) {
+            let _ = self.log.set_len(pos);
+            return Err(e.into());
+        }
+        self.size += bytes.len() as u64;
+        Ok(pos)
+    }
+
+    /// Records a batch written at `pos` by [`Self::write`]: indexes and next offset.
+    pub fn on_appended(&mut self, header: &BatchHeader, pos: u64, interval: u32) {
+        let (entry, time_entry) = index_batch(
+            &mut self.bytes_since_last_index,
+            &mut self.max_timestamp,
+            self.time_index.last().map(|e| e.timestamp),
+            interval,
+            self.base_offset,
+            header,
+            pos,
+        );
+        self.next_offset = header.last_offset() + 1;
+        // The log is the source of truth: a failed index write only makes lookups scan more,
+        // and recovery rebuilds indexes that disagree with the log.
+        if let Some(e) = entry
+            && let Err(err) = self.index.append(e)
+        {
+            tracing::warn!(path = %self.index.path().display(), %err, "offset index append failed");
+        }
+        if let Some(e) = time_entry
+            && let Err(err) = self.time_index.append(e)
+        {
+            tracing::warn!(path = %self.time_index.path().display(), %err, "time index append failed");
+        }
+    }
+
+    /// File position from which to scan for `offset`: the largest index entry at or below it.
+    pub fn lookup_position(&self, offset: i64) -> u64 {
+        let rel = offset - self.base_offset;
+        if rel <= 0 {
+            return 0;
+        }
+        let entries = self.index.entries();
+        let i = entries.partition_point(|e| i64::from(e.rel_offset) <= rel);
+        if i == 0 {
+            0
+        } else {
+            u64::from(entries[i - 1].position)
+        }
+    }
+
+    /// The first batch whose last offset is >= `offset`, with its position.
+    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut reader = ChunkReader::new(&self.log, self.size, READ_CHUNK);
+        let mut pos = self.lookup_position(offset);
+        while pos < self.size {
+            let header = reader.header_at(pos)?;
+            if header.last_offset() >= offset {
+                return Ok(Some((pos, header)));
+            }
+            pos += header.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first record at or after `min_offset` with a timestamp >= `target`:
+    /// (offset, timestamp). Exact for uncompressed CreateTime batches, batch granularity
+    /// otherwise (base offset, clamped to `min_offset`, and the batch max timestamp).
+    pub fn find_by_timestamp(
+        &self,
+        target: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        if self.max_timestamp.is_none_or(|(ts, _)| ts < target) {
+            return Ok(None);
+        }
+        let entries = self.time_index.entries();
+        let i = entries.partition_point(|e| e.timestamp < target);
+        let mut start_offset = min_offset;
+        if i > 0 {
+            start_offset =
+                start_offset.max(self.base_offset + i64::from(entries[i - 1].rel_offset));
+        }
+        let mut pos = self.lookup_position(start_offset);
+        let mut reader = ChunkReader::new(&self.log, self.size, READ_CHUNK);
+        while pos < self.size {
+            let header = reader.header_at(pos)?;
+            let total = header.total_size();
+            if header.last_offset() >= min_offset && header.max_timestamp >= target {
+                if header.compression() == 0
+                    && !header.is_log_append_time()
+                    && let Some(bytes) = reader.get(pos, total)?
+                    && let Some(found) = batch::record_timestamps(bytes, &header)
+                        .into_iter()
+                        .find(|&(o, ts)| o >= min_offset && ts >= target)
+                {
+                    return Ok(Some(found));
+                }
+                return Ok(Some((
+                    header.base_offset.max(min_offset),
+                    header.max_timestamp,
+                )));
+            }
+            pos += total as u64;
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch whose last offset is >= `offset` (whole batches).
+    pub fn truncate_to(&mut self, offset: i64, interval: u32) -> Result<(), StorageError> {
+        let Some((pos, header)) = self.find_batch(offset)? else {
+            return Ok(());
+        };
+        self.log.set_len(pos)?;
+        self.size = pos;
+        self.next_offset = header.base_offset;
+        let keep = self
+            .index
+            .entries()
+            .partition_point(|e| u64::from(e.position) < pos);
+        self.index.truncate(keep)?;
+        let next_rel = self.next_offset - self.base_offset;
+        let keep = self
+            .time_index
+            .entries()
+            .partition_point(|e| i64::from(e.rel_offset) < next_rel);
+        self.time_index.truncate(keep)?;
+        // Recompute the max timestamp and index spacing from the remaining tail.
+        let (start_pos, start_offset) = self.index.last().map_or((0, self.base_offset), |e| {
+            (
+                u64::from(e.position),
+                self.base_offset + i64::from(e.rel_offset),
+            )
+        });
+        let tail = scan(
+            &self.log,
+            self.size,
+            self.base_offset,
+            start_pos,
+            start_offset,
+            interval,
+            false,
+        )?;
+        if let Some(reason) = tail.corruption {
+            return Err(StorageError::CorruptRecord(reason));
+        }
+        self.max_timestamp = larger_timestamp(
+            self.time_index
+                .last()
+                .map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset))),
+            tail.max_timestamp,
+        );
+        self.bytes_since_last_index = self.size - start_pos;
+        Ok(())
+    }
+
+    /// Called when the segment stops being the active one: records its max timestamp in the
+    /// time index and makes everything durable.
+    pub fn seal(&mut self) -> Result<(), StorageError> {
+        let mut entries = self.time_index.entries().to_vec();
+        let before = entries.len();
+        push_final_time_entry(&mut entries, self.max_timestamp, self.base_offset);
+        if let Some(&e) = entries.get(before) {
+            self.time_index.append(e)?;
+        }
+        self.flush()
+    }
+
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.log.sync_data()?;
+        self.index.sync()?;
+        self.time_index.sync()?;
+        Ok(())
+    }
+
+    /// Removes the segment's files. Open `FileSlice`s keep the log file readable.
+    pub fn delete_files(self) -> Result<(), StorageError> {
+        for path in [
+            self.log_path.as_path(),
+            self.index.path(),
+            self.time_index.path(),
+        ] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_final_time_entry(
+    entries: &mut Vec<TimeEntry>,
+    max_timestamp: Option<(i64, i64)>,
+    base_offset: i64,
+) {
+    if let Some((ts, offset)) = max_timestamp
+        && entries.last().is_none_or(|e| ts > e.timestamp)
+    {
+        entries.push(TimeEntry {
+            timestamp: ts,
+            rel_offset: (offset - base_offset) as u32,
+        });
+    }
+}

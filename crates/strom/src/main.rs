@@ -1,0 +1,61 @@
+//! The `strom` binary: `strom server` runs a broker; the other subcommands are tools that talk
+//! to any Kafka-compatible cluster.
+
+mod cli;
+mod server;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// strom: an event streaming platform that speaks the Apache Kafka protocol.
+///
+/// Start a broker with `strom server`, then point any Kafka client at 127.0.0.1:9092, or use
+/// the tools below: `strom topics create demo --partitions 3`, `strom produce --topic demo`,
+/// `strom consume --topic demo --from-beginning`.
+#[derive(Parser, Debug)]
+#[command(name = "strom", version, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `strom_broker=debug,info`.
+    #[arg(long, global = true, env = "STROM_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a broker (single node, no configuration needed)
+    Server(server::ServerArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let command = Cli::command().mut_subcommand("server", |c| {
+        c.after_long_help(strom_broker::config::properties_help())
+    });
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Client(cmd) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::run(cmd))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `strom server`: configuration from file, environment and flags, then the broker until
+//! Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use strom_broker::{Broker, BrokerConfig};
+
+/// Run a strom broker.
+///
+/// With no options it listens on 127.0.0.1:9092 and keeps its data in ./data. Every Kafka broker
+/// property strom supports can be set in a TOML file (`--config`), as an environment variable
+/// (`STROM_LOG_RETENTION_MS=60000`) or with `--set log.retention.ms=60000`; later sources win.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// TOML file of broker properties, e.g. `"num.partitions" = 3`.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set a broker property (repeatable): --set num.partitions=3
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Shortcut for --set log.dirs=DIR
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Shortcut for --set listeners=PLAINTEXT://HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+}
+
+pub fn load_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.apply_file(path)?;
+    }
+    config.apply_env()?;
+    if let Some(dir) = &args.data_dir {
+        config.set("log.dirs", dir)?;
+    }
+    if let Some(addr) = &args.listen {
+        config.set("listeners", &format!("PLAINTEXT://{addr}"))?;
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected NAME=VALUE"))?;
+        config.set(k.trim(), v)?;
+    }
+    Ok(config)
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom")
+        .build()?;
+    runtime.block_on(async move {
+        let broker = Broker::open(config).context("cannot start the broker")?;
+        let (listener, addr) = broker.bind().await.context("cannot listen")?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        tracing::info!(%addr, "ready");
+        broker.serve(listener, rx).await?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
