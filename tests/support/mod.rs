@@ -138,6 +138,16 @@ pub fn client_config(bootstrap: &str) -> rdkafka::ClientConfig {
     c
 }
 
+/// rdkafka consumer config for assigned partitions: librdkafka wants a group id even when
+/// partitions are assigned by hand; offsets are never committed.
+pub fn consumer_config(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", "strom-e2e")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
 /// The `n`-th payload of a test stream: `len` bytes that depend on `n`, so that any mix-up shows.
 pub fn payload(n: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);

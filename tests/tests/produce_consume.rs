@@ -14,7 +14,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use strom_e2e::{Strom, client_config, payload};
+use strom_e2e::{Strom, client_config, consumer_config, payload};
 
 const PARTITIONS: i32 = 8;
 const RECORDS: u64 = 1_000_000;
@@ -95,7 +95,7 @@ fn produce_all(bootstrap: &str, topic: &str, codec: &str) {
 }
 
 fn consume_and_verify(bootstrap: &str, topic: &str) {
-    let consumer: BaseConsumer = client_config(bootstrap)
+    let consumer: BaseConsumer = consumer_config(bootstrap)
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "100")
         .create()

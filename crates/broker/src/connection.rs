@@ -106,9 +106,14 @@ async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: bytes::
             spec.max
         ));
     }
-    let (api_key, header) = decode_header(&mut frame).map_err(|e| e.to_string())?;
+    let whole = frame.clone();
+    let undecodable = |e: strom_protocol::ProtocolError| {
+        tracing::debug!(%peer, frame = %hex_prefix(&whole), "undecodable request");
+        e.to_string()
+    };
+    let (api_key, header) = decode_header(&mut frame).map_err(undecodable)?;
     let version = header.request_api_version;
-    let body = decode_body(api_key, version, &mut frame).map_err(|e| e.to_string())?;
+    let body = decode_body(api_key, version, &mut frame).map_err(undecodable)?;
     let no_response = matches!(&body, RequestKind::Produce(p) if p.acks == 0);
     let correlation_id = header.correlation_id;
     let ctx = RequestContext {
@@ -125,4 +130,9 @@ async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: bytes::
     encode_response(api_key, version, correlation_id, &response)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// The first bytes of a frame in hex, for logs about frames that do not decode.
+fn hex_prefix(frame: &[u8]) -> String {
+    frame.iter().take(256).map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,6 @@
 //! Request headers and bodies.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -78,13 +78,8 @@ pub fn decode_body(api_key: ApiKey, version: i16, body: &mut Bytes) -> Result<Re
         version,
         reason: e.to_string(),
     })?;
-    if body.has_remaining() {
-        return Err(ProtocolError::Decode {
-            api: api_key,
-            version,
-            reason: format!("{} bytes left over after the body", body.remaining()),
-        });
-    }
+    // Bytes after the body are ignored, as Kafka does: some clients leave padding there
+    // (librdkafka's Metadata v9+ request for all topics carries three extra bytes).
     Ok(decoded)
 }
 
