@@ -56,7 +56,7 @@ registry! {
     DescribeLogDirs 1..=4 => handlers::describe_log_dirs::handle;
     CreatePartitions 0..=3 => handlers::create_partitions::handle;
     IncrementalAlterConfigs 0..=1 => handlers::incremental_alter_configs::handle;
-    DescribeCluster 0..=1 => handlers::describe_cluster::handle;
+    DescribeCluster 0..=2 => handlers::describe_cluster::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

@@ -11,7 +11,7 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let _guard = broker.controller.lock().await;
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
@@ -57,17 +57,21 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreateTopi
                             .with_is_sensitive(false)
                     })
                     .collect();
-                result = result
-                    .with_topic_id(if req.validate_only { Default::default() } else { id })
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(rf as i16)
-                    .with_configs(Some(configs));
+                if ctx.api_version >= 5 {
+                    result = result
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(rf as i16)
+                        .with_configs(Some(configs));
+                }
+                if ctx.api_version >= 7 && !req.validate_only {
+                    result = result.with_topic_id(id);
+                }
             }
             Err(e) => {
                 result = result
                     .with_error_code(e.code)
                     .with_error_message(message(e.code, e.message))
-                    .with_topic_config_error_code(if e.code == ec::INVALID_CONFIG { e.code } else { 0 });
+                    .with_topic_config_error_code(if e.code == ec::INVALID_CONFIG && ctx.api_version >= 5 { e.code } else { 0 });
             }
         }
         results.push(result);

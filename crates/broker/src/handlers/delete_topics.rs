@@ -4,7 +4,7 @@ use strom_protocol::messages::delete_topics_response::DeletableTopicResult;
 use strom_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use strom_protocol::str_bytes;
 
-use super::message;
+use super::{message, since};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics;
@@ -25,12 +25,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
     let responses = targets
         .into_iter()
         .map(|(name, id)| {
+            let v = ctx.api_version;
             let result = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
-                .with_topic_id(id.unwrap_or_default());
+                .with_topic_id(since(v, 6, id.unwrap_or_default()));
             match topics::delete_topic(broker, name.as_deref(), id) {
-                Ok((name, id)) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(id),
-                Err(e) => result.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+                Ok((name, id)) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(since(v, 6, id)),
+                Err(e) => result
+                    .with_error_code(e.code)
+                    .with_error_message(since(v, 5, message(e.code, e.message))),
             }
         })
         .collect();

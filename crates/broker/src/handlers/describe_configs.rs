@@ -76,7 +76,7 @@ fn broker_config_entries(broker: &Broker, keys: Option<&[String]>) -> Vec<Config
         .collect()
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let image = broker.image();
     let results = req
         .resources
@@ -109,13 +109,18 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCo
                     entries
                         .into_iter()
                         .map(|e| {
-                            DescribeConfigsResourceResult::default()
+                            let entry = DescribeConfigsResourceResult::default()
                                 .with_name(e.name)
                                 .with_value(e.value)
                                 .with_read_only(e.read_only)
-                                .with_config_source(e.config_source)
-                                .with_config_type(e.config_type)
-                                .with_documentation(req.include_documentation.then_some(e.documentation))
+                                .with_config_source(e.config_source);
+                            if ctx.api_version >= 3 {
+                                entry
+                                    .with_config_type(e.config_type)
+                                    .with_documentation(req.include_documentation.then_some(e.documentation))
+                            } else {
+                                entry
+                            }
                         })
                         .collect(),
                 ),

@@ -67,13 +67,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         let notified = broker.replicas.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, total, any_error) = read_all(&wanted, max_bytes);
+        let (results, total, any_error) = read_all(&wanted, max_bytes, ctx.api_version);
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             break results;
         }
         if tokio::time::timeout(deadline - now, notified).await.is_err() {
-            break read_all(&wanted, max_bytes).0;
+            break read_all(&wanted, max_bytes, ctx.api_version).0;
         }
     };
     for (w, data) in wanted.iter().zip(results) {
@@ -86,7 +86,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
 
 /// Reads every wanted partition once; returns the partition data, the bytes read and whether any
 /// partition failed (an error answers at once, as Kafka does).
-fn read_all(wanted: &[Wanted], max_bytes: u64) -> (Vec<PartitionData>, u64, bool) {
+fn read_all(wanted: &[Wanted], max_bytes: u64, version: i16) -> (Vec<PartitionData>, u64, bool) {
+    // log_start_offset exists from v5 on.
+    let log_start = |offset: i64| if version >= 5 { offset } else { -1 };
     let mut total = 0u64;
     let mut any_error = false;
     let mut out = Vec::with_capacity(wanted.len());
@@ -123,7 +125,7 @@ fn read_all(wanted: &[Wanted], max_bytes: u64) -> (Vec<PartitionData>, u64, bool
                 out.push(
                     base.with_high_watermark(hw)
                         .with_last_stable_offset(hw)
-                        .with_log_start_offset(r.log_start_offset)
+                        .with_log_start_offset(log_start(r.log_start_offset))
                         .with_records(Some(Bytes::from(data))),
                 );
             }
@@ -137,7 +139,7 @@ fn read_all(wanted: &[Wanted], max_bytes: u64) -> (Vec<PartitionData>, u64, bool
                     base.with_error_code(storage_error_code(&e))
                         .with_high_watermark(hw)
                         .with_last_stable_offset(hw)
-                        .with_log_start_offset(ls)
+                        .with_log_start_offset(log_start(ls))
                         .with_records(Some(Bytes::new())),
                 );
             }

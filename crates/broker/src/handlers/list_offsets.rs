@@ -15,7 +15,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let image = broker.image();
     let topics = req
         .topics
@@ -46,7 +46,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffset
                         Ok(Some((offset, ts))) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(part.leader_epoch),
+                            .with_leader_epoch(if ctx.api_version >= 4 { part.leader_epoch } else { -1 }),
                         Ok(None) => resp,
                         Err(e) => resp.with_error_code(storage_error_code(&e)),
                     }

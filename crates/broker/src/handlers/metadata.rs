@@ -9,6 +9,8 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics;
 
+use super::since;
+
 /// Value of an authorized-operations field that was not asked for.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
@@ -23,7 +25,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
     match wanted {
-        None => topics.extend(image.topics.values().map(|t| topic_entry(t, broker.node_id))),
+        None => topics.extend(image.topics.values().map(|t| topic_entry(t, ctx.api_version))),
         Some(requested) => {
             if auto_create {
                 let missing: Vec<String> = requested
@@ -49,16 +51,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                     None => image.topic_by_id(&t.topic_id),
                 };
                 topics.push(match found {
-                    Some(info) => topic_entry(info, broker.node_id),
-                    None => missing_entry(t.name, t.topic_id),
+                    Some(info) => topic_entry(info, ctx.api_version),
+                    None => missing_entry(t.name, since(ctx.api_version, 10, t.topic_id)),
                 });
             }
         }
     }
+    let v = ctx.api_version;
     MetadataResponse::default()
         .with_brokers(brokers(&image))
-        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
+        .with_controller_id(if v >= 1 { BrokerId(broker.node_id) } else { BrokerId(-1) })
         .with_topics(topics)
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }
@@ -90,7 +93,7 @@ fn missing_entry(name: Option<TopicName>, id: strom_metadata::Uuid) -> MetadataR
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-fn topic_entry(t: &TopicInfo, _node_id: i32) -> MetadataResponseTopic {
+fn topic_entry(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -98,15 +101,15 @@ fn topic_entry(t: &TopicInfo, _node_id: i32) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(p.leader))
-                .with_leader_epoch(p.leader_epoch)
+                .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(t.name.clone()))))
-        .with_topic_id(t.topic_id)
-        .with_is_internal(t.name.starts_with("__"))
+        .with_topic_id(since(version, 10, t.topic_id))
+        .with_is_internal(version >= 1 && t.name.starts_with("__"))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
 }

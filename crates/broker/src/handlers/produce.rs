@@ -5,7 +5,7 @@ use strom_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
 
-use super::{message, storage_error_code};
+use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics;
@@ -56,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                             resp = resp
                                 .with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time_ms)
-                                .with_log_start_offset(info.log_start_offset);
+                                .with_log_start_offset(if ctx.api_version >= 5 { info.log_start_offset } else { -1 });
                             (ec::NONE, String::new())
                         }
                         Err(e) => {
@@ -66,7 +66,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                     }
                 }
             };
-            partitions.push(resp.with_error_code(code).with_error_message(message(code, text)));
+            partitions.push(
+                resp.with_error_code(code)
+                    .with_error_message(since(ctx.api_version, 8, message(code, text))),
+            );
         }
         responses.push(
             TopicProduceResponse::default()

@@ -1,0 +1,313 @@
+//! Errors of the client, with Kafka error codes mapped to their protocol names.
+
+use strom_protocol::ProtocolError;
+use strom_protocol::error_code;
+
+/// Everything a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("{what} timed out after {timeout_ms} ms")]
+    Timeout { what: String, timeout_ms: u64 },
+    /// The broker answered with a Kafka error code.
+    #[error("{message} ({name})")]
+    Kafka {
+        code: i16,
+        name: &'static str,
+        message: String,
+    },
+    /// The broker does not support any version of an API that this client can speak.
+    #[error(
+        "the broker does not support {api} in a version this client speaks (broker {broker_min}-{broker_max}, client {client_min}-{client_max})"
+    )]
+    UnsupportedVersion {
+        api: String,
+        broker_min: i16,
+        broker_max: i16,
+        client_min: i16,
+        client_max: i16,
+    },
+    /// The broker answered with something that does not fit the request.
+    #[error("unexpected response: {0}")]
+    UnexpectedResponse(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl ClientError {
+    /// A Kafka error for `code` about `subject` (e.g. `topic "orders"`), with the broker's
+    /// message appended when it sent one.
+    pub fn kafka(code: i16, subject: &str, broker_message: Option<&str>) -> ClientError {
+        let description = error_description(code);
+        let mut message = format!("{subject} {description}");
+        // The broker's message is appended when it says more than the description does.
+        let adds_something =
+            |m: &&str| !m.is_empty() && !m.to_ascii_lowercase().contains(description);
+        if let Some(m) = broker_message.map(str::trim).filter(adds_something) {
+            message.push_str(": ");
+            message.push_str(m);
+        }
+        ClientError::Kafka {
+            code,
+            name: error_name(code),
+            message,
+        }
+    }
+
+    /// The Kafka error code, when this is a Kafka error.
+    pub fn kafka_code(&self) -> Option<i16> {
+        match self {
+            ClientError::Kafka { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// `Ok(())` for error code 0, else the Kafka error about `subject`.
+pub fn check(code: i16, subject: &str, broker_message: Option<&str>) -> Result<(), ClientError> {
+    if code == error_code::NONE {
+        Ok(())
+    } else {
+        Err(ClientError::kafka(code, subject, broker_message))
+    }
+}
+
+/// A short phrase that completes "topic "x" ..." for the common codes.
+pub fn error_description(code: i16) -> &'static str {
+    match code {
+        error_code::UNKNOWN_TOPIC_OR_PARTITION => "does not exist",
+        error_code::UNKNOWN_TOPIC_ID => "does not exist (unknown topic id)",
+        error_code::TOPIC_ALREADY_EXISTS => "already exists",
+        error_code::INVALID_PARTITIONS => "has an invalid number of partitions",
+        error_code::INVALID_REPLICATION_FACTOR => "has an invalid replication factor",
+        error_code::INVALID_REPLICA_ASSIGNMENT => "has an invalid replica assignment",
+        error_code::INVALID_CONFIG => "has an invalid configuration",
+        error_code::INVALID_TOPIC_EXCEPTION => "is not a valid topic name",
+        error_code::OFFSET_OUT_OF_RANGE => "has no records at the requested offset",
+        error_code::LEADER_NOT_AVAILABLE => "has no leader available right now",
+        error_code::NOT_LEADER_OR_FOLLOWER => "is not led by this broker",
+        error_code::MESSAGE_TOO_LARGE => "received a batch larger than allowed",
+        error_code::RECORD_LIST_TOO_LARGE => "received a record list larger than allowed",
+        error_code::NOT_ENOUGH_REPLICAS => "has fewer in-sync replicas than min.insync.replicas",
+        error_code::CORRUPT_MESSAGE => "received a corrupt batch",
+        error_code::INVALID_RECORD => "received an invalid record",
+        error_code::INVALID_TIMESTAMP => "received an invalid timestamp",
+        error_code::INVALID_REQUIRED_ACKS => "received an invalid acks value",
+        error_code::POLICY_VIOLATION => "violates a broker policy",
+        error_code::UNSUPPORTED_COMPRESSION_TYPE => "does not accept this compression type",
+        error_code::REQUEST_TIMED_OUT => "timed out on the broker",
+        error_code::RESOURCE_NOT_FOUND => "does not exist",
+        error_code::UNSUPPORTED_VERSION => "uses an API version the broker does not support",
+        error_code::KAFKA_STORAGE_ERROR => "hit a storage error on the broker",
+        error_code::THROTTLING_QUOTA_EXCEEDED => "was throttled by a quota",
+        73 => "cannot be deleted: topic deletion is disabled",
+        29 => "is not authorized",
+        _ => "failed",
+    }
+}
+
+/// The protocol name of a Kafka error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION` for 3.
+pub fn error_name(code: i16) -> &'static str {
+    match code {
+        -1 => "UNKNOWN_SERVER_ERROR",
+        0 => "NONE",
+        1 => "OFFSET_OUT_OF_RANGE",
+        2 => "CORRUPT_MESSAGE",
+        3 => "UNKNOWN_TOPIC_OR_PARTITION",
+        4 => "INVALID_FETCH_SIZE",
+        5 => "LEADER_NOT_AVAILABLE",
+        6 => "NOT_LEADER_OR_FOLLOWER",
+        7 => "REQUEST_TIMED_OUT",
+        8 => "BROKER_NOT_AVAILABLE",
+        9 => "REPLICA_NOT_AVAILABLE",
+        10 => "MESSAGE_TOO_LARGE",
+        11 => "STALE_CONTROLLER_EPOCH",
+        12 => "OFFSET_METADATA_TOO_LARGE",
+        13 => "NETWORK_EXCEPTION",
+        14 => "COORDINATOR_LOAD_IN_PROGRESS",
+        15 => "COORDINATOR_NOT_AVAILABLE",
+        16 => "NOT_COORDINATOR",
+        17 => "INVALID_TOPIC_EXCEPTION",
+        18 => "RECORD_LIST_TOO_LARGE",
+        19 => "NOT_ENOUGH_REPLICAS",
+        20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        21 => "INVALID_REQUIRED_ACKS",
+        22 => "ILLEGAL_GENERATION",
+        23 => "INCONSISTENT_GROUP_PROTOCOL",
+        24 => "INVALID_GROUP_ID",
+        25 => "UNKNOWN_MEMBER_ID",
+        26 => "INVALID_SESSION_TIMEOUT",
+        27 => "REBALANCE_IN_PROGRESS",
+        28 => "INVALID_COMMIT_OFFSET_SIZE",
+        29 => "TOPIC_AUTHORIZATION_FAILED",
+        30 => "GROUP_AUTHORIZATION_FAILED",
+        31 => "CLUSTER_AUTHORIZATION_FAILED",
+        32 => "INVALID_TIMESTAMP",
+        33 => "UNSUPPORTED_SASL_MECHANISM",
+        34 => "ILLEGAL_SASL_STATE",
+        35 => "UNSUPPORTED_VERSION",
+        36 => "TOPIC_ALREADY_EXISTS",
+        37 => "INVALID_PARTITIONS",
+        38 => "INVALID_REPLICATION_FACTOR",
+        39 => "INVALID_REPLICA_ASSIGNMENT",
+        40 => "INVALID_CONFIG",
+        41 => "NOT_CONTROLLER",
+        42 => "INVALID_REQUEST",
+        43 => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+        44 => "POLICY_VIOLATION",
+        45 => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        46 => "DUPLICATE_SEQUENCE_NUMBER",
+        47 => "INVALID_PRODUCER_EPOCH",
+        48 => "INVALID_TXN_STATE",
+        49 => "INVALID_PRODUCER_ID_MAPPING",
+        50 => "INVALID_TRANSACTION_TIMEOUT",
+        51 => "CONCURRENT_TRANSACTIONS",
+        52 => "TRANSACTION_COORDINATOR_FENCED",
+        53 => "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        54 => "SECURITY_DISABLED",
+        55 => "OPERATION_NOT_ATTEMPTED",
+        56 => "KAFKA_STORAGE_ERROR",
+        57 => "LOG_DIR_NOT_FOUND",
+        58 => "SASL_AUTHENTICATION_FAILED",
+        59 => "UNKNOWN_PRODUCER_ID",
+        60 => "REASSIGNMENT_IN_PROGRESS",
+        61 => "DELEGATION_TOKEN_AUTH_DISABLED",
+        62 => "DELEGATION_TOKEN_NOT_FOUND",
+        63 => "DELEGATION_TOKEN_OWNER_MISMATCH",
+        64 => "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED",
+        65 => "DELEGATION_TOKEN_AUTHORIZATION_FAILED",
+        66 => "DELEGATION_TOKEN_EXPIRED",
+        67 => "INVALID_PRINCIPAL_TYPE",
+        68 => "NON_EMPTY_GROUP",
+        69 => "GROUP_ID_NOT_FOUND",
+        70 => "FETCH_SESSION_ID_NOT_FOUND",
+        71 => "INVALID_FETCH_SESSION_EPOCH",
+        72 => "LISTENER_NOT_FOUND",
+        73 => "TOPIC_DELETION_DISABLED",
+        74 => "FENCED_LEADER_EPOCH",
+        75 => "UNKNOWN_LEADER_EPOCH",
+        76 => "UNSUPPORTED_COMPRESSION_TYPE",
+        77 => "STALE_BROKER_EPOCH",
+        78 => "OFFSET_NOT_AVAILABLE",
+        79 => "MEMBER_ID_REQUIRED",
+        80 => "PREFERRED_LEADER_NOT_AVAILABLE",
+        81 => "GROUP_MAX_SIZE_REACHED",
+        82 => "FENCED_INSTANCE_ID",
+        83 => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+        84 => "ELECTION_NOT_NEEDED",
+        85 => "NO_REASSIGNMENT_IN_PROGRESS",
+        86 => "GROUP_SUBSCRIBED_TO_TOPIC",
+        87 => "INVALID_RECORD",
+        88 => "UNSTABLE_OFFSET_COMMIT",
+        89 => "THROTTLING_QUOTA_EXCEEDED",
+        90 => "PRODUCER_FENCED",
+        91 => "RESOURCE_NOT_FOUND",
+        92 => "DUPLICATE_RESOURCE",
+        93 => "UNACCEPTABLE_CREDENTIAL",
+        94 => "INCONSISTENT_VOTER_SET",
+        95 => "INVALID_UPDATE_VERSION",
+        96 => "FEATURE_UPDATE_FAILED",
+        97 => "PRINCIPAL_DESERIALIZATION_FAILURE",
+        98 => "SNAPSHOT_NOT_FOUND",
+        99 => "POSITION_OUT_OF_RANGE",
+        100 => "UNKNOWN_TOPIC_ID",
+        101 => "DUPLICATE_BROKER_REGISTRATION",
+        102 => "BROKER_ID_NOT_REGISTERED",
+        103 => "INCONSISTENT_TOPIC_ID",
+        104 => "INCONSISTENT_CLUSTER_ID",
+        105 => "TRANSACTIONAL_ID_NOT_FOUND",
+        106 => "FETCH_SESSION_TOPIC_ID_ERROR",
+        107 => "INELIGIBLE_REPLICA",
+        108 => "NEW_LEADER_ELECTED",
+        109 => "OFFSET_MOVED_TO_TIERED_STORAGE",
+        110 => "FENCED_MEMBER_EPOCH",
+        111 => "UNRELEASED_INSTANCE_ID",
+        112 => "UNSUPPORTED_ASSIGNOR",
+        113 => "STALE_MEMBER_EPOCH",
+        114 => "MISMATCHED_ENDPOINT_TYPE",
+        115 => "UNSUPPORTED_ENDPOINT_TYPE",
+        116 => "UNKNOWN_CONTROLLER_ID",
+        117 => "UNKNOWN_SUBSCRIPTION_ID",
+        118 => "TELEMETRY_TOO_LARGE",
+        119 => "INVALID_REGISTRATION",
+        120 => "TRANSACTION_ABORTABLE",
+        121 => "INVALID_RECORD_STATE",
+        122 => "SHARE_SESSION_NOT_FOUND",
+        123 => "INVALID_SHARE_SESSION_EPOCH",
+        124 => "FENCED_STATE_EPOCH",
+        125 => "INVALID_VOTER_KEY",
+        126 => "DUPLICATE_VOTER",
+        127 => "VOTER_NOT_FOUND",
+        128 => "INVALID_REGULAR_EXPRESSION",
+        129 => "REBOOTSTRAP_REQUIRED",
+        _ => "UNKNOWN_ERROR_CODE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_protocol_constants() {
+        for (code, name) in [
+            (
+                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                "UNKNOWN_TOPIC_OR_PARTITION",
+            ),
+            (error_code::TOPIC_ALREADY_EXISTS, "TOPIC_ALREADY_EXISTS"),
+            (error_code::INVALID_PARTITIONS, "INVALID_PARTITIONS"),
+            (error_code::INVALID_CONFIG, "INVALID_CONFIG"),
+            (error_code::OFFSET_OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE"),
+            (
+                error_code::INVALID_TOPIC_EXCEPTION,
+                "INVALID_TOPIC_EXCEPTION",
+            ),
+            (error_code::NOT_LEADER_OR_FOLLOWER, "NOT_LEADER_OR_FOLLOWER"),
+            (error_code::UNKNOWN_TOPIC_ID, "UNKNOWN_TOPIC_ID"),
+            (error_code::UNKNOWN_SERVER_ERROR, "UNKNOWN_SERVER_ERROR"),
+        ] {
+            assert_eq!(error_name(code), name);
+        }
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE");
+    }
+
+    #[test]
+    fn kafka_errors_read_well() {
+        let e = ClientError::kafka(error_code::UNKNOWN_TOPIC_OR_PARTITION, "topic \"x\"", None);
+        assert_eq!(
+            e.to_string(),
+            "topic \"x\" does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+        );
+        assert_eq!(e.kafka_code(), Some(3));
+        let e = ClientError::kafka(
+            error_code::INVALID_CONFIG,
+            "topic \"x\"",
+            Some("Invalid value abc for configuration retention.ms"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "topic \"x\" has an invalid configuration: Invalid value abc for configuration retention.ms (INVALID_CONFIG)"
+        );
+        assert!(check(0, "topic \"x\"", Some("ignored")).is_ok());
+        // A broker message that repeats the description is not repeated.
+        let e = ClientError::kafka(
+            error_code::TOPIC_ALREADY_EXISTS,
+            "topic \"x\"",
+            Some("Topic 'x' already exists."),
+        );
+        assert_eq!(
+            e.to_string(),
+            "topic \"x\" already exists (TOPIC_ALREADY_EXISTS)"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! A native async Kafka client for strom's own tools (the CLI, and later bench, streams and
+//! connect).
+//!
+//! - [`Connection`]: one broker connection with framing, correlation ids, timeouts and API
+//!   versions negotiated through ApiVersions.
+//! - [`Client`]: metadata and topic admin, produce, fetch and list offsets, routed to partition
+//!   leaders.
+//! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
+
+pub mod client;
+pub mod connection;
+pub mod error;
+
+pub use client::{
+    BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
+    TopicId, TopicMetadata, config_source, offset_spec, versions,
+};
+pub use connection::{BrokerApiRange, Connection, ConnectionConfig, pick_version};
+pub use error::{ClientError, error_description, error_name};
+pub use strom_protocol::compression::Codec;
+pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};

@@ -1,0 +1,89 @@
+//! Arguments and helpers shared by the client subcommands.
+
+use strom_client::{Client, ClientError};
+
+/// Where to connect.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Broker to bootstrap from, as host:port (a comma-separated list is tried in order)
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "STROM_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_server: String,
+}
+
+impl ConnectArgs {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.bootstrap_server).map_err(friendly)
+    }
+}
+
+/// How data is printed.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// Human-readable text (tables, or the --format template for consume)
+    #[default]
+    #[value(alias = "text")]
+    Table,
+    /// JSON: one document, or one object per line for consume
+    Json,
+}
+
+/// Turns a client error into a message for the terminal, with a hint where one helps.
+pub fn friendly(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Connect { .. } => {
+            anyhow::anyhow!(
+                "{e}\nhint: is a broker running there? Start one with `strom server`, or pass --bootstrap-server"
+            )
+        }
+        ClientError::Timeout { .. } => anyhow::anyhow!("{e}\nhint: the broker is not answering"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Parses `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+/// A table without borders, easy to read and to grep.
+pub fn table(header: Vec<&str>) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING);
+    t.set_header(header);
+    t
+}
+
+/// Prints a JSON value, pretty.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Bytes as text: UTF-8 where valid, replacement characters elsewhere.
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_split_at_the_first_equals() {
+        assert_eq!(
+            parse_key_value("retention.ms=1000").unwrap(),
+            ("retention.ms".to_string(), "1000".to_string())
+        );
+        assert_eq!(parse_key_value("a=b=c").unwrap().1, "b=c");
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! The client-side subcommands of `strom`: topic administration, a console producer and a
+//! console consumer. They talk to any Kafka-compatible broker through `strom-client`.
+
+mod common;
+mod consume;
+mod produce;
+mod topics;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create, list, describe, alter and delete topics
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Write records from standard input to a topic
+    #[command(long_about = produce::LONG_ABOUT)]
+    Produce(produce::ProduceArgs),
+    /// Read records from a topic and print them
+    #[command(long_about = consume::LONG_ABOUT)]
+    Consume(consume::ConsumeArgs),
+}
+
+/// Runs one client subcommand to completion.
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Topics(cmd) => topics::run(cmd).await,
+        ClientCommand::Produce(args) => produce::run(args).await,
+        ClientCommand::Consume(args) => consume::run(args).await,
+    }
+}

@@ -1,0 +1,339 @@
+//! `strom topics create|list|describe|alter|delete`.
+
+use anyhow::bail;
+use serde_json::json;
+use strom_client::{Client, config_source, error_name, offset_spec};
+
+use super::common::{ConnectArgs, Output, friendly, parse_key_value, print_json, table};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Create a topic
+    #[command(
+        long_about = "Create a topic.\n\nExample:\n  strom topics create orders --partitions 3 --config retention.ms=86400000"
+    )]
+    Create(CreateArgs),
+    /// List all topics
+    List(ListArgs),
+    /// Show a topic's partitions, offsets and config overrides
+    Describe(DescribeArgs),
+    /// Add partitions to a topic or change its configs
+    #[command(
+        long_about = "Add partitions to a topic or change its configs.\n\nExamples:\n  strom topics alter orders --partitions 6\n  strom topics alter orders --config retention.ms=3600000 --delete-config cleanup.policy"
+    )]
+    Alter(AlterArgs),
+    /// Delete a topic and all its records
+    Delete(DeleteArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// Name of the topic to create
+    pub name: String,
+    /// Number of partitions
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Number of replicas of each partition (-1: the broker's default.replication.factor)
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    pub replication_factor: i16,
+    /// A topic config override as key=value, e.g. retention.ms=86400000 (repeatable)
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub configs: Vec<(String, String)>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// How to print the list
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DescribeArgs {
+    /// Name of the topic to describe
+    pub name: String,
+    /// How to print the description
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AlterArgs {
+    /// Name of the topic to alter
+    pub name: String,
+    /// New total number of partitions (can only grow)
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Set a topic config override as key=value (repeatable)
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub configs: Vec<(String, String)>,
+    /// Remove a topic config override, going back to the broker default (repeatable)
+    #[arg(long = "delete-config", value_name = "KEY")]
+    pub delete_configs: Vec<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    /// Name of the topic to delete
+    pub name: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+pub async fn run(cmd: TopicsCommand) -> anyhow::Result<()> {
+    match cmd {
+        TopicsCommand::Create(a) => create(a).await,
+        TopicsCommand::List(a) => list(a).await,
+        TopicsCommand::Describe(a) => describe(a).await,
+        TopicsCommand::Alter(a) => alter(a).await,
+        TopicsCommand::Delete(a) => delete(a).await,
+    }
+}
+
+async fn create(a: CreateArgs) -> anyhow::Result<()> {
+    if a.partitions < 1 {
+        bail!("--partitions must be at least 1");
+    }
+    let client = a.connect.client()?;
+    let id = client
+        .create_topic(&a.name, a.partitions, a.replication_factor, a.configs)
+        .await
+        .map_err(friendly)?;
+    if id.is_zero() {
+        println!("Created topic {}.", a.name);
+    } else {
+        println!("Created topic {} (id {id}).", a.name);
+    }
+    Ok(())
+}
+
+async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let client = a.connect.client()?;
+    let md = client.metadata(None).await.map_err(friendly)?;
+    match a.output {
+        Output::Json => {
+            let topics: Vec<_> = md
+                .topics
+                .iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "id": t.id.to_string(),
+                        "partitions": t.partitions.len(),
+                        "replication_factor": replication_factor(t),
+                        "internal": t.is_internal,
+                    })
+                })
+                .collect();
+            print_json(&json!(topics))
+        }
+        Output::Table => {
+            if md.topics.is_empty() {
+                eprintln!("No topics.");
+                return Ok(());
+            }
+            let mut t = table(vec!["TOPIC", "PARTITIONS", "REPLICATION FACTOR", "ID"]);
+            for topic in &md.topics {
+                t.add_row(vec![
+                    topic.name.clone(),
+                    topic.partitions.len().to_string(),
+                    replication_factor(topic).to_string(),
+                    topic.id.to_string(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+fn replication_factor(t: &strom_client::TopicMetadata) -> usize {
+    t.partitions
+        .iter()
+        .map(|p| p.replicas.len())
+        .max()
+        .unwrap_or(0)
+}
+
+fn join_ids(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Log start and end offset of a partition; errors become None so one bad partition does not
+/// hide the others.
+async fn offsets(client: &Client, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
+    let start = client
+        .list_offsets(topic, partition, offset_spec::EARLIEST)
+        .await;
+    let end = client
+        .list_offsets(topic, partition, offset_spec::LATEST)
+        .await;
+    (start.ok().map(|o| o.0), end.ok().map(|o| o.0))
+}
+
+async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
+    let client = a.connect.client()?;
+    let md = client
+        .metadata(Some(vec![a.name.clone()]))
+        .await
+        .map_err(friendly)?;
+    let Some(topic) = md.topic(&a.name) else {
+        bail!(
+            "topic {:?} does not exist (UNKNOWN_TOPIC_OR_PARTITION)",
+            a.name
+        );
+    };
+    strom_client::error::check(topic.error_code, &format!("topic {:?}", a.name), None)
+        .map_err(friendly)?;
+    let configs = client
+        .describe_topic_configs(&a.name)
+        .await
+        .map_err(friendly)?;
+    let overrides: Vec<_> = configs
+        .iter()
+        .filter(|c| c.source != config_source::DEFAULT_CONFIG)
+        .collect();
+    let mut partitions = Vec::with_capacity(topic.partitions.len());
+    for p in &topic.partitions {
+        let (start, end) = offsets(&client, &a.name, p.index).await;
+        partitions.push((p, start, end));
+    }
+    let show = |o: Option<i64>| o.map_or_else(|| "-".to_string(), |o| o.to_string());
+
+    match a.output {
+        Output::Json => {
+            let parts: Vec<_> = partitions
+                .iter()
+                .map(|(p, start, end)| {
+                    json!({
+                        "partition": p.index,
+                        "leader": p.leader,
+                        "leader_epoch": p.leader_epoch,
+                        "replicas": p.replicas,
+                        "isr": p.isr,
+                        "offline_replicas": p.offline_replicas,
+                        "error": (p.error_code != 0).then(|| error_name(p.error_code)),
+                        "log_start_offset": start,
+                        "log_end_offset": end,
+                    })
+                })
+                .collect();
+            let cfgs: serde_json::Map<String, serde_json::Value> = overrides
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        json!({
+                            "value": if c.sensitive { None } else { c.value.clone() },
+                            "source": config_source::name(c.source),
+                            "read_only": c.read_only,
+                            "sensitive": c.sensitive,
+                        }),
+                    )
+                })
+                .collect();
+            print_json(&json!({
+                "name": topic.name,
+                "id": topic.id.to_string(),
+                "internal": topic.is_internal,
+                "partitions": parts,
+                "configs": cfgs,
+            }))
+        }
+        Output::Table => {
+            println!(
+                "Topic: {}  Id: {}  Partitions: {}  Replication factor: {}",
+                topic.name,
+                topic.id,
+                topic.partitions.len(),
+                replication_factor(topic)
+            );
+            println!();
+            let mut t = table(vec![
+                "PARTITION",
+                "LEADER",
+                "REPLICAS",
+                "ISR",
+                "LOG START OFFSET",
+                "LOG END OFFSET",
+            ]);
+            for (p, start, end) in &partitions {
+                let leader = if p.leader < 0 {
+                    "none".to_string()
+                } else {
+                    p.leader.to_string()
+                };
+                t.add_row(vec![
+                    p.index.to_string(),
+                    leader,
+                    join_ids(&p.replicas),
+                    join_ids(&p.isr),
+                    show(*start),
+                    show(*end),
+                ]);
+            }
+            println!("{t}");
+            println!();
+            if overrides.is_empty() {
+                println!("Configs: all defaults");
+            } else {
+                let mut t = table(vec!["CONFIG", "VALUE", "SOURCE"]);
+                for c in &overrides {
+                    let value = if c.sensitive {
+                        "(sensitive)".to_string()
+                    } else {
+                        c.value.clone().unwrap_or_else(|| "null".into())
+                    };
+                    t.add_row(vec![
+                        c.name.clone(),
+                        value,
+                        config_source::name(c.source).to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn alter(a: AlterArgs) -> anyhow::Result<()> {
+    if a.partitions.is_none() && a.configs.is_empty() && a.delete_configs.is_empty() {
+        bail!("nothing to change: pass --partitions, --config or --delete-config");
+    }
+    let client = a.connect.client()?;
+    if let Some(n) = a.partitions {
+        client
+            .create_partitions(&a.name, n)
+            .await
+            .map_err(friendly)?;
+        println!("Topic {} now has {n} partitions.", a.name);
+    }
+    if !a.configs.is_empty() || !a.delete_configs.is_empty() {
+        let (set, removed) = (a.configs.len(), a.delete_configs.len());
+        client
+            .alter_topic_configs(&a.name, a.configs, a.delete_configs)
+            .await
+            .map_err(friendly)?;
+        println!(
+            "Updated configs of topic {} ({set} set, {removed} removed).",
+            a.name
+        );
+    }
+    Ok(())
+}
+
+async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let client = a.connect.client()?;
+    client.delete_topic(&a.name).await.map_err(friendly)?;
+    println!("Deleted topic {}.", a.name);
+    Ok(())
+}
