@@ -24,7 +24,11 @@ pub fn strom_bin() -> PathBuf {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running broker process.
@@ -64,7 +68,10 @@ impl Strom {
             .arg(self.data.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .env("STROM_LOG", std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "STROM_LOG",
+                std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         for p in &self.extra {
             cmd.arg("--set").arg(p);
@@ -76,10 +83,17 @@ impl Strom {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("strom exited during start-up: {status}");
             }
-            assert!(Instant::now() < deadline, "strom did not start listening within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "strom did not start listening within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -23,42 +26,72 @@ fn opts() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
 }
 
-async fn create(a: &AdminClient<DefaultClientContext>, topic: NewTopic<'_>) -> Result<String, RDKafkaErrorCode> {
-    a.create_topics(&[topic], &opts()).await.unwrap().remove(0).map_err(|(_, e)| e)
+async fn create(
+    a: &AdminClient<DefaultClientContext>,
+    topic: NewTopic<'_>,
+) -> Result<String, RDKafkaErrorCode> {
+    a.create_topics(&[topic], &opts())
+        .await
+        .unwrap()
+        .remove(0)
+        .map_err(|(_, e)| e)
 }
 
-async fn config_value(a: &AdminClient<DefaultClientContext>, topic: &str, name: &str) -> (Option<String>, String) {
+async fn config_value(
+    a: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    name: &str,
+) -> (Option<String>, String) {
     let r = a
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts())
         .await
         .unwrap()
         .remove(0)
         .unwrap();
-    let e = r.get(name).unwrap_or_else(|| panic!("{name} not described"));
+    let e = r
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} not described"));
     (e.value.clone(), format!("{:?}", e.source))
 }
 
 fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     let c: BaseConsumer = client_config(bootstrap).create().unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let t = &md.topics()[0];
     t.error().is_none().then(|| t.partitions().len())
 }
 
-fn produce_sync(bootstrap: &str, topic: &str, partition: i32, records: &[(Option<i64>, Vec<u8>)]) -> Vec<Result<i64, KafkaError>> {
+fn produce_sync(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<i64>, Vec<u8>)],
+) -> Vec<Result<i64, KafkaError>> {
     let (bootstrap, topic, records) = (bootstrap.to_string(), topic.to_string(), records.to_vec());
     std::thread::spawn(move || produce_on_own_runtime(&bootstrap, &topic, partition, &records))
         .join()
         .unwrap()
 }
 
-fn produce_on_own_runtime(bootstrap: &str, topic: &str, partition: i32, records: &[(Option<i64>, Vec<u8>)]) -> Vec<Result<i64, KafkaError>> {
-    let p: FutureProducer = client_config(bootstrap).set("linger.ms", "0").create().unwrap();
+fn produce_on_own_runtime(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<i64>, Vec<u8>)],
+) -> Vec<Result<i64, KafkaError>> {
+    let p: FutureProducer = client_config(bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut out = Vec::new();
         for (ts, value) in records {
-            let mut rec = FutureRecord::<(), _>::to(topic).partition(partition).payload(value);
+            let mut rec = FutureRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(value);
             if let Some(ts) = ts {
                 rec = rec.timestamp(*ts);
             }
@@ -73,7 +106,13 @@ fn produce_on_own_runtime(bootstrap: &str, topic: &str, partition: i32, records:
     })
 }
 
-fn consumer_at(bootstrap: &str, topic: &str, partition: i32, offset: Offset, extra: &[(&str, &str)]) -> BaseConsumer {
+fn consumer_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
     let mut cfg: ClientConfig = consumer_config(bootstrap);
     for (k, v) in extra {
         cfg.set(*k, *v);
@@ -115,13 +154,30 @@ async fn topic_lifecycle_and_configs_body() {
     assert_eq!(v.as_deref(), Some("delete"));
     assert_eq!(source, "Default");
 
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("orders")).set("retention.ms", "999").set("segment.bytes", "1048576");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("orders"))
+        .set("retention.ms", "999")
+        .set("segment.bytes", "1048576");
     let r = a.alter_configs(&[alter], &opts()).await.unwrap();
     assert!(r[0].is_ok(), "{:?}", r[0]);
-    assert_eq!(config_value(&a, "orders", "retention.ms").await.0.as_deref(), Some("999"));
-    assert_eq!(config_value(&a, "orders", "segment.bytes").await.0.as_deref(), Some("1048576"));
+    assert_eq!(
+        config_value(&a, "orders", "retention.ms")
+            .await
+            .0
+            .as_deref(),
+        Some("999")
+    );
+    assert_eq!(
+        config_value(&a, "orders", "segment.bytes")
+            .await
+            .0
+            .as_deref(),
+        Some("1048576")
+    );
 
-    let r = a.create_partitions(&[NewPartitions::new("orders", 5)], &opts()).await.unwrap();
+    let r = a
+        .create_partitions(&[NewPartitions::new("orders", 5)], &opts())
+        .await
+        .unwrap();
     assert!(r[0].is_ok(), "{:?}", r[0]);
     assert_eq!(partition_count(&strom.bootstrap(), "orders"), Some(5));
     // New partitions take writes.
@@ -136,7 +192,9 @@ async fn topic_lifecycle_and_configs_body() {
     // The name can be used again, and the new topic starts empty.
     let t = NewTopic::new("orders", 1, TopicReplication::Fixed(1));
     assert_eq!(create(&a, t).await, Ok("orders".into()));
-    let (low, high) = c.fetch_watermarks("orders", 0, Duration::from_secs(10)).unwrap();
+    let (low, high) = c
+        .fetch_watermarks("orders", 0, Duration::from_secs(10))
+        .unwrap();
     assert_eq!((low, high), (0, 0));
 
     // Topics and their configs survive a restart.
@@ -147,7 +205,10 @@ async fn topic_lifecycle_and_configs_body() {
     strom.restart();
     let a = admin(&strom);
     assert_eq!(partition_count(&strom.bootstrap(), "kept"), Some(3));
-    assert_eq!(config_value(&a, "kept", "retention.ms").await.0.as_deref(), Some("4242"));
+    assert_eq!(
+        config_value(&a, "kept", "retention.ms").await.0.as_deref(),
+        Some("4242")
+    );
 }
 
 #[test]
@@ -159,7 +220,11 @@ fn admin_error_codes() {
 async fn admin_error_codes_body() {
     let strom = Strom::start(&[]);
     let a = admin(&strom);
-    assert!(create(&a, NewTopic::new("t", 1, TopicReplication::Fixed(1))).await.is_ok());
+    assert!(
+        create(&a, NewTopic::new("t", 1, TopicReplication::Fixed(1)))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         create(&a, NewTopic::new("t", 1, TopicReplication::Fixed(1))).await,
         Err(RDKafkaErrorCode::TopicAlreadyExists)
@@ -173,27 +238,55 @@ async fn admin_error_codes_body() {
         Err(RDKafkaErrorCode::InvalidReplicationFactor)
     );
     assert_eq!(
-        create(&a, NewTopic::new("bad-value", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon")).await,
+        create(
+            &a,
+            NewTopic::new("bad-value", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon")
+        )
+        .await,
         Err(RDKafkaErrorCode::InvalidConfig)
     );
     assert_eq!(
-        create(&a, NewTopic::new("bad-name", 1, TopicReplication::Fixed(1)).set("no.such.config", "1")).await,
+        create(
+            &a,
+            NewTopic::new("bad-name", 1, TopicReplication::Fixed(1)).set("no.such.config", "1")
+        )
+        .await,
         Err(RDKafkaErrorCode::InvalidConfig)
     );
     assert_eq!(
-        create(&a, NewTopic::new("no/slashes", 1, TopicReplication::Fixed(1))).await,
+        create(
+            &a,
+            NewTopic::new("no/slashes", 1, TopicReplication::Fixed(1))
+        )
+        .await,
         Err(RDKafkaErrorCode::InvalidTopic)
     );
     let r = a.delete_topics(&["missing"], &opts()).await.unwrap();
-    assert_eq!(r[0], Err(("missing".into(), RDKafkaErrorCode::UnknownTopicOrPartition)));
-    let r = a.create_partitions(&[NewPartitions::new("t", 1)], &opts()).await.unwrap();
+    assert_eq!(
+        r[0],
+        Err(("missing".into(), RDKafkaErrorCode::UnknownTopicOrPartition))
+    );
+    let r = a
+        .create_partitions(&[NewPartitions::new("t", 1)], &opts())
+        .await
+        .unwrap();
     assert_eq!(r[0], Err(("t".into(), RDKafkaErrorCode::InvalidPartitions)));
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("t")).set("message.timestamp.type", "Sometimes");
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("t")).set("message.timestamp.type", "Sometimes");
     // librdkafka reports no per-resource error for AlterConfigs; the value must simply not change.
     let _ = a.alter_configs(&[alter], &opts()).await.unwrap();
-    assert_eq!(config_value(&a, "t", "message.timestamp.type").await.0.as_deref(), Some("CreateTime"));
+    assert_eq!(
+        config_value(&a, "t", "message.timestamp.type")
+            .await
+            .0
+            .as_deref(),
+        Some("CreateTime")
+    );
     // Nothing of the failed creations exists.
-    let c: BaseConsumer = client_config(&strom.bootstrap()).set("allow.auto.create.topics", "false").create().unwrap();
+    let c: BaseConsumer = client_config(&strom.bootstrap())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .unwrap();
     let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
     let names: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
     assert_eq!(names, vec!["t"]);
@@ -206,12 +299,21 @@ fn message_too_large_and_auto_create() {
     let a = admin(&strom);
     let t = NewTopic::new("small", 1, TopicReplication::Fixed(1)).set("max.message.bytes", "1024");
     assert!(rt.block_on(create(&a, t)).is_ok());
-    let r = produce_sync(&strom.bootstrap(), "small", 0, &[(None, vec![7u8; 4000]), (None, vec![1u8; 100])]);
+    let r = produce_sync(
+        &strom.bootstrap(),
+        "small",
+        0,
+        &[(None, vec![7u8; 4000]), (None, vec![1u8; 100])],
+    );
     match &r[0] {
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {}
         other => panic!("expected MESSAGE_TOO_LARGE, got {other:?}"),
     }
-    assert_eq!(r[1].as_ref().ok(), Some(&0), "the log still takes records that fit");
+    assert_eq!(
+        r[1].as_ref().ok(),
+        Some(&0),
+        "the log still takes records that fit"
+    );
 
     // Producing to a topic nobody created creates it with num.partitions.
     let r = produce_sync(&strom.bootstrap(), "fresh", 2, &[(None, b"hello".to_vec())]);
@@ -224,29 +326,53 @@ fn delete_records_moves_the_log_start() {
     let strom = Strom::start(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let a = admin(&strom);
-    assert!(rt.block_on(create(&a, NewTopic::new("dr", 1, TopicReplication::Fixed(1)))).is_ok());
-    let records: Vec<_> = (0..100).map(|i| (None, format!("r{i}").into_bytes())).collect();
-    assert!(produce_sync(&strom.bootstrap(), "dr", 0, &records).iter().all(|r| r.is_ok()));
+    assert!(
+        rt.block_on(create(
+            &a,
+            NewTopic::new("dr", 1, TopicReplication::Fixed(1))
+        ))
+        .is_ok()
+    );
+    let records: Vec<_> = (0..100)
+        .map(|i| (None, format!("r{i}").into_bytes()))
+        .collect();
+    assert!(
+        produce_sync(&strom.bootstrap(), "dr", 0, &records)
+            .iter()
+            .all(|r| r.is_ok())
+    );
 
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("dr", 0, Offset::Offset(40)).unwrap();
+    tpl.add_partition_offset("dr", 0, Offset::Offset(40))
+        .unwrap();
     let res = rt.block_on(a.delete_records(&tpl, &opts())).unwrap();
     let e = res.find_partition("dr", 0).unwrap();
     assert!(e.error().is_ok(), "{:?}", e.error());
     assert_eq!(e.offset(), Offset::Offset(40));
 
     let c: BaseConsumer = client_config(&strom.bootstrap()).create().unwrap();
-    assert_eq!(c.fetch_watermarks("dr", 0, Duration::from_secs(10)).unwrap(), (40, 100));
+    assert_eq!(
+        c.fetch_watermarks("dr", 0, Duration::from_secs(10))
+            .unwrap(),
+        (40, 100)
+    );
 
     // A consumer asking for offset 10 gets OFFSET_OUT_OF_RANGE and resets to the earliest.
-    let c = consumer_at(&strom.bootstrap(), "dr", 0, Offset::Offset(10), &[("auto.offset.reset", "earliest")]);
+    let c = consumer_at(
+        &strom.bootstrap(),
+        "dr",
+        0,
+        Offset::Offset(10),
+        &[("auto.offset.reset", "earliest")],
+    );
     let m = poll_one(&c);
     assert_eq!(m.offset(), 40);
     assert_eq!(m.payload(), Some(&b"r40"[..]));
 
     // Beyond the high watermark is refused.
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("dr", 0, Offset::Offset(500)).unwrap();
+    tpl.add_partition_offset("dr", 0, Offset::Offset(500))
+        .unwrap();
     let res = rt.block_on(a.delete_records(&tpl, &opts()));
     let failed = match res {
         Ok(list) => list.find_partition("dr", 0).unwrap().error().is_err(),
@@ -259,14 +385,27 @@ fn delete_records_moves_the_log_start() {
 fn list_offsets_by_timestamp() {
     let strom = Strom::start(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert!(rt.block_on(create(&admin(&strom), NewTopic::new("ts", 1, TopicReplication::Fixed(1)))).is_ok());
+    assert!(
+        rt.block_on(create(
+            &admin(&strom),
+            NewTopic::new("ts", 1, TopicReplication::Fixed(1))
+        ))
+        .is_ok()
+    );
     let base = 1_700_000_000_000i64;
-    let records: Vec<_> = (0..20).map(|i| (Some(base + i * 1000), format!("t{i}").into_bytes())).collect();
-    assert!(produce_sync(&strom.bootstrap(), "ts", 0, &records).iter().all(|r| r.is_ok()));
+    let records: Vec<_> = (0..20)
+        .map(|i| (Some(base + i * 1000), format!("t{i}").into_bytes()))
+        .collect();
+    assert!(
+        produce_sync(&strom.bootstrap(), "ts", 0, &records)
+            .iter()
+            .all(|r| r.is_ok())
+    );
     let c: BaseConsumer = client_config(&strom.bootstrap()).create().unwrap();
     let lookup = |ts: i64| {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("ts", 0, Offset::Offset(ts)).unwrap();
+        tpl.add_partition_offset("ts", 0, Offset::Offset(ts))
+            .unwrap();
         let r = c.offsets_for_times(tpl, Duration::from_secs(10)).unwrap();
         r.find_partition("ts", 0).unwrap().offset()
     };
@@ -280,17 +419,28 @@ fn list_offsets_by_timestamp() {
 fn log_append_time_stamps_the_broker_clock() {
     let strom = Strom::start(&[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let t = NewTopic::new("lat", 1, TopicReplication::Fixed(1)).set("message.timestamp.type", "LogAppendTime");
+    let t = NewTopic::new("lat", 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
     assert!(rt.block_on(create(&admin(&strom), t)).is_ok());
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    assert!(produce_sync(&strom.bootstrap(), "lat", 0, &[(Some(1000), b"old".to_vec())])[0].is_ok());
+    assert!(
+        produce_sync(
+            &strom.bootstrap(),
+            "lat",
+            0,
+            &[(Some(1000), b"old".to_vec())]
+        )[0]
+        .is_ok()
+    );
     let c = consumer_at(&strom.bootstrap(), "lat", 0, Offset::Beginning, &[]);
     let m = poll_one(&c);
     match m.timestamp() {
-        Timestamp::LogAppendTime(ts) => assert!(ts >= before - 1000 && ts < before + 60_000, "ts {ts}"),
+        Timestamp::LogAppendTime(ts) => {
+            assert!(ts >= before - 1000 && ts < before + 60_000, "ts {ts}")
+        }
         other => panic!("expected LogAppendTime, got {other:?}"),
     }
 }
@@ -309,24 +459,48 @@ fn retention_deletes_old_segments() {
     assert!(rt.block_on(create(&a, by_time)).is_ok());
     assert!(rt.block_on(create(&a, by_size)).is_ok());
     let records: Vec<_> = (0..60).map(|i| (None, vec![i as u8; 200])).collect();
-    assert!(produce_sync(&strom.bootstrap(), "by-time", 0, &records).iter().all(|r| r.is_ok()));
-    assert!(produce_sync(&strom.bootstrap(), "by-size", 0, &records).iter().all(|r| r.is_ok()));
+    assert!(
+        produce_sync(&strom.bootstrap(), "by-time", 0, &records)
+            .iter()
+            .all(|r| r.is_ok())
+    );
+    assert!(
+        produce_sync(&strom.bootstrap(), "by-size", 0, &records)
+            .iter()
+            .all(|r| r.is_ok())
+    );
     let c: BaseConsumer = client_config(&strom.bootstrap()).create().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (low_t, high_t) = c.fetch_watermarks("by-time", 0, Duration::from_secs(10)).unwrap();
-        let (low_s, high_s) = c.fetch_watermarks("by-size", 0, Duration::from_secs(10)).unwrap();
+        let (low_t, high_t) = c
+            .fetch_watermarks("by-time", 0, Duration::from_secs(10))
+            .unwrap();
+        let (low_s, high_s) = c
+            .fetch_watermarks("by-size", 0, Duration::from_secs(10))
+            .unwrap();
         if low_t == high_t && low_s > 0 {
             assert_eq!(high_t, 60);
             assert_eq!(high_s, 60);
             // Size retention keeps at least retention.bytes of the newest data.
-            assert!(high_s - low_s >= 3000 / 270, "kept only {} records", high_s - low_s);
+            assert!(
+                high_s - low_s >= 3000 / 270,
+                "kept only {} records",
+                high_s - low_s
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "retention did not run: by-time {low_t}..{high_t}, by-size {low_s}..{high_s}");
+        assert!(
+            Instant::now() < deadline,
+            "retention did not run: by-time {low_t}..{high_t}, by-size {low_s}..{high_s}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Producing after retention emptied the log continues at the old end.
-    let r = produce_sync(&strom.bootstrap(), "by-time", 0, &[(None, b"later".to_vec())]);
+    let r = produce_sync(
+        &strom.bootstrap(),
+        "by-time",
+        0,
+        &[(None, b"later".to_vec())],
+    );
     assert_eq!(r[0].as_ref().ok(), Some(&60));
 }

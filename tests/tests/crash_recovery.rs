@@ -25,7 +25,10 @@ impl ProducerContext for AckContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Ok(m) = result {
-            let n: u64 = std::str::from_utf8(m.key().unwrap()).unwrap().parse().unwrap();
+            let n: u64 = std::str::from_utf8(m.key().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
             self.0.lock().unwrap().push((m.partition(), m.offset(), n));
         }
     }
@@ -40,17 +43,27 @@ fn read_all(bootstrap: &str) -> HashMap<(i32, i64), (u64, Vec<u8>)> {
             .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
             .unwrap();
         remaining += high - low;
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while remaining > 0 {
-        assert!(Instant::now() < deadline, "{remaining} records not read back");
+        assert!(
+            Instant::now() < deadline,
+            "{remaining} records not read back"
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(500)) {
             let m = m.unwrap();
-            let n: u64 = std::str::from_utf8(m.key().unwrap()).unwrap().parse().unwrap();
-            out.insert((m.partition(), m.offset()), (n, m.payload().unwrap().to_vec()));
+            let n: u64 = std::str::from_utf8(m.key().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.insert(
+                (m.partition(), m.offset()),
+                (n, m.payload().unwrap().to_vec()),
+            );
             remaining -= 1;
         }
     }
@@ -65,7 +78,10 @@ fn acknowledged_records_survive_sigkill() {
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> = client_config(&bootstrap).create().unwrap();
         let r = admin
-            .create_topics(&[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .create_topics(
+                &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
             .await
             .unwrap();
         assert!(r[0].is_ok());
@@ -96,7 +112,7 @@ fn acknowledged_records_survive_sigkill() {
                 if producer.send(rec).is_ok() {
                     n += 1;
                 }
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     producer.poll(Duration::from_millis(1));
                 }
             }
@@ -118,31 +134,50 @@ fn acknowledged_records_survive_sigkill() {
     strom.restart();
     let stored = read_all(&bootstrap);
     for (p, offset, n) in &acked {
-        let (stored_n, value) = stored
-            .get(&(*p, *offset))
-            .unwrap_or_else(|| panic!("acknowledged record {n} at partition {p} offset {offset} is lost"));
-        assert_eq!(stored_n, n, "partition {p} offset {offset} holds another record");
+        let (stored_n, value) = stored.get(&(*p, *offset)).unwrap_or_else(|| {
+            panic!("acknowledged record {n} at partition {p} offset {offset} is lost")
+        });
+        assert_eq!(
+            stored_n, n,
+            "partition {p} offset {offset} holds another record"
+        );
         assert_eq!(value, &payload(*n, 200));
     }
     // Offsets are dense from zero in every partition.
     for p in 0..PARTITIONS {
         let count = stored.keys().filter(|(sp, _)| *sp == p).count() as i64;
         for o in 0..count {
-            assert!(stored.contains_key(&(p, o)), "partition {p} has a hole at {o}");
+            assert!(
+                stored.contains_key(&(p, o)),
+                "partition {p} has a hole at {o}"
+            );
         }
     }
 
     // The recovered log takes new writes right after what it kept.
-    let producer: BaseProducer = client_config(&bootstrap).set("linger.ms", "0").create().unwrap();
+    let producer: BaseProducer = client_config(&bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
     let before = stored.keys().filter(|(p, _)| *p == 0).count() as i64;
     for i in 0..10 {
         producer
-            .send(BaseRecord::to(TOPIC).partition(0).key("after").payload(&format!("after-{i}")))
+            .send(
+                BaseRecord::to(TOPIC)
+                    .partition(0)
+                    .key("after")
+                    .payload(&format!("after-{i}")),
+            )
             .unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
     let consumer: BaseConsumer = client_config(&bootstrap).create().unwrap();
-    let (_, high) = consumer.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(TOPIC, 0, Duration::from_secs(10))
+        .unwrap();
     assert_eq!(high, before + 10);
-    eprintln!("acknowledged {} records before SIGKILL; all found after restart", acked.len());
+    eprintln!(
+        "acknowledged {} records before SIGKILL; all found after restart",
+        acked.len()
+    );
 }

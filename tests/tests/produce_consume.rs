@@ -72,7 +72,10 @@ fn produce_all(bootstrap: &str, topic: &str, codec: &str) {
         let value = payload(n, RECORD_BYTES);
         let k = key(n);
         let nbytes = n.to_be_bytes();
-        let headers = OwnedHeaders::new().insert(Header { key: "seq", value: Some(&nbytes[..]) });
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "seq",
+            value: Some(&nbytes[..]),
+        });
         let mut record = BaseRecord::to(topic)
             .partition((n % PARTITIONS as u64) as i32)
             .key(&k)
@@ -90,7 +93,11 @@ fn produce_all(bootstrap: &str, topic: &str, codec: &str) {
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
-    assert_eq!(counts.failed.load(Ordering::Relaxed), 0, "some deliveries failed");
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "some deliveries failed"
+    );
     assert_eq!(counts.ok.load(Ordering::Relaxed), RECORDS);
 }
 
@@ -102,22 +109,40 @@ fn consume_and_verify(bootstrap: &str, topic: &str) {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut next_index = vec![0u64; PARTITIONS as usize];
     let mut received = 0u64;
     let deadline = Instant::now() + Duration::from_secs(300);
     while received < RECORDS {
-        assert!(Instant::now() < deadline, "only {received} of {RECORDS} records arrived");
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        assert!(
+            Instant::now() < deadline,
+            "only {received} of {RECORDS} records arrived"
+        );
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let msg = msg.expect("consume error");
         let p = msg.partition() as usize;
         let j = next_index[p];
         let n = j * PARTITIONS as u64 + p as u64;
-        assert_eq!(msg.offset(), j as i64, "partition {p}: offsets must be dense");
-        assert_eq!(msg.payload(), Some(&payload(n, RECORD_BYTES)[..]), "partition {p} offset {j}: payload");
-        assert_eq!(msg.key(), Some(key(n).as_bytes()), "partition {p} offset {j}: key");
+        assert_eq!(
+            msg.offset(),
+            j as i64,
+            "partition {p}: offsets must be dense"
+        );
+        assert_eq!(
+            msg.payload(),
+            Some(&payload(n, RECORD_BYTES)[..]),
+            "partition {p} offset {j}: payload"
+        );
+        assert_eq!(
+            msg.key(),
+            Some(key(n).as_bytes()),
+            "partition {p} offset {j}: key"
+        );
         let headers = msg.headers().expect("headers");
         assert_eq!(headers.count(), 1);
         let h = headers.get(0);
@@ -127,9 +152,16 @@ fn consume_and_verify(bootstrap: &str, topic: &str) {
         received += 1;
     }
     // Nothing beyond what was produced.
-    assert!(consumer.poll(Duration::from_millis(500)).is_none(), "unexpected extra record");
+    assert!(
+        consumer.poll(Duration::from_millis(500)).is_none(),
+        "unexpected extra record"
+    );
     for (p, n) in next_index.iter().enumerate() {
-        assert_eq!(*n, RECORDS / PARTITIONS as u64, "partition {p} record count");
+        assert_eq!(
+            *n,
+            RECORDS / PARTITIONS as u64,
+            "partition {p} record count"
+        );
     }
 }
 

@@ -65,7 +65,10 @@ fn api_versions_lists_the_registry_and_falls_back_to_v0() {
     let find = |k: i16| apis.iter().find(|a| a.0 == k).copied();
     assert_eq!(find(0).map(|a| a.1), Some(0), "Produce advertised from v0");
     assert!(find(1).is_some() && find(3).is_some() && find(19).is_some());
-    assert!(find(11).is_none(), "JoinGroup is not implemented and must not be advertised");
+    assert!(
+        find(11).is_none(),
+        "JoinGroup is not implemented and must not be advertised"
+    );
 
     // A version newer than strom knows: error 35 in a v0 body, and the connection stays usable.
     let (cid, err, apis2) = api_versions_v0(&mut s, 99);
@@ -84,21 +87,32 @@ fn bad_frames_close_only_their_connection() {
     // Larger than socket.request.max.bytes: refused from the size prefix alone.
     let mut s = connect(&strom);
     s.write_all(&(200 * 1024 * 1024i32).to_be_bytes()).unwrap();
-    assert!(is_closed(&mut s), "oversized frame must close the connection");
+    assert!(
+        is_closed(&mut s),
+        "oversized frame must close the connection"
+    );
 
     // A Metadata v12 request whose body is garbage.
     let mut s = connect(&strom);
-    s.write_all(&frame(3, 12, 1, &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3])).unwrap();
-    assert!(is_closed(&mut s), "undecodable body must close the connection");
+    s.write_all(&frame(3, 12, 1, &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]))
+        .unwrap();
+    assert!(
+        is_closed(&mut s),
+        "undecodable body must close the connection"
+    );
 
     // An API key that does not exist.
     let mut s = connect(&strom);
     s.write_all(&frame(999, 0, 1, &[])).unwrap();
-    assert!(is_closed(&mut s), "unknown API key must close the connection");
+    assert!(
+        is_closed(&mut s),
+        "unknown API key must close the connection"
+    );
 
     // Produce v2 is advertised for old clients' probing but not served.
     let mut s = connect(&strom);
-    s.write_all(&frame(0, 2, 1, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])).unwrap();
+    s.write_all(&frame(0, 2, 1, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))
+        .unwrap();
     assert!(is_closed(&mut s), "Produce v2 must be refused");
 
     // A negative size.

@@ -51,7 +51,14 @@ pub fn parse_listener(s: &str) -> Result<(String, u16), BrokerError> {
         .parse()
         .map_err(|_| BrokerError::Config(format!("listener {s:?} has no valid port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((if host.is_empty() { "0.0.0.0".into() } else { host.to_string() }, port))
+    Ok((
+        if host.is_empty() {
+            "0.0.0.0".into()
+        } else {
+            host.to_string()
+        },
+        port,
+    ))
 }
 
 impl Broker {
@@ -109,9 +116,13 @@ impl Broker {
     }
 
     /// Appends metadata records and brings the hosted partitions in line with the new image.
-    pub fn commit_metadata(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, BrokerError> {
+    pub fn commit_metadata(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
         let image = self.metadata.append(records)?;
-        self.replicas.reconcile(&image, &self.config, crate::now_ms())?;
+        self.replicas
+            .reconcile(&image, &self.config, crate::now_ms())?;
         Ok(image)
     }
 
@@ -184,7 +195,12 @@ impl Broker {
 
 /// Retention and time-based flushing, on their configured intervals.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let retention_every = Duration::from_millis(broker.config.get_i64("log.retention.check.interval.ms").max(1) as u64);
+    let retention_every = Duration::from_millis(
+        broker
+            .config
+            .get_i64("log.retention.check.interval.ms")
+            .max(1) as u64,
+    );
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_millis(1000));
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,7 +241,10 @@ fn load_cluster_id(dir: &std::path::Path, node_id: i32) -> Result<String, Broker
     }
     let id = base64_url(strom_metadata::Uuid::new_v4().as_bytes());
     let tmp = dir.join("meta.properties.tmp");
-    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"))?;
+    std::fs::write(
+        &tmp,
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )?;
     std::fs::rename(&tmp, &path)?;
     Ok(id)
 }
@@ -235,7 +254,11 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         let chars = chunk.len() + 1;
         for i in 0..chars {

@@ -13,8 +13,12 @@ use strom_storage::LogConfig;
 /// The type of a property, used to validate values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
-    Long { min: i64 },
-    Int { min: i64 },
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+    },
     Bool,
     String,
     Choice(&'static [&'static str]),
@@ -31,62 +35,310 @@ pub struct ConfigDef {
     pub doc: &'static str,
 }
 
-const fn def(name: &'static str, default: &'static str, kind: ConfigType, doc: &'static str) -> ConfigDef {
-    ConfigDef { name, default, kind, doc }
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    kind: ConfigType,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        default,
+        kind,
+        doc,
+    }
 }
 
 const LONG0: ConfigType = ConfigType::Long { min: 0 };
 const LONG_ANY: ConfigType = ConfigType::Long { min: -1 };
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
-const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"];
+const COMPRESSION_TYPES: &[&str] = &[
+    "producer",
+    "uncompressed",
+    "none",
+    "gzip",
+    "snappy",
+    "lz4",
+    "zstd",
+];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const I64_MAX: &str = "9223372036854775807";
 
 /// Broker properties.
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
-    def("node.id", "1", ConfigType::Int { min: 0 }, "Id of this broker in the cluster."),
-    def("listeners", "PLAINTEXT://127.0.0.1:9092", ConfigType::String, "Addresses to listen on, as NAME://host:port."),
-    def("advertised.listeners", "", ConfigType::String, "Addresses given to clients in Metadata; empty means the same as listeners."),
-    def("log.dirs", "./data", ConfigType::String, "Directory that holds the partition logs and the metadata log."),
-    def("num.partitions", "1", ConfigType::Int { min: 1 }, "Partitions of an automatically created topic, or of a created topic that names none."),
-    def("default.replication.factor", "1", ConfigType::Int { min: 1 }, "Replication factor of automatically created topics."),
-    def("auto.create.topics.enable", "true", ConfigType::Bool, "Create a topic when a client asks for its metadata or produces to it."),
-    def("socket.request.max.bytes", "104857600", ConfigType::Int { min: 1 }, "Largest request frame accepted; a larger one closes the connection."),
-    def("message.max.bytes", "1048588", ConfigType::Int { min: 0 }, "Largest record batch accepted (topic: max.message.bytes)."),
-    def("log.segment.bytes", "1073741824", ConfigType::Int { min: 14 }, "Size at which a log segment is rolled (topic: segment.bytes)."),
-    def("log.roll.ms", "604800000", ConfigType::Long { min: 1 }, "Age at which a log segment is rolled (topic: segment.ms)."),
-    def("log.retention.ms", "604800000", LONG_ANY, "How long data is kept; -1 keeps it forever (topic: retention.ms)."),
-    def("log.retention.bytes", "-1", LONG_ANY, "Size a partition may grow to before old segments go; -1 is unlimited (topic: retention.bytes)."),
-    def("log.retention.check.interval.ms", "300000", ConfigType::Long { min: 1 }, "How often retention is enforced."),
-    def("log.flush.interval.messages", I64_MAX, ConfigType::Long { min: 1 }, "Records after which a partition is fsynced (topic: flush.messages); the default leaves it to the OS."),
-    def("log.flush.interval.ms", I64_MAX, LONG0, "Time after which a partition is fsynced (topic: flush.ms); the default leaves it to the OS."),
-    def("log.index.interval.bytes", "4096", ConfigType::Int { min: 0 }, "Bytes of log between two offset index entries (topic: index.interval.bytes)."),
-    def("log.message.timestamp.type", "CreateTime", ConfigType::Choice(TIMESTAMP_TYPES), "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock (topic: message.timestamp.type)."),
-    def("log.cleanup.policy", "delete", ConfigType::ChoiceList(CLEANUP_POLICIES), "delete: remove old segments by retention (topic: cleanup.policy)."),
-    def("compression.type", "producer", ConfigType::Choice(COMPRESSION_TYPES), "Compression of stored batches; producer keeps what the producer sent."),
-    def("min.insync.replicas", "1", ConfigType::Int { min: 1 }, "Replicas that must acknowledge an acks=all write."),
-    def("log.cleaner.delete.retention.ms", "86400000", LONG0, "How long tombstones are kept in compacted topics (topic: delete.retention.ms)."),
-    def("log.segment.delete.delay.ms", "60000", LONG0, "Delay before a deleted segment's files are removed (topic: file.delete.delay.ms)."),
-    def("unclean.leader.election.enable", "false", ConfigType::Bool, "Allow an out-of-sync replica to become leader."),
+    def(
+        "node.id",
+        "1",
+        ConfigType::Int { min: 0 },
+        "Id of this broker in the cluster.",
+    ),
+    def(
+        "listeners",
+        "PLAINTEXT://127.0.0.1:9092",
+        ConfigType::String,
+        "Addresses to listen on, as NAME://host:port.",
+    ),
+    def(
+        "advertised.listeners",
+        "",
+        ConfigType::String,
+        "Addresses given to clients in Metadata; empty means the same as listeners.",
+    ),
+    def(
+        "log.dirs",
+        "./data",
+        ConfigType::String,
+        "Directory that holds the partition logs and the metadata log.",
+    ),
+    def(
+        "num.partitions",
+        "1",
+        ConfigType::Int { min: 1 },
+        "Partitions of an automatically created topic, or of a created topic that names none.",
+    ),
+    def(
+        "default.replication.factor",
+        "1",
+        ConfigType::Int { min: 1 },
+        "Replication factor of automatically created topics.",
+    ),
+    def(
+        "auto.create.topics.enable",
+        "true",
+        ConfigType::Bool,
+        "Create a topic when a client asks for its metadata or produces to it.",
+    ),
+    def(
+        "socket.request.max.bytes",
+        "104857600",
+        ConfigType::Int { min: 1 },
+        "Largest request frame accepted; a larger one closes the connection.",
+    ),
+    def(
+        "message.max.bytes",
+        "1048588",
+        ConfigType::Int { min: 0 },
+        "Largest record batch accepted (topic: max.message.bytes).",
+    ),
+    def(
+        "log.segment.bytes",
+        "1073741824",
+        ConfigType::Int { min: 14 },
+        "Size at which a log segment is rolled (topic: segment.bytes).",
+    ),
+    def(
+        "log.roll.ms",
+        "604800000",
+        ConfigType::Long { min: 1 },
+        "Age at which a log segment is rolled (topic: segment.ms).",
+    ),
+    def(
+        "log.retention.ms",
+        "604800000",
+        LONG_ANY,
+        "How long data is kept; -1 keeps it forever (topic: retention.ms).",
+    ),
+    def(
+        "log.retention.bytes",
+        "-1",
+        LONG_ANY,
+        "Size a partition may grow to before old segments go; -1 is unlimited (topic: retention.bytes).",
+    ),
+    def(
+        "log.retention.check.interval.ms",
+        "300000",
+        ConfigType::Long { min: 1 },
+        "How often retention is enforced.",
+    ),
+    def(
+        "log.flush.interval.messages",
+        I64_MAX,
+        ConfigType::Long { min: 1 },
+        "Records after which a partition is fsynced (topic: flush.messages); the default leaves it to the OS.",
+    ),
+    def(
+        "log.flush.interval.ms",
+        I64_MAX,
+        LONG0,
+        "Time after which a partition is fsynced (topic: flush.ms); the default leaves it to the OS.",
+    ),
+    def(
+        "log.index.interval.bytes",
+        "4096",
+        ConfigType::Int { min: 0 },
+        "Bytes of log between two offset index entries (topic: index.interval.bytes).",
+    ),
+    def(
+        "log.message.timestamp.type",
+        "CreateTime",
+        ConfigType::Choice(TIMESTAMP_TYPES),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock (topic: message.timestamp.type).",
+    ),
+    def(
+        "log.cleanup.policy",
+        "delete",
+        ConfigType::ChoiceList(CLEANUP_POLICIES),
+        "delete: remove old segments by retention (topic: cleanup.policy).",
+    ),
+    def(
+        "compression.type",
+        "producer",
+        ConfigType::Choice(COMPRESSION_TYPES),
+        "Compression of stored batches; producer keeps what the producer sent.",
+    ),
+    def(
+        "min.insync.replicas",
+        "1",
+        ConfigType::Int { min: 1 },
+        "Replicas that must acknowledge an acks=all write.",
+    ),
+    def(
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        LONG0,
+        "How long tombstones are kept in compacted topics (topic: delete.retention.ms).",
+    ),
+    def(
+        "log.segment.delete.delay.ms",
+        "60000",
+        LONG0,
+        "Delay before a deleted segment's files are removed (topic: file.delete.delay.ms).",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        ConfigType::Bool,
+        "Allow an out-of-sync replica to become leader.",
+    ),
 ];
 
 /// Topic properties and the broker property each falls back to.
 pub const TOPIC_CONFIGS: &[(ConfigDef, &str)] = &[
-    (def("cleanup.policy", "delete", ConfigType::ChoiceList(CLEANUP_POLICIES), "delete or compact"), "log.cleanup.policy"),
-    (def("compression.type", "producer", ConfigType::Choice(COMPRESSION_TYPES), "Compression of stored batches"), "compression.type"),
-    (def("delete.retention.ms", "86400000", LONG0, "Tombstone retention in compacted topics"), "log.cleaner.delete.retention.ms"),
-    (def("file.delete.delay.ms", "60000", LONG0, "Delay before deleted segment files are removed"), "log.segment.delete.delay.ms"),
-    (def("flush.messages", I64_MAX, ConfigType::Long { min: 1 }, "Records between fsyncs"), "log.flush.interval.messages"),
-    (def("flush.ms", I64_MAX, LONG0, "Time between fsyncs"), "log.flush.interval.ms"),
-    (def("index.interval.bytes", "4096", ConfigType::Int { min: 0 }, "Bytes between offset index entries"), "log.index.interval.bytes"),
-    (def("max.message.bytes", "1048588", ConfigType::Int { min: 0 }, "Largest record batch"), "message.max.bytes"),
-    (def("message.timestamp.type", "CreateTime", ConfigType::Choice(TIMESTAMP_TYPES), "CreateTime or LogAppendTime"), "log.message.timestamp.type"),
-    (def("min.insync.replicas", "1", ConfigType::Int { min: 1 }, "Replicas that must acknowledge acks=all"), "min.insync.replicas"),
-    (def("retention.bytes", "-1", LONG_ANY, "Partition size limit"), "log.retention.bytes"),
-    (def("retention.ms", "604800000", LONG_ANY, "How long data is kept"), "log.retention.ms"),
-    (def("segment.bytes", "1073741824", ConfigType::Int { min: 14 }, "Segment roll size"), "log.segment.bytes"),
-    (def("segment.ms", "604800000", ConfigType::Long { min: 1 }, "Segment roll age"), "log.roll.ms"),
-    (def("unclean.leader.election.enable", "false", ConfigType::Bool, "Allow out-of-sync leaders"), "unclean.leader.election.enable"),
+    (
+        def(
+            "cleanup.policy",
+            "delete",
+            ConfigType::ChoiceList(CLEANUP_POLICIES),
+            "delete or compact",
+        ),
+        "log.cleanup.policy",
+    ),
+    (
+        def(
+            "compression.type",
+            "producer",
+            ConfigType::Choice(COMPRESSION_TYPES),
+            "Compression of stored batches",
+        ),
+        "compression.type",
+    ),
+    (
+        def(
+            "delete.retention.ms",
+            "86400000",
+            LONG0,
+            "Tombstone retention in compacted topics",
+        ),
+        "log.cleaner.delete.retention.ms",
+    ),
+    (
+        def(
+            "file.delete.delay.ms",
+            "60000",
+            LONG0,
+            "Delay before deleted segment files are removed",
+        ),
+        "log.segment.delete.delay.ms",
+    ),
+    (
+        def(
+            "flush.messages",
+            I64_MAX,
+            ConfigType::Long { min: 1 },
+            "Records between fsyncs",
+        ),
+        "log.flush.interval.messages",
+    ),
+    (
+        def("flush.ms", I64_MAX, LONG0, "Time between fsyncs"),
+        "log.flush.interval.ms",
+    ),
+    (
+        def(
+            "index.interval.bytes",
+            "4096",
+            ConfigType::Int { min: 0 },
+            "Bytes between offset index entries",
+        ),
+        "log.index.interval.bytes",
+    ),
+    (
+        def(
+            "max.message.bytes",
+            "1048588",
+            ConfigType::Int { min: 0 },
+            "Largest record batch",
+        ),
+        "message.max.bytes",
+    ),
+    (
+        def(
+            "message.timestamp.type",
+            "CreateTime",
+            ConfigType::Choice(TIMESTAMP_TYPES),
+            "CreateTime or LogAppendTime",
+        ),
+        "log.message.timestamp.type",
+    ),
+    (
+        def(
+            "min.insync.replicas",
+            "1",
+            ConfigType::Int { min: 1 },
+            "Replicas that must acknowledge acks=all",
+        ),
+        "min.insync.replicas",
+    ),
+    (
+        def("retention.bytes", "-1", LONG_ANY, "Partition size limit"),
+        "log.retention.bytes",
+    ),
+    (
+        def(
+            "retention.ms",
+            "604800000",
+            LONG_ANY,
+            "How long data is kept",
+        ),
+        "log.retention.ms",
+    ),
+    (
+        def(
+            "segment.bytes",
+            "1073741824",
+            ConfigType::Int { min: 14 },
+            "Segment roll size",
+        ),
+        "log.segment.bytes",
+    ),
+    (
+        def(
+            "segment.ms",
+            "604800000",
+            ConfigType::Long { min: 1 },
+            "Segment roll age",
+        ),
+        "log.roll.ms",
+    ),
+    (
+        def(
+            "unclean.leader.election.enable",
+            "false",
+            ConfigType::Bool,
+            "Allow out-of-sync leaders",
+        ),
+        "unclean.leader.election.enable",
+    ),
 ];
 
 /// Aliases Kafka accepts in broker files, mapped to the property they set and a multiplier.
@@ -128,13 +380,21 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
         ConfigType::String => {}
         ConfigType::Choice(choices) => {
             if !choices.iter().any(|c| c.eq_ignore_ascii_case(v)) {
-                return Err(format!("{} must be one of {}, got {value:?}", def.name, choices.join(", ")));
+                return Err(format!(
+                    "{} must be one of {}, got {value:?}",
+                    def.name,
+                    choices.join(", ")
+                ));
             }
         }
         ConfigType::ChoiceList(choices) => {
             for item in v.split(',') {
                 if !choices.iter().any(|c| c.eq_ignore_ascii_case(item.trim())) {
-                    return Err(format!("{} items must be among {}, got {value:?}", def.name, choices.join(", ")));
+                    return Err(format!(
+                        "{} items must be among {}, got {value:?}",
+                        def.name,
+                        choices.join(", ")
+                    ));
                 }
             }
         }
@@ -146,7 +406,10 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("unknown property {0:?} (strom server --help lists them)")]
@@ -166,7 +429,10 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            values: BROKER_CONFIGS.iter().map(|d| (d.name, d.default.to_string())).collect(),
+            values: BROKER_CONFIGS
+                .iter()
+                .map(|d| (d.name, d.default.to_string()))
+                .collect(),
             explicit: BTreeMap::new(),
         }
     }
@@ -178,10 +444,9 @@ impl BrokerConfig {
         let (name, value) = match BROKER_ALIASES.iter().find(|(a, _, _)| *a == name) {
             Some((_, target, 1)) => (*target, value.to_string()),
             Some((_, target, factor)) => {
-                let n: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a number, got {value:?}")))?;
+                let n: i64 = value.trim().parse().map_err(|_| {
+                    ConfigError::Invalid(format!("{name} must be a number, got {value:?}"))
+                })?;
                 (*target, n.saturating_mul(*factor).to_string())
             }
             None => (name, value.to_string()),
@@ -200,10 +465,12 @@ impl BrokerConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         let mut flat = Vec::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (k, v) in flat {
@@ -243,7 +510,13 @@ impl BrokerConfig {
     }
 
     pub fn log_dir(&self) -> PathBuf {
-        PathBuf::from(self.get("log.dirs").split(',').next().unwrap_or("./data").trim())
+        PathBuf::from(
+            self.get("log.dirs")
+                .split(',')
+                .next()
+                .unwrap_or("./data")
+                .trim(),
+        )
     }
 
     /// All (name, value) pairs, in name order.
@@ -286,14 +559,21 @@ impl BrokerConfig {
 
 /// The environment variable that sets a property.
 pub fn env_name(property: &str) -> String {
-    format!("STROM_{}", property.to_ascii_uppercase().replace(['.', '-'], "_"))
+    format!(
+        "STROM_{}",
+        property.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
 }
 
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -319,8 +599,15 @@ pub fn properties_help() -> String {
         "Broker properties (set in the TOML file, with --set NAME=VALUE, or as STROM_NAME env vars):\n",
     );
     for d in BROKER_CONFIGS {
-        let default = if d.default.is_empty() { "\"\"" } else { d.default };
-        s.push_str(&format!("  {:<34} default {:<28} {}\n", d.name, default, d.doc));
+        let default = if d.default.is_empty() {
+            "\"\""
+        } else {
+            d.default
+        };
+        s.push_str(&format!(
+            "  {:<34} default {:<28} {}\n",
+            d.name, default, d.doc
+        ));
     }
     s
 }
@@ -344,9 +631,18 @@ mod tests {
         assert_eq!(c.get_i64("log.retention.ms"), 7_200_000);
         assert!(!c.get_bool("auto.create.topics.enable"));
         assert_eq!(c.log_dir(), PathBuf::from("/tmp/x"));
-        assert!(matches!(c.set("no.such", "1"), Err(ConfigError::Unknown(_))));
-        assert!(matches!(c.set("num.partitions", "zero"), Err(ConfigError::Invalid(_))));
-        assert!(matches!(c.set("log.message.timestamp.type", "Never"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            c.set("no.such", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            c.set("num.partitions", "zero"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            c.set("log.message.timestamp.type", "Never"),
+            Err(ConfigError::Invalid(_))
+        ));
         assert_eq!(env_name("log.retention.ms"), "STROM_LOG_RETENTION_MS");
     }
 

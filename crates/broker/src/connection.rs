@@ -20,7 +20,12 @@ use crate::registry::{self, RequestContext};
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
 const RESPONSE_QUEUE: usize = 16;
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
     let decoder = FrameDecoder::new(max_frame);
     let (mut rd, mut wr) = stream.into_split();
@@ -80,10 +85,17 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, mut
 }
 
 /// Handles one frame; `Ok(None)` means the request wants no response (Produce with acks=0).
-async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: bytes::Bytes) -> Result<Option<BytesMut>, String> {
+async fn handle_frame(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    mut frame: bytes::Bytes,
+) -> Result<Option<BytesMut>, String> {
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
     let Some(spec) = registry::spec(prefix.api_key) else {
-        return Err(format!("unsupported API key {} (correlation id {})", prefix.api_key, prefix.correlation_id));
+        return Err(format!(
+            "unsupported API key {} (correlation id {})",
+            prefix.api_key, prefix.correlation_id
+        ));
     };
     if !registry::servable(spec, prefix.api_version) {
         if spec.key == ApiKey::ApiVersions {

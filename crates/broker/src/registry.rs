@@ -80,10 +80,20 @@ mod tests {
     fn advertised_ranges_fit_the_codec() {
         for s in APIS {
             let codec = s.key.valid_versions();
-            assert!(s.max <= codec.max, "{:?} advertises v{} beyond the codec", s.key, s.max);
+            assert!(
+                s.max <= codec.max,
+                "{:?} advertises v{} beyond the codec",
+                s.key,
+                s.max
+            );
             assert!(s.min <= s.max);
             if s.key != ApiKey::Produce {
-                assert!(s.min >= codec.min, "{:?} advertises v{} below the codec", s.key, s.min);
+                assert!(
+                    s.min >= codec.min,
+                    "{:?} advertises v{} below the codec",
+                    s.key,
+                    s.min
+                );
             }
         }
     }

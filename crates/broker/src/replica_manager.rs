@@ -81,7 +81,12 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted partitions in line with the image.
-    pub fn reconcile(&self, image: &MetadataImage, config: &BrokerConfig, now_ms: i64) -> Result<(), StorageError> {
+    pub fn reconcile(
+        &self,
+        image: &MetadataImage,
+        config: &BrokerConfig,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
         let mut wanted: HashMap<Key, (Uuid, i32, LogConfig)> = HashMap::new();
         for topic in image.topics.values() {
             let log_config = config.log_config(&topic.configs);
@@ -136,15 +141,25 @@ impl ReplicaManager {
     /// Removes directories in the data dir that belong to no hosted partition: the remains of
     /// deletions interrupted by a crash.
     pub fn remove_strays(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return };
-        let hosted: Vec<PathBuf> = self.all().iter().map(|p| p.with_log(|l| l.dir().to_path_buf())).collect();
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        let hosted: Vec<PathBuf> = self
+            .all()
+            .iter()
+            .map(|p| p.with_log(|l| l.dir().to_path_buf()))
+            .collect();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             let looks_like_partition = name
                 .rsplit_once('-')
                 .is_some_and(|(_, n)| n.parse::<u32>().is_ok() || n == "delete");
-            if path.is_dir() && looks_like_partition && !name.starts_with("__cluster_metadata") && !hosted.contains(&path) {
+            if path.is_dir()
+                && looks_like_partition
+                && !name.starts_with("__cluster_metadata")
+                && !hosted.contains(&path)
+            {
                 tracing::info!(dir = %path.display(), "removing log directory of a deleted partition");
                 if let Err(e) = std::fs::remove_dir_all(&path) {
                     tracing::warn!(dir = %path.display(), error = %e, "cannot remove stray log directory");
@@ -176,7 +191,10 @@ fn claim_dir(dir: &Path, topic_id: &Uuid) -> Result<(), StorageError> {
 
 /// Renames a deleted partition's directory out of the way at once, then removes it.
 fn remove_partition_dir(dir: &Path, topic_id: &Uuid) {
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let doomed = dir.with_file_name(format!("{name}.{}-delete", topic_id.simple()));
     let target = match std::fs::rename(dir, &doomed) {
         Ok(()) => doomed,

@@ -34,7 +34,12 @@ impl From<crate::BrokerError> for ApiError {
 
 /// Kafka's rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| Err(ApiError::new(ec::INVALID_TOPIC_EXCEPTION, format!("topic name {name:?} {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::new(
+            ec::INVALID_TOPIC_EXCEPTION,
+            format!("topic name {name:?} {why}"),
+        ))
+    };
     if name.is_empty() {
         return bad("is empty");
     }
@@ -44,7 +49,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.len() > 249 {
         return bad("is longer than 249 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
         return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -53,15 +61,21 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
 /// Checks topic config overrides: known names, valid values.
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (name, value) in configs {
-        let (def, _) = config::topic_def(name)
-            .ok_or_else(|| ApiError::new(ec::INVALID_CONFIG, format!("unknown topic config {name:?}")))?;
+        let (def, _) = config::topic_def(name).ok_or_else(|| {
+            ApiError::new(ec::INVALID_CONFIG, format!("unknown topic config {name:?}"))
+        })?;
         config::validate(def, value).map_err(|m| ApiError::new(ec::INVALID_CONFIG, m))?;
     }
     Ok(())
 }
 
 /// Picks replicas for new partitions, spreading leaders across brokers.
-fn place(image: &MetadataImage, first_partition: i32, count: i32, replication_factor: i32) -> Result<Vec<Vec<i32>>, ApiError> {
+fn place(
+    image: &MetadataImage,
+    first_partition: i32,
+    count: i32,
+    replication_factor: i32,
+) -> Result<Vec<Vec<i32>>, ApiError> {
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     if replication_factor < 1 || replication_factor as usize > brokers.len().max(1) {
         return Err(ApiError::new(
@@ -93,7 +107,10 @@ pub fn create_topic(
     validate_topic_name(name)?;
     let image = broker.image();
     if image.topic(name).is_some() {
-        return Err(ApiError::new(ec::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        return Err(ApiError::new(
+            ec::TOPIC_ALREADY_EXISTS,
+            format!("topic {name:?} already exists"),
+        ));
     }
     let partitions = if partitions == -1 {
         broker.config.get_i64("num.partitions") as i32
@@ -101,7 +118,10 @@ pub fn create_topic(
         partitions
     };
     if partitions < 1 {
-        return Err(ApiError::new(ec::INVALID_PARTITIONS, format!("number of partitions must be at least 1, got {partitions}")));
+        return Err(ApiError::new(
+            ec::INVALID_PARTITIONS,
+            format!("number of partitions must be at least 1, got {partitions}"),
+        ));
     }
     let replication_factor = if replication_factor == -1 {
         broker.config.get_i64("default.replication.factor") as i32
@@ -125,24 +145,40 @@ pub fn create_topic(
     }));
     records.extend(partition_records(topic_id, 0, assignment));
     broker.commit_metadata(records)?;
-    tracing::info!(topic = name, partitions, replication_factor, "created topic");
+    tracing::info!(
+        topic = name,
+        partitions,
+        replication_factor,
+        "created topic"
+    );
     Ok((topic_id, partitions, replication_factor))
 }
 
-fn partition_records(topic_id: Uuid, first: i32, assignment: Vec<Vec<i32>>) -> impl Iterator<Item = MetadataRecord> {
-    assignment.into_iter().enumerate().map(move |(i, replicas)| MetadataRecord::Partition {
-        topic_id,
-        partition: first + i as i32,
-        leader: replicas[0],
-        isr: replicas.clone(),
-        replicas,
-        leader_epoch: 0,
-        partition_epoch: 0,
-    })
+fn partition_records(
+    topic_id: Uuid,
+    first: i32,
+    assignment: Vec<Vec<i32>>,
+) -> impl Iterator<Item = MetadataRecord> {
+    assignment
+        .into_iter()
+        .enumerate()
+        .map(move |(i, replicas)| MetadataRecord::Partition {
+            topic_id,
+            partition: first + i as i32,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        })
 }
 
 /// Deletes a topic by name or id.
-pub fn delete_topic(broker: &Broker, name: Option<&str>, id: Option<Uuid>) -> Result<(String, Uuid), ApiError> {
+pub fn delete_topic(
+    broker: &Broker,
+    name: Option<&str>,
+    id: Option<Uuid>,
+) -> Result<(String, Uuid), ApiError> {
     let image = broker.image();
     let topic = match (name, id) {
         (Some(n), _) => image.topic(n),
@@ -151,30 +187,49 @@ pub fn delete_topic(broker: &Broker, name: Option<&str>, id: Option<Uuid>) -> Re
     };
     let Some(topic) = topic else {
         return Err(match (name, id) {
-            (Some(n), _) => ApiError::new(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {n:?} does not exist")),
+            (Some(n), _) => ApiError::new(
+                ec::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {n:?} does not exist"),
+            ),
             _ => ApiError::new(ec::UNKNOWN_TOPIC_ID, "no topic with that id"),
         });
     };
     let result = (topic.name.clone(), topic.topic_id);
-    broker.commit_metadata(vec![MetadataRecord::RemoveTopic { topic_id: topic.topic_id }])?;
+    broker.commit_metadata(vec![MetadataRecord::RemoveTopic {
+        topic_id: topic.topic_id,
+    }])?;
     tracing::info!(topic = %result.0, "deleted topic");
     Ok(result)
 }
 
 /// Grows a topic to `count` partitions.
-pub fn create_partitions(broker: &Broker, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+pub fn create_partitions(
+    broker: &Broker,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), ApiError> {
     let image = broker.image();
-    let topic = image
-        .topic(name)
-        .ok_or_else(|| ApiError::new(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name:?} does not exist")))?;
+    let topic = image.topic(name).ok_or_else(|| {
+        ApiError::new(
+            ec::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name:?} does not exist"),
+        )
+    })?;
     let current = topic.partitions.len() as i32;
     if count <= current {
         return Err(ApiError::new(
             ec::INVALID_PARTITIONS,
-            format!("topic {name:?} has {current} partitions; the new count {count} must be larger"),
+            format!(
+                "topic {name:?} has {current} partitions; the new count {count} must be larger"
+            ),
         ));
     }
-    let rf = topic.partitions.first().map(|p| p.replicas.len() as i32).unwrap_or(1);
+    let rf = topic
+        .partitions
+        .first()
+        .map(|p| p.replicas.len() as i32)
+        .unwrap_or(1);
     let assignment = place(&image, current, count - current, rf)?;
     if !validate_only {
         broker.commit_metadata(partition_records(topic.topic_id, current, assignment).collect())?;
@@ -192,11 +247,15 @@ pub fn alter_topic_configs(
 ) -> Result<(), ApiError> {
     let image = broker.image();
     if image.topic(name).is_none() {
-        return Err(ApiError::new(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name:?} does not exist")));
+        return Err(ApiError::new(
+            ec::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name:?} does not exist"),
+        ));
     }
     for (k, v) in &changes {
-        let (def, _) = config::topic_def(k)
-            .ok_or_else(|| ApiError::new(ec::INVALID_CONFIG, format!("unknown topic config {k:?}")))?;
+        let (def, _) = config::topic_def(k).ok_or_else(|| {
+            ApiError::new(ec::INVALID_CONFIG, format!("unknown topic config {k:?}"))
+        })?;
         if let Some(v) = v {
             config::validate(def, v).map_err(|m| ApiError::new(ec::INVALID_CONFIG, m))?;
         }

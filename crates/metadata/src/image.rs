@@ -59,7 +59,12 @@ impl MetadataImage {
     pub fn apply(&mut self, record: &MetadataRecord) {
         self.offset += 1;
         match record {
-            MetadataRecord::RegisterBroker { broker_id, host, port, rack } => {
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => {
                 self.brokers.insert(
                     *broker_id,
                     BrokerInfo {
@@ -91,8 +96,12 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let Some(name) = self.topic_names.get(topic_id) else { return };
-                let Some(topic) = self.topics.get_mut(name) else { return };
+                let Some(name) = self.topic_names.get(topic_id) else {
+                    return;
+                };
+                let Some(topic) = self.topics.get_mut(name) else {
+                    return;
+                };
                 let topic = Arc::make_mut(topic);
                 let info = PartitionInfo {
                     partition: *partition,
@@ -109,7 +118,11 @@ impl MetadataImage {
                     topic.partitions.push(info);
                 }
             }
-            MetadataRecord::Config { resource, name, value } => {
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => {
                 let configs = match resource {
                     ConfigResource::Topic(topic) => match self.topics.get_mut(topic) {
                         Some(t) => &mut Arc::make_mut(t).configs,
@@ -139,7 +152,10 @@ mod tests {
     fn topics_partitions_configs_and_removal() {
         let id = Uuid::from_u128(7);
         let mut img = MetadataImage::default();
-        img.apply(&MetadataRecord::Topic { name: "t".into(), topic_id: id });
+        img.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
         for p in 0..3 {
             img.apply(&MetadataRecord::Partition {
                 topic_id: id,

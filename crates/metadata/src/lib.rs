@@ -29,7 +29,10 @@ pub enum MetadataError {
 /// An ordered, durable log of metadata records with the image it leads to.
 pub trait MetadataLog: Send + Sync {
     /// Appends records atomically (all or none), durably, and returns the image after them.
-    fn append(&self, records: Vec<MetadataRecord>) -> Result<std::sync::Arc<MetadataImage>, MetadataError>;
+    fn append(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<std::sync::Arc<MetadataImage>, MetadataError>;
     /// The image after every record appended so far.
     fn image(&self) -> std::sync::Arc<MetadataImage>;
 }

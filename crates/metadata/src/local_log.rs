@@ -35,14 +35,20 @@ impl LocalMetadataLog {
     pub fn open(dir: &Path) -> Result<Self, MetadataError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
         let mut image = MetadataImage::default();
         let mut pos = 0usize;
         while pos + 8 <= data.len() {
-            let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-            let crc = u32::from_be_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+            let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
+                as usize;
+            let crc =
+                u32::from_be_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
             if len > MAX_FRAME || pos + 8 + len > data.len() {
                 break;
             }
@@ -86,9 +92,13 @@ impl LocalMetadataLog {
 
 impl MetadataLog for LocalMetadataLog {
     fn append(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
-        let payload = serde_json::to_vec(&records).map_err(|e| MetadataError::Encode(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(&records).map_err(|e| MetadataError::Encode(e.to_string()))?;
         if payload.len() > MAX_FRAME {
-            return Err(MetadataError::Encode(format!("batch of {} bytes too large", payload.len())));
+            return Err(MetadataError::Encode(format!(
+                "batch of {} bytes too large",
+                payload.len()
+            )));
         }
         let mut frame = Vec::with_capacity(payload.len() + 8);
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -106,7 +116,11 @@ impl MetadataLog for LocalMetadataLog {
     }
 
     fn image(&self) -> Arc<MetadataImage> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).image.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .image
+            .clone()
     }
 }
 
@@ -121,8 +135,13 @@ mod tests {
         let id = Uuid::from_u128(1);
         {
             let log = LocalMetadataLog::open(dir.path()).unwrap();
-            log.append(vec![MetadataRecord::Topic { name: "a".into(), topic_id: id }]).unwrap();
-            log.append(vec![MetadataRecord::RemoveTopic { topic_id: id }]).unwrap();
+            log.append(vec![MetadataRecord::Topic {
+                name: "a".into(),
+                topic_id: id,
+            }])
+            .unwrap();
+            log.append(vec![MetadataRecord::RemoveTopic { topic_id: id }])
+                .unwrap();
         }
         // A crash in the middle of the third append leaves half a frame.
         let path = dir.path().join(FILE_NAME);
@@ -132,7 +151,11 @@ mod tests {
         let log = LocalMetadataLog::open(dir.path()).unwrap();
         assert_eq!(log.image().offset, 2);
         assert!(log.image().topic("a").is_none());
-        log.append(vec![MetadataRecord::Topic { name: "b".into(), topic_id: id }]).unwrap();
+        log.append(vec![MetadataRecord::Topic {
+            name: "b".into(),
+            topic_id: id,
+        }])
+        .unwrap();
         drop(log);
         let log = LocalMetadataLog::open(dir.path()).unwrap();
         assert!(log.image().topic("b").is_some());

@@ -161,7 +161,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [Codec; 5] = [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
+    const ALL: [Codec; 5] = [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ];
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]

@@ -65,10 +65,16 @@ mod tests {
         write_frame(&mut buf, b"hello");
         write_frame(&mut buf, b"world!");
         buf.truncate(buf.len() - 2);
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"hello")
+        );
         assert!(d.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"d!");
-        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), Bytes::from_static(b"world!"));
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap(),
+            Bytes::from_static(b"world!")
+        );
         assert!(buf.is_empty());
     }
 
@@ -81,6 +87,9 @@ mod tests {
             Err(ProtocolError::FrameTooLarge { size: 11, max: 10 })
         ));
         let mut buf = BytesMut::from(&(-1i32).to_be_bytes()[..]);
-        assert!(matches!(d.decode(&mut buf), Err(ProtocolError::NegativeFrameSize(-1))));
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(ProtocolError::NegativeFrameSize(-1))
+        ));
     }
 }

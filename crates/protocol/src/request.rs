@@ -38,14 +38,15 @@ pub fn peek_header(frame: &[u8]) -> Result<HeaderPrefix, ProtocolError> {
 /// Decodes the header of a request frame and leaves `frame` at the start of the body.
 pub fn decode_header(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader), ProtocolError> {
     let prefix = peek_header(frame)?;
-    let api_key =
-        ApiKey::try_from(prefix.api_key).map_err(|_| ProtocolError::UnknownApiKey(prefix.api_key))?;
+    let api_key = ApiKey::try_from(prefix.api_key)
+        .map_err(|_| ProtocolError::UnknownApiKey(prefix.api_key))?;
     let header_version = api_key.request_header_version(prefix.api_version);
-    let header = RequestHeader::decode(frame, header_version).map_err(|e| ProtocolError::Decode {
-        api: api_key,
-        version: prefix.api_version,
-        reason: format!("request header: {e}"),
-    })?;
+    let header =
+        RequestHeader::decode(frame, header_version).map_err(|e| ProtocolError::Decode {
+            api: api_key,
+            version: prefix.api_version,
+            reason: format!("request header: {e}"),
+        })?;
     Ok((api_key, header))
 }
 
@@ -64,7 +65,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedRequest, ProtocolError>
 }
 
 /// Decodes a request body of a known api key and version.
-pub fn decode_body(api_key: ApiKey, version: i16, body: &mut Bytes) -> Result<RequestKind, ProtocolError> {
+pub fn decode_body(
+    api_key: ApiKey,
+    version: i16,
+    body: &mut Bytes,
+) -> Result<RequestKind, ProtocolError> {
     let valid = api_key.valid_versions();
     if version < valid.min || version > valid.max {
         return Err(ProtocolError::Decode {
@@ -73,18 +78,22 @@ pub fn decode_body(api_key: ApiKey, version: i16, body: &mut Bytes) -> Result<Re
             reason: "version outside the codec's range".into(),
         });
     }
-    let decoded = RequestKind::decode(api_key, body, version).map_err(|e| ProtocolError::Decode {
-        api: api_key,
-        version,
-        reason: e.to_string(),
-    })?;
+    let decoded =
+        RequestKind::decode(api_key, body, version).map_err(|e| ProtocolError::Decode {
+            api: api_key,
+            version,
+            reason: e.to_string(),
+        })?;
     // Bytes after the body are ignored, as Kafka does: some clients leave padding there
     // (librdkafka's Metadata v9+ request for all topics carries three extra bytes).
     Ok(decoded)
 }
 
 /// Encodes a request (client side) into a frame with its size prefix.
-pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<BytesMut, ProtocolError> {
+pub fn encode_request(
+    header: &RequestHeader,
+    body: &RequestKind,
+) -> Result<BytesMut, ProtocolError> {
     let api_key = ApiKey::try_from(header.request_api_key)
         .map_err(|_| ProtocolError::UnknownApiKey(header.request_api_key))?;
     let version = header.request_api_version;
@@ -103,4 +112,3 @@ pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<Byte
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)
 }
-

@@ -43,8 +43,8 @@ pub fn decode_response(
         version,
         reason: e.to_string(),
     };
-    let header =
-        ResponseHeader::decode(&mut frame, api_key.response_header_version(version)).map_err(dec_err)?;
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
+        .map_err(dec_err)?;
     let body = ResponseKind::decode(api_key, &mut frame, version).map_err(dec_err)?;
     Ok((header.correlation_id, body))
 }
@@ -53,7 +53,9 @@ pub fn decode_response(
 mod tests {
     use super::*;
     use crate::request::{decode_request, encode_request};
-    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind};
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind,
+    };
 
     #[test]
     fn request_and_response_round_trip() {

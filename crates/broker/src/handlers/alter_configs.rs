@@ -11,7 +11,11 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let _guard = broker.controller.lock().await;
     let responses = req
         .resources
@@ -21,11 +25,20 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfi
             let outcome = if r.resource_type != RESOURCE_TOPIC {
                 Err(not_dynamic(r.resource_type))
             } else {
-                let current = broker.image().topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                let current = broker
+                    .image()
+                    .topic(&name)
+                    .map(|t| t.configs.clone())
+                    .unwrap_or_default();
                 let mut changes: Vec<(String, Option<String>)> = r
                     .configs
                     .iter()
-                    .map(|c| (c.name.as_str().to_string(), c.value.as_ref().map(|v| v.as_str().to_string())))
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_string(),
+                            c.value.as_ref().map(|v| v.as_str().to_string()),
+                        )
+                    })
                     .collect();
                 for k in current.keys() {
                     if !changes.iter().any(|(n, _)| n == k) {
@@ -39,7 +52,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfi
                 .with_resource_name(r.resource_name);
             match outcome {
                 Ok(()) => resp,
-                Err(e) => resp.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+                Err(e) => resp
+                    .with_error_code(e.code)
+                    .with_error_message(message(e.code, e.message)),
             }
         })
         .collect();
@@ -50,6 +65,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfi
 pub fn not_dynamic(resource_type: i8) -> ApiError {
     ApiError::new(
         ec::INVALID_REQUEST,
-        format!("configs of resource type {resource_type} cannot be changed at run time; set broker properties in the config file"),
+        format!(
+            "configs of resource type {resource_type} cannot be changed at run time; set broker properties in the config file"
+        ),
     )
 }

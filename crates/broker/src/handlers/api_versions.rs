@@ -18,6 +18,10 @@ pub fn api_list() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn handle(_broker: &Arc<Broker>, _ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+pub async fn handle(
+    _broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    _req: ApiVersionsRequest,
+) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_list())
 }

@@ -9,21 +9,30 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let _guard = broker.controller.lock().await;
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-                Err(ApiError::new(ec::INVALID_REPLICA_ASSIGNMENT, "manual replica assignment is not supported yet"))
+                Err(ApiError::new(
+                    ec::INVALID_REPLICA_ASSIGNMENT,
+                    "manual replica assignment is not supported yet",
+                ))
             } else {
                 topics::create_partitions(broker, t.name.as_str(), t.count, req.validate_only)
             };
             let result = CreatePartitionsTopicResult::default().with_name(t.name);
             match outcome {
                 Ok(()) => result,
-                Err(e) => result.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+                Err(e) => result
+                    .with_error_code(e.code)
+                    .with_error_message(message(e.code, e.message)),
             }
         })
         .collect();

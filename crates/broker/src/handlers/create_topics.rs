@@ -1,9 +1,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use strom_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use strom_protocol::error_code as ec;
+use strom_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::describe_configs::topic_config_entries;
 use super::message;
@@ -11,7 +13,11 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let _guard = broker.controller.lock().await;
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
@@ -28,7 +34,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
             .with_num_partitions(-1)
             .with_replication_factor(-1);
         let outcome = if duplicates.contains(&name) {
-            Err(ApiError::new(ec::INVALID_REQUEST, format!("topic {name:?} appears more than once in the request")))
+            Err(ApiError::new(
+                ec::INVALID_REQUEST,
+                format!("topic {name:?} appears more than once in the request"),
+            ))
         } else if !t.assignments.is_empty() {
             Err(ApiError::new(
                 ec::INVALID_REPLICA_ASSIGNMENT,
@@ -41,8 +50,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
                 }
             }
-            topics::create_topic(broker, &name, t.num_partitions, t.replication_factor as i32, configs.clone(), req.validate_only)
-                .map(|r| (r, configs))
+            topics::create_topic(
+                broker,
+                &name,
+                t.num_partitions,
+                t.replication_factor as i32,
+                configs.clone(),
+                req.validate_only,
+            )
+            .map(|r| (r, configs))
         };
         match outcome {
             Ok(((id, partitions, rf), overrides)) => {
@@ -71,7 +87,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                 result = result
                     .with_error_code(e.code)
                     .with_error_message(message(e.code, e.message))
-                    .with_topic_config_error_code(if e.code == ec::INVALID_CONFIG && ctx.api_version >= 5 { e.code } else { 0 });
+                    .with_topic_config_error_code(
+                        if e.code == ec::INVALID_CONFIG && ctx.api_version >= 5 {
+                            e.code
+                        } else {
+                            0
+                        },
+                    );
             }
         }
         results.push(result);

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use strom_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use strom_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::storage_error_code;
@@ -11,7 +13,11 @@ use crate::registry::RequestContext;
 /// DeleteRecords offset meaning "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -27,7 +33,11 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
                         return result.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
                     let outcome = part.with_log(|l| {
-                        let target = if p.offset == HIGH_WATERMARK { l.log_end_offset() } else { p.offset };
+                        let target = if p.offset == HIGH_WATERMARK {
+                            l.log_end_offset()
+                        } else {
+                            p.offset
+                        };
                         if target < 0 {
                             return Err(None);
                         }
@@ -40,7 +50,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
                     }
                 })
                 .collect();
-            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)

@@ -9,7 +9,11 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let _guard = broker.controller.lock().await;
     let targets: Vec<(Option<String>, Option<strom_metadata::Uuid>)> = if ctx.api_version >= 6 {
         req.topics
@@ -20,7 +24,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
             })
             .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n.as_str().to_string()), None)).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.as_str().to_string()), None))
+            .collect()
     };
     let responses = targets
         .into_iter()
@@ -30,10 +37,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
                 .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
                 .with_topic_id(since(v, 6, id.unwrap_or_default()));
             match topics::delete_topic(broker, name.as_deref(), id) {
-                Ok((name, id)) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(since(v, 6, id)),
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(since(v, 5, message(e.code, e.message))),
+                Ok((name, id)) => result
+                    .with_name(Some(TopicName(str_bytes(name))))
+                    .with_topic_id(since(v, 6, id)),
+                Err(e) => result.with_error_code(e.code).with_error_message(since(
+                    v,
+                    5,
+                    message(e.code, e.message),
+                )),
             }
         })
         .collect();

@@ -7,7 +7,11 @@ use strom_protocol::str_bytes;
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let image = broker.image();
     let brokers = image
         .brokers
@@ -21,7 +25,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
         })
         .collect();
     DescribeClusterResponse::default()
-        .with_endpoint_type(if ctx.api_version >= 1 { req.endpoint_type } else { 1 })
+        .with_endpoint_type(if ctx.api_version >= 1 {
+            req.endpoint_type
+        } else {
+            1
+        })
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id))
         .with_brokers(brokers)

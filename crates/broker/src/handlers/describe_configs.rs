@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use strom_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use strom_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use strom_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use strom_protocol::{StrBytes, error_code as ec, str_bytes};
 
@@ -47,7 +49,11 @@ fn entry(def: &ConfigDef, value: String, read_only: bool, source: i8) -> ConfigE
 }
 
 /// The effective configs of a topic with these overrides, optionally only the named ones.
-pub fn topic_config_entries(broker: &Broker, overrides: &BTreeMap<String, String>, keys: Option<&[String]>) -> Vec<ConfigEntry> {
+pub fn topic_config_entries(
+    broker: &Broker,
+    overrides: &BTreeMap<String, String>,
+    keys: Option<&[String]>,
+) -> Vec<ConfigEntry> {
     config::TOPIC_CONFIGS
         .iter()
         .filter(|(d, _)| keys.is_none_or(|k| k.iter().any(|n| n == d.name)))
@@ -59,7 +65,10 @@ pub fn topic_config_entries(broker: &Broker, overrides: &BTreeMap<String, String
             } else {
                 SOURCE_DEFAULT
             };
-            let value = broker.config.topic_value(overrides, def.name).unwrap_or_default();
+            let value = broker
+                .config
+                .topic_value(overrides, def.name)
+                .unwrap_or_default();
             entry(def, value, false, source)
         })
         .collect()
@@ -70,13 +79,21 @@ fn broker_config_entries(broker: &Broker, keys: Option<&[String]>) -> Vec<Config
         .iter()
         .filter(|d| keys.is_none_or(|k| k.iter().any(|n| n == d.name)))
         .map(|def| {
-            let source = if broker.config.is_explicit(def.name) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
+            let source = if broker.config.is_explicit(def.name) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
             entry(def, broker.config.get(def.name).to_string(), true, source)
         })
         .collect()
 }
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let image = broker.image();
     let results = req
         .resources
@@ -90,7 +107,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeCon
             let entries = match r.resource_type {
                 RESOURCE_TOPIC => match image.topic(&name) {
                     Some(t) => Ok(topic_config_entries(broker, &t.configs, keys.as_deref())),
-                    None => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name:?} does not exist"))),
+                    None => Err((
+                        ec::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("topic {name:?} does not exist"),
+                    )),
                 },
                 RESOURCE_BROKER => {
                     if name.is_empty() || name == broker.node_id.to_string() {
@@ -99,7 +119,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeCon
                         Err((ec::INVALID_REQUEST, format!("unknown broker {name:?}")))
                     }
                 }
-                other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+                other => Err((
+                    ec::INVALID_REQUEST,
+                    format!("resource type {other} is not supported"),
+                )),
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
@@ -115,16 +138,18 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeCon
                                 .with_read_only(e.read_only)
                                 .with_config_source(e.config_source);
                             if ctx.api_version >= 3 {
-                                entry
-                                    .with_config_type(e.config_type)
-                                    .with_documentation(req.include_documentation.then_some(e.documentation))
+                                entry.with_config_type(e.config_type).with_documentation(
+                                    req.include_documentation.then_some(e.documentation),
+                                )
                             } else {
                                 entry
                             }
                         })
                         .collect(),
                 ),
-                Err((code, text)) => result.with_error_code(code).with_error_message(message(code, text)),
+                Err((code, text)) => result
+                    .with_error_code(code)
+                    .with_error_message(message(code, text)),
             }
         })
         .collect();

@@ -1,14 +1,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use strom_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
+use strom_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
 use strom_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.as_str().to_string(), t.partitions))
@@ -18,7 +24,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeLo
     for p in broker.replicas.all() {
         let included = match &wanted {
             None => true,
-            Some(w) => w.iter().any(|(t, ps)| *t == p.topic && ps.contains(&p.index)),
+            Some(w) => w
+                .iter()
+                .any(|(t, ps)| *t == p.topic && ps.contains(&p.index)),
         };
         if included {
             let size = p.with_log(|l| l.size_bytes()) as i64;

@@ -26,7 +26,11 @@ struct Wanted {
     hosted: Result<Arc<Partition>, i16>,
 }
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FetchRequest,
+) -> FetchResponse {
     let by_id = ctx.api_version >= 13;
     if ctx.api_version >= 7 && req.session_id != 0 {
         // strom does not keep fetch sessions; a client that thinks it has one starts over.
@@ -41,7 +45,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         } else {
             image.topic(t.topic.as_str())
         };
-        topics_out.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id));
+        topics_out.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id),
+        );
         for p in &t.partitions {
             let hosted = match info {
                 None if by_id => Err(ec::UNKNOWN_TOPIC_ID),
@@ -62,7 +70,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as u64;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as u64 } else { req.max_bytes as u64 };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as u64
+    } else {
+        req.max_bytes as u64
+    };
     let results = loop {
         let notified = broker.replicas.appended.notified();
         tokio::pin!(notified);
@@ -72,7 +84,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         if total >= min_bytes || any_error || now >= deadline {
             break results;
         }
-        if tokio::time::timeout(deadline - now, notified).await.is_err() {
+        if tokio::time::timeout(deadline - now, notified)
+            .await
+            .is_err()
+        {
             break read_all(&wanted, max_bytes, ctx.api_version).0;
         }
     };

@@ -17,7 +17,11 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let _guard = broker.controller.lock().await;
     let responses = req
         .resources
@@ -28,15 +32,24 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: Incrementa
                 Err(not_dynamic(r.resource_type))
             } else {
                 let image = broker.image();
-                let overrides = image.topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
+                let overrides = image
+                    .topic(&name)
+                    .map(|t| t.configs.clone())
+                    .unwrap_or_default();
                 let mut changes = Vec::new();
                 let mut bad = None;
                 for c in &r.configs {
                     let key = c.name.as_str().to_string();
                     let value = c.value.as_ref().map(|v| v.as_str().to_string());
-                    let current = broker.config.topic_value(&overrides, &key).unwrap_or_default();
+                    let current = broker
+                        .config
+                        .topic_value(&overrides, &key)
+                        .unwrap_or_default();
                     let list = |s: &str| -> Vec<String> {
-                        s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+                        s.split(',')
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty())
+                            .collect()
                     };
                     match c.config_operation {
                         SET => changes.push((key, value)),
@@ -54,7 +67,12 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: Incrementa
                             }
                             changes.push((key, Some(items.join(","))));
                         }
-                        op => bad = Some(ApiError::new(ec::INVALID_REQUEST, format!("unknown config operation {op}"))),
+                        op => {
+                            bad = Some(ApiError::new(
+                                ec::INVALID_REQUEST,
+                                format!("unknown config operation {op}"),
+                            ))
+                        }
                     }
                 }
                 match bad {
@@ -67,7 +85,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: Incrementa
                 .with_resource_name(r.resource_name);
             match outcome {
                 Ok(()) => resp,
-                Err(e) => resp.with_error_code(e.code).with_error_message(message(e.code, e.message)),
+                Err(e) => resp
+                    .with_error_code(e.code)
+                    .with_error_message(message(e.code, e.message)),
             }
         })
         .collect();

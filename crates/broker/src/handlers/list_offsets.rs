@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use strom_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::storage_error_code;
@@ -15,7 +17,11 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let image = broker.image();
     let topics = req
         .topics
@@ -31,7 +37,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(part) = known.then(|| broker.replicas.get(t.name.as_str(), p.partition_index)).flatten() else {
+                    let Some(part) = known
+                        .then(|| broker.replicas.get(t.name.as_str(), p.partition_index))
+                        .flatten()
+                    else {
                         return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
                     let found = part.with_log(|l| match p.timestamp {
@@ -39,20 +48,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((l.log_start_offset(), -1))),
                         LATEST_TIERED => Ok(Some((l.log_start_offset().max(0) - 1, -1))),
                         MAX_TIMESTAMP => l.max_timestamp(),
-                        ts if ts >= 0 => l.offset_for_timestamp(ts).map(|o| o.map(|(off, ts)| (off, ts))),
+                        ts if ts >= 0 => l.offset_for_timestamp(ts),
                         _ => Ok(None),
                     });
                     match found {
                         Ok(Some((offset, ts))) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(if ctx.api_version >= 4 { part.leader_epoch } else { -1 }),
+                            .with_leader_epoch(if ctx.api_version >= 4 {
+                                part.leader_epoch
+                            } else {
+                                -1
+                            }),
                         Ok(None) => resp,
                         Err(e) => resp.with_error_code(storage_error_code(&e)),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

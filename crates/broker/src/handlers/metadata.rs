@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use strom_metadata::{MetadataImage, TopicInfo};
-use strom_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use strom_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
 
@@ -14,7 +16,11 @@ use super::since;
 /// Value of an authorized-operations field that was not asked for.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: MetadataRequest,
+) -> MetadataResponse {
     let mut image = broker.image();
     // v0 asks for all topics with an empty list; later versions with a null one.
     let wanted: Option<Vec<_>> = match req.topics {
@@ -25,7 +31,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
     match wanted {
-        None => topics.extend(image.topics.values().map(|t| topic_entry(t, ctx.api_version))),
+        None => topics.extend(
+            image
+                .topics
+                .values()
+                .map(|t| topic_entry(t, ctx.api_version)),
+        ),
         Some(requested) => {
             if auto_create {
                 let missing: Vec<String> = requested
@@ -36,10 +47,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                 if !missing.is_empty() {
                     let _guard = broker.controller.lock().await;
                     for name in missing {
-                        match topics::create_topic(broker, &name, -1, -1, Default::default(), false) {
+                        match topics::create_topic(broker, &name, -1, -1, Default::default(), false)
+                        {
                             Ok(_) => {}
                             Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => {}
-                            Err(e) => tracing::warn!(topic = %name, error = %e.message, "auto-create failed"),
+                            Err(e) => {
+                                tracing::warn!(topic = %name, error = %e.message, "auto-create failed")
+                            }
                         }
                     }
                     image = broker.image();
@@ -61,7 +75,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     MetadataResponse::default()
         .with_brokers(brokers(&image))
         .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
-        .with_controller_id(if v >= 1 { BrokerId(broker.node_id) } else { BrokerId(-1) })
+        .with_controller_id(if v >= 1 {
+            BrokerId(broker.node_id)
+        } else {
+            BrokerId(-1)
+        })
         .with_topics(topics)
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }

@@ -39,7 +39,11 @@ pub fn message(code: i16, text: String) -> Option<StrBytes> {
 /// `value` when the response version has the field, else the field's default. The generated
 /// encoder refuses a non-default value in a field that the chosen version does not have.
 pub fn since<T: Default>(version: i16, first_version: i16, value: T) -> T {
-    if version >= first_version { value } else { T::default() }
+    if version >= first_version {
+        value
+    } else {
+        T::default()
+    }
 }
 
 /// Resource types of the config APIs.

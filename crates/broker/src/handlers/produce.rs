@@ -10,7 +10,11 @@ use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::topics;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> ProduceResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> ProduceResponse {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
@@ -24,7 +28,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
         };
         if info.is_none() && !by_id && broker.config.get_bool("auto.create.topics.enable") {
             let _guard = broker.controller.lock().await;
-            if topics::create_topic(broker, topic.name.as_str(), -1, -1, Default::default(), false).is_ok() {
+            if topics::create_topic(
+                broker,
+                topic.name.as_str(),
+                -1,
+                -1,
+                Default::default(),
+                false,
+            )
+            .is_ok()
+            {
                 image = broker.image();
                 info = image.topic(topic.name.as_str()).cloned();
             }
@@ -40,12 +53,22 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                 .as_ref()
                 .and_then(|t| broker.replicas.get(&t.name, pd.index));
             let (code, text) = match (&info, hosted, pd.records) {
-                (_, _, _) if !acks_ok => (ec::INVALID_REQUIRED_ACKS, format!("acks must be -1, 0 or 1, got {}", req.acks)),
+                (_, _, _) if !acks_ok => (
+                    ec::INVALID_REQUIRED_ACKS,
+                    format!("acks must be -1, 0 or 1, got {}", req.acks),
+                ),
                 (None, _, _) => (
-                    if by_id { ec::UNKNOWN_TOPIC_ID } else { ec::UNKNOWN_TOPIC_OR_PARTITION },
+                    if by_id {
+                        ec::UNKNOWN_TOPIC_ID
+                    } else {
+                        ec::UNKNOWN_TOPIC_OR_PARTITION
+                    },
                     "unknown topic".to_string(),
                 ),
-                (Some(_), None, _) => (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no partition {}", pd.index)),
+                (Some(_), None, _) => (
+                    ec::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("no partition {}", pd.index),
+                ),
                 (Some(_), Some(_), None) => (ec::INVALID_RECORD, "no records".to_string()),
                 (Some(_), Some(p), Some(records)) => {
                     let mut buf = BytesMut::from(records);
@@ -56,7 +79,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                             resp = resp
                                 .with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time_ms)
-                                .with_log_start_offset(if ctx.api_version >= 5 { info.log_start_offset } else { -1 });
+                                .with_log_start_offset(if ctx.api_version >= 5 {
+                                    info.log_start_offset
+                                } else {
+                                    -1
+                                });
                             (ec::NONE, String::new())
                         }
                         Err(e) => {
@@ -66,14 +93,19 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                     }
                 }
             };
-            partitions.push(
-                resp.with_error_code(code)
-                    .with_error_message(since(ctx.api_version, 8, message(code, text))),
-            );
+            partitions.push(resp.with_error_code(code).with_error_message(since(
+                ctx.api_version,
+                8,
+                message(code, text),
+            )));
         }
         responses.push(
             TopicProduceResponse::default()
-                .with_name(if by_id { TopicName(str_bytes("")) } else { topic.name })
+                .with_name(if by_id {
+                    TopicName(str_bytes(""))
+                } else {
+                    topic.name
+                })
                 .with_topic_id(topic.topic_id)
                 .with_partition_responses(partitions),
         );
