@@ -658,3 +658,36 @@ mod tests {
         assert!(c.topic_value(&o, "nope").is_none());
     }
 }
+
+/// The property tables of docs/configuration.md, rendered from the definitions above.
+pub fn markdown_tables() -> String {
+    let mut s = String::from("## Broker properties\n\n| property | default | meaning |\n|---|---|---|\n");
+    for d in BROKER_CONFIGS {
+        s.push_str(&format!("| `{}` | `{}` | {} |\n", d.name, d.default, d.doc));
+    }
+    s.push_str("\n## Topic properties\n\n| property | default | falls back to | meaning |\n|---|---|---|---|\n");
+    for (d, broker) in TOPIC_CONFIGS {
+        s.push_str(&format!("| `{}` | `{}` | `{}` | {} |\n", d.name, d.default, broker, d.doc));
+    }
+    s
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/configuration.md must show exactly the supported properties; run with
+    /// STROM_UPDATE_DOCS=1 to rewrite its generated part.
+    #[test]
+    fn configuration_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let (begin, end) = ("<!-- generated: properties -->\n", "<!-- end generated -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let tables = super::markdown_tables();
+        if std::env::var("STROM_UPDATE_DOCS").is_ok() {
+            std::fs::write(path, format!("{}{}{}", &doc[..start], tables, &doc[stop..])).unwrap();
+            return;
+        }
+        assert_eq!(&doc[start..stop], tables, "docs/configuration.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker");
+    }
+}

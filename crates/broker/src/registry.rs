@@ -98,3 +98,46 @@ mod tests {
         }
     }
 }
+
+/// The API table of docs/compatibility.md: every API key of the protocol, with the versions
+/// strom serves or "not yet".
+pub fn markdown_table() -> String {
+    let mut s = String::from("| key | API | strom | Kafka 4.1 codec range |\n|---|---|---|---|\n");
+    for key in 0i16..=200 {
+        let Ok(api) = ApiKey::try_from(key) else { continue };
+        let codec = api.valid_versions();
+        let ours = match spec(key) {
+            Some(s) if s.key == ApiKey::Produce => format!(
+                "v{}-v{} (v{}-v{} advertised, as Kafka 4 does, and refused)",
+                codec.min.max(s.min),
+                s.max,
+                s.min,
+                codec.min - 1
+            ),
+            Some(s) => format!("v{}-v{}", s.min, s.max),
+            None => "not yet".to_string(),
+        };
+        s.push_str(&format!("| {key} | {api:?} | {ours} | v{}-v{} |\n", codec.min, codec.max));
+    }
+    s
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/compatibility.md must list exactly what the registry serves; run with
+    /// STROM_UPDATE_DOCS=1 to rewrite its generated part.
+    #[test]
+    fn compatibility_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compatibility.md");
+        let doc = std::fs::read_to_string(path).expect("docs/compatibility.md");
+        let (begin, end) = ("<!-- generated: apis -->\n", "<!-- end generated -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let table = super::markdown_table();
+        if std::env::var("STROM_UPDATE_DOCS").is_ok() {
+            std::fs::write(path, format!("{}{}{}", &doc[..start], table, &doc[stop..])).unwrap();
+            return;
+        }
+        assert_eq!(&doc[start..stop], table, "docs/compatibility.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker");
+    }
+}
