@@ -66,8 +66,8 @@ fn api_versions_lists_the_registry_and_falls_back_to_v0() {
     assert_eq!(find(0).map(|a| a.1), Some(0), "Produce advertised from v0");
     assert!(find(1).is_some() && find(3).is_some() && find(19).is_some());
     assert!(
-        find(11).is_none(),
-        "JoinGroup is not implemented and must not be advertised"
+        find(22).is_none(),
+        "InitProducerId is not implemented and must not be advertised"
     );
 
     // A version newer than strom knows: error 35 in a v0 body, and the connection stays usable.
@@ -123,4 +123,20 @@ fn bad_frames_close_only_their_connection() {
     // The first connection never noticed.
     assert_eq!(api_versions_v0(&mut healthy, 0).1, 0);
     assert_eq!(api_versions_v0(&mut connect(&strom), 0).1, 0);
+}
+
+#[test]
+fn a_frame_claiming_billions_of_elements_does_not_take_the_broker_down() {
+    let strom = Strom::start(&[]);
+    // DeleteGroups v0 whose group array claims 0x33000000 entries in a 14-byte frame: the
+    // decoder reserves capacity for all of them before it finds the bytes missing.
+    let body: [u8; 14] = [0x00, 0x2a, 0, 0, 0, 0, 0x2f, 0, 0, 0, 0x33, 0, 0, 0];
+    for _ in 0..3 {
+        let mut s = connect(&strom);
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        s.write_all(&frame).unwrap();
+        assert!(is_closed(&mut s), "the bad frame must close its connection");
+    }
+    assert_eq!(api_versions_v0(&mut connect(&strom), 0).1, 0, "the broker is still serving");
 }

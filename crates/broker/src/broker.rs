@@ -33,6 +33,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub metadata: Box<dyn MetadataLog>,
     pub replicas: ReplicaManager,
+    /// Consumer groups and committed offsets.
+    pub groups: crate::group::GroupCoordinator,
     /// Serializes changes to the metadata (topic creation, deletion, config changes).
     pub controller: tokio::sync::Mutex<()>,
     /// The host and port given to clients in Metadata.
@@ -99,16 +101,20 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "logs recovered"
         );
-        Ok(Arc::new(Broker {
+        let groups = crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
+        let broker = Arc::new(Broker {
             config,
             node_id,
             cluster_id,
             metadata: Box::new(metadata),
             replicas,
+            groups,
             controller: tokio::sync::Mutex::new(()),
             advertised,
             _lock: lock,
-        }))
+        });
+        broker.groups.load(&broker);
+        Ok(broker)
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -160,6 +166,8 @@ impl Broker {
         }
         tracing::info!(%addr, advertised = %format!("{host}:{port}"), node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
+        crate::log_cleaner::start(self.clone(), shutdown.clone());
+        let group_ticker = tokio::spawn(crate::group::ticker(self.clone(), shutdown.clone()));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -178,6 +186,7 @@ impl Broker {
             }
         }
         housekeeping.abort();
+        group_ticker.abort();
         self.flush_all();
         tracing::info!("strom broker stopped");
         Ok(())

@@ -20,6 +20,11 @@ pub enum ConfigType {
         min: i64,
     },
     Bool,
+    /// A floating point number within [min, max].
+    Double {
+        min: i64,
+        max: i64,
+    },
     String,
     Choice(&'static [&'static str]),
     /// Comma-separated list whose items must each be one of the choices.
@@ -63,6 +68,9 @@ const COMPRESSION_TYPES: &[&str] = &[
 ];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const I64_MAX: &str = "9223372036854775807";
+/// Java's Double.MAX_VALUE, Kafka's "unlimited" for byte rates.
+const DOUBLE_MAX: &str = "1.7976931348623157E308";
+const RATIO: ConfigType = ConfigType::Double { min: 0, max: 1 };
 
 /// Broker properties.
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
@@ -178,7 +186,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "log.cleanup.policy",
         "delete",
         ConfigType::ChoiceList(CLEANUP_POLICIES),
-        "delete: remove old segments by retention (topic: cleanup.policy).",
+        "delete: remove old segments by retention; compact: keep the latest record per key; or both (topic: cleanup.policy).",
     ),
     def(
         "compression.type",
@@ -199,6 +207,51 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "How long tombstones are kept in compacted topics (topic: delete.retention.ms).",
     ),
     def(
+        "log.cleaner.threads",
+        "1",
+        ConfigType::Int { min: 0 },
+        "Threads that compact logs with cleanup.policy=compact; 0 disables compaction.",
+    ),
+    def(
+        "log.cleaner.dedupe.buffer.size",
+        "134217728",
+        ConfigType::Long { min: 1 },
+        "Memory for the key maps of all cleaner threads together.",
+    ),
+    def(
+        "log.cleaner.io.max.bytes.per.second",
+        DOUBLE_MAX,
+        ConfigType::Double {
+            min: 0,
+            max: i64::MAX,
+        },
+        "Bytes per second all cleaner threads together may read plus write.",
+    ),
+    def(
+        "log.cleaner.backoff.ms",
+        "15000",
+        LONG0,
+        "How long a cleaner thread sleeps when no log needs cleaning.",
+    ),
+    def(
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        RATIO,
+        "Dirty share of a log above which it is compacted (topic: min.cleanable.dirty.ratio).",
+    ),
+    def(
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        LONG0,
+        "Records younger than this are not compacted (topic: min.compaction.lag.ms).",
+    ),
+    def(
+        "log.cleaner.max.compaction.lag.ms",
+        I64_MAX,
+        ConfigType::Long { min: 1 },
+        "Records older than this are compacted whatever the dirty ratio (topic: max.compaction.lag.ms).",
+    ),
+    def(
         "log.segment.delete.delay.ms",
         "60000",
         LONG0,
@@ -210,6 +263,16 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ConfigType::Bool,
         "Allow an out-of-sync replica to become leader.",
     ),
+    def("group.initial.rebalance.delay.ms", "3000", ConfigType::Int { min: 0 }, "How long a new group waits for more members before its first rebalance completes."),
+    def("group.min.session.timeout.ms", "6000", ConfigType::Int { min: 0 }, "Smallest session timeout a group member may ask for."),
+    def("group.max.session.timeout.ms", "1800000", ConfigType::Int { min: 0 }, "Largest session timeout a group member may ask for."),
+    def("group.max.size", "2147483647", ConfigType::Int { min: 1 }, "Most members a consumer group may have."),
+    def("offsets.topic.num.partitions", "50", ConfigType::Int { min: 1 }, "Partitions of __consumer_offsets (fixed once the topic exists)."),
+    def("offsets.topic.replication.factor", "1", ConfigType::Int { min: 1 }, "Replication factor of __consumer_offsets."),
+    def("offsets.topic.segment.bytes", "104857600", ConfigType::Int { min: 14 }, "Segment size of __consumer_offsets."),
+    def("offsets.retention.minutes", "10080", ConfigType::Int { min: 1 }, "How long committed offsets of an empty group are kept."),
+    def("offsets.retention.check.interval.ms", "600000", ConfigType::Long { min: 1 }, "How often expired offsets are removed."),
+    def("offset.metadata.max.bytes", "4096", ConfigType::Int { min: 0 }, "Largest metadata string of a committed offset."),
 ];
 
 /// Topic properties and the broker property each falls back to.
@@ -274,6 +337,15 @@ pub const TOPIC_CONFIGS: &[(ConfigDef, &str)] = &[
     ),
     (
         def(
+            "max.compaction.lag.ms",
+            I64_MAX,
+            ConfigType::Long { min: 1 },
+            "Longest time a record stays uncompacted",
+        ),
+        "log.cleaner.max.compaction.lag.ms",
+    ),
+    (
+        def(
             "max.message.bytes",
             "1048588",
             ConfigType::Int { min: 0 },
@@ -289,6 +361,24 @@ pub const TOPIC_CONFIGS: &[(ConfigDef, &str)] = &[
             "CreateTime or LogAppendTime",
         ),
         "log.message.timestamp.type",
+    ),
+    (
+        def(
+            "min.cleanable.dirty.ratio",
+            "0.5",
+            RATIO,
+            "Dirty share that triggers compaction",
+        ),
+        "log.cleaner.min.cleanable.ratio",
+    ),
+    (
+        def(
+            "min.compaction.lag.ms",
+            "0",
+            LONG0,
+            "Shortest time a record stays uncompacted",
+        ),
+        "log.cleaner.min.compaction.lag.ms",
     ),
     (
         def(
@@ -370,6 +460,17 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
             }
             if n < min {
                 return Err(format!("{} must be at least {min}, got {n}", def.name));
+            }
+        }
+        ConfigType::Double { min, max } => {
+            let n: f64 = v
+                .parse()
+                .map_err(|_| format!("{} must be a number, got {value:?}", def.name))?;
+            if !(n >= min as f64 && n <= max as f64) {
+                return Err(format!(
+                    "{} must be between {min} and {max}, got {n}",
+                    def.name
+                ));
             }
         }
         ConfigType::Bool => {
@@ -541,6 +642,12 @@ impl BrokerConfig {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0)
         };
+        let policy: Vec<String> = self
+            .topic_value(overrides, "cleanup.policy")
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect();
         LogConfig {
             segment_bytes: n("segment.bytes").max(14) as u64,
             segment_ms: n("segment.ms").max(1),
@@ -553,6 +660,15 @@ impl BrokerConfig {
                 .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime")),
             flush_interval_messages: n("flush.messages").max(1) as u64,
             flush_interval_ms: n("flush.ms"),
+            compact: policy.iter().any(|p| p == "compact"),
+            cleanup_delete: policy.iter().any(|p| p == "delete"),
+            delete_retention_ms: n("delete.retention.ms"),
+            min_compaction_lag_ms: n("min.compaction.lag.ms"),
+            max_compaction_lag_ms: n("max.compaction.lag.ms").max(1),
+            min_cleanable_dirty_ratio: self
+                .topic_value(overrides, "min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.5),
         }
     }
 }
@@ -656,6 +772,29 @@ mod tests {
         assert_eq!(c.log_config(&o).retention_ms, 5);
         assert_eq!(c.log_config(&o).max_message_bytes, 1_048_588);
         assert!(c.topic_value(&o, "nope").is_none());
+    }
+
+    #[test]
+    fn compaction_settings_reach_the_log_config() {
+        let mut c = BrokerConfig::default();
+        let l = c.log_config(&BTreeMap::new());
+        assert!(!l.compact && l.cleanup_delete);
+        assert_eq!(l.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(l.max_compaction_lag_ms, i64::MAX);
+        assert_eq!(l.delete_retention_ms, 86_400_000);
+        c.set("log.cleaner.min.cleanable.ratio", "0.25").unwrap();
+        assert!(c.set("log.cleaner.min.cleanable.ratio", "1.5").is_err());
+        assert!(c.set("log.cleaner.io.max.bytes.per.second", "1e6").is_ok());
+        let mut o = BTreeMap::new();
+        o.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        o.insert("min.compaction.lag.ms".to_string(), "5".to_string());
+        let l = c.log_config(&o);
+        assert!(l.compact && l.cleanup_delete);
+        assert_eq!(l.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(l.min_compaction_lag_ms, 5);
+        o.insert("cleanup.policy".to_string(), "compact".to_string());
+        let l = c.log_config(&o);
+        assert!(l.compact && !l.cleanup_delete);
     }
 }
 

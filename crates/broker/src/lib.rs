@@ -8,7 +8,9 @@
 pub mod broker;
 pub mod config;
 mod connection;
+pub mod group;
 mod handlers;
+mod log_cleaner;
 pub mod registry;
 mod replica_manager;
 mod topics;

@@ -57,6 +57,17 @@ registry! {
     CreatePartitions 0..=3 => handlers::create_partitions::handle;
     IncrementalAlterConfigs 0..=1 => handlers::incremental_alter_configs::handle;
     DescribeCluster 0..=2 => handlers::describe_cluster::handle;
+    FindCoordinator 0..=6 => handlers::find_coordinator::handle;
+    JoinGroup 0..=9 => handlers::join_group::handle;
+    SyncGroup 0..=5 => handlers::sync_group::handle;
+    Heartbeat 0..=4 => handlers::heartbeat::handle;
+    LeaveGroup 0..=5 => handlers::leave_group::handle;
+    OffsetCommit 2..=9 => handlers::offset_commit::handle;
+    OffsetFetch 1..=9 => handlers::offset_fetch::handle;
+    DescribeGroups 0..=5 => handlers::describe_groups::handle;
+    ListGroups 0..=5 => handlers::list_groups::handle;
+    DeleteGroups 0..=2 => handlers::delete_groups::handle;
+    OffsetDelete 0..=0 => handlers::offset_delete::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

@@ -62,6 +62,16 @@ pub struct Connection {
     broken: bool,
 }
 
+/// The pieces of an open, idle connection.
+pub(crate) struct ConnectionParts {
+    pub addr: String,
+    pub stream: TcpStream,
+    pub read_buf: BytesMut,
+    pub config: ConnectionConfig,
+    pub next_correlation_id: i32,
+    pub versions: HashMap<i16, BrokerApiRange>,
+}
+
 /// Picks the version to use for an API: the lower of the client's wish and the broker's maximum,
 /// provided the broker and the codec both accept it.
 pub fn pick_version(
@@ -182,6 +192,18 @@ impl Connection {
     /// The version to use for `api` given the highest the caller wants.
     pub fn version(&self, api: ApiKey, client_max: i16) -> Result<i16, ClientError> {
         pick_version(api, client_max, self.broker_range(api))
+    }
+
+    /// Takes the connection apart for [`crate::PipelinedConnection`].
+    pub(crate) fn into_parts(self) -> ConnectionParts {
+        ConnectionParts {
+            addr: self.addr,
+            stream: self.stream,
+            read_buf: self.read_buf,
+            config: self.config,
+            next_correlation_id: self.next_correlation_id,
+            versions: self.versions,
+        }
     }
 
     /// Sends a request and waits for its response, bounded by the request timeout.

@@ -3,6 +3,8 @@
 //!
 //! - [`Connection`]: one broker connection with framing, correlation ids, timeouts and API
 //!   versions negotiated through ApiVersions.
+//! - [`PipelinedConnection`]: several requests in flight on one connection, responses matched
+//!   by correlation id (for throughput: the bench tool).
 //! - [`Client`]: metadata and topic admin, produce, fetch and list offsets, routed to partition
 //!   leaders.
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
@@ -10,6 +12,8 @@
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod groups;
+pub mod pipeline;
 
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
@@ -17,5 +21,9 @@ pub use client::{
 };
 pub use connection::{BrokerApiRange, Connection, ConnectionConfig, pick_version};
 pub use error::{ClientError, error_description, error_name};
+pub use groups::{
+    CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
+};
+pub use pipeline::PipelinedConnection;
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};

@@ -10,6 +10,7 @@
 //! - [`compression`]: the record batch codecs (gzip, snappy, lz4, zstd).
 //! - [`records`]: building and reading record batches with those codecs (clients and tools).
 
+pub mod alloc;
 pub mod compression;
 pub mod error_code;
 pub mod frame;

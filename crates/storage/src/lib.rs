@@ -8,12 +8,16 @@
 //! only knows the RecordBatch layout.
 
 pub mod batch;
+pub mod cleaner;
+mod codec;
 mod error;
 mod index;
 pub mod log;
+mod record;
 mod segment;
 pub mod testutil;
 
 pub use batch::{BATCH_HEADER_SIZE, BatchHeader};
+pub use cleaner::{CleanStats, CleanTask, CleanerConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, FileSlice, Log, LogConfig, ReadInfo};

@@ -13,6 +13,10 @@ use std::sync::Arc;
 
 use crate::StorageError;
 use crate::batch::{self, BatchHeader};
+use crate::cleaner::{
+    self, CleanStats, CleanTask, CleanerConfig, CleanerState, SegmentSnapshot, parse_swap_name,
+};
+use crate::record;
 use crate::segment::{
     ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, READ_CHUNK, Segment, TIME_INDEX_SUFFIX, segment_path,
 };
@@ -20,7 +24,8 @@ use crate::segment::{
 /// Name of the log start offset checkpoint file in a partition directory.
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset";
 
-/// File suffixes left behind by interrupted operations; removed on open.
+/// File suffixes left behind by interrupted operations; removed on open (after interrupted
+/// cleaner swaps were completed: a `.cleaned` file is a pass that never committed).
 const STRAY_SUFFIXES: [&str; 4] = [".tmp", ".deleted", ".cleaned", ".swap"];
 
 /// Per-partition log settings, named after Kafka's topic configs, with Kafka's defaults.
@@ -44,6 +49,20 @@ pub struct LogConfig {
     pub flush_interval_messages: u64,
     /// flush.ms (log.flush.interval.ms)
     pub flush_interval_ms: i64,
+    /// cleanup.policy contains `compact`: the log cleaner keeps the latest record per key, and
+    /// appends of records without a key are refused.
+    pub compact: bool,
+    /// cleanup.policy contains `delete`: retention.ms / retention.bytes delete old segments.
+    pub cleanup_delete: bool,
+    /// delete.retention.ms: how long a tombstone survives after the pass that first cleaned it.
+    pub delete_retention_ms: i64,
+    /// min.compaction.lag.ms: segments with records younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// max.compaction.lag.ms: dirty records older than this make the log eligible whatever its
+    /// dirty ratio; the active segment is rolled once it is that old.
+    pub max_compaction_lag_ms: i64,
+    /// min.cleanable.dirty.ratio
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -58,6 +77,12 @@ impl Default for LogConfig {
             log_append_time: false,
             flush_interval_messages: i64::MAX as u64,
             flush_interval_ms: i64::MAX,
+            compact: false,
+            cleanup_delete: true,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -122,6 +147,8 @@ pub struct Log {
     log_start_offset: i64,
     unflushed_messages: u64,
     last_flush_ms: i64,
+    /// The cleaner checkpoint (first dirty offset, tombstone horizons).
+    cleaner: CleanerState,
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -152,6 +179,7 @@ impl Log {
     /// inconsistent indexes rebuilt, leftovers of interrupted operations removed.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
         fs::create_dir_all(dir)?;
+        finish_interrupted_swaps(dir)?;
         let mut bases = Vec::new();
         let mut index_bases = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -178,11 +206,12 @@ impl Log {
         let checkpoint = read_checkpoint(dir)?;
 
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut prev_truncated = false;
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
             let (segment, truncated) =
                 Segment::open(dir, base, active, config.index_interval_bytes, now_ms)?;
-            if let Some(t) = truncated {
+            if let Some(t) = &truncated {
                 tracing::warn!(
                     dir = %dir.display(),
                     base_offset = base,
@@ -191,10 +220,12 @@ impl Log {
                     "truncated torn or corrupt segment tail during recovery"
                 );
             }
+            // Compaction leaves gaps between segments; a gap after a segment whose tail recovery
+            // cut off, or an overlap, is a hole: everything after it is unreachable.
             if let Some(prev) = segments.last()
-                && prev.next_offset != segment.base_offset
+                && (prev.next_offset > segment.base_offset
+                    || (prev_truncated && prev.next_offset != segment.base_offset))
             {
-                // Offsets must stay dense: everything after a hole is unreachable.
                 tracing::warn!(
                     dir = %dir.display(),
                     expected = prev.next_offset,
@@ -207,6 +238,7 @@ impl Log {
                 }
                 break;
             }
+            prev_truncated = truncated.is_some();
             segments.push(segment);
         }
         if segments.is_empty() {
@@ -216,17 +248,21 @@ impl Log {
         let first_base = segments[0].base_offset;
         let log_end = segments[segments.len() - 1].next_offset;
         let log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, log_end);
-        let log = Log {
+        let cleaner = CleanerState::load(dir)?;
+        let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
             log_start_offset,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            cleaner,
         };
         if checkpoint.is_some_and(|c| c != log_start_offset) {
             log.write_checkpoint()?;
         }
+        // Recovery may have cut the log below what the checkpoint calls clean.
+        log.clamp_cleaner_checkpoint()?;
         tracing::debug!(
             dir = %dir.display(),
             log_start_offset,
@@ -256,6 +292,13 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let headers = batch::validate_batches(records, self.config.max_message_bytes)?;
+        if self.config.compact {
+            let mut pos = 0usize;
+            for header in &headers {
+                record::check_keys(&records[pos..pos + header.total_size()], header)?;
+                pos += header.total_size();
+            }
+        }
         let offset_span: i64 = headers
             .iter()
             .map(|h| i64::from(h.last_offset_delta) + 1)
@@ -331,6 +374,9 @@ impl Log {
             // File positions in the offset index are u32.
             || new_size > u64::from(u32::MAX)
             || now_ms.saturating_sub(active.created_ms) > self.config.segment_ms
+            // A compacted log's records must become cleanable within max.compaction.lag.ms.
+            || (self.config.compact
+                && now_ms.saturating_sub(active.created_ms) > self.config.max_compaction_lag_ms)
             // Relative offsets in the indexes must fit.
             || active.next_offset + offset_span - 1 - active.base_offset > i64::from(i32::MAX)
     }
@@ -474,14 +520,20 @@ impl Log {
     /// data can go. Returns the number of segments deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut deleted = 0usize;
+        if !self.config.cleanup_delete {
+            return Ok(0);
+        }
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
+            let last = self.segments.len() - 1;
             let expired = self
                 .segments
                 .iter()
-                .take_while(|s| {
-                    s.max_timestamp
-                        .is_some_and(|(ts, _)| now_ms.saturating_sub(ts) > retention_ms)
+                .enumerate()
+                .take_while(|(i, s)| match s.max_timestamp {
+                    Some((ts, _)) => now_ms.saturating_sub(ts) > retention_ms,
+                    // A closed segment that compaction emptied holds nothing to keep.
+                    None => *i < last,
                 })
                 .count();
             if expired == self.segments.len() {
@@ -552,6 +604,7 @@ impl Log {
             self.segments.push(segment);
             self.log_start_offset = start;
             self.write_checkpoint()?;
+            self.clamp_cleaner_checkpoint()?;
             return Ok(());
         }
         while self.segments.len() > 1 && self.active().base_offset > offset {
@@ -565,6 +618,17 @@ impl Log {
         if self.log_start_offset > log_end {
             self.log_start_offset = log_end;
             self.write_checkpoint()?;
+        }
+        self.clamp_cleaner_checkpoint()?;
+        Ok(())
+    }
+
+    /// Keeps the cleaner's first dirty offset at or below the active segment's base: what is
+    /// appended after a truncation must count as dirty.
+    fn clamp_cleaner_checkpoint(&mut self) -> Result<(), StorageError> {
+        let active_base = self.active().base_offset;
+        if self.cleaner.clamp(active_base) {
+            self.cleaner.store(&self.dir)?;
         }
         Ok(())
     }
@@ -611,6 +675,282 @@ impl Log {
         Ok(())
     }
 
+    /// Share of the closed segments' bytes that is dirty (not yet cleaned), ignoring
+    /// min.compaction.lag.ms. 0 for an empty log.
+    pub fn dirty_ratio(&self) -> f64 {
+        let closed = &self.segments[..self.segments.len() - 1];
+        let (mut clean, mut dirty) = (0u64, 0u64);
+        for s in closed {
+            if s.base_offset < self.cleaner.first_dirty {
+                clean += s.size;
+            } else {
+                dirty += s.size;
+            }
+        }
+        if clean + dirty == 0 {
+            0.0
+        } else {
+            dirty as f64 / (clean + dirty) as f64
+        }
+    }
+
+    /// Wall-clock time of the last completed cleaning pass, -1 if none.
+    pub fn last_clean_ms(&self) -> i64 {
+        self.cleaner.last_clean_ms
+    }
+
+    /// Offsets below this have been cleaned (the cleaner checkpoint).
+    pub fn first_dirty_offset(&self) -> i64 {
+        self.cleaner.first_dirty.max(self.segments[0].base_offset)
+    }
+
+    /// Index of the first closed segment the cleaner must not touch yet: the active segment,
+    /// or with min.compaction.lag.ms > 0 the first dirty segment holding a record younger than
+    /// the lag (and everything after it).
+    fn first_uncleanable_index(&self, first_dirty_index: usize, now_ms: i64) -> usize {
+        let last = self.segments.len() - 1;
+        let lag = self.config.min_compaction_lag_ms;
+        if lag <= 0 {
+            return last;
+        }
+        self.segments[first_dirty_index.min(last)..last]
+            .iter()
+            .position(|s| {
+                s.max_timestamp
+                    .is_some_and(|(ts, _)| ts > now_ms.saturating_sub(lag))
+            })
+            .map_or(last, |i| first_dirty_index + i)
+    }
+
+    /// How urgently the log needs a cleaning pass: `None` when it does not (not compacted, or
+    /// below min.cleanable.dirty.ratio with nothing overdue), otherwise the cleanable dirty
+    /// ratio, raised to at least 1.0 when max.compaction.lag.ms is exceeded or tombstones are
+    /// due for removal. The cleaner threads clean the highest first.
+    pub fn cleaning_priority(&self, now_ms: i64) -> Option<f64> {
+        if !self.config.compact {
+            return None;
+        }
+        let first_dirty = self.first_dirty_offset();
+        let dirty_index = self
+            .segments
+            .partition_point(|s| s.base_offset < first_dirty);
+        let uncleanable = self.first_uncleanable_index(dirty_index, now_ms);
+        let clean: u64 = self.segments[..dirty_index.min(uncleanable)]
+            .iter()
+            .map(|s| s.size)
+            .sum();
+        let dirty_segments = &self.segments[dirty_index.min(uncleanable)..uncleanable];
+        let dirty: u64 = dirty_segments.iter().map(|s| s.size).sum();
+        let tombstones_due = self
+            .cleaner
+            .tombstones_due(now_ms, self.config.delete_retention_ms);
+        if dirty == 0 {
+            return tombstones_due.then_some(1.0);
+        }
+        let ratio = dirty as f64 / (clean + dirty) as f64;
+        // The oldest dirty record's age: the first dirty batch's max timestamp.
+        let overdue = self.config.max_compaction_lag_ms < i64::MAX
+            && dirty_segments.first().is_some_and(|s| {
+                s.first_batch_max_timestamp()
+                    .is_some_and(|ts| now_ms.saturating_sub(ts) > self.config.max_compaction_lag_ms)
+            });
+        if overdue || tombstones_due {
+            Some(ratio.max(1.0))
+        } else if ratio >= self.config.min_cleanable_dirty_ratio {
+            Some(ratio)
+        } else {
+            None
+        }
+    }
+
+    /// Snapshots what a cleaning pass needs (cheap: call with the log locked). `None` when
+    /// there is nothing to clean. Run the task without the lock, then give it to
+    /// [`Self::commit_clean`].
+    pub fn prepare_clean(&self, now_ms: i64) -> Option<CleanTask> {
+        if !self.config.compact {
+            return None;
+        }
+        let first_dirty = self.first_dirty_offset();
+        let dirty_index = self
+            .segments
+            .partition_point(|s| s.base_offset < first_dirty);
+        let uncleanable = self.first_uncleanable_index(dirty_index, now_ms);
+        let tombstones_due = self
+            .cleaner
+            .tombstones_due(now_ms, self.config.delete_retention_ms);
+        if dirty_index >= uncleanable && !tombstones_due {
+            return None;
+        }
+        let segments: Vec<SegmentSnapshot> = self.segments[..uncleanable]
+            .iter()
+            .map(|s| SegmentSnapshot {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                file: Arc::clone(&s.log),
+            })
+            .collect();
+        Some(CleanTask {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            now_ms,
+            first_dirty_index: dirty_index.min(uncleanable),
+            uncleanable_base: self.segments[uncleanable].base_offset,
+            segments,
+            state: self.cleaner.clone(),
+            groups: Vec::new(),
+            mapped: 0,
+            new_state: None,
+            stats: CleanStats {
+                first_dirty_offset: first_dirty,
+                cleaned_up_to: first_dirty,
+                segments_before: self.segments.len(),
+                ..CleanStats::default()
+            },
+            crash_at: None,
+        })
+    }
+
+    /// Swaps the segments a [`CleanTask::run`] wrote into the log (call with the log locked).
+    /// If the log changed meanwhile (retention, truncation, another pass), nothing is swapped
+    /// and the stats say `aborted`.
+    pub fn commit_clean(&mut self, task: CleanTask) -> Result<CleanStats, StorageError> {
+        let mut stats = task.stats.clone();
+        let unchanged = task.new_state.is_some()
+            && task.dir == self.dir
+            && self.cleaner == task.state
+            && task.mapped < self.segments.len()
+            && task.segments[..task.mapped]
+                .iter()
+                .zip(&self.segments)
+                .all(|(snap, seg)| {
+                    snap.base_offset == seg.base_offset
+                        && snap.size == seg.size
+                        && Arc::ptr_eq(&snap.file, &seg.log)
+                });
+        if !unchanged {
+            task.discard();
+            stats.aborted = true;
+            stats.segments_after = self.segments.len();
+            return Ok(stats);
+        }
+        match self.swap_in(&task) {
+            Ok(true) => {}
+            Ok(false) => return Ok(stats), // a test's simulated crash
+            Err(e) => {
+                // Let recovery finish or roll back whatever the swap left on disk.
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cleaner swap failed; reopening the log");
+                task.discard();
+                let reopened = Log::open(&self.dir, self.config.clone(), task.now_ms)?;
+                *self = reopened;
+                return Err(e);
+            }
+        }
+        if let Some(state) = task.new_state.clone() {
+            self.cleaner = state;
+            self.cleaner.store(&self.dir)?;
+        }
+        stats.segments_after = self.segments.len();
+        tracing::debug!(
+            dir = %self.dir.display(),
+            cleaned_up_to = stats.cleaned_up_to,
+            bytes_read = stats.bytes_read,
+            bytes_written = stats.bytes_written,
+            records_retained = stats.records_retained,
+            tombstones_removed = stats.tombstones_removed,
+            "cleaned log"
+        );
+        Ok(stats)
+    }
+
+    /// Swaps each cleaned group in; false if a test's crash point stopped it. First every
+    /// group is committed (renamed to `.swap`, one directory fsync), then each swap is
+    /// completed (one more fsync at the end).
+    fn swap_in(&mut self, task: &CleanTask) -> Result<bool, StorageError> {
+        use crate::cleaner::CrashPoint;
+        if task.crash_at == Some(CrashPoint::BeforeSwap) {
+            return Ok(false);
+        }
+        for group in &task.groups {
+            fs::rename(
+                cleaner::cleaned_path(&self.dir, group.base_offset, LOG_SUFFIX),
+                cleaner::swap_path(&self.dir, group.base_offset, group.last_base_offset),
+            )?;
+        }
+        cleaner::sync_dir(&self.dir)?;
+        if task.crash_at == Some(CrashPoint::AfterSwap) {
+            return Ok(false);
+        }
+        let interval = self.config.index_interval_bytes;
+        let mut replaced: Vec<Segment> = Vec::with_capacity(task.groups.len());
+        let mut old = self
+            .segments
+            .drain(..task.mapped)
+            .collect::<Vec<_>>()
+            .into_iter();
+        for group in &task.groups {
+            let olds: Vec<Segment> = old.by_ref().take(group.segments.len()).collect();
+            let existing: Vec<(i64, PathBuf)> = olds
+                .iter()
+                .flat_map(|s| {
+                    [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX].map(|suffix| {
+                        (
+                            s.base_offset,
+                            segment_path(&self.dir, s.base_offset, suffix),
+                        )
+                    })
+                })
+                .collect();
+            // Open handles (fetches in flight) keep the old files readable.
+            drop(olds);
+            if !cleaner::finish_swap(
+                &self.dir,
+                group.base_offset,
+                group.last_base_offset,
+                &existing,
+                task.crash_at,
+            )? {
+                return Ok(false);
+            }
+            let (segment, truncated) =
+                Segment::open(&self.dir, group.base_offset, false, interval, task.now_ms)?;
+            if let Some(t) = truncated {
+                return Err(StorageError::CorruptRecord(format!(
+                    "cleaned segment {} does not read back: {}",
+                    group.base_offset, t.reason
+                )));
+            }
+            replaced.push(segment);
+        }
+        cleaner::sync_dir(&self.dir)?;
+        replaced.extend(std::mem::take(&mut self.segments));
+        self.segments = replaced;
+        Ok(true)
+    }
+
+    /// One whole cleaning pass (prepare, run, commit) with the log held throughout; the broker
+    /// uses the three steps to hold its lock only briefly.
+    pub fn clean(
+        &mut self,
+        now_ms: i64,
+        cleaner: &CleanerConfig,
+    ) -> Result<CleanStats, StorageError> {
+        let Some(mut task) = self.prepare_clean(now_ms) else {
+            return Ok(CleanStats {
+                first_dirty_offset: self.first_dirty_offset(),
+                cleaned_up_to: self.first_dirty_offset(),
+                segments_before: self.segments.len(),
+                segments_after: self.segments.len(),
+                ..CleanStats::default()
+            });
+        };
+        if let Err(e) = task.run(cleaner) {
+            task.discard();
+            return Err(e);
+        }
+        self.commit_clean(task)
+    }
+
     /// Writes the log start offset checkpoint atomically (temp file, fsync, rename).
     fn write_checkpoint(&self) -> Result<(), StorageError> {
         let path = self.dir.join(LOG_START_OFFSET_CHECKPOINT);
@@ -624,6 +964,41 @@ impl Log {
         File::open(&self.dir)?.sync_all()?;
         Ok(())
     }
+}
+
+/// Completes cleaner swaps a crash interrupted: a `<base>-<last base>.log.swap` file is a
+/// committed cleaned segment replacing the segments with bases in `[base, last base]`.
+/// Uncommitted `.cleaned` files are removed afterwards with the other leftovers.
+fn finish_interrupted_swaps(dir: &Path) -> Result<(), StorageError> {
+    let mut swaps = Vec::new();
+    let mut existing = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(range) = parse_swap_name(name) {
+            swaps.push(range);
+        } else if let Some(base) = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .iter()
+            .find_map(|suffix| parse_base_offset(name, suffix))
+        {
+            existing.push((base, entry.path()));
+        }
+    }
+    swaps.sort_unstable();
+    for &(base, last_base) in &swaps {
+        tracing::info!(
+            dir = %dir.display(),
+            base_offset = base,
+            last_base_offset = last_base,
+            "completing an interrupted cleaner swap"
+        );
+        cleaner::finish_swap(dir, base, last_base, &existing, None)?;
+    }
+    if !swaps.is_empty() {
+        cleaner::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn read_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {

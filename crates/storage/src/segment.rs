@@ -129,22 +129,22 @@ fn index_batch(
 }
 
 /// Result of scanning batches of a segment file.
-struct Scan {
+pub(crate) struct Scan {
     /// Bytes up to the end of the last valid batch.
-    valid_size: u64,
-    next_offset: i64,
-    index: Vec<OffsetEntry>,
-    time_index: Vec<TimeEntry>,
-    max_timestamp: Option<(i64, i64)>,
-    bytes_since_last_index: u64,
+    pub valid_size: u64,
+    pub next_offset: i64,
+    pub index: Vec<OffsetEntry>,
+    pub time_index: Vec<TimeEntry>,
+    pub max_timestamp: Option<(i64, i64)>,
+    pub bytes_since_last_index: u64,
     /// Why the scan stopped before the end of the file, if it did.
-    corruption: Option<String>,
+    pub corruption: Option<String>,
 }
 
 /// Scans whole batches from `start_pos` (expected to hold `start_offset`) to `file_len`,
-/// validating each (header, CRC, dense offsets). With `build_index`, produces the index
-/// entries the batches would have got when appended.
-fn scan(
+/// validating each (header, CRC, increasing offsets: compaction leaves gaps). With
+/// `build_index`, produces the index entries the batches would have got when appended.
+pub(crate) fn scan(
     file: &File,
     file_len: u64,
     base_offset: i64,
@@ -182,9 +182,9 @@ fn scan(
             out.corruption = Some(format!("at position {pos}: {e}"));
             break;
         }
-        if header.base_offset != out.next_offset {
+        if header.base_offset < out.next_offset {
             out.corruption = Some(format!(
-                "batch at position {pos} has base offset {}, expected {}",
+                "batch at position {pos} has base offset {}, expected at least {}",
                 header.base_offset, out.next_offset
             ));
             break;
@@ -426,6 +426,12 @@ impl Segment {
         self.size == 0
     }
 
+    /// The max timestamp of the first batch, `None` if the segment is empty or unreadable.
+    pub fn first_batch_max_timestamp(&self) -> Option<i64> {
+        let mut reader = ChunkReader::new(&self.log, self.size, BATCH_HEADER_SIZE);
+        reader.header_at(0).ok().map(|h| h.max_timestamp)
+    }
+
     /// Appends `bytes` (whole, already validated and patched batches) at the end of the file.
     /// Returns the position they were written at. On failure the file is cut back.
     pub fn write(&mut self, bytes: &[u8]) -> Result<u64, StorageError> {
@@ -623,7 +629,7 @@ impl Segment {
     }
 }
 
-fn push_final_time_entry(
+pub(crate) fn push_final_time_entry(
     entries: &mut Vec<TimeEntry>,
     max_timestamp: Option<(i64, i64)>,
     base_offset: i64,

@@ -27,6 +27,12 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// Builds a valid uncompressed v2 batch (base offset 0, producer id -1) whose records have
 /// timestamps `base_timestamp + i`, with the given keys and values and no headers.
 pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    build_compressed_batch(0, base_timestamp, records)
+}
+
+/// Like [`build_batch`], with the records compressed by codec `codec` (0 none, 1 gzip,
+/// 2 snappy, 3 lz4, 4 zstd).
+pub fn build_compressed_batch(codec: u8, base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut record = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {
@@ -40,6 +46,7 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
         put_varlong(&mut body, record.len() as i64);
         body.extend_from_slice(&record);
     }
+    let body = crate::codec::compress(codec, &body).expect("known codec");
     let count = records.len() as i32;
     let max_timestamp = base_timestamp + i64::from(count.max(1) - 1);
     let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + body.len());
@@ -49,7 +56,7 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
     out.push(2); // magic
     out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    out.extend_from_slice(&i16::from(codec).to_be_bytes()); // attributes: the codec
     out.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
     out.extend_from_slice(&base_timestamp.to_be_bytes());
     out.extend_from_slice(&max_timestamp.to_be_bytes());

@@ -6,6 +6,11 @@ mod server;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// Keeps a frame that claims billions of array elements from aborting the process: see
+/// `strom_protocol::alloc`.
+#[global_allocator]
+static ALLOCATOR: strom_protocol::alloc::LargeAllocGuard = strom_protocol::alloc::LargeAllocGuard;
+
 /// strom: an event streaming platform that speaks the Apache Kafka protocol.
 ///
 /// Start a broker with `strom server`, then point any Kafka client at 127.0.0.1:9092, or use

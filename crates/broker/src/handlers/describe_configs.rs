@@ -33,6 +33,7 @@ fn type_id(kind: ConfigType) -> i8 {
         ConfigType::String | ConfigType::Choice(_) => 2,
         ConfigType::Int { .. } => 3,
         ConfigType::Long { .. } => 5,
+        ConfigType::Double { .. } => 6,
         ConfigType::ChoiceList(_) => 7,
     }
 }

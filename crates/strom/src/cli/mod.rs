@@ -1,8 +1,10 @@
 //! The client-side subcommands of `strom`: topic administration, a console producer and a
 //! console consumer. They talk to any Kafka-compatible broker through `strom-client`.
 
+mod bench;
 mod common;
 mod consume;
+mod groups;
 mod produce;
 mod topics;
 
@@ -17,6 +19,12 @@ pub enum ClientCommand {
     /// Read records from a topic and print them
     #[command(long_about = consume::LONG_ABOUT)]
     Consume(consume::ConsumeArgs),
+    /// Measure a broker: produce, consume and end-to-end throughput and latency
+    #[command(subcommand, long_about = bench::LONG_ABOUT)]
+    Bench(bench::BenchCommand),
+    /// List, describe and manage consumer groups: offsets, lag, resets
+    #[command(subcommand, long_about = groups::LONG_ABOUT)]
+    Groups(groups::GroupsCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -25,5 +33,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Topics(cmd) => topics::run(cmd).await,
         ClientCommand::Produce(args) => produce::run(args).await,
         ClientCommand::Consume(args) => consume::run(args).await,
+        ClientCommand::Bench(cmd) => bench::run(cmd).await,
+        ClientCommand::Groups(cmd) => groups::run(cmd).await,
     }
 }

@@ -1,0 +1,472 @@
+//! Macro benchmark: starts the release `strom` binary on a free loopback port with a temporary
+//! data directory and drives it with librdkafka (rdkafka); drives librdkafka's in-process mock
+//! cluster with the same load in the same run; prints both and their ratio.
+//!
+//! Scenarios: produce acks=1 (no compression), produce acks=all, consume from the start of the
+//! acks=all topic (the acks=1 one when acks=all did not run). For the broker process it records CPU time (utime + stime from /proc/PID/stat)
+//! and peak RSS (VmHWM from /proc/PID/status, reset before each scenario) and reports CPU
+//! seconds per GiB of payload ingested or served.
+//!
+//!   cargo build --release -p strom -p strom-macro-bench
+//!   target/release/strom-macro-bench                    # 5,000,000 records of 100 bytes
+//!   target/release/strom-macro-bench --records 20000000 --partitions 16
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+#[derive(Parser, Debug)]
+#[command(about = "strom vs librdkafka's mock cluster under the same librdkafka load")]
+struct Args {
+    /// Records per produce scenario
+    #[arg(long, default_value_t = 5_000_000)]
+    records: u64,
+    /// Bytes of each record's value
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Partitions of each topic
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// linger.ms of the producer
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// batch.size of the producer
+    #[arg(long, default_value_t = 1_048_576)]
+    batch_size: usize,
+    /// max.partition.fetch.bytes of the consumer (librdkafka's mock cluster returns nothing when
+    /// the next batch is larger than this, so keep it above batch.size)
+    #[arg(long, default_value_t = 2 * 1_048_576)]
+    fetch_partition_max_bytes: usize,
+    /// The strom binary (default: `strom` next to this program, i.e. target/release/strom)
+    #[arg(long)]
+    strom_bin: Option<PathBuf>,
+    /// Only run against strom
+    #[arg(long)]
+    skip_mock: bool,
+    /// Scenarios to run (produce-acks1, produce-acksall, consume)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "produce-acks1,produce-acksall,consume"
+    )]
+    scenarios: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// the broker process
+
+struct Broker {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(bin: &Path) -> Broker {
+        let data = tempfile::tempdir().expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("STROM_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "strom did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            child,
+            port,
+            _data: data,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// A `VmXXX:` line of /proc/PID/status in KiB.
+fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS of a process (VmHWM) to its current RSS.
+fn reset_peak_rss(pid: &str) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+// ---------------------------------------------------------------------------------------------
+// load
+
+#[derive(Default)]
+struct Delivery {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for &'static Delivery {}
+
+impl ProducerContext for &'static Delivery {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn base_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("log_level", "3");
+    if let Ok(debug) = std::env::var("RDKAFKA_DEBUG") {
+        c.set("debug", debug).set("log_level", "7");
+    }
+    c
+}
+
+/// Runs one scenario against a bootstrap address.
+type Runner = Box<dyn Fn(&str) -> Measured>;
+
+/// What one run measured.
+struct Measured {
+    records: u64,
+    seconds: f64,
+    payload_bytes: u64,
+}
+
+impl Measured {
+    fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+    fn mib_per_sec(&self) -> f64 {
+        self.payload_bytes as f64 / (1024.0 * 1024.0) / self.seconds.max(1e-9)
+    }
+    fn gib(&self) -> f64 {
+        self.payload_bytes as f64 / (1024.0 * 1024.0 * 1024.0)
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, acks: &str, args: &Args) -> Measured {
+    let delivery: &'static Delivery = Box::leak(Box::default());
+    let producer: BaseProducer<&'static Delivery> = base_config(bootstrap)
+        .set("acks", acks)
+        .set("compression.type", "none")
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_size.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .create_with_context(delivery)
+        .expect("producer");
+    // Same letters as kafka-producer-perf-test sends.
+    let payload: Vec<u8> = (0..args.record_size)
+        .map(|i| b'A' + ((i * 7 + 3) % 26) as u8)
+        .collect();
+    let start = Instant::now();
+    for i in 0..args.records {
+        let mut record = BaseRecord::<(), [u8], ()>::to(topic).payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+        if i % 8192 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .expect("all records delivered within 300 s");
+    let seconds = start.elapsed().as_secs_f64();
+    let failed = delivery.failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} records failed; the first: {:?}",
+        delivery.first_error.lock().ok().and_then(|e| e.clone())
+    );
+    let records = delivery.delivered.load(Ordering::Relaxed);
+    Measured {
+        records,
+        seconds,
+        payload_bytes: records * args.record_size as u64,
+    }
+}
+
+fn consume(bootstrap: &str, topic: &str, expected: u64, args: &Args) -> Measured {
+    let partitions = args.partitions;
+    let consumer: BaseConsumer = base_config(bootstrap)
+        .set("group.id", "strom-macro-bench")
+        .set(
+            "max.partition.fetch.bytes",
+            args.fetch_partition_max_bytes.to_string(),
+        )
+        // librdkafka pauses a partition's fetching for fetch.queue.backoff.ms (1 s by default)
+        // whenever its local queue is over queued.min.messages: a bench that drains the queue
+        // as fast as it can should not sit out whole seconds.
+        .set("fetch.queue.backoff.ms", "5")
+        .set("queued.min.messages", "1000000")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    // What the cluster makes visible: librdkafka's mock cluster keeps the high watermark of
+    // the last batches of an acks=1 topic behind the log end, so count to the watermarks.
+    let mut visible = 0u64;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        visible += (high - low).max(0) as u64;
+    }
+    if visible < expected {
+        eprintln!(
+            "note: {bootstrap} shows {visible} of the {expected} records produced; reading those"
+        );
+    }
+    let expected = expected.min(visible);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut last_progress = Instant::now();
+    while records < expected {
+        assert!(
+            Instant::now() < deadline,
+            "consumed only {records} of {expected} records"
+        );
+        assert!(
+            last_progress.elapsed() < Duration::from_secs(20),
+            "no record for 20 s after {records} of {expected} records from {bootstrap}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records += 1;
+                bytes += m.payload_len() as u64;
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => panic!("consume failed: {e}"),
+            None => {}
+        }
+    }
+    Measured {
+        records,
+        seconds: start.elapsed().as_secs_f64(),
+        payload_bytes: bytes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+fn strom_bin(args: &Args) -> PathBuf {
+    if let Some(p) = &args.strom_bin {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().expect("exe dir").join("strom")
+}
+
+fn create_topic(bin: &Path, bootstrap: &str, topic: &str, partitions: i32) {
+    let status = Command::new(bin)
+        .args(["topics", "create", topic, "--partitions"])
+        .arg(partitions.to_string())
+        .arg("--bootstrap-server")
+        .arg(bootstrap)
+        .stdout(Stdio::null())
+        .status()
+        .expect("strom topics create");
+    assert!(status.success(), "creating {topic} failed");
+}
+
+fn main() {
+    let args: &'static Args = Box::leak(Box::new(Args::parse()));
+    let bin = strom_bin(args);
+    assert!(
+        bin.exists(),
+        "{} not found: cargo build --release -p strom",
+        bin.display()
+    );
+    let self_pid = std::process::id().to_string();
+    let broker = Broker::start(&bin);
+    let pid = broker.pid().to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss_mib = status_kib(&pid, "VmRSS:") as f64 / 1024.0;
+    let mock = if args.skip_mock {
+        None
+    } else {
+        Some(MockCluster::new(1).expect("mock cluster"))
+    };
+    let mock_bootstrap = mock.as_ref().map(|m| m.bootstrap_servers());
+
+    println!(
+        "strom-macro-bench: {} records of {} bytes, {} partitions, linger.ms={}, batch.size={}",
+        args.records, args.record_size, args.partitions, args.linger_ms, args.batch_size
+    );
+    println!(
+        "strom: {} (pid {pid}), idle RSS {idle_rss_mib:.1} MiB",
+        bin.display()
+    );
+    println!();
+    println!(
+        "| scenario | target | records/s | MiB/s | seconds | broker CPU-s | broker CPU-s/GiB | broker peak RSS MiB | bench process CPU-s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+
+    // The consume scenario reads the acks=all topic when it was produced (librdkafka's mock
+    // cluster holds back the high watermark of an acks=1 topic), else the acks=1 topic.
+    let mut produced: Option<(&str, u64)> = None;
+    for scenario in &args.scenarios {
+        let (topic, run): (&str, Runner) = match scenario.as_str() {
+            "produce-acks1" => (
+                "bench-acks1",
+                Box::new(|b: &str| produce(b, "bench-acks1", "1", args)),
+            ),
+            "produce-acksall" => (
+                "bench-acksall",
+                Box::new(|b: &str| produce(b, "bench-acksall", "all", args)),
+            ),
+            "consume" => {
+                let (topic, expected) = produced.unwrap_or_else(|| {
+                    panic!("the consume scenario reads a produced topic: run a produce one first")
+                });
+                (
+                    topic,
+                    Box::new(move |b: &str| consume(b, topic, expected, args)),
+                )
+            }
+            other => panic!("unknown scenario {other}"),
+        };
+        if scenario.starts_with("produce") {
+            create_topic(&bin, &broker.bootstrap(), topic, args.partitions);
+            if let Some(m) = &mock {
+                m.create_topic(topic, args.partitions, 1)
+                    .expect("mock topic");
+            }
+        }
+
+        reset_peak_rss(&pid);
+        let (cpu0, self0) = (cpu_seconds(&pid), cpu_seconds(&self_pid));
+        let s = run(&broker.bootstrap());
+        let (cpu, own) = (cpu_seconds(&pid) - cpu0, cpu_seconds(&self_pid) - self0);
+        let peak = status_kib(&pid, "VmHWM:") as f64 / 1024.0;
+        if scenario == "produce-acksall" || (scenario == "produce-acks1" && produced.is_none()) {
+            produced = Some((topic, s.records));
+        }
+        println!(
+            "| {scenario} | strom | {:.0} | {:.1} | {:.2} | {cpu:.2} | {:.3} | {peak:.1} | {own:.2} |",
+            s.records_per_sec(),
+            s.mib_per_sec(),
+            s.seconds,
+            cpu / s.gib().max(1e-12),
+        );
+        if let Some(mb) = &mock_bootstrap {
+            let self0 = cpu_seconds(&self_pid);
+            let m = run(mb);
+            let own = cpu_seconds(&self_pid) - self0;
+            println!(
+                "| {scenario} | mock cluster | {:.0} | {:.1} | {:.2} | (in process) | | | {own:.2} |",
+                m.records_per_sec(),
+                m.mib_per_sec(),
+                m.seconds,
+            );
+            println!(
+                "| {scenario} | strom / mock | {:.2} | | | | | | |",
+                s.records_per_sec() / m.records_per_sec().max(1e-9)
+            );
+        }
+    }
+    println!();
+    println!(
+        "broker RSS after the run: {:.1} MiB; data dir usage: see the temp dir while running",
+        status_kib(&pid, "VmRSS:") as f64 / 1024.0
+    );
+    drop(broker);
+}

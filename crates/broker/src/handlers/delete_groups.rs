@@ -1,0 +1,35 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::delete_groups_response::DeletableGroupResult;
+use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use strom_protocol::error_code as ec;
+
+use crate::broker::Broker;
+use crate::group;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = req
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let name = id.as_str().to_string();
+            let code = match broker.groups.delete_group(&name) {
+                Err(code) => code,
+                Ok(keys) => {
+                    let mut records: Vec<_> = keys
+                        .iter()
+                        .map(|(t, p)| group::offset_record(&name, t, *p, None))
+                        .collect();
+                    records.push((group::store::group_key(&name), None));
+                    match group::persist(broker, &name, records) {
+                        Ok(()) => ec::NONE,
+                        Err(code) => code,
+                    }
+                }
+            };
+            DeletableGroupResult::default().with_group_id(id).with_error_code(code)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}

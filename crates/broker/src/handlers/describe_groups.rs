@@ -1,0 +1,46 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use strom_protocol::str_bytes;
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| {
+            let g = DescribedGroup::default().with_authorized_operations(i32::MIN);
+            match broker.groups.describe(id.as_str()) {
+                // An unknown group is described as Dead with no members, as Kafka does.
+                None => g.with_group_id(id).with_group_state(str_bytes("Dead")),
+                Some(view) => g
+                    .with_group_id(id)
+                    .with_group_state(str_bytes(view.state))
+                    .with_protocol_type(str_bytes(view.protocol_type))
+                    .with_protocol_data(str_bytes(view.protocol))
+                    .with_members(
+                        view.members
+                            .into_iter()
+                            .map(|m| {
+                                let member = DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(m.member_id))
+                                    .with_client_id(str_bytes(m.client_id))
+                                    .with_client_host(str_bytes(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment);
+                                if ctx.api_version >= 4 {
+                                    member.with_group_instance_id(m.instance_id.map(str_bytes))
+                                } else {
+                                    member
+                                }
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

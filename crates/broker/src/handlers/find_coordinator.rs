@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::find_coordinator_response::Coordinator;
+use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use strom_protocol::{StrBytes, error_code as ec, str_bytes};
+
+use super::message;
+use crate::broker::Broker;
+use crate::group;
+use crate::registry::RequestContext;
+
+/// Coordinator key types.
+const GROUP: i8 = 0;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let (host, port) = match broker.image().brokers.get(&broker.node_id) {
+        Some(b) => (b.host.clone(), b.port as i32),
+        None => (broker.advertised.0.clone(), broker.advertised.1 as i32),
+    };
+    let code = if req.key_type != GROUP {
+        ec::COORDINATOR_NOT_AVAILABLE
+    } else {
+        match group::ensure_offsets_topic(broker).await {
+            Ok(()) => ec::NONE,
+            Err(code) => code,
+        }
+    };
+    let text = |code: i16| {
+        message(
+            code,
+            if req.key_type != GROUP {
+                "transaction coordinators are not available yet".to_string()
+            } else {
+                "the offsets topic cannot be created".to_string()
+            },
+        )
+    };
+    let (node, host, port) = if code == ec::NONE { (broker.node_id, host, port) } else { (-1, String::new(), -1) };
+    if ctx.api_version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key: StrBytes| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host.clone()))
+                    .with_port(port)
+                    .with_error_code(code)
+                    .with_error_message(text(code))
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let resp = FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_node_id(BrokerId(node))
+        .with_host(str_bytes(host))
+        .with_port(port);
+    if ctx.api_version >= 1 { resp.with_error_message(text(code)) } else { resp }
+}

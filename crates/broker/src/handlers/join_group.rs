@@ -1,0 +1,64 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::join_group_response::JoinGroupResponseMember;
+use strom_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::group::{self, JoinRequest, state::JoinResult};
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
+    let v = ctx.api_version;
+    let result = match group::ensure_offsets_topic(broker).await {
+        Err(code) => JoinResult::error(code, req.member_id.as_str()),
+        Ok(()) => {
+            let member_id = req.member_id.as_str().to_string();
+            let join = JoinRequest {
+                group_id: req.group_id.as_str().to_string(),
+                member_id: member_id.clone(),
+                instance_id: req.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
+                client_id: ctx.header.client_id.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                client_host: format!("/{}", ctx.peer.ip()),
+                session_timeout_ms: req.session_timeout_ms,
+                // v0 has no rebalance timeout: it equals the session timeout.
+                rebalance_timeout_ms: if v >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+                protocol_type: req.protocol_type.as_str().to_string(),
+                protocols: req
+                    .protocols
+                    .into_iter()
+                    .map(|p| (p.name.as_str().to_string(), p.metadata))
+                    .collect(),
+                require_known_member_id: v >= 4,
+            };
+            broker
+                .groups
+                .join(join)
+                .wait(|| JoinResult::error(ec::UNKNOWN_MEMBER_ID, &member_id))
+                .await
+        }
+    };
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(result.error_code)
+        .with_generation_id(result.generation)
+        .with_protocol_name(Some(str_bytes(result.protocol.clone().unwrap_or_default())))
+        .with_leader(str_bytes(result.leader))
+        .with_member_id(str_bytes(result.member_id))
+        .with_members(
+            result
+                .members
+                .into_iter()
+                .map(|(id, instance, meta)| {
+                    let m = JoinGroupResponseMember::default().with_member_id(str_bytes(id)).with_metadata(meta);
+                    if v >= 5 { m.with_group_instance_id(instance.map(str_bytes)) } else { m }
+                })
+                .collect(),
+        );
+    if v >= 7 {
+        resp = resp.with_protocol_type(result.protocol_type.map(str_bytes));
+        if result.protocol.is_none() {
+            resp = resp.with_protocol_name(None);
+        }
+    }
+    resp
+}

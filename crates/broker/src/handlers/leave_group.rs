@@ -1,0 +1,40 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::leave_group_response::MemberResponse;
+use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use crate::broker::Broker;
+use crate::group;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let group_id = req.group_id.as_str().to_string();
+    // v0-v2 name one member; v3+ a batch of (member id, instance id).
+    let members: Vec<(String, Option<String>)> = if ctx.api_version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.as_str().to_string(), m.group_instance_id.as_ref().map(|s| s.as_str().to_string())))
+            .collect()
+    } else {
+        vec![(req.member_id.as_str().to_string(), None)]
+    };
+    let (code, codes, persist) = broker.groups.leave(&group_id, members.clone());
+    if let Some((g, value)) = persist {
+        let _ = group::persist(broker, &g, vec![group::group_record(&g, &value)]);
+    }
+    if ctx.api_version >= 3 {
+        let responses = members
+            .into_iter()
+            .zip(codes)
+            .map(|((id, instance), c)| {
+                MemberResponse::default()
+                    .with_member_id(strom_protocol::str_bytes(id))
+                    .with_group_instance_id(instance.map(strom_protocol::str_bytes))
+                    .with_error_code(c)
+            })
+            .collect();
+        LeaveGroupResponse::default().with_error_code(code).with_members(responses)
+    } else {
+        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(code))
+    }
+}

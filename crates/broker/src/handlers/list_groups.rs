@@ -1,0 +1,28 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::list_groups_response::ListedGroup;
+use strom_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use strom_protocol::str_bytes;
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.as_str().to_ascii_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.as_str().to_ascii_lowercase()).collect();
+    let groups = broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|g| {
+            let l = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(g.group_id)))
+                .with_protocol_type(str_bytes(g.protocol_type));
+            let l = if ctx.api_version >= 4 { l.with_group_state(str_bytes(g.state)) } else { l };
+            if ctx.api_version >= 5 { l.with_group_type(str_bytes("classic")) } else { l }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

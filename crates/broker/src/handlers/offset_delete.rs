@@ -1,0 +1,49 @@
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use crate::broker::Broker;
+use crate::group;
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group_id = req.group_id.as_str().to_string();
+    let subscribed = match broker.groups.offset_delete_check(&group_id) {
+        Ok(s) => s,
+        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+    };
+    let mut records = Vec::new();
+    let mut keys = Vec::new();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.as_str().to_string();
+            let busy = subscribed.contains(&name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if busy {
+                        ec::GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        records.push(group::offset_record(&group_id, &name, p.partition_index, None));
+                        keys.push((name.clone(), p.partition_index));
+                        ec::NONE
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    if let Err(code) = group::persist(broker, &group_id, records) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
+    broker.groups.forget_offsets(&group_id, &keys);
+    OffsetDeleteResponse::default().with_topics(topics)
+}

@@ -1,0 +1,37 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::group::{self, state::SyncResult};
+use crate::registry::RequestContext;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
+    let group_id = req.group_id.as_str().to_string();
+    let (reply, persist) = broker.groups.sync(
+        &group_id,
+        req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|s| s.as_str()),
+        req.generation_id,
+        req.assignments
+            .into_iter()
+            .map(|a| (a.member_id.as_str().to_string(), a.assignment))
+            .collect(),
+    );
+    if let Some((g, value)) = persist {
+        if let Err(code) = group::persist(broker, &g, vec![group::group_record(&g, &value)]) {
+            tracing::warn!(group = %g, code, "group metadata not persisted");
+        }
+    }
+    let result = reply.wait(|| SyncResult::error(ec::REBALANCE_IN_PROGRESS)).await;
+    let resp = SyncGroupResponse::default()
+        .with_error_code(result.error_code)
+        .with_assignment(result.assignment);
+    if ctx.api_version >= 5 {
+        resp.with_protocol_type(result.protocol_type.map(str_bytes))
+            .with_protocol_name(result.protocol.map(str_bytes))
+    } else {
+        resp
+    }
+}

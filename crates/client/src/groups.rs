@@ -1,0 +1,863 @@
+//! Consumer-group administration: the calls behind `strom groups`, as Kafka's AdminClient makes
+//! them.
+//!
+//! Group requests go to the group's coordinator, found with FindCoordinator (key type 0) and
+//! cached per group; a NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE answer forgets it and
+//! retries. ListGroups asks every broker and merges the answers. Partition offsets (log start,
+//! log end, by timestamp) come from [`Client::list_offsets`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use strom_protocol::messages::{
+    ConsumerProtocolAssignment, GroupId, TopicName,
+    delete_groups_request::DeleteGroupsRequest,
+    describe_groups_request::DescribeGroupsRequest,
+    find_coordinator_request::FindCoordinatorRequest,
+    list_groups_request::ListGroupsRequest,
+    offset_commit_request::{
+        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    },
+    offset_delete_request::{
+        OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    },
+    offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestGroup},
+};
+use strom_protocol::{ApiKey, Decodable, RequestKind, ResponseKind, error_code, str_bytes};
+
+use crate::client::{Client, offset_spec};
+use crate::connection::{Connection, ConnectionConfig};
+use crate::error::{ClientError, check, error_name};
+
+/// The highest version of each group API this client speaks.
+pub mod group_versions {
+    pub const FIND_COORDINATOR: i16 = 6;
+    pub const LIST_GROUPS: i16 = 5;
+    pub const DESCRIBE_GROUPS: i16 = 5;
+    /// v8 and later carry a list of groups; v7 and earlier a single group at the top level.
+    pub const OFFSET_FETCH: i16 = 8;
+    pub const OFFSET_COMMIT: i16 = 9;
+    pub const DELETE_GROUPS: i16 = 2;
+    pub const OFFSET_DELETE: i16 = 0;
+}
+
+/// FindCoordinator key type of a consumer group.
+const KEY_TYPE_GROUP: i8 = 0;
+/// Attempts of a group request while the coordinator moves or loads.
+const COORDINATOR_ATTEMPTS: usize = 10;
+const COORDINATOR_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    /// "consumer" for Kafka consumers; empty for groups that only hold offsets.
+    pub protocol_type: String,
+    /// Empty when the broker answers ListGroups below v4.
+    pub state: String,
+    /// "classic" or "consumer"; empty below ListGroups v5.
+    pub group_type: String,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Assigned partitions by topic (sorted), decoded from the consumer protocol assignment;
+    /// empty for other protocol types or while no assignment was made.
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+/// A group as DescribeGroups reports it. An unknown group is "Dead" with no members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    /// Empty, Stable, PreparingRebalance, CompletingRebalance or Dead.
+    pub state: String,
+    pub protocol_type: String,
+    /// The assignor chosen (e.g. "range"); empty while none is.
+    pub protocol: String,
+    /// Sorted by member id.
+    pub members: Vec<GroupMember>,
+    /// The coordinator, as `host:port`.
+    pub coordinator: String,
+}
+
+impl GroupDescription {
+    /// True while the group has no active members (Kafka allows offset resets only then).
+    pub fn is_inactive(&self) -> bool {
+        self.members.is_empty() && matches!(self.state.as_str(), "Empty" | "Dead")
+    }
+}
+
+/// Committed offsets of a group by (topic, partition); partitions without a commit are absent.
+pub type CommittedOffsets = BTreeMap<(String, i32), i64>;
+
+/// Decodes a member assignment of the consumer protocol: an i16 version, then the
+/// ConsumerProtocolAssignment at that version. Returns the partitions by topic, sorted.
+pub fn decode_assignment(bytes: &[u8]) -> Result<Vec<(String, Vec<i32>)>, ClientError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    if bytes.len() < 2 {
+        return Err(ClientError::UnexpectedResponse(
+            "member assignment shorter than its version".into(),
+        ));
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    // Versions above the newest known are read as the newest, as Kafka's consumer does: later
+    // versions only add fields at the end.
+    let read_as = version.clamp(0, 3);
+    if version < 0 {
+        return Err(ClientError::UnexpectedResponse(format!(
+            "member assignment with negative version {version}"
+        )));
+    }
+    let mut buf = Bytes::copy_from_slice(&bytes[2..]);
+    let a = ConsumerProtocolAssignment::decode(&mut buf, read_as).map_err(|e| {
+        ClientError::UnexpectedResponse(format!("cannot decode member assignment v{version}: {e}"))
+    })?;
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for tp in a.assigned_partitions {
+        by_topic
+            .entry(tp.topic.to_string())
+            .or_default()
+            .extend(tp.partitions);
+    }
+    Ok(by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            ps.dedup();
+            (t, ps)
+        })
+        .collect())
+}
+
+/// Errors after which a group request goes to a freshly found coordinator.
+fn is_coordinator_error(code: i16) -> bool {
+    matches!(
+        code,
+        error_code::NOT_COORDINATOR
+            | error_code::COORDINATOR_NOT_AVAILABLE
+            | error_code::COORDINATOR_LOAD_IN_PROGRESS
+    )
+}
+
+/// `Ok(())` for error code 0, else the error about `subject`, worded for the group codes that
+/// the generic descriptions do not cover.
+fn group_check(code: i16, subject: &str, broker_message: Option<&str>) -> Result<(), ClientError> {
+    let description = match code {
+        error_code::NONE => return Ok(()),
+        error_code::GROUP_ID_NOT_FOUND => "does not exist",
+        error_code::NON_EMPTY_GROUP => "is not empty: it still has active members",
+        error_code::GROUP_SUBSCRIBED_TO_TOPIC => {
+            "is still subscribed to the topic: its active members consume it"
+        }
+        error_code::UNKNOWN_MEMBER_ID => {
+            "has active members: offsets can be set from outside the group only while it is empty"
+        }
+        error_code::INVALID_GROUP_ID => "is not a valid group id",
+        error_code::COORDINATOR_NOT_AVAILABLE => "has no coordinator available right now",
+        error_code::NOT_COORDINATOR => "is not coordinated by this broker",
+        error_code::COORDINATOR_LOAD_IN_PROGRESS => "is still being loaded by its coordinator",
+        error_code::REBALANCE_IN_PROGRESS => "is rebalancing",
+        error_code::ILLEGAL_GENERATION => "has another generation",
+        30 => "is not authorized (GROUP_AUTHORIZATION_FAILED)",
+        _ => return check(code, subject, broker_message),
+    };
+    Err(ClientError::Kafka {
+        code,
+        name: error_name(code),
+        message: format!("{subject} {description}"),
+    })
+}
+
+fn group_subject(group: &str) -> String {
+    format!("group {group:?}")
+}
+
+fn unexpected(api: &str) -> ClientError {
+    ClientError::UnexpectedResponse(format!("{api} request answered with another response type"))
+}
+
+fn host_port(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Group administration against a cluster. Owns a [`Client`] for metadata and list offsets,
+/// and its own connections to coordinators.
+pub struct GroupAdmin {
+    client: Client,
+    bootstrap: Vec<String>,
+    config: ConnectionConfig,
+    /// Open connections by `host:port`. A call holds the map while it talks, so calls on one
+    /// `GroupAdmin` run one at a time (it is meant for tools).
+    connections: Mutex<HashMap<String, Connection>>,
+    /// Coordinator address by group.
+    coordinators: Mutex<HashMap<String, String>>,
+}
+
+impl GroupAdmin {
+    /// Group administration through the comma-separated `host:port` list in `bootstrap`.
+    pub fn new(bootstrap: &str) -> Result<GroupAdmin, ClientError> {
+        GroupAdmin::with_config(bootstrap, ConnectionConfig::default())
+    }
+
+    pub fn with_config(
+        bootstrap: &str,
+        config: ConnectionConfig,
+    ) -> Result<GroupAdmin, ClientError> {
+        let client = Client::with_config(bootstrap, config.clone())?;
+        let bootstrap = bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(GroupAdmin {
+            client,
+            bootstrap,
+            config,
+            connections: Mutex::new(HashMap::new()),
+            coordinators: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client used for metadata and partition offsets.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // connections
+
+    /// Sends one request to `addr` at the version negotiated for `api` (capped at
+    /// `client_max`); `body` builds the request for that version.
+    async fn request(
+        &self,
+        addr: &str,
+        api: ApiKey,
+        client_max: i16,
+        body: impl FnOnce(i16) -> Result<RequestKind, ClientError>,
+    ) -> Result<(i16, ResponseKind), ClientError> {
+        let mut conns = self.connections.lock().await;
+        if !conns.contains_key(addr) {
+            let conn = Connection::connect(addr, self.config.clone()).await?;
+            conns.insert(addr.to_string(), conn);
+        }
+        let Some(conn) = conns.get_mut(addr) else {
+            return Err(ClientError::UnexpectedResponse(format!(
+                "no connection to {addr}"
+            )));
+        };
+        let version = conn.version(api, client_max)?;
+        let result = conn.send(api, version, body(version)?).await;
+        if conn.is_broken() {
+            conns.remove(addr);
+        }
+        result.map(|r| (version, r))
+    }
+
+    /// Sends a request to the first bootstrap server that answers.
+    async fn request_any(
+        &self,
+        api: ApiKey,
+        client_max: i16,
+        body: impl Fn(i16) -> Result<RequestKind, ClientError>,
+    ) -> Result<(i16, ResponseKind), ClientError> {
+        let mut last_error = None;
+        for addr in &self.bootstrap {
+            match self.request(addr, api, client_max, &body).await {
+                Err(e @ (ClientError::Connect { .. } | ClientError::Io(_))) => {
+                    tracing::debug!(%addr, error = %e, "bootstrap server unreachable");
+                    last_error = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap server".into())))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // coordinator
+
+    /// The coordinator of `group` as `host:port` (FindCoordinator, key type 0).
+    pub async fn find_coordinator(&self, group: &str) -> Result<String, ClientError> {
+        if let Some(addr) = self.coordinators.lock().await.get(group) {
+            return Ok(addr.clone());
+        }
+        let subject = group_subject(group);
+        let (version, response) = self
+            .request_any(
+                ApiKey::FindCoordinator,
+                group_versions::FIND_COORDINATOR,
+                |v| {
+                    let mut req = FindCoordinatorRequest::default();
+                    req.key_type = KEY_TYPE_GROUP;
+                    if v >= 4 {
+                        req.coordinator_keys = vec![str_bytes(group)];
+                    } else {
+                        req.key = str_bytes(group);
+                    }
+                    Ok(RequestKind::FindCoordinator(req))
+                },
+            )
+            .await?;
+        let ResponseKind::FindCoordinator(r) = response else {
+            return Err(unexpected("FindCoordinator"));
+        };
+        let addr = if version >= 4 {
+            let c = r
+                .coordinators
+                .iter()
+                .find(|c| c.key.as_str() == group)
+                .ok_or_else(|| {
+                    ClientError::UnexpectedResponse(format!(
+                        "FindCoordinator has no answer for {subject}"
+                    ))
+                })?;
+            check(
+                c.error_code,
+                &format!("the coordinator of {subject}"),
+                c.error_message.as_deref(),
+            )?;
+            host_port(c.host.as_str(), c.port)
+        } else {
+            check(
+                r.error_code,
+                &format!("the coordinator of {subject}"),
+                r.error_message.as_deref(),
+            )?;
+            host_port(r.host.as_str(), r.port)
+        };
+        self.coordinators
+            .lock()
+            .await
+            .insert(group.to_string(), addr.clone());
+        Ok(addr)
+    }
+
+    /// Runs `attempt` against the group's coordinator, finding it again when it moved or was
+    /// still loading.
+    async fn with_coordinator<T, F, Fut>(&self, group: &str, attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = match self.find_coordinator(group).await {
+                Ok(addr) => attempt(addr).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e)
+                    if tries < COORDINATOR_ATTEMPTS
+                        && (e.kafka_code().is_some_and(is_coordinator_error)
+                            || matches!(e, ClientError::Connect { .. } | ClientError::Io(_))) =>
+                {
+                    tracing::debug!(group, error = %e, "coordinator unavailable; retrying");
+                    self.coordinators.lock().await.remove(group);
+                    tokio::time::sleep(COORDINATOR_RETRY_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // groups
+
+    /// All groups of the cluster (ListGroups on every broker), sorted by id; with `states`,
+    /// only groups in one of those states (case-insensitive; needs ListGroups v4).
+    pub async fn list_groups(&self, states: &[String]) -> Result<Vec<GroupListing>, ClientError> {
+        let md = self.client.metadata(Some(Vec::new())).await?;
+        let mut addrs: Vec<String> = md.brokers.iter().map(|b| b.address()).collect();
+        if addrs.is_empty() {
+            addrs = self.bootstrap.clone();
+        }
+        let mut all: BTreeMap<String, GroupListing> = BTreeMap::new();
+        for addr in &addrs {
+            let (version, response) = self
+                .request(addr, ApiKey::ListGroups, group_versions::LIST_GROUPS, |v| {
+                    if !states.is_empty() && v < 4 {
+                        return Err(ClientError::InvalidArgument(format!(
+                            "the broker at {addr} cannot filter groups by state (ListGroups v{v}, v4 needed)"
+                        )));
+                    }
+                    let mut req = ListGroupsRequest::default();
+                    req.states_filter = states.iter().map(|s| str_bytes(s.as_str())).collect();
+                    Ok(RequestKind::ListGroups(req))
+                })
+                .await?;
+            let ResponseKind::ListGroups(r) = response else {
+                return Err(unexpected("ListGroups"));
+            };
+            check(r.error_code, &format!("listing the groups on {addr}"), None)?;
+            for g in r.groups {
+                let listing = GroupListing {
+                    group_id: g.group_id.to_string(),
+                    protocol_type: g.protocol_type.to_string(),
+                    state: if version >= 4 {
+                        g.group_state.to_string()
+                    } else {
+                        String::new()
+                    },
+                    group_type: if version >= 5 {
+                        g.group_type.to_string()
+                    } else {
+                        String::new()
+                    },
+                };
+                all.insert(listing.group_id.clone(), listing);
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    /// Describes a group: state, protocol and members with their assignments.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        self.with_coordinator(group, |addr| async move {
+            let (_, response) = self
+                .request(
+                    &addr,
+                    ApiKey::DescribeGroups,
+                    group_versions::DESCRIBE_GROUPS,
+                    |_| {
+                        let mut req = DescribeGroupsRequest::default();
+                        req.groups = vec![GroupId(str_bytes(group))];
+                        Ok(RequestKind::DescribeGroups(req))
+                    },
+                )
+                .await?;
+            let ResponseKind::DescribeGroups(r) = response else {
+                return Err(unexpected("DescribeGroups"));
+            };
+            let g = r
+                .groups
+                .into_iter()
+                .find(|g| g.group_id.as_str() == group)
+                .ok_or_else(|| {
+                    ClientError::UnexpectedResponse(format!(
+                        "DescribeGroups has no answer for {}",
+                        group_subject(group)
+                    ))
+                })?;
+            group_check(
+                g.error_code,
+                &group_subject(group),
+                g.error_message.as_deref(),
+            )?;
+            let consumer = g.protocol_type.as_str() == "consumer";
+            let mut members = Vec::with_capacity(g.members.len());
+            for m in g.members {
+                let assignment = if consumer {
+                    decode_assignment(&m.member_assignment)?
+                } else {
+                    Vec::new()
+                };
+                members.push(GroupMember {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.group_instance_id.map(|s| s.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    assignment,
+                });
+            }
+            members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+            Ok(GroupDescription {
+                group_id: group.to_string(),
+                state: g.group_state.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                protocol: g.protocol_data.to_string(),
+                members,
+                coordinator: addr,
+            })
+        })
+        .await
+    }
+
+    /// The committed offsets of a group: of every partition it committed with `None`, else of
+    /// the given topics and partitions. Partitions without a commit are left out.
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<CommittedOffsets, ClientError> {
+        self.with_coordinator(group, |addr| async move {
+            let (version, response) = self
+                .request(
+                    &addr,
+                    ApiKey::OffsetFetch,
+                    group_versions::OFFSET_FETCH,
+                    |v| {
+                        let mut req = OffsetFetchRequest::default();
+                        if v >= 8 {
+                            use strom_protocol::messages::offset_fetch_request::OffsetFetchRequestTopics;
+                            let mut g = OffsetFetchRequestGroup::default();
+                            g.group_id = GroupId(str_bytes(group));
+                            g.topics = partitions.map(|ps| {
+                                ps.iter()
+                                    .map(|(t, p)| {
+                                        let mut rt = OffsetFetchRequestTopics::default();
+                                        rt.name = TopicName(str_bytes(t.as_str()));
+                                        rt.partition_indexes = p.clone();
+                                        rt
+                                    })
+                                    .collect()
+                            });
+                            req.groups = vec![g];
+                        } else {
+                            use strom_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+                            req.group_id = GroupId(str_bytes(group));
+                            req.topics = partitions.map(|ps| {
+                                ps.iter()
+                                    .map(|(t, p)| {
+                                        let mut rt = OffsetFetchRequestTopic::default();
+                                        rt.name = TopicName(str_bytes(t.as_str()));
+                                        rt.partition_indexes = p.clone();
+                                        rt
+                                    })
+                                    .collect()
+                            });
+                        }
+                        Ok(RequestKind::OffsetFetch(req))
+                    },
+                )
+                .await?;
+            let ResponseKind::OffsetFetch(r) = response else {
+                return Err(unexpected("OffsetFetch"));
+            };
+            let subject = group_subject(group);
+            let mut out = CommittedOffsets::new();
+            if version >= 8 {
+                let g = r
+                    .groups
+                    .into_iter()
+                    .find(|g| g.group_id.as_str() == group)
+                    .ok_or_else(|| {
+                        ClientError::UnexpectedResponse(format!(
+                            "OffsetFetch has no answer for {subject}"
+                        ))
+                    })?;
+                group_check(g.error_code, &subject, None)?;
+                for t in g.topics {
+                    for p in t.partitions {
+                        check(
+                            p.error_code,
+                            &format!("partition {} of topic {:?} in {subject}", p.partition_index, t.name.as_str()),
+                            None,
+                        )?;
+                        if p.committed_offset >= 0 {
+                            out.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                        }
+                    }
+                }
+            } else {
+                group_check(r.error_code, &subject, None)?;
+                for t in r.topics {
+                    for p in t.partitions {
+                        check(
+                            p.error_code,
+                            &format!("partition {} of topic {:?} in {subject}", p.partition_index, t.name.as_str()),
+                            None,
+                        )?;
+                        if p.committed_offset >= 0 {
+                            out.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Commits offsets for a group from outside any generation (generation -1, no member id),
+    /// which the coordinator accepts only while the group has no members.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &CommittedOffsets,
+    ) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+        for ((t, p), o) in offsets {
+            by_topic.entry(t.as_str()).or_default().push((*p, *o));
+        }
+        self.with_coordinator(group, |addr| {
+            let by_topic = &by_topic;
+            async move {
+                let (_, response) = self
+                    .request(
+                        &addr,
+                        ApiKey::OffsetCommit,
+                        group_versions::OFFSET_COMMIT,
+                        |_| {
+                            let mut req = OffsetCommitRequest::default();
+                            req.group_id = GroupId(str_bytes(group));
+                            req.generation_id_or_member_epoch = -1;
+                            req.member_id = str_bytes("");
+                            req.retention_time_ms = -1;
+                            req.topics = by_topic
+                                .iter()
+                                .map(|(t, ps)| {
+                                    let mut rt = OffsetCommitRequestTopic::default();
+                                    rt.name = TopicName(str_bytes(*t));
+                                    rt.partitions = ps
+                                        .iter()
+                                        .map(|(p, o)| {
+                                            let mut rp = OffsetCommitRequestPartition::default();
+                                            rp.partition_index = *p;
+                                            rp.committed_offset = *o;
+                                            rp.committed_leader_epoch = -1;
+                                            rp.committed_metadata = Some(str_bytes(""));
+                                            rp
+                                        })
+                                        .collect();
+                                    rt
+                                })
+                                .collect();
+                            Ok(RequestKind::OffsetCommit(req))
+                        },
+                    )
+                    .await?;
+                let ResponseKind::OffsetCommit(r) = response else {
+                    return Err(unexpected("OffsetCommit"));
+                };
+                let subject = group_subject(group);
+                // A coordinator error shows on every partition: report it once, as such, so
+                // that it is retried.
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        if p.error_code == error_code::UNKNOWN_MEMBER_ID
+                            || is_coordinator_error(p.error_code)
+                        {
+                            return group_check(p.error_code, &subject, None);
+                        }
+                        check(
+                            p.error_code,
+                            &format!(
+                                "committing partition {} of topic {:?} for {subject}",
+                                p.partition_index,
+                                t.name.as_str()
+                            ),
+                            None,
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Deletes a group and its offsets; fails with GROUP_ID_NOT_FOUND or NON_EMPTY_GROUP.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        self.with_coordinator(group, |addr| async move {
+            let (_, response) = self
+                .request(
+                    &addr,
+                    ApiKey::DeleteGroups,
+                    group_versions::DELETE_GROUPS,
+                    |_| {
+                        let mut req = DeleteGroupsRequest::default();
+                        req.groups_names = vec![GroupId(str_bytes(group))];
+                        Ok(RequestKind::DeleteGroups(req))
+                    },
+                )
+                .await?;
+            let ResponseKind::DeleteGroups(r) = response else {
+                return Err(unexpected("DeleteGroups"));
+            };
+            let g = r
+                .results
+                .iter()
+                .find(|g| g.group_id.as_str() == group)
+                .ok_or_else(|| {
+                    ClientError::UnexpectedResponse(format!(
+                        "DeleteGroups has no answer for {}",
+                        group_subject(group)
+                    ))
+                })?;
+            group_check(g.error_code, &group_subject(group), None)
+        })
+        .await
+    }
+
+    /// Deletes the committed offsets of the given partitions of a topic; fails with
+    /// GROUP_ID_NOT_FOUND, or GROUP_SUBSCRIBED_TO_TOPIC while members consume the topic.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(), ClientError> {
+        self.with_coordinator(group, |addr| async move {
+            let (_, response) = self
+                .request(
+                    &addr,
+                    ApiKey::OffsetDelete,
+                    group_versions::OFFSET_DELETE,
+                    |_| {
+                        let mut t = OffsetDeleteRequestTopic::default();
+                        t.name = TopicName(str_bytes(topic));
+                        t.partitions = partitions
+                            .iter()
+                            .map(|p| {
+                                let mut rp = OffsetDeleteRequestPartition::default();
+                                rp.partition_index = *p;
+                                rp
+                            })
+                            .collect();
+                        let mut req = OffsetDeleteRequest::default();
+                        req.group_id = GroupId(str_bytes(group));
+                        req.topics = vec![t];
+                        Ok(RequestKind::OffsetDelete(req))
+                    },
+                )
+                .await?;
+            let ResponseKind::OffsetDelete(r) = response else {
+                return Err(unexpected("OffsetDelete"));
+            };
+            let subject = group_subject(group);
+            group_check(r.error_code, &subject, None)?;
+            for t in &r.topics {
+                for p in &t.partitions {
+                    group_check(p.error_code, &subject, None).map_err(|e| match e {
+                        ClientError::Kafka { code, name, .. }
+                            if code == error_code::GROUP_SUBSCRIBED_TO_TOPIC =>
+                        {
+                            ClientError::Kafka {
+                                code,
+                                name,
+                                message: format!(
+                                    "{subject} still has active members subscribed to topic {:?}; stop them first",
+                                    t.name.as_str()
+                                ),
+                            }
+                        }
+                        other => other,
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // partition offsets
+
+    /// Log start and log end offset of a partition (ListOffsets earliest and latest).
+    pub async fn log_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(i64, i64), ClientError> {
+        let (start, _) = self
+            .client
+            .list_offsets(topic, partition, offset_spec::EARLIEST)
+            .await?;
+        let (end, _) = self
+            .client
+            .list_offsets(topic, partition, offset_spec::LATEST)
+            .await?;
+        Ok((start, end))
+    }
+
+    /// The first offset of a partition whose timestamp is at or after `timestamp_ms`, or
+    /// None when every record is older.
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, ClientError> {
+        let (offset, _) = self
+            .client
+            .list_offsets(topic, partition, timestamp_ms.max(0))
+            .await?;
+        Ok((offset >= 0).then_some(offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::Encodable;
+    use strom_protocol::messages::consumer_protocol_assignment::TopicPartition;
+
+    fn encode(version: i16, a: &ConsumerProtocolAssignment) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&version.to_be_bytes());
+        a.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn assignments_decode_at_their_version() {
+        let mut a = ConsumerProtocolAssignment::default();
+        let mut t1 = TopicPartition::default();
+        t1.topic = TopicName(str_bytes("orders"));
+        t1.partitions = vec![2, 0];
+        let mut t2 = TopicPartition::default();
+        t2.topic = TopicName(str_bytes("audit"));
+        t2.partitions = vec![1];
+        a.assigned_partitions = vec![t1, t2];
+        for version in 0..=3 {
+            let got = decode_assignment(&encode(version, &a)).unwrap();
+            assert_eq!(
+                got,
+                vec![
+                    ("audit".to_string(), vec![1]),
+                    ("orders".to_string(), vec![0, 2])
+                ],
+                "v{version}"
+            );
+        }
+        assert!(decode_assignment(&[]).unwrap().is_empty());
+        assert!(decode_assignment(&[0]).is_err());
+        assert!(decode_assignment(&[0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn inactive_means_no_members_and_empty_or_dead() {
+        let mut d = GroupDescription {
+            group_id: "g".into(),
+            state: "Empty".into(),
+            protocol_type: "consumer".into(),
+            protocol: String::new(),
+            members: Vec::new(),
+            coordinator: "localhost:9092".into(),
+        };
+        assert!(d.is_inactive());
+        d.state = "Dead".into();
+        assert!(d.is_inactive());
+        d.state = "Stable".into();
+        assert!(!d.is_inactive());
+    }
+
+    #[test]
+    fn coordinator_errors_are_retried() {
+        assert!(is_coordinator_error(error_code::NOT_COORDINATOR));
+        assert!(is_coordinator_error(error_code::COORDINATOR_NOT_AVAILABLE));
+        assert!(!is_coordinator_error(error_code::NON_EMPTY_GROUP));
+        assert_eq!(host_port("::1", 9092), "[::1]:9092");
+    }
+}
