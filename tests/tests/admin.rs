@@ -512,11 +512,18 @@ fn fetch_from_any_offset_starts_at_that_record() {
     let t = NewTopic::new("seek", 1, TopicReplication::Fixed(1)).set("segment.bytes", "65536");
     assert!(rt.block_on(create(&admin(&strom), t)).is_ok());
     // Batches of many records across many segments.
-    let p: rdkafka::producer::BaseProducer = client_config(&strom.bootstrap()).set("linger.ms", "20").create().unwrap();
+    let p: rdkafka::producer::BaseProducer = client_config(&strom.bootstrap())
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
     for i in 0..20_000u32 {
         let v = format!("v{i}");
         loop {
-            match p.send(rdkafka::producer::BaseRecord::<(), _>::to("seek").partition(0).payload(&v)) {
+            match p.send(
+                rdkafka::producer::BaseRecord::<(), _>::to("seek")
+                    .partition(0)
+                    .payload(&v),
+            ) {
                 Ok(()) => break,
                 Err(_) => {
                     p.poll(Duration::from_millis(5));
@@ -527,11 +534,17 @@ fn fetch_from_any_offset_starts_at_that_record() {
     p.flush(Duration::from_secs(30)).unwrap();
     let mut x: u64 = 12345;
     for _ in 0..40 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let offset = (x >> 33) as i64 % 20_000;
         let c = consumer_at(&strom.bootstrap(), "seek", 0, Offset::Offset(offset), &[]);
         let m = poll_one(&c);
-        assert_eq!(m.offset(), offset, "a fetch from {offset} must start at {offset}");
+        assert_eq!(
+            m.offset(),
+            offset,
+            "a fetch from {offset} must start at {offset}"
+        );
         assert_eq!(m.payload(), Some(format!("v{offset}").as_bytes()));
     }
 }

@@ -23,7 +23,10 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
         let r = admin
-            .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
             .await
             .unwrap();
         assert!(r[0].is_ok(), "{:?}", r[0]);
@@ -38,7 +41,10 @@ fn produce(bootstrap: &str, topic: &str, partitions: i32, count: u64) {
         .unwrap();
     for n in 0..count {
         let key = n.to_string();
-        let mut rec = BaseRecord::to(topic).partition((n % partitions as u64) as i32).key(&key).payload(&key);
+        let mut rec = BaseRecord::to(topic)
+            .partition((n % partitions as u64) as i32)
+            .key(&key)
+            .payload(&key);
         loop {
             match p.send(rec) {
                 Ok(()) => break,
@@ -82,13 +88,22 @@ impl ConsumerContext for Tracking {
             let now = Instant::now();
             let mut owned = self.owned.lock().unwrap();
             for e in tpl.elements() {
-                owned.entry(e.partition()).or_default().push((self.id, now, None));
+                owned
+                    .entry(e.partition())
+                    .or_default()
+                    .push((self.id, now, None));
             }
         }
     }
 }
 
-fn group_consumer(bootstrap: &str, group: &str, id: usize, owned: Ownership, extra: &[(&str, &str)]) -> (BaseConsumer<Tracking>, Arc<AtomicUsize>) {
+fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    id: usize,
+    owned: Ownership,
+    extra: &[(&str, &str)],
+) -> (BaseConsumer<Tracking>, Arc<AtomicUsize>) {
     let rebalances = Arc::new(AtomicUsize::new(0));
     let mut cfg = client_config(bootstrap);
     cfg.set("group.id", group)
@@ -110,8 +125,16 @@ fn group_consumer(bootstrap: &str, group: &str, id: usize, owned: Ownership, ext
     (c, rebalances)
 }
 
-fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let c: BaseConsumer = client_config(bootstrap).set("group.id", group).create().unwrap();
+fn committed_total(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<i32, i64> {
+    let c: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -119,7 +142,15 @@ fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -
     let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
     got.elements()
         .iter()
-        .map(|e| (e.partition(), match e.offset() { Offset::Offset(o) => o, _ => -1 }))
+        .map(|e| {
+            (
+                e.partition(),
+                match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                },
+            )
+        })
         .collect()
 }
 
@@ -141,8 +172,14 @@ fn three_members_share_partitions_and_survive_a_departure() {
     let stop_one = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for id in 0..3 {
-        let (bootstrap, owned, seen, total, stop_all, stop_one) =
-            (bootstrap.clone(), owned.clone(), seen.clone(), total.clone(), stop_all.clone(), stop_one.clone());
+        let (bootstrap, owned, seen, total, stop_all, stop_one) = (
+            bootstrap.clone(),
+            owned.clone(),
+            seen.clone(),
+            total.clone(),
+            stop_all.clone(),
+            stop_one.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             // Offsets are stored only after a record is processed: the rdkafka crate drains
             // prefetched records while closing a consumer, and with automatic offset storing
@@ -152,10 +189,16 @@ fn three_members_share_partitions_and_survive_a_departure() {
                 "g1",
                 id,
                 owned,
-                &[("max.partition.fetch.bytes", "65536"), ("enable.auto.offset.store", "false")],
+                &[
+                    ("max.partition.fetch.bytes", "65536"),
+                    ("enable.auto.offset.store", "false"),
+                ],
             );
             c.subscribe(&[TOPIC]).unwrap();
-            while !stop_all.load(Ordering::SeqCst) && !(id == 0 && stop_one.load(Ordering::SeqCst)) {
+            let leaving = id == 0;
+            let should_stop =
+                || stop_all.load(Ordering::SeqCst) || (leaving && stop_one.load(Ordering::SeqCst));
+            while !should_stop() {
                 if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
                     seen.lock().unwrap().insert((m.partition(), m.offset()));
                     let _ = c.store_offset_from_message(&m);
@@ -198,7 +241,10 @@ fn three_members_share_partitions_and_survive_a_departure() {
         if committed.values().sum::<i64>() == RECORDS as i64 {
             break;
         }
-        assert!(Instant::now() < deadline, "committed offsets never reached the log end: {committed:?}");
+        assert!(
+            Instant::now() < deadline,
+            "committed offsets never reached the log end: {committed:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     stop_all.store(true, Ordering::SeqCst);
@@ -214,12 +260,21 @@ fn three_members_share_partitions_and_survive_a_departure() {
                 }
                 let a_end = a.2.unwrap_or_else(Instant::now);
                 let b_end = b.2.unwrap_or_else(Instant::now);
-                assert!(a_end <= b.1 || b_end <= a.1, "partition {p} owned by consumers {} and {} at once", a.0, b.0);
+                assert!(
+                    a_end <= b.1 || b_end <= a.1,
+                    "partition {p} owned by consumers {} and {} at once",
+                    a.0,
+                    b.0
+                );
             }
         }
     }
     let members: HashSet<usize> = owned.values().flatten().map(|iv| iv.0).collect();
-    assert_eq!(members.len(), 3, "every member got partitions at some point");
+    assert_eq!(
+        members.len(),
+        3,
+        "every member got partitions at some point"
+    );
 }
 
 #[test]
@@ -234,7 +289,11 @@ fn two_groups_each_get_every_record() {
         let mut seen = HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while seen.len() < 3000 {
-            assert!(Instant::now() < deadline, "group {group} got {} records", seen.len());
+            assert!(
+                Instant::now() < deadline,
+                "group {group} got {} records",
+                seen.len()
+            );
             if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
                 seen.insert((m.partition(), m.offset()));
             }
@@ -249,13 +308,23 @@ fn committed_offsets_survive_restart_and_sigkill() {
     create_topic(&bootstrap, "resume", 1);
     produce(&bootstrap, "resume", 1, 1000);
     let commit_at = |offset: i64| {
-        let c: BaseConsumer = client_config(&bootstrap).set("group.id", "gr").create().unwrap();
+        let c: BaseConsumer = client_config(&bootstrap)
+            .set("group.id", "gr")
+            .create()
+            .unwrap();
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("resume", 0, Offset::Offset(offset)).unwrap();
+        tpl.add_partition_offset("resume", 0, Offset::Offset(offset))
+            .unwrap();
         c.commit(&tpl, CommitMode::Sync).unwrap();
     };
     let first_polled = || {
-        let (c, _) = group_consumer(&bootstrap, "gr", 0, Arc::default(), &[("enable.auto.commit", "false")]);
+        let (c, _) = group_consumer(
+            &bootstrap,
+            "gr",
+            0,
+            Arc::default(),
+            &[("enable.auto.commit", "false")],
+        );
         c.subscribe(&["resume"]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -285,7 +354,15 @@ fn static_member_restart_causes_no_rebalance() {
     create_topic(&bootstrap, "static", 4);
     produce(&bootstrap, "static", 4, 400);
     let owned: Ownership = Arc::default();
-    let statik = |id: usize| [("group.instance.id", if id == 0 { "member-a" } else { "member-b" }), ("session.timeout.ms", "30000")];
+    let statik = |id: usize| {
+        [
+            (
+                "group.instance.id",
+                if id == 0 { "member-a" } else { "member-b" },
+            ),
+            ("session.timeout.ms", "30000"),
+        ]
+    };
     let (a, _) = group_consumer(&bootstrap, "gs", 0, owned.clone(), &statik(0));
     let (b, b_rebalances) = group_consumer(&bootstrap, "gs", 1, owned.clone(), &statik(1));
     a.subscribe(&["static"]).unwrap();
@@ -295,16 +372,28 @@ fn static_member_restart_causes_no_rebalance() {
         loop {
             let _ = c.poll(Duration::from_millis(50));
             let _ = other.poll(Duration::from_millis(50));
-            let (na, nb) = (c.assignment().unwrap().count(), other.assignment().unwrap().count());
+            let (na, nb) = (
+                c.assignment().unwrap().count(),
+                other.assignment().unwrap().count(),
+            );
             if na + nb == 4 && na > 0 && nb > 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "group never settled: {na} + {nb}");
+            assert!(
+                Instant::now() < deadline,
+                "group never settled: {na} + {nb}"
+            );
         }
     };
     settled(&a, &b);
     let before = b_rebalances.load(Ordering::SeqCst);
-    let a_parts: HashSet<i32> = a.assignment().unwrap().elements().iter().map(|e| e.partition()).collect();
+    let a_parts: HashSet<i32> = a
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
     drop(a); // a static member does not leave the group on close
     let (a2, _) = group_consumer(&bootstrap, "gs", 0, owned.clone(), &statik(0));
     a2.subscribe(&["static"]).unwrap();
@@ -315,13 +404,26 @@ fn static_member_restart_causes_no_rebalance() {
         if a2.assignment().unwrap().count() > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "restarted static member got no partitions");
+        assert!(
+            Instant::now() < deadline,
+            "restarted static member got no partitions"
+        );
     }
-    let a2_parts: HashSet<i32> = a2.assignment().unwrap().elements().iter().map(|e| e.partition()).collect();
+    let a2_parts: HashSet<i32> = a2
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
     for _ in 0..20 {
         let _ = b.poll(Duration::from_millis(50));
         let _ = a2.poll(Duration::from_millis(50));
     }
     assert_eq!(a2_parts, a_parts, "the static member keeps its partitions");
-    assert_eq!(b_rebalances.load(Ordering::SeqCst), before, "the other member saw no rebalance");
+    assert_eq!(
+        b_rebalances.load(Ordering::SeqCst),
+        before,
+        "the other member saw no rebalance"
+    );
 }

@@ -138,5 +138,9 @@ fn a_frame_claiming_billions_of_elements_does_not_take_the_broker_down() {
         s.write_all(&frame).unwrap();
         assert!(is_closed(&mut s), "the bad frame must close its connection");
     }
-    assert_eq!(api_versions_v0(&mut connect(&strom), 0).1, 0, "the broker is still serving");
+    assert_eq!(
+        api_versions_v0(&mut connect(&strom), 0).1,
+        0,
+        "the broker is still serving"
+    );
 }

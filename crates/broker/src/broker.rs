@@ -101,7 +101,8 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "logs recovered"
         );
-        let groups = crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
+        let groups =
+            crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
         let broker = Arc::new(Broker {
             config,
             node_id,

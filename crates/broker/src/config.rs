@@ -263,16 +263,66 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         ConfigType::Bool,
         "Allow an out-of-sync replica to become leader.",
     ),
-    def("group.initial.rebalance.delay.ms", "3000", ConfigType::Int { min: 0 }, "How long a new group waits for more members before its first rebalance completes."),
-    def("group.min.session.timeout.ms", "6000", ConfigType::Int { min: 0 }, "Smallest session timeout a group member may ask for."),
-    def("group.max.session.timeout.ms", "1800000", ConfigType::Int { min: 0 }, "Largest session timeout a group member may ask for."),
-    def("group.max.size", "2147483647", ConfigType::Int { min: 1 }, "Most members a consumer group may have."),
-    def("offsets.topic.num.partitions", "50", ConfigType::Int { min: 1 }, "Partitions of __consumer_offsets (fixed once the topic exists)."),
-    def("offsets.topic.replication.factor", "1", ConfigType::Int { min: 1 }, "Replication factor of __consumer_offsets."),
-    def("offsets.topic.segment.bytes", "104857600", ConfigType::Int { min: 14 }, "Segment size of __consumer_offsets."),
-    def("offsets.retention.minutes", "10080", ConfigType::Int { min: 1 }, "How long committed offsets of an empty group are kept."),
-    def("offsets.retention.check.interval.ms", "600000", ConfigType::Long { min: 1 }, "How often expired offsets are removed."),
-    def("offset.metadata.max.bytes", "4096", ConfigType::Int { min: 0 }, "Largest metadata string of a committed offset."),
+    def(
+        "group.initial.rebalance.delay.ms",
+        "3000",
+        ConfigType::Int { min: 0 },
+        "How long a new group waits for more members before its first rebalance completes.",
+    ),
+    def(
+        "group.min.session.timeout.ms",
+        "6000",
+        ConfigType::Int { min: 0 },
+        "Smallest session timeout a group member may ask for.",
+    ),
+    def(
+        "group.max.session.timeout.ms",
+        "1800000",
+        ConfigType::Int { min: 0 },
+        "Largest session timeout a group member may ask for.",
+    ),
+    def(
+        "group.max.size",
+        "2147483647",
+        ConfigType::Int { min: 1 },
+        "Most members a consumer group may have.",
+    ),
+    def(
+        "offsets.topic.num.partitions",
+        "50",
+        ConfigType::Int { min: 1 },
+        "Partitions of __consumer_offsets (fixed once the topic exists).",
+    ),
+    def(
+        "offsets.topic.replication.factor",
+        "1",
+        ConfigType::Int { min: 1 },
+        "Replication factor of __consumer_offsets.",
+    ),
+    def(
+        "offsets.topic.segment.bytes",
+        "104857600",
+        ConfigType::Int { min: 14 },
+        "Segment size of __consumer_offsets.",
+    ),
+    def(
+        "offsets.retention.minutes",
+        "10080",
+        ConfigType::Int { min: 1 },
+        "How long committed offsets of an empty group are kept.",
+    ),
+    def(
+        "offsets.retention.check.interval.ms",
+        "600000",
+        ConfigType::Long { min: 1 },
+        "How often expired offsets are removed.",
+    ),
+    def(
+        "offset.metadata.max.bytes",
+        "4096",
+        ConfigType::Int { min: 0 },
+        "Largest metadata string of a committed offset.",
+    ),
 ];
 
 /// Topic properties and the broker property each falls back to.
@@ -800,13 +850,17 @@ mod tests {
 
 /// The property tables of docs/configuration.md, rendered from the definitions above.
 pub fn markdown_tables() -> String {
-    let mut s = String::from("## Broker properties\n\n| property | default | meaning |\n|---|---|---|\n");
+    let mut s =
+        String::from("## Broker properties\n\n| property | default | meaning |\n|---|---|---|\n");
     for d in BROKER_CONFIGS {
         s.push_str(&format!("| `{}` | `{}` | {} |\n", d.name, d.default, d.doc));
     }
     s.push_str("\n## Topic properties\n\n| property | default | falls back to | meaning |\n|---|---|---|---|\n");
     for (d, broker) in TOPIC_CONFIGS {
-        s.push_str(&format!("| `{}` | `{}` | `{}` | {} |\n", d.name, d.default, broker, d.doc));
+        s.push_str(&format!(
+            "| `{}` | `{}` | `{}` | {} |\n",
+            d.name, d.default, broker, d.doc
+        ));
     }
     s
 }
@@ -827,6 +881,10 @@ mod doc_tests {
             std::fs::write(path, format!("{}{}{}", &doc[..start], tables, &doc[stop..])).unwrap();
             return;
         }
-        assert_eq!(&doc[start..stop], tables, "docs/configuration.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker");
+        assert_eq!(
+            &doc[start..stop],
+            tables,
+            "docs/configuration.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker"
+        );
     }
 }

@@ -115,7 +115,9 @@ mod tests {
 pub fn markdown_table() -> String {
     let mut s = String::from("| key | API | strom | Kafka 4.1 codec range |\n|---|---|---|---|\n");
     for key in 0i16..=200 {
-        let Ok(api) = ApiKey::try_from(key) else { continue };
+        let Ok(api) = ApiKey::try_from(key) else {
+            continue;
+        };
         let codec = api.valid_versions();
         let ours = match spec(key) {
             Some(s) if s.key == ApiKey::Produce => format!(
@@ -128,7 +130,10 @@ pub fn markdown_table() -> String {
             Some(s) => format!("v{}-v{}", s.min, s.max),
             None => "not yet".to_string(),
         };
-        s.push_str(&format!("| {key} | {api:?} | {ours} | v{}-v{} |\n", codec.min, codec.max));
+        s.push_str(&format!(
+            "| {key} | {api:?} | {ours} | v{}-v{} |\n",
+            codec.min, codec.max
+        ));
     }
     s
 }
@@ -149,6 +154,10 @@ mod doc_tests {
             std::fs::write(path, format!("{}{}{}", &doc[..start], table, &doc[stop..])).unwrap();
             return;
         }
-        assert_eq!(&doc[start..stop], table, "docs/compatibility.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker");
+        assert_eq!(
+            &doc[start..stop],
+            table,
+            "docs/compatibility.md is stale: run STROM_UPDATE_DOCS=1 cargo test -p strom-broker"
+        );
     }
 }

@@ -33,7 +33,11 @@ unsafe fn map(size: usize) -> *mut u8 {
             0,
         )
     };
-    if p == libc::MAP_FAILED { std::ptr::null_mut() } else { p as *mut u8 }
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
 }
 
 unsafe impl GlobalAlloc for LargeAllocGuard {

@@ -42,17 +42,29 @@ pub struct GroupConfig {
 impl GroupConfig {
     pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
         GroupConfig {
-            initial_rebalance_delay: Duration::from_millis(c.get_i64("group.initial.rebalance.delay.ms").max(0) as u64),
+            initial_rebalance_delay: Duration::from_millis(
+                c.get_i64("group.initial.rebalance.delay.ms").max(0) as u64,
+            ),
             min_session_timeout_ms: c.get_i64("group.min.session.timeout.ms") as i32,
             max_session_timeout_ms: c.get_i64("group.max.session.timeout.ms") as i32,
             max_size: c.get_i64("group.max.size").max(1) as usize,
             offsets_partitions: c.get_i64("offsets.topic.num.partitions").max(1) as i32,
-            offsets_retention_ms: c.get_i64("offsets.retention.minutes").saturating_mul(60_000),
-            offsets_retention_check: Duration::from_millis(c.get_i64("offsets.retention.check.interval.ms").max(1) as u64),
+            offsets_retention_ms: c
+                .get_i64("offsets.retention.minutes")
+                .saturating_mul(60_000),
+            offsets_retention_check: Duration::from_millis(
+                c.get_i64("offsets.retention.check.interval.ms").max(1) as u64,
+            ),
             offset_metadata_max_bytes: c.get_i64("offset.metadata.max.bytes").max(0) as usize,
         }
     }
 }
+
+/// Committed offsets by topic: (topic, [(partition, offset if committed)]).
+pub type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+/// Group metadata to write to `__consumer_offsets`: (group id, value).
+pub type GroupRecord = (String, GroupValue);
 
 /// A JoinGroup as the coordinator needs it.
 pub struct JoinRequest {
@@ -133,14 +145,21 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let now = Instant::now();
         let mut records = 0usize;
-        for p in broker.replicas.all().into_iter().filter(|p| p.topic == OFFSETS_TOPIC) {
+        for p in broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == OFFSETS_TOPIC)
+        {
             let mut offset = p.with_log(|l| l.log_start_offset());
             loop {
                 let read = p.with_log(|l| {
                     let end = l.log_end_offset();
                     l.read(offset, 8 * 1024 * 1024, end, true)
                 });
-                let data = match read.and_then(|r| r.read_to_vec().map_err(strom_storage::StorageError::from)) {
+                let data = match read
+                    .and_then(|r| r.read_to_vec().map_err(strom_storage::StorageError::from))
+                {
                     Ok(d) if !d.is_empty() => d,
                     Ok(_) => break,
                     Err(e) => {
@@ -148,7 +167,9 @@ impl GroupCoordinator {
                         break;
                     }
                 };
-                let Some(next) = strom_protocol::records::batches_end_offset(&data) else { break };
+                let Some(next) = strom_protocol::records::batches_end_offset(&data) else {
+                    break;
+                };
                 match decode_batches(Bytes::from(data)) {
                     Ok(recs) => {
                         for r in recs {
@@ -158,11 +179,18 @@ impl GroupCoordinator {
                                     records += 1;
                                     apply(&mut groups, rec, now);
                                 }
-                                Err(e) => tracing::warn!(partition = p.index, offset = r.offset, reason = e.0, "skipping malformed record"),
+                                Err(e) => tracing::warn!(
+                                    partition = p.index,
+                                    offset = r.offset,
+                                    reason = e.0,
+                                    "skipping malformed record"
+                                ),
                             }
                         }
                     }
-                    Err(e) => tracing::error!(partition = p.index, error = %e, "cannot decode __consumer_offsets"),
+                    Err(e) => {
+                        tracing::error!(partition = p.index, error = %e, "cannot decode __consumer_offsets")
+                    }
                 }
                 if next <= offset {
                     break;
@@ -171,7 +199,11 @@ impl GroupCoordinator {
             }
         }
         if records > 0 {
-            tracing::info!(groups = groups.len(), records, "group state loaded from __consumer_offsets");
+            tracing::info!(
+                groups = groups.len(),
+                records,
+                "group state loaded from __consumer_offsets"
+            );
         }
     }
 
@@ -182,8 +214,13 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return Reply::Now(JoinResult::error(ec::INVALID_GROUP_ID, &req.member_id));
         }
-        if req.session_timeout_ms < self.config.min_session_timeout_ms || req.session_timeout_ms > self.config.max_session_timeout_ms {
-            return Reply::Now(JoinResult::error(ec::INVALID_SESSION_TIMEOUT, &req.member_id));
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return Reply::Now(JoinResult::error(
+                ec::INVALID_SESSION_TIMEOUT,
+                &req.member_id,
+            ));
         }
         if !req.member_id.is_empty() && !groups.contains_key(&req.group_id) {
             return Reply::Now(JoinResult::error(ec::UNKNOWN_MEMBER_ID, &req.member_id));
@@ -192,71 +229,91 @@ impl GroupCoordinator {
             .entry(req.group_id.clone())
             .or_insert_with(|| Group::new(&req.group_id, now_ms()));
         if group.state == GroupState::Dead {
-            return Reply::Now(JoinResult::error(ec::COORDINATOR_NOT_AVAILABLE, &req.member_id));
+            return Reply::Now(JoinResult::error(
+                ec::COORDINATOR_NOT_AVAILABLE,
+                &req.member_id,
+            ));
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
-            return Reply::Now(JoinResult::error(ec::INCONSISTENT_GROUP_PROTOCOL, &req.member_id));
+            return Reply::Now(JoinResult::error(
+                ec::INCONSISTENT_GROUP_PROTOCOL,
+                &req.member_id,
+            ));
         }
         let mut member_id = req.member_id.clone();
         if member_id.is_empty() {
             member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
             if let Some(instance) = &req.instance_id {
                 // A static member coming back: it takes over its old identity.
-                if let Some(old) = group.static_members.get(instance).cloned() {
-                    if let Some(mut m) = group.members.remove(&old) {
-                        if let Some(w) = m.join_waiter.take() {
-                            let _ = w.send(JoinResult::error(ec::FENCED_INSTANCE_ID, &old));
-                        }
-                        if let Some(w) = m.sync_waiter.take() {
-                            let _ = w.send(SyncResult::error(ec::FENCED_INSTANCE_ID));
-                        }
-                        let same_protocols = m.protocols == req.protocols;
-                        m.member_id = member_id.clone();
-                        m.client_id = req.client_id.clone();
-                        m.client_host = req.client_host.clone();
-                        m.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
-                        m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms as u64);
-                        m.protocols = req.protocols.clone();
-                        m.last_heartbeat = now;
-                        group.members.insert(member_id.clone(), m);
-                        group.static_members.insert(instance.clone(), member_id.clone());
-                        if group.leader.as_deref() == Some(old.as_str()) {
-                            group.leader = Some(member_id.clone());
-                        }
-                        if group.state == GroupState::Stable && same_protocols {
-                            // KIP-345: no rebalance; the member keeps its assignment.
-                            let leader = group.leader.clone().unwrap_or_default();
-                            let protocol = group.protocol.clone().unwrap_or_default();
-                            let members = if leader == member_id {
-                                group
-                                    .members
-                                    .values()
-                                    .map(|m| (m.member_id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
-                                    .collect()
-                            } else {
-                                Vec::new()
-                            };
-                            return Reply::Now(JoinResult {
-                                error_code: ec::NONE,
-                                generation: group.generation,
-                                protocol_type: group.protocol_type.clone(),
-                                protocol: group.protocol.clone(),
-                                leader,
-                                member_id,
-                                members,
-                            });
-                        }
-                        return self.wait_for_join(group, &member_id, now);
+                if let Some(old) = group.static_members.get(instance).cloned()
+                    && let Some(mut m) = group.members.remove(&old)
+                {
+                    if let Some(w) = m.join_waiter.take() {
+                        let _ = w.send(JoinResult::error(ec::FENCED_INSTANCE_ID, &old));
                     }
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncResult::error(ec::FENCED_INSTANCE_ID));
+                    }
+                    let same_protocols = m.protocols == req.protocols;
+                    m.member_id = member_id.clone();
+                    m.client_id = req.client_id.clone();
+                    m.client_host = req.client_host.clone();
+                    m.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
+                    m.rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms as u64);
+                    m.protocols = req.protocols.clone();
+                    m.last_heartbeat = now;
+                    group.members.insert(member_id.clone(), m);
+                    group
+                        .static_members
+                        .insert(instance.clone(), member_id.clone());
+                    if group.leader.as_deref() == Some(old.as_str()) {
+                        group.leader = Some(member_id.clone());
+                    }
+                    if group.state == GroupState::Stable && same_protocols {
+                        // KIP-345: no rebalance; the member keeps its assignment.
+                        let leader = group.leader.clone().unwrap_or_default();
+                        let protocol = group.protocol.clone().unwrap_or_default();
+                        let members = if leader == member_id {
+                            group
+                                .members
+                                .values()
+                                .map(|m| {
+                                    (
+                                        m.member_id.clone(),
+                                        m.instance_id.clone(),
+                                        m.metadata_for(&protocol),
+                                    )
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        return Reply::Now(JoinResult {
+                            error_code: ec::NONE,
+                            generation: group.generation,
+                            protocol_type: group.protocol_type.clone(),
+                            protocol: group.protocol.clone(),
+                            leader,
+                            member_id,
+                            members,
+                        });
+                    }
+                    return self.wait_for_join(group, &member_id, now);
                 }
             } else if req.require_known_member_id {
-                group.pending.insert(member_id.clone(), now + Duration::from_millis(req.session_timeout_ms as u64));
+                group.pending.insert(
+                    member_id.clone(),
+                    now + Duration::from_millis(req.session_timeout_ms as u64),
+                );
                 return Reply::Now(JoinResult::error(ec::MEMBER_ID_REQUIRED, &member_id));
             }
-        } else if let Some(instance) = &req.instance_id {
-            if group.static_members.get(instance).is_some_and(|id| *id != member_id) {
-                return Reply::Now(JoinResult::error(ec::FENCED_INSTANCE_ID, &member_id));
-            }
+        } else if let Some(instance) = &req.instance_id
+            && group
+                .static_members
+                .get(instance)
+                .is_some_and(|id| *id != member_id)
+        {
+            return Reply::Now(JoinResult::error(ec::FENCED_INSTANCE_ID, &member_id));
         }
         let known = group.members.contains_key(&member_id);
         if !known {
@@ -271,19 +328,22 @@ impl GroupCoordinator {
         if group.members.is_empty() {
             group.protocol_type = Some(req.protocol_type.clone());
         }
-        let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
-            member_id: member_id.clone(),
-            instance_id: req.instance_id.clone(),
-            client_id: req.client_id.clone(),
-            client_host: req.client_host.clone(),
-            session_timeout: Duration::ZERO,
-            rebalance_timeout: Duration::ZERO,
-            protocols: Vec::new(),
-            assignment: Bytes::new(),
-            last_heartbeat: now,
-            join_waiter: None,
-            sync_waiter: None,
-        });
+        let member = group
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                member_id: member_id.clone(),
+                instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                session_timeout: Duration::ZERO,
+                rebalance_timeout: Duration::ZERO,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            });
         let changed = member.protocols != req.protocols;
         member.protocols = req.protocols.clone();
         member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
@@ -300,14 +360,13 @@ impl GroupCoordinator {
 
     fn wait_for_join(&self, group: &mut Group, member_id: &str, now: Instant) -> Reply<JoinResult> {
         let (tx, rx) = oneshot::channel();
-        if let Some(m) = group.members.get_mut(member_id) {
-            if let Some(old) = m.join_waiter.replace(tx) {
-                let _ = old.send(JoinResult::error(ec::UNKNOWN_MEMBER_ID, member_id));
-            }
+        if let Some(m) = group.members.get_mut(member_id)
+            && let Some(old) = m.join_waiter.replace(tx)
+        {
+            let _ = old.send(JoinResult::error(ec::UNKNOWN_MEMBER_ID, member_id));
         }
-        if group.state != GroupState::PreparingRebalance {
-            group.prepare_rebalance(now, self.config.initial_rebalance_delay);
-        } else if group.initial_delay_until.is_some() {
+        // Start a rebalance, or extend the initial delay of a new group's first one.
+        if group.state != GroupState::PreparingRebalance || group.initial_delay_until.is_some() {
             group.prepare_rebalance(now, self.config.initial_rebalance_delay);
         }
         if group.initial_delay_until.is_none() && group.all_joined() {
@@ -325,7 +384,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
-    ) -> (Reply<SyncResult>, Option<(String, GroupValue)>) {
+    ) -> (Reply<SyncResult>, Option<GroupRecord>) {
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return (Reply::Now(SyncResult::error(ec::UNKNOWN_MEMBER_ID)), None);
@@ -337,7 +396,10 @@ impl GroupCoordinator {
             return (Reply::Now(SyncResult::error(ec::ILLEGAL_GENERATION)), None);
         }
         match group.state {
-            GroupState::PreparingRebalance => (Reply::Now(SyncResult::error(ec::REBALANCE_IN_PROGRESS)), None),
+            GroupState::PreparingRebalance => (
+                Reply::Now(SyncResult::error(ec::REBALANCE_IN_PROGRESS)),
+                None,
+            ),
             GroupState::Stable => {
                 let m = &group.members[member_id];
                 (
@@ -363,12 +425,20 @@ impl GroupCoordinator {
                 }
                 (Reply::Later(rx), persist)
             }
-            GroupState::Empty | GroupState::Dead => (Reply::Now(SyncResult::error(ec::UNKNOWN_MEMBER_ID)), None),
+            GroupState::Empty | GroupState::Dead => {
+                (Reply::Now(SyncResult::error(ec::UNKNOWN_MEMBER_ID)), None)
+            }
         }
     }
 
     /// Handles a Heartbeat; returns the error code.
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return ec::UNKNOWN_MEMBER_ID;
@@ -389,10 +459,18 @@ impl GroupCoordinator {
 
     /// Handles a LeaveGroup for (member id, instance id) pairs; returns a code per member and
     /// the group metadata to persist.
-    pub fn leave(&self, group_id: &str, members: Vec<(String, Option<String>)>) -> (i16, Vec<i16>, Option<(String, GroupValue)>) {
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> (i16, Vec<i16>, Option<GroupRecord>) {
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
-            return (ec::NONE, members.iter().map(|_| ec::UNKNOWN_MEMBER_ID).collect(), None);
+            return (
+                ec::NONE,
+                members.iter().map(|_| ec::UNKNOWN_MEMBER_ID).collect(),
+                None,
+            );
         };
         let mut codes = Vec::new();
         let mut left = false;
@@ -406,7 +484,10 @@ impl GroupCoordinator {
                     }
                     None => None,
                 },
-                None => group.members.contains_key(&member_id).then(|| member_id.clone()),
+                None => group
+                    .members
+                    .contains_key(&member_id)
+                    .then(|| member_id.clone()),
             };
             match target {
                 Some(id) => {
@@ -432,7 +513,13 @@ impl GroupCoordinator {
     }
 
     /// Checks an OffsetCommit against the group; `Ok` means the offsets may be written.
-    pub fn check_commit(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), i16> {
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), i16> {
         let mut groups = self.lock();
         if group_id.is_empty() {
             return Err(ec::INVALID_GROUP_ID);
@@ -447,7 +534,11 @@ impl GroupCoordinator {
         };
         if generation < 0 && member_id.is_empty() {
             // A commit from outside any generation: only while nobody is in the group.
-            return if group.members.is_empty() { Ok(()) } else { Err(ec::UNKNOWN_MEMBER_ID) };
+            return if group.members.is_empty() {
+                Ok(())
+            } else {
+                Err(ec::UNKNOWN_MEMBER_ID)
+            };
         }
         if let Some(code) = check_member(group, member_id, instance_id) {
             return Err(code);
@@ -479,7 +570,11 @@ impl GroupCoordinator {
     }
 
     /// Committed offsets of a group: all of them, or those asked for (missing ones as None).
-    pub fn fetch_offsets(&self, group_id: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> TopicOffsets {
         let groups = self.lock();
         let offsets = groups.get(group_id).map(|g| &g.offsets);
         match wanted {
@@ -494,10 +589,16 @@ impl GroupCoordinator {
                 })
                 .collect(),
             None => {
-                let mut by_topic: std::collections::BTreeMap<String, Vec<(i32, Option<Committed>)>> = Default::default();
+                let mut by_topic: std::collections::BTreeMap<
+                    String,
+                    Vec<(i32, Option<Committed>)>,
+                > = Default::default();
                 if let Some(o) = offsets {
                     for ((t, p), c) in o {
-                        by_topic.entry(t.clone()).or_default().push((*p, Some(c.clone())));
+                        by_topic
+                            .entry(t.clone())
+                            .or_default()
+                            .push((*p, Some(c.clone())));
                     }
                 }
                 by_topic
@@ -518,7 +619,11 @@ impl GroupCoordinator {
 
     pub fn list(&self) -> Vec<GroupView> {
         let groups = self.lock();
-        let mut v: Vec<GroupView> = groups.values().filter(|g| g.state != GroupState::Dead).map(view).collect();
+        let mut v: Vec<GroupView> = groups
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .map(view)
+            .collect();
         v.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         v
     }
@@ -538,10 +643,17 @@ impl GroupCoordinator {
     }
 
     /// Checks an OffsetDelete: the topics the group still consumes cannot lose their offsets.
-    pub fn offset_delete_check(&self, group_id: &str) -> Result<std::collections::HashSet<String>, i16> {
+    pub fn offset_delete_check(
+        &self,
+        group_id: &str,
+    ) -> Result<std::collections::HashSet<String>, i16> {
         let groups = self.lock();
         let group = groups.get(group_id).ok_or(ec::GROUP_ID_NOT_FOUND)?;
-        Ok(if group.state == GroupState::Empty { Default::default() } else { group.subscribed_topics() })
+        Ok(if group.state == GroupState::Empty {
+            Default::default()
+        } else {
+            group.subscribed_topics()
+        })
     }
 
     pub fn forget_offsets(&self, group_id: &str, keys: &[(String, i32)]) {
@@ -555,7 +667,7 @@ impl GroupCoordinator {
 
     /// Timeouts: expired sessions, finished rebalance windows, expired offsets of empty groups.
     /// Returns group metadata to persist and expired offsets to tombstone.
-    pub fn tick(&self, expire_offsets: bool) -> (Vec<(String, GroupValue)>, Vec<(String, String, i32)>) {
+    pub fn tick(&self, expire_offsets: bool) -> (Vec<GroupRecord>, Vec<(String, String, i32)>) {
         let now = Instant::now();
         let now_ms = now_ms();
         let mut groups = self.lock();
@@ -567,7 +679,10 @@ impl GroupCoordinator {
             let dead: Vec<String> = group
                 .members
                 .values()
-                .filter(|m| m.join_waiter.is_none() && now.duration_since(m.last_heartbeat) > m.session_timeout)
+                .filter(|m| {
+                    m.join_waiter.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
                 .map(|m| m.member_id.clone())
                 .collect();
             for id in &dead {
@@ -590,7 +705,9 @@ impl GroupCoordinator {
                         changed = true;
                     }
                 }
-                GroupState::CompletingRebalance if group.rebalance_deadline.is_some_and(|d| now >= d) => {
+                GroupState::CompletingRebalance
+                    if group.rebalance_deadline.is_some_and(|d| now >= d) =>
+                {
                     // The leader never sent the assignment: try again.
                     group.prepare_rebalance(now, std::time::Duration::ZERO);
                     changed = true;
@@ -600,7 +717,10 @@ impl GroupCoordinator {
             if changed {
                 persist.push((group.id.clone(), group_value(group)));
             }
-            if expire_offsets && group.state == GroupState::Empty && self.config.offsets_retention_ms >= 0 {
+            if expire_offsets
+                && group.state == GroupState::Empty
+                && self.config.offsets_retention_ms >= 0
+            {
                 let limit = now_ms - self.config.offsets_retention_ms;
                 let old: Vec<(String, i32)> = group
                     .offsets
@@ -614,18 +734,23 @@ impl GroupCoordinator {
                 }
             }
         }
-        groups.retain(|_, g| !(g.state == GroupState::Empty && g.members.is_empty() && g.offsets.is_empty() && g.generation == 0 && g.pending.is_empty()));
+        groups.retain(|_, g| {
+            !(g.state == GroupState::Empty
+                && g.members.is_empty()
+                && g.offsets.is_empty()
+                && g.generation == 0
+                && g.pending.is_empty())
+        });
         (persist, expired)
     }
 }
 
 fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>) -> Option<i16> {
-    if let Some(i) = instance_id {
-        if let Some(id) = group.static_members.get(i) {
-            if id != member_id {
-                return Some(ec::FENCED_INSTANCE_ID);
-            }
-        }
+    if let Some(i) = instance_id
+        && let Some(id) = group.static_members.get(i)
+        && id != member_id
+    {
+        return Some(ec::FENCED_INSTANCE_ID);
     }
     if !group.members.contains_key(member_id) {
         return Some(ec::UNKNOWN_MEMBER_ID);
@@ -683,8 +808,15 @@ fn group_value(g: &Group) -> GroupValue {
 /// Applies one stored record while loading.
 fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
     match rec {
-        StoredRecord::Offset { group, topic, partition, value } => {
-            let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms()));
+        StoredRecord::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => {
+            let g = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now_ms()));
             match value {
                 Some(v) => {
                     g.offsets.insert(
@@ -707,7 +839,9 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
                 groups.remove(&group);
             }
             Some(v) => {
-                let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms()));
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now_ms()));
                 g.generation = v.generation;
                 g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
                 g.protocol = v.protocol.clone();
@@ -726,8 +860,12 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
                             instance_id: m.group_instance_id,
                             client_id: m.client_id,
                             client_host: m.client_host,
-                            session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
-                            rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                            session_timeout: Duration::from_millis(
+                                m.session_timeout_ms.max(0) as u64
+                            ),
+                            rebalance_timeout: Duration::from_millis(
+                                m.rebalance_timeout_ms.max(0) as u64
+                            ),
                             protocols: vec![(protocol.clone(), m.subscription)],
                             assignment: m.assignment,
                             last_heartbeat: now,
@@ -738,7 +876,11 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
                 }
                 if g.members.is_empty() {
                     g.state = GroupState::Empty;
-                    g.empty_since_ms = if v.state_timestamp > 0 { v.state_timestamp } else { now_ms() };
+                    g.empty_since_ms = if v.state_timestamp > 0 {
+                        v.state_timestamp
+                    } else {
+                        now_ms()
+                    };
                 } else {
                     g.state = GroupState::Stable;
                 }
@@ -748,7 +890,11 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
 }
 
 /// Writes records to the group's `__consumer_offsets` partition (uncompressed, one batch).
-pub fn persist(broker: &Broker, group_id: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), i16> {
+pub fn persist(
+    broker: &Broker,
+    group_id: &str,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), i16> {
     if records.is_empty() {
         return Ok(());
     }
@@ -772,10 +918,11 @@ pub fn persist(broker: &Broker, group_id: &str, records: Vec<(Bytes, Option<Byte
         ec::UNKNOWN_SERVER_ERROR
     })?;
     let mut buf = BytesMut::from(&batch[..]);
-    p.with_log(|l| l.append(&mut buf, p.leader_epoch, now)).map_err(|e| {
-        tracing::error!(group = group_id, error = %e, "cannot write to __consumer_offsets");
-        ec::KAFKA_STORAGE_ERROR
-    })?;
+    p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+        .map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "cannot write to __consumer_offsets");
+            ec::KAFKA_STORAGE_ERROR
+        })?;
     Ok(())
 }
 
@@ -785,8 +932,16 @@ pub fn group_record(group_id: &str, value: &GroupValue) -> (Bytes, Option<Bytes>
 }
 
 /// The record of one committed offset (None: tombstone).
-pub fn offset_record(group_id: &str, topic: &str, partition: i32, value: Option<&OffsetValue>) -> (Bytes, Option<Bytes>) {
-    (store::offset_key(group_id, topic, partition), value.map(store::offset_value))
+pub fn offset_record(
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    value: Option<&OffsetValue>,
+) -> (Bytes, Option<Bytes>) {
+    (
+        store::offset_key(group_id, topic, partition),
+        value.map(store::offset_value),
+    )
 }
 
 /// Creates `__consumer_offsets` if it does not exist yet (compacted, as Kafka's).
@@ -800,7 +955,10 @@ pub async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), i16> {
     }
     let mut configs = std::collections::BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert("segment.bytes".to_string(), broker.config.get("offsets.topic.segment.bytes").to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        broker.config.get("offsets.topic.segment.bytes").to_string(),
+    );
     let partitions = broker.groups.config().offsets_partitions;
     let rf = broker.config.get_i64("offsets.topic.replication.factor") as i32;
     match crate::topics::create_topic(broker, OFFSETS_TOPIC, partitions, rf, configs, false) {
@@ -832,7 +990,11 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
             let _ = persist(&broker, &group, vec![group_record(&group, &value)]);
         }
         for (group, topic, partition) in expired {
-            let _ = persist(&broker, &group, vec![offset_record(&group, &topic, partition, None)]);
+            let _ = persist(
+                &broker,
+                &group,
+                vec![offset_record(&group, &topic, partition, None)],
+            );
         }
     }
 }
@@ -854,7 +1016,12 @@ mod tests {
         }
     }
 
-    fn join(c: &GroupCoordinator, group: &str, member: &str, instance: Option<&str>) -> Reply<JoinResult> {
+    fn join(
+        c: &GroupCoordinator,
+        group: &str,
+        member: &str,
+        instance: Option<&str>,
+    ) -> Reply<JoinResult> {
         c.join(JoinRequest {
             group_id: group.into(),
             member_id: member.into(),
@@ -888,7 +1055,13 @@ mod tests {
             j.member_id
         };
         let generation = c.lock()[group].generation;
-        let (reply, persist) = c.sync(group, &member, instance, generation, vec![(member.clone(), Bytes::from_static(b"asg"))]);
+        let (reply, persist) = c.sync(
+            group,
+            &member,
+            instance,
+            generation,
+            vec![(member.clone(), Bytes::from_static(b"asg"))],
+        );
         assert!(persist.is_some());
         assert_eq!(now(reply).assignment, Bytes::from_static(b"asg"));
         (member, generation)
@@ -900,13 +1073,33 @@ mod tests {
         let (member, generation) = stable_single(&c, "g", None);
         assert_eq!(c.describe("g").unwrap().state, "Stable");
         assert_eq!(c.heartbeat("g", &member, None, generation), ec::NONE);
-        assert_eq!(c.heartbeat("g", &member, None, generation + 1), ec::ILLEGAL_GENERATION);
-        assert_eq!(c.heartbeat("g", "nobody", None, generation), ec::UNKNOWN_MEMBER_ID);
-        assert_eq!(c.heartbeat("unknown-group", &member, None, generation), ec::UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            c.heartbeat("g", &member, None, generation + 1),
+            ec::ILLEGAL_GENERATION
+        );
+        assert_eq!(
+            c.heartbeat("g", "nobody", None, generation),
+            ec::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(
+            c.heartbeat("unknown-group", &member, None, generation),
+            ec::UNKNOWN_MEMBER_ID
+        );
         assert_eq!(c.check_commit("g", &member, None, generation), Ok(()));
-        assert_eq!(c.check_commit("g", &member, None, generation - 1), Err(ec::ILLEGAL_GENERATION));
-        assert_eq!(c.check_commit("g", "", None, -1), Err(ec::UNKNOWN_MEMBER_ID), "simple commit into an active group");
-        assert_eq!(c.check_commit("fresh", "", None, -1), Ok(()), "simple commit creates an empty group");
+        assert_eq!(
+            c.check_commit("g", &member, None, generation - 1),
+            Err(ec::ILLEGAL_GENERATION)
+        );
+        assert_eq!(
+            c.check_commit("g", "", None, -1),
+            Err(ec::UNKNOWN_MEMBER_ID),
+            "simple commit into an active group"
+        );
+        assert_eq!(
+            c.check_commit("fresh", "", None, -1),
+            Ok(()),
+            "simple commit creates an empty group"
+        );
         // Offset fetch of an unknown group: no offsets, no error.
         let o = c.fetch_offsets("nope", Some(vec![("t".into(), vec![0])]));
         assert_eq!(o, vec![("t".to_string(), vec![(0, None)])]);
@@ -927,7 +1120,10 @@ mod tests {
         let id2 = now(join(&c, "g", "", None)).member_id;
         let j2 = join(&c, "g", &id2, None);
         assert_eq!(c.describe("g").unwrap().state, "PreparingRebalance");
-        assert_eq!(c.heartbeat("g", &m1, None, gen_one), ec::REBALANCE_IN_PROGRESS);
+        assert_eq!(
+            c.heartbeat("g", &m1, None, gen_one),
+            ec::REBALANCE_IN_PROGRESS
+        );
         let j1 = now(join(&c, "g", &m1, None));
         let j2 = now(j2);
         assert_eq!(j1.generation, gen_one + 1);
@@ -935,7 +1131,16 @@ mod tests {
         assert_eq!(j1.members.len(), 2, "the leader sees every member");
         assert!(j2.members.is_empty());
         let (r2, _) = c.sync("g", &id2, None, j2.generation, vec![]);
-        let (r1, p) = c.sync("g", &m1, None, j1.generation, vec![(m1.clone(), Bytes::from_static(b"a1")), (id2.clone(), Bytes::from_static(b"a2"))]);
+        let (r1, p) = c.sync(
+            "g",
+            &m1,
+            None,
+            j1.generation,
+            vec![
+                (m1.clone(), Bytes::from_static(b"a1")),
+                (id2.clone(), Bytes::from_static(b"a2")),
+            ],
+        );
         assert!(p.is_some());
         assert_eq!(now(r1).assignment, Bytes::from_static(b"a1"));
         assert_eq!(now(r2).assignment, Bytes::from_static(b"a2"));
@@ -947,7 +1152,13 @@ mod tests {
         let first = join(&c, "g", "", Some("i1"));
         let j = now(first);
         assert_eq!(j.error_code, ec::NONE);
-        let (r, _) = c.sync("g", &j.member_id, Some("i1"), j.generation, vec![(j.member_id.clone(), Bytes::from_static(b"x"))]);
+        let (r, _) = c.sync(
+            "g",
+            &j.member_id,
+            Some("i1"),
+            j.generation,
+            vec![(j.member_id.clone(), Bytes::from_static(b"x"))],
+        );
         assert_eq!(now(r).assignment, Bytes::from_static(b"x"));
         // The same instance comes back with a new member id: no rebalance.
         let again = now(join(&c, "g", "", Some("i1")));
@@ -955,9 +1166,18 @@ mod tests {
         assert_eq!(again.generation, j.generation);
         assert_eq!(c.describe("g").unwrap().state, "Stable");
         // The old incarnation is fenced.
-        assert_eq!(c.heartbeat("g", &j.member_id, Some("i1"), j.generation), ec::FENCED_INSTANCE_ID);
-        assert_eq!(c.check_commit("g", &j.member_id, Some("i1"), j.generation), Err(ec::FENCED_INSTANCE_ID));
-        assert_eq!(c.heartbeat("g", &again.member_id, Some("i1"), j.generation), ec::NONE);
+        assert_eq!(
+            c.heartbeat("g", &j.member_id, Some("i1"), j.generation),
+            ec::FENCED_INSTANCE_ID
+        );
+        assert_eq!(
+            c.check_commit("g", &j.member_id, Some("i1"), j.generation),
+            Err(ec::FENCED_INSTANCE_ID)
+        );
+        assert_eq!(
+            c.heartbeat("g", &again.member_id, Some("i1"), j.generation),
+            ec::NONE
+        );
     }
 
     #[test]

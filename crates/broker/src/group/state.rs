@@ -166,11 +166,18 @@ impl Group {
         let common = common?;
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| common.contains(n.as_str())) {
+            if let Some((name, _)) = m
+                .protocols
+                .iter()
+                .find(|(n, _)| common.contains(n.as_str()))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
-        votes.into_iter().max_by_key(|(_, v)| *v).map(|(n, _)| n.to_string())
+        votes
+            .into_iter()
+            .max_by_key(|(_, v)| *v)
+            .map(|(n, _)| n.to_string())
     }
 
     /// Whether a joining member's protocols fit the group.
@@ -185,7 +192,13 @@ impl Group {
         self.members
             .values()
             .flat_map(|m| m.protocols.iter().map(|(n, _)| n))
-            .any(|n| protocols.iter().any(|(p, _)| p == n) && self.members.values().all(|m| m.protocols.iter().any(|(q, _)| q == n)))
+            .any(|n| {
+                protocols.iter().any(|(p, _)| p == n)
+                    && self
+                        .members
+                        .values()
+                        .all(|m| m.protocols.iter().any(|(q, _)| q == n))
+            })
     }
 
     /// Starts (or continues) a rebalance.
@@ -245,7 +258,11 @@ impl Group {
             return false;
         }
         self.protocol = self.select_protocol();
-        if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|l| !self.members.contains_key(l))
+        {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
@@ -257,14 +274,25 @@ impl Group {
             protocol = self.protocol.as_deref().unwrap_or(""),
             "rebalance: join phase complete"
         );
-        let max_rebalance = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        let max_rebalance = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
         self.rebalance_deadline = Some(now + max_rebalance);
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
         let all: Vec<(String, Option<String>, Bytes)> = self
             .members
             .values()
-            .map(|m| (m.member_id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
+            .map(|m| {
+                (
+                    m.member_id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
             .collect();
         for m in self.members.values_mut() {
             m.last_heartbeat = now;
@@ -276,7 +304,11 @@ impl Group {
                     protocol: self.protocol.clone(),
                     leader: leader.clone(),
                     member_id: m.member_id.clone(),
-                    members: if m.member_id == leader { all.clone() } else { Vec::new() },
+                    members: if m.member_id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
@@ -304,10 +336,10 @@ impl Group {
     pub fn remove_member(&mut self, member_id: &str) {
         if let Some(m) = self.members.remove(member_id) {
             tracing::info!(group = %self.id, member = member_id, "member left the group");
-            if let Some(i) = &m.instance_id {
-                if self.static_members.get(i).is_some_and(|id| id == member_id) {
-                    self.static_members.remove(i);
-                }
+            if let Some(i) = &m.instance_id
+                && self.static_members.get(i).is_some_and(|id| id == member_id)
+            {
+                self.static_members.remove(i);
             }
             if let Some(w) = m.join_waiter {
                 let _ = w.send(JoinResult::error(ec::UNKNOWN_MEMBER_ID, member_id));

@@ -131,7 +131,11 @@ struct Reader(Bytes);
 
 impl Reader {
     fn need(&self, n: usize) -> Result<(), Malformed> {
-        if self.0.remaining() < n { Err(Malformed("record shorter than its fields")) } else { Ok(()) }
+        if self.0.remaining() < n {
+            Err(Malformed("record shorter than its fields"))
+        } else {
+            Ok(())
+        }
     }
     fn i16(&mut self) -> Result<i16, Malformed> {
         self.need(2)?;
@@ -152,10 +156,13 @@ impl Reader {
         }
         self.need(len as usize)?;
         let s = self.0.split_to(len as usize);
-        String::from_utf8(s.to_vec()).map(Some).map_err(|_| Malformed("string is not UTF-8"))
+        String::from_utf8(s.to_vec())
+            .map(Some)
+            .map_err(|_| Malformed("string is not UTF-8"))
     }
     fn str(&mut self) -> Result<String, Malformed> {
-        self.nullable_str()?.ok_or(Malformed("null where a string is required"))
+        self.nullable_str()?
+            .ok_or(Malformed("null where a string is required"))
     }
     fn bytes(&mut self) -> Result<Bytes, Malformed> {
         let len = self.i32()?;
@@ -215,7 +222,11 @@ pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<StoredRecord, Malforme
                     let mut members = Vec::new();
                     for _ in 0..n {
                         let member_id = r.str()?;
-                        let group_instance_id = if version >= 3 { r.nullable_str()? } else { None };
+                        let group_instance_id = if version >= 3 {
+                            r.nullable_str()?
+                        } else {
+                            None
+                        };
                         let client_id = r.str()?;
                         let client_host = r.str()?;
                         let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { 0 };
@@ -299,8 +310,17 @@ mod tests {
             }],
         };
         let r = decode(group_key("g"), Some(group_value(&g))).unwrap();
-        assert_eq!(r, StoredRecord::Group { group: "g".into(), value: Some(g) });
-        assert!(matches!(decode(group_key("g"), None).unwrap(), StoredRecord::Group { value: None, .. }));
+        assert_eq!(
+            r,
+            StoredRecord::Group {
+                group: "g".into(),
+                value: Some(g)
+            }
+        );
+        assert!(matches!(
+            decode(group_key("g"), None).unwrap(),
+            StoredRecord::Group { value: None, .. }
+        ));
         assert!(decode(Bytes::from_static(&[0, 9]), None).is_err());
         assert!(decode(Bytes::from_static(&[0, 1, 0, 5, b'a']), None).is_err());
     }

@@ -1,14 +1,18 @@
 use std::sync::Arc;
 
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_groups_response::DeletableGroupResult;
 use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
-use strom_protocol::error_code as ec;
 
 use crate::broker::Broker;
 use crate::group;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let results = req
         .groups_names
         .into_iter()
@@ -28,7 +32,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteGrou
                     }
                 }
             };
-            DeletableGroupResult::default().with_group_id(id).with_error_code(code)
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code)
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)

@@ -7,7 +7,11 @@ use strom_protocol::str_bytes;
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let groups = req
         .groups
         .into_iter()

@@ -12,7 +12,11 @@ use crate::registry::RequestContext;
 /// Coordinator key types.
 const GROUP: i8 = 0;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let (host, port) = match broker.image().brokers.get(&broker.node_id) {
         Some(b) => (b.host.clone(), b.port as i32),
         None => (broker.advertised.0.clone(), broker.advertised.1 as i32),
@@ -35,7 +39,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
             },
         )
     };
-    let (node, host, port) = if code == ec::NONE { (broker.node_id, host, port) } else { (-1, String::new(), -1) };
+    let (node, host, port) = if code == ec::NONE {
+        (broker.node_id, host, port)
+    } else {
+        (-1, String::new(), -1)
+    };
     if ctx.api_version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -57,5 +65,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
         .with_node_id(BrokerId(node))
         .with_host(str_bytes(host))
         .with_port(port);
-    if ctx.api_version >= 1 { resp.with_error_message(text(code)) } else { resp }
+    if ctx.api_version >= 1 {
+        resp.with_error_message(text(code))
+    } else {
+        resp
+    }
 }

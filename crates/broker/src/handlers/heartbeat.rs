@@ -5,7 +5,11 @@ use strom_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: HeartbeatRequest,
+) -> HeartbeatResponse {
     let code = broker.groups.heartbeat(
         req.group_id.as_str(),
         req.member_id.as_str(),

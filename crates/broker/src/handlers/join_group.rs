@@ -8,7 +8,11 @@ use crate::broker::Broker;
 use crate::group::{self, JoinRequest, state::JoinResult};
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
     let v = ctx.api_version;
     let result = match group::ensure_offsets_topic(broker).await {
         Err(code) => JoinResult::error(code, req.member_id.as_str()),
@@ -17,12 +21,24 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
             let join = JoinRequest {
                 group_id: req.group_id.as_str().to_string(),
                 member_id: member_id.clone(),
-                instance_id: req.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
-                client_id: ctx.header.client_id.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                instance_id: req
+                    .group_instance_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_string()),
+                client_id: ctx
+                    .header
+                    .client_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 client_host: format!("/{}", ctx.peer.ip()),
                 session_timeout_ms: req.session_timeout_ms,
                 // v0 has no rebalance timeout: it equals the session timeout.
-                rebalance_timeout_ms: if v >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+                rebalance_timeout_ms: if v >= 1 {
+                    req.rebalance_timeout_ms
+                } else {
+                    req.session_timeout_ms
+                },
                 protocol_type: req.protocol_type.as_str().to_string(),
                 protocols: req
                     .protocols
@@ -49,8 +65,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
                 .members
                 .into_iter()
                 .map(|(id, instance, meta)| {
-                    let m = JoinGroupResponseMember::default().with_member_id(str_bytes(id)).with_metadata(meta);
-                    if v >= 5 { m.with_group_instance_id(instance.map(str_bytes)) } else { m }
+                    let m = JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(id))
+                        .with_metadata(meta);
+                    if v >= 5 {
+                        m.with_group_instance_id(instance.map(str_bytes))
+                    } else {
+                        m
+                    }
                 })
                 .collect(),
         );

@@ -7,13 +7,22 @@ use crate::broker::Broker;
 use crate::group;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group_id = req.group_id.as_str().to_string();
     // v0-v2 name one member; v3+ a batch of (member id, instance id).
     let members: Vec<(String, Option<String>)> = if ctx.api_version >= 3 {
         req.members
             .iter()
-            .map(|m| (m.member_id.as_str().to_string(), m.group_instance_id.as_ref().map(|s| s.as_str().to_string())))
+            .map(|m| {
+                (
+                    m.member_id.as_str().to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
+                )
+            })
             .collect()
     } else {
         vec![(req.member_id.as_str().to_string(), None)]
@@ -33,7 +42,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
                     .with_error_code(c)
             })
             .collect();
-        LeaveGroupResponse::default().with_error_code(code).with_members(responses)
+        LeaveGroupResponse::default()
+            .with_error_code(code)
+            .with_members(responses)
     } else {
         LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(code))
     }

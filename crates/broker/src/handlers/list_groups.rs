@@ -7,9 +7,21 @@ use strom_protocol::str_bytes;
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
-    let states: Vec<String> = req.states_filter.iter().map(|s| s.as_str().to_ascii_lowercase()).collect();
-    let types: Vec<String> = req.types_filter.iter().map(|s| s.as_str().to_ascii_lowercase()).collect();
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .collect();
     let groups = broker
         .groups
         .list()
@@ -20,8 +32,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsR
             let l = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type));
-            let l = if ctx.api_version >= 4 { l.with_group_state(str_bytes(g.state)) } else { l };
-            if ctx.api_version >= 5 { l.with_group_type(str_bytes("classic")) } else { l }
+            let l = if ctx.api_version >= 4 {
+                l.with_group_state(str_bytes(g.state))
+            } else {
+                l
+            };
+            if ctx.api_version >= 5 {
+                l.with_group_type(str_bytes("classic"))
+            } else {
+                l
+            }
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

@@ -1,14 +1,20 @@
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use strom_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use strom_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::broker::Broker;
 use crate::group::{self, state::Committed, store::OffsetValue};
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group_id = req.group_id.as_str().to_string();
     let verdict = match group::ensure_offsets_topic(broker).await {
         Err(code) => Err(code),
@@ -27,7 +33,11 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetComm
     for t in &req.topics {
         let mut tc = Vec::new();
         for p in &t.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default();
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
             let code = match verdict {
                 Err(code) => code,
                 Ok(()) if metadata.len() > max_metadata => ec::OFFSET_METADATA_TOO_LARGE,
@@ -38,7 +48,12 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetComm
                         metadata: metadata.clone(),
                         commit_timestamp: now,
                     };
-                    records.push(group::offset_record(&group_id, t.name.as_str(), p.partition_index, Some(&value)));
+                    records.push(group::offset_record(
+                        &group_id,
+                        t.name.as_str(),
+                        p.partition_index,
+                        Some(&value),
+                    ));
                     committed.push((
                         t.name.as_str().to_string(),
                         p.partition_index,
@@ -81,17 +96,19 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetComm
         .into_iter()
         .zip(codes)
         .map(|(t, tc)| {
-            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(
-                t.partitions
-                    .iter()
-                    .zip(tc)
-                    .map(|(p, c)| {
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(c)
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .zip(tc)
+                        .map(|(p, c)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(c)
+                        })
+                        .collect(),
+                )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)

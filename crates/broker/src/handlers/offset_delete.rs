@@ -1,14 +1,20 @@
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use strom_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
 use crate::group;
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let group_id = req.group_id.as_str().to_string();
     let subscribed = match broker.groups.offset_delete_check(&group_id) {
         Ok(s) => s,
@@ -29,7 +35,12 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDele
                     let code = if busy {
                         ec::GROUP_SUBSCRIBED_TO_TOPIC
                     } else {
-                        records.push(group::offset_record(&group_id, &name, p.partition_index, None));
+                        records.push(group::offset_record(
+                            &group_id,
+                            &name,
+                            p.partition_index,
+                            None,
+                        ));
                         keys.push((name.clone(), p.partition_index));
                         ec::NONE
                     };
@@ -38,7 +49,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDele
                         .with_error_code(code)
                 })
                 .collect();
-            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     if let Err(code) = group::persist(broker, &group_id, records) {

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use strom_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-    OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use strom_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use strom_protocol::str_bytes;
@@ -11,9 +11,11 @@ use crate::broker::Broker;
 use crate::group::state::Committed;
 use crate::registry::RequestContext;
 
-type Offsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
-
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     let v = ctx.api_version;
     if v >= 8 {
         let groups = req
@@ -26,27 +28,29 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                         .collect()
                 });
                 let offsets = broker.groups.fetch_offsets(g.group_id.as_str(), wanted);
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
-                    offsets
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            OffsetFetchResponseTopics::default()
-                                .with_name(TopicName(str_bytes(t)))
-                                .with_partitions(
-                                    ps.into_iter()
-                                        .map(|(p, c)| {
-                                            let (offset, epoch, meta) = unpack(c);
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(p)
-                                                .with_committed_offset(offset)
-                                                .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(str_bytes(meta)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                )
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(
+                        offsets
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(str_bytes(t)))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, c)| {
+                                                let (offset, epoch, meta) = unpack(c);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(str_bytes(meta)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -56,7 +60,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             .map(|t| (t.name.as_str().to_string(), t.partition_indexes))
             .collect()
     });
-    let offsets: Offsets = broker.groups.fetch_offsets(req.group_id.as_str(), wanted);
+    let offsets: crate::group::TopicOffsets =
+        broker.groups.fetch_offsets(req.group_id.as_str(), wanted);
     let topics = offsets
         .into_iter()
         .map(|(t, ps)| {
@@ -70,7 +75,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_metadata(Some(str_bytes(meta)));
-                            if v >= 5 { part.with_committed_leader_epoch(epoch) } else { part }
+                            if v >= 5 {
+                                part.with_committed_leader_epoch(epoch)
+                            } else {
+                                part
+                            }
                         })
                         .collect(),
                 )

@@ -7,7 +7,11 @@ use crate::broker::Broker;
 use crate::group::{self, state::SyncResult};
 use crate::registry::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
     let group_id = req.group_id.as_str().to_string();
     let (reply, persist) = broker.groups.sync(
         &group_id,
@@ -19,12 +23,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRe
             .map(|a| (a.member_id.as_str().to_string(), a.assignment))
             .collect(),
     );
-    if let Some((g, value)) = persist {
-        if let Err(code) = group::persist(broker, &g, vec![group::group_record(&g, &value)]) {
-            tracing::warn!(group = %g, code, "group metadata not persisted");
-        }
+    if let Some((g, value)) = persist
+        && let Err(code) = group::persist(broker, &g, vec![group::group_record(&g, &value)])
+    {
+        tracing::warn!(group = %g, code, "group metadata not persisted");
     }
-    let result = reply.wait(|| SyncResult::error(ec::REBALANCE_IN_PROGRESS)).await;
+    let result = reply
+        .wait(|| SyncResult::error(ec::REBALANCE_IN_PROGRESS))
+        .await;
     let resp = SyncGroupResponse::default()
         .with_error_code(result.error_code)
         .with_assignment(result.assignment);

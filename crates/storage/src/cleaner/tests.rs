@@ -634,7 +634,7 @@ fn cleaning_throughput() {
             ..compact_config()
         };
         let mut log = Log::open(dir.path(), config, 0).unwrap();
-        let value = vec![b'x'; 100];
+        let value = [b'x'; 100];
         let keys: Vec<String> = (0..10_000).map(|k| format!("key-{k:05}")).collect();
         for batch in 0..5_000usize {
             let kvs: Vec<KeyValue<'_>> = (0..100)
