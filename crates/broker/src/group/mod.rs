@@ -272,19 +272,8 @@ impl GroupCoordinator {
                     if group.state == GroupState::Stable && same_protocols {
                         // KIP-345: no rebalance; the member keeps its assignment.
                         let leader = group.leader.clone().unwrap_or_default();
-                        let protocol = group.protocol.clone().unwrap_or_default();
                         let members = if leader == member_id {
-                            group
-                                .members
-                                .values()
-                                .map(|m| {
-                                    (
-                                        m.member_id.clone(),
-                                        m.instance_id.clone(),
-                                        m.metadata_for(&protocol),
-                                    )
-                                })
-                                .collect()
+                            group.member_list()
                         } else {
                             Vec::new()
                         };

@@ -152,6 +152,22 @@ impl Group {
         }
     }
 
+    /// (member id, instance id, metadata for the chosen protocol) of every member: what the
+    /// leader gets in its JoinGroup response.
+    pub fn member_list(&self) -> Vec<(String, Option<String>, Bytes)> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .values()
+            .map(|m| {
+                (
+                    m.member_id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect()
+    }
+
     /// The protocol every member supports with the most votes (each member votes for its most
     /// preferred protocol among the common ones).
     pub fn select_protocol(&self) -> Option<String> {
@@ -281,19 +297,8 @@ impl Group {
             .max()
             .unwrap_or_default();
         self.rebalance_deadline = Some(now + max_rebalance);
-        let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
-        let all: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .values()
-            .map(|m| {
-                (
-                    m.member_id.clone(),
-                    m.instance_id.clone(),
-                    m.metadata_for(&protocol),
-                )
-            })
-            .collect();
+        let all = self.member_list();
         for m in self.members.values_mut() {
             m.last_heartbeat = now;
             if let Some(w) = m.join_waiter.take() {
