@@ -112,9 +112,20 @@ pub struct FileSlice {
 impl FileSlice {
     /// Copies the region into memory (for TLS connections and tests; plaintext uses sendfile).
     pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; self.len as usize];
-        self.file.read_exact_at(&mut buf, self.position)?;
+        let mut buf = Vec::new();
+        self.read_into(&mut buf)?;
         Ok(buf)
+    }
+
+    /// Appends the slice's bytes to `out` (one read, no intermediate buffer).
+    pub fn read_into(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        let start = out.len();
+        out.resize(start + self.len as usize, 0);
+        if let Err(e) = self.file.read_exact_at(&mut out[start..], self.position) {
+            out.truncate(start);
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -132,7 +143,7 @@ impl ReadInfo {
     pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.total_bytes as usize);
         for slice in &self.slices {
-            out.extend(slice.read_to_vec()?);
+            slice.read_into(&mut out)?;
         }
         Ok(out)
     }

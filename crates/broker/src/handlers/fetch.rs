@@ -129,10 +129,7 @@ fn read_all(wanted: &[Wanted], max_bytes: u64, version: i16) -> (Vec<PartitionDa
             l.read(w.fetch_offset, budget, hw, first).map(|r| (r, hw))
         });
         match read.and_then(|(r, hw)| {
-            let mut data = Vec::with_capacity(r.total_bytes as usize);
-            for s in &r.slices {
-                data.extend_from_slice(&s.read_to_vec().map_err(StorageError::from)?);
-            }
+            let data = r.read_to_vec().map_err(StorageError::from)?;
             Ok((r, hw, data))
         }) {
             Ok((r, hw, data)) => {
