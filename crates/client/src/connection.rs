@@ -337,21 +337,10 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_peer::{answer_api_versions, read_request};
     use strom_protocol::encode_response;
-    use strom_protocol::messages::ApiVersionsResponse;
     use strom_protocol::messages::MetadataRequest;
-    use strom_protocol::messages::api_versions_response::ApiVersion;
     use tokio::net::TcpListener;
-
-    /// Reads one request frame from `s` and returns (api key, version, correlation id).
-    async fn read_request(s: &mut TcpStream) -> (ApiKey, i16, i32) {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.unwrap();
-        let req = strom_protocol::decode_request(frame.into()).unwrap();
-        (req.api_key, req.api_version, req.header.correlation_id)
-    }
 
     /// A peer that answers ApiVersions, then answers the next request with a wrong
     /// correlation id: the connection must report it and refuse further use.
@@ -361,17 +350,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let peer = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let (api, version, cid) = read_request(&mut s).await;
-            assert_eq!((api, version), (ApiKey::ApiVersions, 3));
-            let mut metadata = ApiVersion::default();
-            metadata.api_key = ApiKey::Metadata as i16;
-            metadata.min_version = 0;
-            metadata.max_version = 9;
-            let body = ResponseKind::ApiVersions(
-                ApiVersionsResponse::default().with_api_keys(vec![metadata]),
-            );
-            let out = encode_response(ApiKey::ApiVersions, 3, cid, &body).unwrap();
-            s.write_all(&out).await.unwrap();
+            assert_eq!(answer_api_versions(&mut s, 9).await, 3);
 
             let (api, version, cid) = read_request(&mut s).await;
             assert_eq!((api, version), (ApiKey::Metadata, 9));

@@ -14,6 +14,8 @@ pub mod connection;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+#[cfg(test)]
+mod test_peer;
 
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,

@@ -337,20 +337,11 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_peer::{answer_api_versions, read_request};
     use std::time::Duration;
     use strom_protocol::encode_response;
-    use strom_protocol::messages::api_versions_response::ApiVersion;
-    use strom_protocol::messages::{ApiVersionsResponse, MetadataResponse};
-    use tokio::net::{TcpListener, TcpStream};
-
-    async fn read_request(s: &mut TcpStream) -> (ApiKey, i16, i32) {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).await.unwrap();
-        let req = strom_protocol::decode_request(frame.into()).unwrap();
-        (req.api_key, req.api_version, req.header.correlation_id)
-    }
+    use strom_protocol::messages::MetadataResponse;
+    use tokio::net::TcpListener;
 
     /// Three requests go out before any answer comes back; the peer answers them in reverse
     /// order and each future still gets its own response.
@@ -360,15 +351,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let peer = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let (_, version, cid) = read_request(&mut s).await;
-            let mut metadata = ApiVersion::default();
-            metadata.api_key = ApiKey::Metadata as i16;
-            metadata.max_version = 12;
-            let body = ResponseKind::ApiVersions(
-                ApiVersionsResponse::default().with_api_keys(vec![metadata]),
-            );
-            let out = encode_response(ApiKey::ApiVersions, version, cid, &body).unwrap();
-            s.write_all(&out).await.unwrap();
+            answer_api_versions(&mut s, 12).await;
             let mut cids = Vec::new();
             for _ in 0..3 {
                 cids.push(read_request(&mut s).await.2);
@@ -409,15 +392,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let peer = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let (_, version, cid) = read_request(&mut s).await;
-            let mut metadata = ApiVersion::default();
-            metadata.api_key = ApiKey::Metadata as i16;
-            metadata.max_version = 12;
-            let body = ResponseKind::ApiVersions(
-                ApiVersionsResponse::default().with_api_keys(vec![metadata]),
-            );
-            let out = encode_response(ApiKey::ApiVersions, version, cid, &body).unwrap();
-            s.write_all(&out).await.unwrap();
+            answer_api_versions(&mut s, 12).await;
             read_request(&mut s).await;
             drop(s);
         });
