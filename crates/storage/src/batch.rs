@@ -250,6 +250,129 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Writes `value` as a zigzag varint (up to 64 bits).
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The producer fields of a batch header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// The fields of a batch from a producer without idempotence.
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
+/// Assembles a batch (base offset 0, leader epoch -1) around `body`, the encoded (and possibly
+/// compressed) records, and computes its CRC.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble_batch(
+    attributes: i16,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer: ProducerFields,
+    records_count: i32,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + body.len());
+    out.extend_from_slice(&0i64.to_be_bytes());
+    let batch_length = (BATCH_HEADER_SIZE - LOG_OVERHEAD + body.len()) as i32;
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&producer.producer_id.to_be_bytes());
+    out.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&producer.base_sequence.to_be_bytes());
+    out.extend_from_slice(&records_count.to_be_bytes());
+    out.extend_from_slice(body);
+    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Attribute bits of a transaction marker batch.
+pub const CONTROL_ATTRIBUTES: i16 = TRANSACTIONAL_BIT | CONTROL_BIT;
+/// Attribute bit of a transactional batch.
+pub const TRANSACTIONAL_ATTRIBUTE: i16 = TRANSACTIONAL_BIT;
+
+/// Builds a transaction marker: a control batch holding one control record whose key is
+/// (version 0, `control_type`) and whose value is (version 0, `coordinator_epoch`).
+pub fn build_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    control_type: i16,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut record = vec![0u8]; // attributes
+    put_varlong(&mut record, 0); // timestamp delta
+    put_varlong(&mut record, 0); // offset delta
+    put_varlong(&mut record, 4);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&control_type.to_be_bytes());
+    put_varlong(&mut record, 6);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    put_varlong(&mut record, 0); // headers
+    let mut body = Vec::with_capacity(record.len() + 2);
+    put_varlong(&mut body, record.len() as i64);
+    body.extend_from_slice(&record);
+    let producer = ProducerFields {
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+    };
+    assemble_batch(
+        CONTROL_ATTRIBUTES,
+        0,
+        timestamp,
+        timestamp,
+        producer,
+        1,
+        &body,
+    )
+}
+
+/// The (control type, coordinator epoch) of the control batch `batch` (uncompressed, whole):
+/// the type (0 abort, 1 commit) from its first record's key, the epoch from its value.
+pub fn control_record(batch: &[u8]) -> Option<(i16, i32)> {
+    let mut pos = BATCH_HEADER_SIZE;
+    read_varlong(batch, &mut pos)?; // record length
+    pos += 1; // attributes
+    read_varlong(batch, &mut pos)?; // timestamp delta
+    read_varlong(batch, &mut pos)?; // offset delta
+    let key_len = usize::try_from(read_varlong(batch, &mut pos)?).ok()?;
+    let key = batch.get(pos..pos + key_len)?;
+    pos += key_len;
+    let kind = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    let value_len = usize::try_from(read_varlong(batch, &mut pos)?).unwrap_or(0);
+    let coordinator_epoch = batch
+        .get(pos + 2..pos + value_len.min(6))
+        .and_then(|b| b.try_into().ok())
+        .map_or(-1, i32::from_be_bytes);
+    Some((kind, coordinator_epoch))
+}
+
 /// Reads a zigzag varint (up to 64 bits) from `buf` at `*pos`, advancing `*pos`.
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;

@@ -25,4 +25,16 @@ pub enum StorageError {
         log_start: i64,
         log_end: i64,
     },
+    /// A producer's batch whose sequence does not follow its last one: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// A producer writing with an epoch older than the partition has seen: INVALID_PRODUCER_EPOCH.
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// A write that breaks the producer's transaction state: INVALID_TXN_STATE.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A marker from an older transaction coordinator: TRANSACTION_COORDINATOR_FENCED.
+    #[error("transaction coordinator fenced: {0}")]
+    CoordinatorFenced(String),
 }

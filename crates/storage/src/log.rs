@@ -16,6 +16,7 @@ use crate::batch::{self, BatchHeader};
 use crate::cleaner::{
     self, CleanStats, CleanTask, CleanerConfig, CleanerState, SegmentSnapshot, parse_swap_name,
 };
+use crate::producer::{self, AbortedTxn, Check, ControlType, ProducerState};
 use crate::record;
 use crate::segment::{
     ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, READ_CHUNK, Segment, TIME_INDEX_SUFFIX, segment_path,
@@ -98,6 +99,9 @@ pub struct AppendInfo {
     pub record_count: i64,
     /// Largest batch max timestamp among the appended batches.
     pub max_timestamp: i64,
+    /// The batch was a producer's retry of one already in the log: nothing was written and the
+    /// offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// A region of a segment file to be sent to a consumer. Cheap to clone; the `Arc` keeps the
@@ -160,6 +164,8 @@ pub struct Log {
     last_flush_ms: i64,
     /// The cleaner checkpoint (first dirty offset, tombstone horizons).
     cleaner: CleanerState,
+    /// Idempotent and transactional producers, open and aborted transactions.
+    producers: ProducerState,
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -268,12 +274,14 @@ impl Log {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             cleaner,
+            producers: ProducerState::default(),
         };
         if checkpoint.is_some_and(|c| c != log_start_offset) {
             log.write_checkpoint()?;
         }
         // Recovery may have cut the log below what the checkpoint calls clean.
         log.clamp_cleaner_checkpoint()?;
+        log.rebuild_producer_state()?;
         tracing::debug!(
             dir = %dir.display(),
             log_start_offset,
@@ -324,6 +332,7 @@ impl Log {
         let mut pos = 0usize;
         let mut record_count = 0i64;
         let mut max_timestamp = i64::MIN;
+        let mut staged = std::collections::HashMap::new();
         for header in &headers {
             let total = header.total_size();
             let bytes = &mut records[pos..pos + total];
@@ -333,6 +342,35 @@ impl Log {
                 batch::patch_log_append_time(bytes, now_ms);
             }
             let header = BatchHeader::parse(bytes)?;
+            if header.is_control() {
+                return Err(StorageError::InvalidRecord(
+                    "control batches are written by the transaction coordinator, not producers"
+                        .into(),
+                ));
+            }
+            if header.producer_id >= 0 {
+                if let Check::Duplicate(dup) = self.producers.check_batch(&mut staged, &header)? {
+                    if headers.len() > 1 {
+                        return Err(StorageError::InvalidRecord(format!(
+                            "batch of producer {} is a duplicate inside a multi-batch append",
+                            header.producer_id
+                        )));
+                    }
+                    return Ok(AppendInfo {
+                        base_offset: dup.first_offset,
+                        last_offset: dup.last_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: self.log_start_offset,
+                        record_count: 0,
+                        max_timestamp: dup.timestamp,
+                        duplicate: true,
+                    });
+                }
+            } else if header.is_transactional() {
+                return Err(StorageError::InvalidRecord(
+                    "transactional batch without a producer id".into(),
+                ));
+            }
             record_count += i64::from(header.records_count);
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
@@ -354,6 +392,7 @@ impl Log {
             "log end offset must be the last appended offset + 1"
         );
         assert!(next_offset > base_offset, "offsets must strictly increase");
+        self.producers.commit_staged(staged);
 
         self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as u64);
         if self.unflushed_messages >= self.config.flush_interval_messages {
@@ -371,7 +410,155 @@ impl Log {
             log_start_offset: self.log_start_offset,
             record_count,
             max_timestamp,
+            duplicate: false,
         })
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT) for `producer_id` at the log end offset and
+    /// closes the producer's open transaction on this partition. A marker for a producer
+    /// without an open transaction is written all the same (the coordinator does not know
+    /// which partitions received data).
+    pub fn append_control(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        kind: ControlType,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.producers
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
+        let mut bytes = batch::build_control_batch(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            kind.code(),
+            now_ms,
+        );
+        if self.should_roll(bytes.len() as u64, 1, now_ms) {
+            self.roll(now_ms)?;
+        }
+        let offset = self.log_end_offset();
+        batch::patch_base_offset(&mut bytes, offset);
+        batch::patch_leader_epoch(&mut bytes, leader_epoch);
+        let header = BatchHeader::parse(&bytes)?;
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        if active.is_empty() {
+            active.created_ms = now_ms;
+        }
+        let pos = active.write(&bytes)?;
+        active.on_appended(&header, pos, interval);
+        if let Some(aborted) = self.producers.apply_marker(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            kind,
+            offset,
+            now_ms,
+        ) {
+            producer::append_aborted(&self.dir, &aborted)?;
+        }
+        self.unflushed_messages = self.unflushed_messages.saturating_add(1);
+        if self.unflushed_messages >= self.config.flush_interval_messages {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(AppendInfo {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset,
+            record_count: 1,
+            max_timestamp: now_ms,
+            duplicate: false,
+        })
+    }
+
+    /// Producers and transactions of this partition.
+    pub fn producer_state(&self) -> &ProducerState {
+        &self.producers
+    }
+
+    /// First offset of the oldest open transaction, if any: the last stable offset is the
+    /// smaller of this and the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// Aborted transactions whose data overlaps `[from, upper)`.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.producers.aborted_between(from, upper)
+    }
+
+    /// Forgets producers idle for `expiration_ms` (producer.id.expiration.ms) with no open
+    /// transaction. Returns how many were forgotten.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Writes a producer state snapshot at the log end offset (on shutdown, so that the next
+    /// open need not replay anything).
+    pub fn snapshot_producer_state(&mut self) -> Result<(), StorageError> {
+        producer::sync_aborted(&self.dir)?;
+        self.producers
+            .write_snapshot(&self.dir, self.log_end_offset())
+    }
+
+    /// Rebuilds the producer state from the newest snapshot at or below the log end offset and
+    /// the batches after it (the whole log when there is no snapshot), and re-derives the
+    /// aborted transaction index.
+    fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
+        let log_end = self.log_end_offset();
+        let (mut state, from) = match ProducerState::load_snapshot(&self.dir, log_end)? {
+            Some((state, offset)) => (state, offset),
+            None => (ProducerState::default(), self.segments[0].base_offset),
+        };
+        state.load_aborted(&self.dir, log_end)?;
+        let stored = state.aborted().len();
+        for segment in &self.segments {
+            if segment.next_offset <= from {
+                continue;
+            }
+            let start = match segment.find_batch(from.max(segment.base_offset))? {
+                Some((pos, _)) => pos,
+                None => continue,
+            };
+            let mut reader = ChunkReader::new(&segment.log, segment.size, READ_CHUNK);
+            let mut pos = start;
+            while pos < segment.size {
+                let header = reader.header_at(pos)?;
+                let total = header.total_size();
+                if header.producer_id >= 0 && header.last_offset() >= from {
+                    if header.is_control() {
+                        let bytes = reader.get(pos, total)?.ok_or_else(|| {
+                            StorageError::CorruptRecord(format!("short control batch at {pos}"))
+                        })?;
+                        if let Some((kind, coordinator_epoch)) = batch::control_record(bytes)
+                            && let Some(kind) = ControlType::from_code(kind)
+                        {
+                            state.apply_marker(
+                                header.producer_id,
+                                header.producer_epoch,
+                                coordinator_epoch,
+                                kind,
+                                header.base_offset,
+                                header.max_timestamp,
+                            );
+                        }
+                    } else {
+                        state.replay_data(&header);
+                    }
+                }
+                pos += total as u64;
+            }
+        }
+        if state.prune_aborted(self.log_start_offset) || state.aborted().len() != stored {
+            state.store_aborted(&self.dir)?;
+        }
+        self.producers = state;
+        Ok(())
     }
 
     /// Whether appending `bytes` bytes spanning `offset_span` offsets needs a new segment.
@@ -522,6 +709,9 @@ impl Log {
                 self.segments.remove(0).delete_files()?;
             }
             self.write_checkpoint()?;
+            if self.producers.prune_aborted(offset) {
+                self.producers.store_aborted(&self.dir)?;
+            }
         }
         Ok(self.log_start_offset)
     }
@@ -569,6 +759,9 @@ impl Log {
             if first_base > self.log_start_offset {
                 self.log_start_offset = first_base;
                 self.write_checkpoint()?;
+                if self.producers.prune_aborted(first_base) {
+                    self.producers.store_aborted(&self.dir)?;
+                }
             }
             tracing::debug!(
                 dir = %self.dir.display(),
@@ -616,6 +809,9 @@ impl Log {
             self.log_start_offset = start;
             self.write_checkpoint()?;
             self.clamp_cleaner_checkpoint()?;
+            producer::remove_snapshots_above(&self.dir, -1)?;
+            self.producers = ProducerState::default();
+            self.producers.store_aborted(&self.dir)?;
             return Ok(());
         }
         while self.segments.len() > 1 && self.active().base_offset > offset {
@@ -631,6 +827,8 @@ impl Log {
             self.write_checkpoint()?;
         }
         self.clamp_cleaner_checkpoint()?;
+        producer::remove_snapshots_above(&self.dir, log_end)?;
+        self.rebuild_producer_state()?;
         Ok(())
     }
 
@@ -653,6 +851,8 @@ impl Log {
         let base = self.log_end_offset();
         let segment = Segment::create(&self.dir, base, now_ms)?;
         self.segments.push(segment);
+        producer::sync_aborted(&self.dir)?;
+        self.producers.write_snapshot(&self.dir, base)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
         Ok(())
     }
@@ -1032,3 +1232,6 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod producer_tests;

@@ -1,15 +1,7 @@
 //! Builders for valid RecordBatch v2 bytes, for tests and benchmarks across strom.
 
-use crate::batch::{ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, CRC_OFFSET, LOG_OVERHEAD, crc32c};
-
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+pub use crate::batch::ProducerFields;
+use crate::batch::{TRANSACTIONAL_ATTRIBUTE, assemble_batch, put_varlong};
 
 fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
@@ -33,6 +25,17 @@ pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
 /// Like [`build_batch`], with the records compressed by codec `codec` (0 none, 1 gzip,
 /// 2 snappy, 3 lz4, 4 zstd).
 pub fn build_compressed_batch(codec: u8, base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    build_producer_batch(codec, base_timestamp, records, ProducerFields::NONE, false)
+}
+
+/// A batch from an idempotent (or, with `transactional`, a transactional) producer.
+pub fn build_producer_batch(
+    codec: u8,
+    base_timestamp: i64,
+    records: &[KeyValue<'_>],
+    producer: ProducerFields,
+    transactional: bool,
+) -> Vec<u8> {
     let mut body = Vec::new();
     let mut record = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {
@@ -49,25 +52,21 @@ pub fn build_compressed_batch(codec: u8, base_timestamp: i64, records: &[KeyValu
     let body = crate::codec::compress(codec, &body).expect("known codec");
     let count = records.len() as i32;
     let max_timestamp = base_timestamp + i64::from(count.max(1) - 1);
-    let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + body.len());
-    out.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    let batch_length = (BATCH_HEADER_SIZE - LOG_OVERHEAD + body.len()) as i32;
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    out.push(2); // magic
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    out.extend_from_slice(&i16::from(codec).to_be_bytes()); // attributes: the codec
-    out.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    out.extend_from_slice(&count.to_be_bytes());
-    out.extend_from_slice(&body);
-    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    out
+    let attributes = i16::from(codec)
+        | if transactional {
+            TRANSACTIONAL_ATTRIBUTE
+        } else {
+            0
+        };
+    assemble_batch(
+        attributes,
+        count - 1,
+        base_timestamp,
+        max_timestamp,
+        producer,
+        count,
+        &body,
+    )
 }
 
 /// Builds a batch of `records` records, each with no key and a `payload_len`-byte value, with
