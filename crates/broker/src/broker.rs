@@ -35,6 +35,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::GroupCoordinator,
+    /// Producer ids, transactional ids and transactions.
+    pub txns: crate::txn::TransactionCoordinator,
     /// Serializes changes to the metadata (topic creation, deletion, config changes).
     pub controller: tokio::sync::Mutex<()>,
     /// The host and port given to clients in Metadata.
@@ -103,6 +105,8 @@ impl Broker {
         );
         let groups =
             crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
+        let txns =
+            crate::txn::TransactionCoordinator::new(crate::txn::TxnConfig::from_broker(&config));
         let broker = Arc::new(Broker {
             config,
             node_id,
@@ -110,10 +114,14 @@ impl Broker {
             metadata: Box::new(metadata),
             replicas,
             groups,
+            txns,
             controller: tokio::sync::Mutex::new(()),
             advertised,
             _lock: lock,
         });
+        // Transactions first: markers of decided transactions reach __consumer_offsets before the
+        // groups read it.
+        broker.txns.load(&broker);
         broker.groups.load(&broker);
         Ok(broker)
     }
@@ -169,6 +177,7 @@ impl Broker {
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
         crate::log_cleaner::start(self.clone(), shutdown.clone());
         let group_ticker = tokio::spawn(crate::group::ticker(self.clone(), shutdown.clone()));
+        let txn_ticker = tokio::spawn(crate::txn::ticker(self.clone(), shutdown.clone()));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -188,6 +197,7 @@ impl Broker {
         }
         housekeeping.abort();
         group_ticker.abort();
+        txn_ticker.abort();
         self.flush_all();
         tracing::info!("strom broker stopped");
         Ok(())
@@ -196,7 +206,7 @@ impl Broker {
     /// Flushes every log to disk (clean shutdown).
     pub fn flush_all(&self) {
         for p in self.replicas.all() {
-            if let Err(e) = p.with_log(|l| l.flush()) {
+            if let Err(e) = p.with_log(|l| l.flush().and_then(|_| l.snapshot_producer_state())) {
                 tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
             }
         }
@@ -213,6 +223,13 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     );
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_millis(1000));
+    let producer_expiration_ms = broker.config.get_i64("producer.id.expiration.ms");
+    let mut producers = tokio::time::interval(Duration::from_millis(
+        broker
+            .config
+            .get_i64("producer.id.expiration.check.interval.ms")
+            .max(1) as u64,
+    ));
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -223,6 +240,15 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
                         Ok(0) => {}
                         Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
                         Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                    }
+                }
+            }
+            _ = producers.tick() => {
+                let now = crate::now_ms();
+                for p in broker.replicas.all() {
+                    let n = p.with_log(|l| l.expire_producers(now, producer_expiration_ms));
+                    if n > 0 {
+                        tracing::debug!(topic = %p.topic, partition = p.index, producers = n, "forgot idle producers");
                     }
                 }
             }

@@ -14,6 +14,7 @@ mod log_cleaner;
 pub mod registry;
 mod replica_manager;
 mod topics;
+pub mod txn;
 
 pub use broker::{Broker, BrokerError};
 pub use config::{BrokerConfig, ConfigError};

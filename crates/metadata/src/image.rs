@@ -44,6 +44,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, Arc<TopicInfo>>,
     pub topic_names: HashMap<Uuid, String>,
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// The first producer id not yet handed out in a block.
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -134,6 +136,15 @@ impl MetadataImage {
                     Some(v) => configs.insert(name.clone(), v.clone()),
                     None => configs.remove(name),
                 };
+            }
+            MetadataRecord::ProducerIds {
+                first_producer_id,
+                size,
+                ..
+            } => {
+                self.next_producer_id = self
+                    .next_producer_id
+                    .max(first_producer_id.saturating_add(*size));
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = self.topic_names.remove(topic_id) {

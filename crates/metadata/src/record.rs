@@ -39,4 +39,11 @@ pub enum MetadataRecord {
     },
     /// A topic and all its partitions and configs were deleted.
     RemoveTopic { topic_id: Uuid },
+    /// Producer ids `[first_producer_id, first_producer_id + size)` were handed to
+    /// `broker_id`; the next block starts after them.
+    ProducerIds {
+        broker_id: i32,
+        first_producer_id: i64,
+        size: i64,
+    },
 }

@@ -204,6 +204,35 @@ fn encode_record(
 /// Encodes `records` as one RecordBatch v2 with base offset 0 (the broker assigns offsets),
 /// CreateTime timestamps, no producer id, records compressed with `codec`.
 pub fn encode_batch(records: &[ProducerRecord], codec: Codec) -> Result<Bytes, ProtocolError> {
+    encode_producer_batch(records, codec, BatchProducer::NONE)
+}
+
+/// The producer fields of a batch: id, epoch, first sequence, and whether it is part of a
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+impl BatchProducer {
+    /// A batch from a producer without idempotence.
+    pub const NONE: BatchProducer = BatchProducer {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        transactional: false,
+    };
+}
+
+/// Like [`encode_batch`], with the producer fields of `producer`.
+pub fn encode_producer_batch(
+    records: &[ProducerRecord],
+    codec: Codec,
+    producer: BatchProducer,
+) -> Result<Bytes, ProtocolError> {
     let Some(first) = records.first() else {
         return Err(records_err("a batch needs at least one record"));
     };
@@ -234,13 +263,13 @@ pub fn encode_batch(records: &[ProducerRecord], codec: Codec) -> Result<Bytes, P
     out.put_i32(-1); // partition leader epoch
     out.put_i8(2); // magic
     out.put_u32(0); // crc, patched below
-    out.put_i16(codec as i16);
+    out.put_i16(codec as i16 | if producer.transactional { 0x10 } else { 0 });
     out.put_i32(count - 1); // last offset delta
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
-    out.put_i64(-1); // producer id
-    out.put_i16(-1); // producer epoch
-    out.put_i32(-1); // base sequence
+    out.put_i64(producer.producer_id);
+    out.put_i16(producer.producer_epoch);
+    out.put_i32(producer.base_sequence);
     out.put_i32(count);
     out.extend_from_slice(&body);
     let crc = crc32c(&out[CRC_START..]);

@@ -214,10 +214,12 @@ impl ProducerState {
                     entry.epoch
                 )));
             }
-            if let Some(dup) = entry.find_duplicate(epoch, first_seq, last_seq) {
+            if first_seq < 0 {
+                // Written by a coordinator on the producer's behalf (transactional offset
+                // commits): no sequence to check.
+            } else if let Some(dup) = entry.find_duplicate(epoch, first_seq, last_seq) {
                 return Ok(Check::Duplicate(dup));
-            }
-            if epoch > entry.epoch {
+            } else if epoch > entry.epoch {
                 if first_seq != 0 {
                     return Err(StorageError::OutOfOrderSequence(format!(
                         "producer {pid} started epoch {epoch} at sequence {first_seq}, expected 0"
@@ -541,13 +543,17 @@ impl ProducerState {
 
 fn apply_data(entry: &mut ProducerEntry, header: &BatchHeader) {
     entry.set_epoch(header.producer_epoch);
-    entry.push(BatchMeta {
-        first_seq: header.base_sequence,
-        last_seq: add_sequence(header.base_sequence, header.last_offset_delta),
-        first_offset: header.base_offset,
-        last_offset: header.last_offset(),
-        timestamp: header.max_timestamp,
-    });
+    if header.base_sequence >= 0 {
+        entry.push(BatchMeta {
+            first_seq: header.base_sequence,
+            last_seq: add_sequence(header.base_sequence, header.last_offset_delta),
+            first_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            timestamp: header.max_timestamp,
+        });
+    } else {
+        entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
+    }
     if header.is_transactional() && entry.current_txn_first_offset.is_none() {
         entry.current_txn_first_offset = Some(header.base_offset);
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use strom_protocol::compression::Codec;
 use strom_protocol::error_code as ec;
-use strom_protocol::records::{ProducerRecord, decode_batches, encode_batch};
+use strom_protocol::records::{ProducerRecord, encode_batch};
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
@@ -151,26 +151,9 @@ impl GroupCoordinator {
             .into_iter()
             .filter(|p| p.topic == OFFSETS_TOPIC)
         {
-            let mut offset = p.with_log(|l| l.log_start_offset());
-            loop {
-                let read = p.with_log(|l| {
-                    let end = l.log_end_offset();
-                    l.read(offset, 8 * 1024 * 1024, end, true)
-                });
-                let data = match read
-                    .and_then(|r| r.read_to_vec().map_err(strom_storage::StorageError::from))
-                {
-                    Ok(d) if !d.is_empty() => d,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot read __consumer_offsets");
-                        break;
-                    }
-                };
-                let Some(next) = strom_protocol::records::batches_end_offset(&data) else {
-                    break;
-                };
-                match decode_batches(Bytes::from(data)) {
+            read_partition(&p, |data| {
+                // Transactional offset commits count once their transaction commits.
+                match broker.txns.split_offsets_batches(p.index, data) {
                     Ok(recs) => {
                         for r in recs {
                             let Some(key) = r.key else { continue };
@@ -192,11 +175,7 @@ impl GroupCoordinator {
                         tracing::error!(partition = p.index, error = %e, "cannot decode __consumer_offsets")
                     }
                 }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
+            });
         }
         if records > 0 {
             tracing::info!(
@@ -547,6 +526,19 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Applies records of `__consumer_offsets` as loading does (transactional offset commits
+    /// whose transaction committed).
+    pub fn apply_stored(&self, records: Vec<(Bytes, Option<Bytes>)>) {
+        let mut groups = self.lock();
+        let now = Instant::now();
+        for (key, value) in records {
+            match store::decode(key, value) {
+                Ok(rec) => apply(&mut groups, rec, now),
+                Err(e) => tracing::warn!(reason = e.0, "skipping malformed transactional offset"),
+            }
+        }
+    }
+
     /// Records offsets that were written to the log.
     pub fn committed(&self, group_id: &str, offsets: Vec<(String, i32, Committed)>) {
         let mut groups = self.lock();
@@ -791,6 +783,35 @@ fn group_value(g: &Group) -> GroupValue {
                 assignment: m.assignment.clone(),
             })
             .collect(),
+    }
+}
+
+/// Reads a whole internal partition from its log start, handing `f` chunks of whole batches.
+pub fn read_partition(p: &crate::replica_manager::Partition, mut f: impl FnMut(Bytes)) {
+    let mut offset = p.with_log(|l| l.log_start_offset());
+    loop {
+        let read = p.with_log(|l| {
+            let end = l.log_end_offset();
+            l.read(offset, 8 * 1024 * 1024, end, true)
+        });
+        let data = match read
+            .and_then(|r| r.read_to_vec().map_err(strom_storage::StorageError::from))
+        {
+            Ok(d) if !d.is_empty() => d,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cannot read internal partition");
+                break;
+            }
+        };
+        let Some(next) = strom_protocol::records::batches_end_offset(&data) else {
+            break;
+        };
+        f(Bytes::from(data));
+        if next <= offset {
+            break;
+        }
+        offset = next;
     }
 }
 

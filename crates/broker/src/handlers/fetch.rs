@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use strom_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use strom_storage::StorageError;
 
 use super::storage_error_code;
@@ -75,11 +77,13 @@ pub async fn handle(
     } else {
         req.max_bytes as u64
     };
+    // read_committed: only up to the last stable offset, with the aborted transactions in range.
+    let committed = req.isolation_level == 1;
     let results = loop {
         let notified = broker.replicas.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, total, any_error) = read_all(&wanted, max_bytes, ctx.api_version);
+        let (results, total, any_error) = read_all(&wanted, max_bytes, ctx.api_version, committed);
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             break results;
@@ -88,7 +92,7 @@ pub async fn handle(
             .await
             .is_err()
         {
-            break read_all(&wanted, max_bytes, ctx.api_version).0;
+            break read_all(&wanted, max_bytes, ctx.api_version, committed).0;
         }
     };
     for (w, data) in wanted.iter().zip(results) {
@@ -101,7 +105,12 @@ pub async fn handle(
 
 /// Reads every wanted partition once; returns the partition data, the bytes read and whether any
 /// partition failed (an error answers at once, as Kafka does).
-fn read_all(wanted: &[Wanted], max_bytes: u64, version: i16) -> (Vec<PartitionData>, u64, bool) {
+fn read_all(
+    wanted: &[Wanted],
+    max_bytes: u64,
+    version: i16,
+    committed: bool,
+) -> (Vec<PartitionData>, u64, bool) {
     // log_start_offset exists from v5 on.
     let log_start = |offset: i64| if version >= 5 { offset } else { -1 };
     let mut total = 0u64;
@@ -126,18 +135,31 @@ fn read_all(wanted: &[Wanted], max_bytes: u64, version: i16) -> (Vec<PartitionDa
         let first = total == 0;
         let read = p.with_log(|l| {
             let hw = l.log_end_offset();
-            l.read(w.fetch_offset, budget, hw, first).map(|r| (r, hw))
-        });
-        match read.and_then(|(r, hw)| {
+            let lso = l.first_unstable_offset().map_or(hw, |f| f.min(hw));
+            let limit = if committed { lso } else { hw };
+            let r = l.read(w.fetch_offset, budget, limit, first)?;
             let data = r.read_to_vec().map_err(StorageError::from)?;
-            Ok((r, hw, data))
-        }) {
-            Ok((r, hw, data)) => {
+            let aborted = committed.then(|| {
+                let upper = strom_protocol::records::batches_end_offset(&data).unwrap_or(lso);
+                l.aborted_transactions(w.fetch_offset, upper)
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            Ok::<_, StorageError>((r, hw, lso, data, aborted))
+        });
+        match read {
+            Ok((r, hw, lso, data, aborted)) => {
                 total += data.len() as u64;
                 out.push(
                     base.with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_last_stable_offset(lso)
                         .with_log_start_offset(log_start(r.log_start_offset))
+                        .with_aborted_transactions(aborted)
                         .with_records(Some(Bytes::from(data))),
                 );
             }

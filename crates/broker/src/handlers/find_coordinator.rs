@@ -11,6 +11,7 @@ use crate::registry::RequestContext;
 
 /// Coordinator key types.
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -21,21 +22,19 @@ pub async fn handle(
         Some(b) => (b.host.clone(), b.port as i32),
         None => (broker.advertised.0.clone(), broker.advertised.1 as i32),
     };
-    let code = if req.key_type != GROUP {
-        ec::COORDINATOR_NOT_AVAILABLE
-    } else {
-        match group::ensure_offsets_topic(broker).await {
-            Ok(()) => ec::NONE,
-            Err(code) => code,
-        }
+    let ready = match req.key_type {
+        GROUP => group::ensure_offsets_topic(broker).await,
+        TRANSACTION => crate::txn::ensure_txn_topic(broker).await,
+        _ => Err(ec::INVALID_REQUEST),
     };
+    let code = ready.err().unwrap_or(ec::NONE);
     let text = |code: i16| {
         message(
             code,
-            if req.key_type != GROUP {
-                "transaction coordinators are not available yet".to_string()
-            } else {
-                "the offsets topic cannot be created".to_string()
+            match req.key_type {
+                GROUP => "the offsets topic cannot be created".to_string(),
+                TRANSACTION => "the transaction state topic cannot be created".to_string(),
+                other => format!("unknown coordinator key type {other}"),
             },
         )
     };

@@ -23,11 +23,13 @@ pub async fn handle(
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let image = broker.image();
+    let req_isolation = req.isolation_level;
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let known = image.topic(t.name.as_str()).is_some();
+            let committed = req_isolation == 1;
             let partitions = t
                 .partitions
                 .into_iter()
@@ -44,6 +46,12 @@ pub async fn handle(
                         return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
                     let found = part.with_log(|l| match p.timestamp {
+                        // read_committed consumers start from the last stable offset.
+                        LATEST if committed => Ok(Some((
+                            l.first_unstable_offset()
+                                .map_or(l.log_end_offset(), |f| f.min(l.log_end_offset())),
+                            -1,
+                        ))),
                         LATEST => Ok(Some((l.log_end_offset(), -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((l.log_start_offset(), -1))),
                         LATEST_TIERED => Ok(Some((l.log_start_offset().max(0) - 1, -1))),

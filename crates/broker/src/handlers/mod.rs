@@ -1,6 +1,8 @@
 //! One module per API. Each exposes `handle(broker, ctx, request) -> response`, registered in
 //! [`crate::registry`].
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -12,20 +14,27 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use strom_protocol::{StrBytes, error_code as ec, str_bytes};
 use strom_storage::StorageError;
@@ -38,6 +47,10 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::MessageTooLarge { .. } => ec::MESSAGE_TOO_LARGE,
         StorageError::UnsupportedMagic(_) => ec::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         StorageError::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
+        StorageError::OutOfOrderSequence(_) => ec::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        StorageError::InvalidProducerEpoch(_) => ec::INVALID_PRODUCER_EPOCH,
+        StorageError::InvalidTxnState(_) => ec::INVALID_TXN_STATE,
+        StorageError::CoordinatorFenced(_) => ec::TRANSACTION_COORDINATOR_FENCED,
         _ => ec::KAFKA_STORAGE_ERROR,
     }
 }

@@ -70,6 +70,17 @@ pub async fn handle(
                     format!("no partition {}", pd.index),
                 ),
                 (Some(_), Some(_), None) => (ec::INVALID_RECORD, "no records".to_string()),
+                (Some(_), Some(p), Some(records))
+                    if !transaction_verified(broker, &records, &p.topic, p.index) =>
+                {
+                    (
+                        ec::INVALID_TXN_STATE,
+                        format!(
+                            "transactional write to {}-{} outside the producer's open transaction",
+                            p.topic, p.index
+                        ),
+                    )
+                }
                 (Some(_), Some(p), Some(records)) => {
                     let mut buf = BytesMut::from(records);
                     let now = crate::now_ms();
@@ -114,4 +125,18 @@ pub async fn handle(
         broker.replicas.appended.notify_waiters();
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// A transactional batch may only land in a partition that its producer added to its open
+/// transaction at its current epoch; otherwise a late write of an ended transaction could
+/// slip into the next one.
+fn transaction_verified(broker: &Broker, records: &[u8], topic: &str, partition: i32) -> bool {
+    match strom_storage::BatchHeader::parse(records) {
+        Ok(h) if h.is_transactional() && h.producer_id >= 0 => {
+            broker
+                .txns
+                .verify_partition(h.producer_id, h.producer_epoch, topic, partition)
+        }
+        _ => true,
+    }
 }

@@ -1,0 +1,131 @@
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use strom_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use strom_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// Adds partitions to a transaction (v0-v3: one transaction from its producer; v4+: many,
+/// possibly only verifying that they are already in their transactions).
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    if ctx.api_version <= 3 {
+        let topics = add(
+            broker,
+            req.v3_and_below_transactional_id.as_str(),
+            req.v3_and_below_producer_id.0,
+            req.v3_and_below_producer_epoch,
+            false,
+            &req.v3_and_below_topics,
+            ctx.api_version,
+        );
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics);
+    }
+    let results = req
+        .transactions
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(add(
+                    broker,
+                    t.transactional_id.as_str(),
+                    t.producer_id.0,
+                    t.producer_epoch,
+                    t.verify_only,
+                    &t.topics,
+                    ctx.api_version,
+                ))
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
+}
+
+fn add(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    verify_only: bool,
+    topics: &[AddPartitionsToTxnTopic],
+    version: i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let image = broker.image();
+    let wanted: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.as_str().to_string(), *p))
+        })
+        .collect();
+    let exists = |t: &str, p: i32| {
+        image
+            .topic(t)
+            .is_some_and(|info| p >= 0 && (p as usize) < info.partitions.len())
+    };
+    let any_unknown = wanted.iter().any(|(t, p)| !exists(t, *p));
+    let codes: Vec<i16> = if any_unknown {
+        wanted
+            .iter()
+            .map(|(t, p)| {
+                if exists(t, *p) {
+                    ec::OPERATION_NOT_ATTEMPTED
+                } else {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                }
+            })
+            .collect()
+    } else if verify_only {
+        wanted
+            .iter()
+            .map(|(t, p)| {
+                if broker.txns.verify_partition(producer_id, epoch, t, *p) {
+                    ec::NONE
+                } else {
+                    ec::INVALID_TXN_STATE
+                }
+            })
+            .collect()
+    } else {
+        let code = broker
+            .txns
+            .add_partitions(
+                broker,
+                transactional_id,
+                producer_id,
+                epoch,
+                &wanted,
+                version,
+            )
+            .err()
+            .unwrap_or(ec::NONE);
+        vec![code; wanted.len()]
+    };
+    let mut codes = codes.into_iter();
+    topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(codes.next().unwrap_or(ec::NONE))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}

@@ -1,0 +1,57 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use strom_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// The idempotent and transactional producers a partition knows.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let resp = PartitionResponse::default().with_partition_index(index);
+                    let Some(p) = broker.replicas.get(t.name.as_str(), index) else {
+                        return resp
+                            .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(str_bytes("unknown topic or partition")));
+                    };
+                    let producers = p.with_log(|l| l.producer_state().producers());
+                    resp.with_error_code(ec::NONE).with_active_producers(
+                        producers
+                            .into_iter()
+                            .map(|e| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(e.producer_id))
+                                    .with_producer_epoch(i32::from(e.epoch))
+                                    .with_last_sequence(e.last_seq().unwrap_or(-1))
+                                    .with_last_timestamp(e.last_timestamp)
+                                    .with_coordinator_epoch(e.coordinator_epoch)
+                                    .with_current_txn_start_offset(
+                                        e.current_txn_first_offset.unwrap_or(-1),
+                                    )
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}

@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use strom_protocol::messages::{
+    DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName,
+};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// State, producer, timeout, start time and partitions of transactional ids.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let ids: Vec<String> = req
+        .transactional_ids
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
+    let states = broker
+        .txns
+        .describe(Some(&ids))
+        .into_iter()
+        .zip(req.transactional_ids)
+        .map(|((_, view), id)| match view {
+            None => TransactionState::default()
+                .with_transactional_id(id)
+                .with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND)
+                .with_transaction_state(str_bytes(""))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1),
+            Some(v) => {
+                let mut topics: Vec<TopicData> = Vec::new();
+                for (t, p) in v.partitions {
+                    match topics.last_mut() {
+                        Some(last) if last.topic.as_str() == t => last.partitions.push(p),
+                        _ => topics.push(
+                            TopicData::default()
+                                .with_topic(TopicName(str_bytes(t)))
+                                .with_partitions(vec![p]),
+                        ),
+                    }
+                }
+                TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(ec::NONE)
+                    .with_transaction_state(str_bytes(v.status.name()))
+                    .with_transaction_timeout_ms(v.timeout_ms)
+                    .with_transaction_start_time_ms(v.start_ms)
+                    .with_producer_id(ProducerId(v.producer_id))
+                    .with_producer_epoch(v.epoch)
+                    .with_topics(topics)
+            }
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}

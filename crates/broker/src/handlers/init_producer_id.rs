@@ -1,0 +1,53 @@
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// A producer id for an idempotent producer, or the producer id and a new epoch of a
+/// transactional id (fencing its earlier instances).
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let transactional_id = req
+        .transactional_id
+        .as_ref()
+        .map(|t| t.as_str().to_string())
+        .filter(|t| !t.is_empty());
+    let result = match transactional_id {
+        None => broker
+            .txns
+            .new_producer_id(broker)
+            .await
+            .map(|pid| (pid, 0)),
+        Some(id) => {
+            let expected =
+                (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+            broker
+                .txns
+                .init_producer_id(
+                    broker,
+                    &id,
+                    req.transaction_timeout_ms,
+                    expected,
+                    ctx.api_version,
+                )
+                .await
+        }
+    };
+    let resp = InitProducerIdResponse::default();
+    match result {
+        Ok((pid, epoch)) => resp
+            .with_error_code(ec::NONE)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Err(code) => resp
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}

@@ -1,0 +1,830 @@
+//! The transaction coordinator: producer ids, transactional ids and their transactions.
+//!
+//! A transactional id maps to a producer id and epoch; InitProducerId bumps the epoch, which
+//! fences any older producer with the same transactional id. A transaction moves
+//! Empty/Complete* -> Ongoing (AddPartitionsToTxn, AddOffsetsToTxn) -> Prepare{Commit,Abort}
+//! (EndTxn: the decision, durable in `__transaction_state`) -> markers written to every
+//! partition of the transaction -> Complete{Commit,Abort}. A transaction left open past its
+//! timeout is aborted with a bumped epoch. State lives in the compacted `__transaction_state`
+//! topic, partitioned by transactional id as Kafka does, and is rebuilt from it at start-up;
+//! decisions found without their markers are completed then.
+//!
+//! Transactional offset commits (TxnOffsetCommit) are written to `__consumer_offsets` as
+//! transactional batches of the producer and become group offsets when the commit marker
+//! reaches that partition; until then they are pending here.
+
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use strom_protocol::compression::Codec;
+use strom_protocol::error_code as ec;
+use strom_protocol::records::{
+    BatchProducer, ConsumedRecord, ProducerRecord, decode_batches, encode_producer_batch,
+};
+use strom_storage::{BatchHeader, ControlType};
+
+use crate::broker::Broker;
+use crate::group::OFFSETS_TOPIC;
+use store::{TxnStatus, TxnValue};
+
+pub const TXN_TOPIC: &str = "__transaction_state";
+/// Producer ids taken from the metadata log at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Settings of the coordinator, from the broker config.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    pub partitions: i32,
+    pub max_timeout_ms: i32,
+}
+
+impl TxnConfig {
+    pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
+        TxnConfig {
+            partitions: c.get_i64("transaction.state.log.num.partitions").max(1) as i32,
+            max_timeout_ms: c.get_i64("transaction.max.timeout.ms").max(1) as i32,
+        }
+    }
+}
+
+/// One transactional id.
+#[derive(Debug, Clone)]
+struct TxnMeta {
+    producer_id: i64,
+    epoch: i16,
+    timeout_ms: i32,
+    status: TxnStatus,
+    partitions: BTreeSet<(String, i32)>,
+    start_ms: i64,
+    last_update_ms: i64,
+}
+
+impl TxnMeta {
+    fn value(&self) -> TxnValue {
+        TxnValue {
+            producer_id: self.producer_id,
+            producer_epoch: self.epoch,
+            timeout_ms: self.timeout_ms,
+            status: self.status,
+            partitions: self.partitions.iter().cloned().collect(),
+            last_update_ms: self.last_update_ms,
+            start_ms: self.start_ms,
+        }
+    }
+}
+
+/// A transaction as the admin APIs show it.
+#[derive(Debug, Clone)]
+pub struct TxnView {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub timeout_ms: i32,
+    pub status: TxnStatus,
+    pub partitions: Vec<(String, i32)>,
+    pub start_ms: i64,
+}
+
+/// Records of `__consumer_offsets` written in a transaction: (producer id, offsets partition)
+/// -> (key, value) in write order.
+type PendingOffsets = HashMap<(i64, i32), Vec<(Bytes, Option<Bytes>)>>;
+
+#[derive(Default)]
+struct State {
+    txns: HashMap<String, TxnMeta>,
+    /// Producer id -> transactional id.
+    by_producer: HashMap<i64, String>,
+    /// Producer ids handed out: [next, end).
+    next_pid: i64,
+    end_pid: i64,
+}
+
+pub struct TransactionCoordinator {
+    config: TxnConfig,
+    state: Mutex<State>,
+    pending_offsets: Mutex<PendingOffsets>,
+}
+
+/// Result of InitProducerId.
+pub type InitResult = Result<(i64, i16), i16>;
+
+fn fenced_code(version: i16, first_version_with_fenced: i16) -> i16 {
+    if version >= first_version_with_fenced {
+        ec::PRODUCER_FENCED
+    } else {
+        ec::INVALID_PRODUCER_EPOCH
+    }
+}
+
+impl TransactionCoordinator {
+    pub fn new(config: TxnConfig) -> Self {
+        TransactionCoordinator {
+            config,
+            state: Mutex::new(State::default()),
+            pending_offsets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &TxnConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, PendingOffsets> {
+        self.pending_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `__transaction_state` partition of a transactional id.
+    pub fn partition_for(&self, transactional_id: &str) -> i32 {
+        crate::group::store::partition_for(transactional_id, self.config.partitions)
+    }
+
+    /// A fresh producer id; takes a new block from the metadata log when the current one is
+    /// used up, so ids stay unique across restarts.
+    pub async fn new_producer_id(&self, broker: &Arc<Broker>) -> Result<i64, i16> {
+        {
+            let mut s = self.lock();
+            if s.next_pid < s.end_pid {
+                s.next_pid += 1;
+                return Ok(s.next_pid - 1);
+            }
+        }
+        let _guard = broker.controller.lock().await;
+        let mut s = self.lock();
+        if s.next_pid < s.end_pid {
+            s.next_pid += 1;
+            return Ok(s.next_pid - 1);
+        }
+        let first = broker.image().next_producer_id.max(0);
+        broker
+            .commit_metadata(vec![strom_metadata::MetadataRecord::ProducerIds {
+                broker_id: broker.node_id,
+                first_producer_id: first,
+                size: PRODUCER_ID_BLOCK,
+            }])
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot allocate a producer id block");
+                ec::COORDINATOR_NOT_AVAILABLE
+            })?;
+        s.next_pid = first + 1;
+        s.end_pid = first + PRODUCER_ID_BLOCK;
+        Ok(first)
+    }
+
+    /// InitProducerId for a transactional id.
+    pub async fn init_producer_id(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        version: i16,
+    ) -> InitResult {
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(ec::INVALID_TRANSACTION_TIMEOUT);
+        }
+        ensure_txn_topic(broker).await?;
+        // A new id, or one whose epoch is about to run out, needs a producer id: taken before
+        // the state lock, which is never held across an await.
+        let needs_pid = self
+            .lock()
+            .txns
+            .get(transactional_id)
+            .is_none_or(|m| m.epoch >= i16::MAX - 3);
+        let fresh = if needs_pid {
+            Some(self.new_producer_id(broker).await?)
+        } else {
+            None
+        };
+        let now = crate::now_ms();
+        let mut s = self.lock();
+        let meta = match s.txns.get(transactional_id).cloned() {
+            Some(m) => m,
+            None => TxnMeta {
+                producer_id: fresh.ok_or(ec::CONCURRENT_TRANSACTIONS)?,
+                epoch: -1,
+                timeout_ms,
+                status: TxnStatus::Empty,
+                partitions: BTreeSet::new(),
+                start_ms: -1,
+                last_update_ms: now,
+            },
+        };
+        if let Some((pid, epoch)) = expected
+            && pid >= 0
+            && (pid != meta.producer_id || epoch != meta.epoch)
+        {
+            return Err(fenced_code(version, 4));
+        }
+        let mut meta = meta;
+        match meta.status {
+            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort | TxnStatus::PrepareEpochFence => {
+                return Err(ec::CONCURRENT_TRANSACTIONS);
+            }
+            TxnStatus::Ongoing => {
+                // A new instance of the producer: fence the old one and abort what it left.
+                meta.epoch = meta.epoch.saturating_add(1);
+                self.complete(broker, &mut s, transactional_id, meta.clone(), false, now)?;
+                meta = s.txns.get(transactional_id).cloned().unwrap_or(meta);
+            }
+            _ => {}
+        }
+        if meta.epoch >= i16::MAX - 1 {
+            s.by_producer.remove(&meta.producer_id);
+            meta.producer_id = fresh.ok_or(ec::CONCURRENT_TRANSACTIONS)?;
+            meta.epoch = 0;
+        } else {
+            meta.epoch += 1;
+        }
+        meta.timeout_ms = timeout_ms;
+        meta.status = TxnStatus::Empty;
+        meta.partitions.clear();
+        meta.start_ms = -1;
+        meta.last_update_ms = now;
+        self.persist(broker, transactional_id, &meta)?;
+        let result = (meta.producer_id, meta.epoch);
+        s.by_producer
+            .insert(meta.producer_id, transactional_id.to_string());
+        s.txns.insert(transactional_id.to_string(), meta);
+        Ok(result)
+    }
+
+    /// Checks producer id and epoch of a request against the transactional id's metadata.
+    fn check(
+        s: &State,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        fenced: i16,
+    ) -> Result<TxnMeta, i16> {
+        let meta = s
+            .txns
+            .get(transactional_id)
+            .ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+        if meta.producer_id != producer_id {
+            return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+        }
+        if epoch != meta.epoch {
+            return Err(fenced);
+        }
+        if matches!(
+            meta.status,
+            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort | TxnStatus::PrepareEpochFence
+        ) {
+            return Err(ec::CONCURRENT_TRANSACTIONS);
+        }
+        Ok(meta.clone())
+    }
+
+    /// Adds partitions to the producer's transaction (starting it if needed).
+    pub fn add_partitions(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+        version: i16,
+    ) -> Result<(), i16> {
+        let mut s = self.lock();
+        let mut meta = Self::check(
+            &s,
+            transactional_id,
+            producer_id,
+            epoch,
+            fenced_code(version, 2),
+        )?;
+        let now = crate::now_ms();
+        if meta.status != TxnStatus::Ongoing {
+            meta.status = TxnStatus::Ongoing;
+            meta.partitions.clear();
+            meta.start_ms = now;
+        }
+        let before = meta.partitions.len();
+        meta.partitions.extend(partitions.iter().cloned());
+        if meta.partitions.len() != before || meta.last_update_ms < 0 {
+            meta.last_update_ms = now;
+            self.persist(broker, transactional_id, &meta)?;
+        }
+        s.txns.insert(transactional_id.to_string(), meta);
+        Ok(())
+    }
+
+    /// Whether `partition` is in the open transaction of `producer_id` at `epoch` (the check a
+    /// transactional produce must pass, so that a late write cannot land outside its
+    /// transaction).
+    pub fn verify_partition(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> bool {
+        let s = self.lock();
+        let Some(meta) = s
+            .by_producer
+            .get(&producer_id)
+            .and_then(|id| s.txns.get(id))
+        else {
+            return false;
+        };
+        meta.producer_id == producer_id
+            && meta.epoch == epoch
+            && meta.status == TxnStatus::Ongoing
+            && meta.partitions.contains(&(topic.to_string(), partition))
+    }
+
+    /// Checks a TxnOffsetCommit: the producer's open transaction must include the group's
+    /// offsets partition.
+    pub fn check_offset_commit(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        offsets_partition: i32,
+        version: i16,
+    ) -> Result<(), i16> {
+        let s = self.lock();
+        let meta = Self::check(
+            &s,
+            transactional_id,
+            producer_id,
+            epoch,
+            fenced_code(version, 3),
+        )?;
+        if meta.status != TxnStatus::Ongoing
+            || !meta
+                .partitions
+                .contains(&(OFFSETS_TOPIC.to_string(), offsets_partition))
+        {
+            return Err(ec::INVALID_TXN_STATE);
+        }
+        Ok(())
+    }
+
+    /// Ends the producer's transaction: commit or abort.
+    pub fn end_txn(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        version: i16,
+    ) -> Result<(), i16> {
+        let mut s = self.lock();
+        let meta = Self::check(
+            &s,
+            transactional_id,
+            producer_id,
+            epoch,
+            fenced_code(version, 2),
+        )?;
+        match (meta.status, commit) {
+            (TxnStatus::Ongoing, _) => self.complete(
+                broker,
+                &mut s,
+                transactional_id,
+                meta,
+                commit,
+                crate::now_ms(),
+            ),
+            // Retries of an end that completed.
+            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => Ok(()),
+            _ => Err(ec::INVALID_TXN_STATE),
+        }
+    }
+
+    /// Writes the decision, the markers, and the completion of a transaction.
+    fn complete(
+        &self,
+        broker: &Broker,
+        s: &mut State,
+        transactional_id: &str,
+        mut meta: TxnMeta,
+        commit: bool,
+        now: i64,
+    ) -> Result<(), i16> {
+        meta.status = if commit {
+            TxnStatus::PrepareCommit
+        } else {
+            TxnStatus::PrepareAbort
+        };
+        meta.last_update_ms = now;
+        self.persist(broker, transactional_id, &meta)?;
+        s.txns.insert(transactional_id.to_string(), meta.clone());
+        s.by_producer
+            .insert(meta.producer_id, transactional_id.to_string());
+        let coordinator_epoch = broker
+            .replicas
+            .get(TXN_TOPIC, self.partition_for(transactional_id))
+            .map_or(0, |p| p.leader_epoch);
+        let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        self.write_markers(
+            broker,
+            meta.producer_id,
+            meta.epoch,
+            coordinator_epoch,
+            commit,
+            &partitions,
+        );
+        meta.status = if commit {
+            TxnStatus::CompleteCommit
+        } else {
+            TxnStatus::CompleteAbort
+        };
+        meta.partitions.clear();
+        meta.last_update_ms = crate::now_ms();
+        self.persist(broker, transactional_id, &meta)?;
+        s.txns.insert(transactional_id.to_string(), meta);
+        Ok(())
+    }
+
+    /// Appends a COMMIT or ABORT marker to each hosted partition and settles transactional
+    /// offset commits on `__consumer_offsets` partitions. Returns an error code per partition.
+    pub fn write_markers(
+        &self,
+        broker: &Broker,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        partitions: &[(String, i32)],
+    ) -> Vec<i16> {
+        let kind = if commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let now = crate::now_ms();
+        let mut codes = Vec::with_capacity(partitions.len());
+        let mut appended = false;
+        for (topic, index) in partitions {
+            let Some(p) = broker.replicas.get(topic, *index) else {
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    producer_id,
+                    "no such partition for a transaction marker"
+                );
+                codes.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                continue;
+            };
+            match p.with_log(|l| {
+                l.append_control(
+                    producer_id,
+                    epoch,
+                    coordinator_epoch,
+                    kind,
+                    p.leader_epoch,
+                    now,
+                )
+            }) {
+                Ok(_) => {
+                    appended = true;
+                    codes.push(ec::NONE);
+                    if topic == OFFSETS_TOPIC {
+                        self.settle_offsets(broker, producer_id, *index, commit);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(topic, partition = index, producer_id, error = %e, "cannot write a transaction marker");
+                    codes.push(crate::handlers::storage_error_code(&e));
+                }
+            }
+        }
+        if appended {
+            broker.replicas.appended.notify_waiters();
+        }
+        codes
+    }
+
+    /// Applies (commit) or drops (abort) the producer's pending offsets of one
+    /// `__consumer_offsets` partition.
+    fn settle_offsets(&self, broker: &Broker, producer_id: i64, partition: i32, commit: bool) {
+        let Some(records) = self.pending().remove(&(producer_id, partition)) else {
+            return;
+        };
+        if commit {
+            broker.groups.apply_stored(records);
+        }
+    }
+
+    /// Writes a TxnOffsetCommit's records to the group's offsets partition as a transactional
+    /// batch of the producer; they apply when the transaction commits.
+    pub fn write_txn_offsets(
+        &self,
+        broker: &Broker,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), i16> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let p = broker
+            .replicas
+            .get(OFFSETS_TOPIC, partition)
+            .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+        let now = crate::now_ms();
+        let recs: Vec<ProducerRecord> = records
+            .iter()
+            .map(|(k, v)| ProducerRecord {
+                key: Some(k.clone()),
+                value: v.clone(),
+                headers: Vec::new(),
+                timestamp_ms: now,
+            })
+            .collect();
+        let producer = BatchProducer {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: -1,
+            transactional: true,
+        };
+        let batch = encode_producer_batch(&recs, Codec::None, producer)
+            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+        let mut buf = BytesMut::from(&batch[..]);
+        p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+            .map_err(|e| {
+                tracing::warn!(producer_id, error = %e, "cannot write transactional offsets");
+                crate::handlers::storage_error_code(&e)
+            })?;
+        self.pending()
+            .entry((producer_id, partition))
+            .or_default()
+            .extend(records);
+        Ok(())
+    }
+
+    /// Splits batches read from `__consumer_offsets` partition `partition` at load time into
+    /// the records to apply now, in log order: plain records as they come, transactional ones
+    /// when their commit marker comes. Records of transactions still open stay pending.
+    pub fn split_offsets_batches(
+        &self,
+        partition: i32,
+        data: Bytes,
+    ) -> Result<Vec<ConsumedRecord>, strom_protocol::ProtocolError> {
+        let mut out = Vec::new();
+        let mut pending = self.pending();
+        let mut pos = 0usize;
+        while data.len() - pos >= strom_storage::BATCH_HEADER_SIZE {
+            let Ok(header) = BatchHeader::parse(&data[pos..]) else {
+                break;
+            };
+            let end = pos + header.total_size();
+            if end > data.len() {
+                break;
+            }
+            let batch = data.slice(pos..end);
+            pos = end;
+            if header.is_control() {
+                let Some((kind, _)) = strom_storage::batch::control_record(&batch) else {
+                    continue;
+                };
+                if let Some(records) = pending.remove(&(header.producer_id, partition))
+                    && kind == ControlType::Commit.code()
+                {
+                    out.extend(records.into_iter().map(|(key, value)| ConsumedRecord {
+                        offset: header.base_offset,
+                        timestamp_ms: header.max_timestamp,
+                        timestamp_type_log_append: false,
+                        key: Some(key),
+                        value,
+                        headers: Vec::new(),
+                    }));
+                }
+                continue;
+            }
+            let records = decode_batches(batch)?;
+            if header.is_transactional() {
+                let entry = pending.entry((header.producer_id, partition)).or_default();
+                entry.extend(records.into_iter().filter_map(|r| Some((r.key?, r.value))));
+            } else {
+                out.extend(records);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds transactional ids from `__transaction_state` and completes transactions whose
+    /// decision was written but whose markers may not have been (called at start-up).
+    pub fn load(&self, broker: &Broker) {
+        let mut s = self.lock();
+        let mut records = 0usize;
+        for p in broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == TXN_TOPIC)
+        {
+            crate::group::read_partition(&p, |data| {
+                let recs = match decode_batches(data) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(partition = p.index, error = %e, "cannot decode __transaction_state");
+                        return;
+                    }
+                };
+                for r in recs {
+                    let Some(key) = r.key else { continue };
+                    match store::decode(key, r.value) {
+                        Ok((id, Some(v))) => {
+                            records += 1;
+                            s.by_producer.insert(v.producer_id, id.clone());
+                            s.txns.insert(
+                                id,
+                                TxnMeta {
+                                    producer_id: v.producer_id,
+                                    epoch: v.producer_epoch,
+                                    timeout_ms: v.timeout_ms,
+                                    status: v.status,
+                                    partitions: v.partitions.into_iter().collect(),
+                                    start_ms: v.start_ms,
+                                    last_update_ms: v.last_update_ms,
+                                },
+                            );
+                        }
+                        Ok((id, None)) => {
+                            if let Some(m) = s.txns.remove(&id) {
+                                s.by_producer.remove(&m.producer_id);
+                            }
+                        }
+                        Err(e) => tracing::warn!(
+                            partition = p.index,
+                            offset = r.offset,
+                            reason = e.0,
+                            "skipping malformed transaction record"
+                        ),
+                    }
+                }
+            });
+        }
+        let unfinished: Vec<(String, TxnMeta)> = s
+            .txns
+            .iter()
+            .filter(|(_, m)| matches!(m.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort))
+            .map(|(id, m)| (id.clone(), m.clone()))
+            .collect();
+        let now = crate::now_ms();
+        for (id, meta) in unfinished {
+            let commit = meta.status == TxnStatus::PrepareCommit;
+            tracing::info!(transactional_id = %id, commit, "completing a decided transaction");
+            if let Err(code) = self.complete(broker, &mut s, &id, meta, commit, now) {
+                tracing::error!(transactional_id = %id, code, "cannot complete transaction");
+            }
+        }
+        if records > 0 {
+            tracing::info!(
+                transactional_ids = s.txns.len(),
+                records,
+                "transaction state loaded from __transaction_state"
+            );
+        }
+    }
+
+    /// Aborts transactions open past their timeout, fencing their producers with a new epoch.
+    pub fn abort_timed_out(&self, broker: &Broker) -> usize {
+        let now = crate::now_ms();
+        let mut s = self.lock();
+        let expired: Vec<(String, TxnMeta)> = s
+            .txns
+            .iter()
+            .filter(|(_, m)| {
+                m.status == TxnStatus::Ongoing
+                    && m.start_ms >= 0
+                    && now.saturating_sub(m.start_ms) > i64::from(m.timeout_ms)
+            })
+            .map(|(id, m)| (id.clone(), m.clone()))
+            .collect();
+        let n = expired.len();
+        for (id, mut meta) in expired {
+            tracing::info!(transactional_id = %id, producer_id = meta.producer_id, "aborting a transaction past its timeout");
+            meta.epoch = meta.epoch.saturating_add(1);
+            if let Err(code) = self.complete(broker, &mut s, &id, meta, false, now) {
+                tracing::error!(transactional_id = %id, code, "cannot abort timed-out transaction");
+            }
+        }
+        n
+    }
+
+    /// Transactions, optionally only some ids.
+    pub fn describe(&self, ids: Option<&[String]>) -> Vec<(String, Option<TxnView>)> {
+        let s = self.lock();
+        let view = |id: &String, m: &TxnMeta| TxnView {
+            transactional_id: id.clone(),
+            producer_id: m.producer_id,
+            epoch: m.epoch,
+            timeout_ms: m.timeout_ms,
+            status: m.status,
+            partitions: m.partitions.iter().cloned().collect(),
+            start_ms: m.start_ms,
+        };
+        match ids {
+            Some(ids) => ids
+                .iter()
+                .map(|id| (id.clone(), s.txns.get(id).map(|m| view(id, m))))
+                .collect(),
+            None => {
+                let mut all: Vec<_> = s
+                    .txns
+                    .iter()
+                    .map(|(id, m)| (id.clone(), Some(view(id, m))))
+                    .collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                all
+            }
+        }
+    }
+
+    /// Writes a transactional id's metadata to its `__transaction_state` partition.
+    fn persist(&self, broker: &Broker, transactional_id: &str, meta: &TxnMeta) -> Result<(), i16> {
+        let p = broker
+            .replicas
+            .get(TXN_TOPIC, self.partition_for(transactional_id))
+            .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+        let now = crate::now_ms();
+        let rec = ProducerRecord {
+            key: Some(store::key(transactional_id)),
+            value: Some(store::value(&meta.value())),
+            headers: Vec::new(),
+            timestamp_ms: now,
+        };
+        let batch = strom_protocol::records::encode_batch(&[rec], Codec::None)
+            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+        let mut buf = BytesMut::from(&batch[..]);
+        p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+            .map_err(|e| {
+                tracing::error!(transactional_id, error = %e, "cannot write to __transaction_state");
+                ec::COORDINATOR_NOT_AVAILABLE
+            })?;
+        Ok(())
+    }
+}
+
+/// Creates `__transaction_state` if it does not exist yet (compacted, as Kafka's).
+pub async fn ensure_txn_topic(broker: &Arc<Broker>) -> Result<(), i16> {
+    if broker.image().topic(TXN_TOPIC).is_some() {
+        return Ok(());
+    }
+    let _guard = broker.controller.lock().await;
+    if broker.image().topic(TXN_TOPIC).is_some() {
+        return Ok(());
+    }
+    let mut configs = std::collections::BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        broker
+            .config
+            .get("transaction.state.log.segment.bytes")
+            .to_string(),
+    );
+    configs.insert(
+        "min.insync.replicas".to_string(),
+        broker
+            .config
+            .get("transaction.state.log.min.isr")
+            .to_string(),
+    );
+    let partitions = broker.txns.config().partitions;
+    let rf = broker
+        .config
+        .get_i64("transaction.state.log.replication.factor") as i32;
+    match crate::topics::create_topic(broker, TXN_TOPIC, partitions, rf, configs, false) {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e.message, "cannot create __transaction_state");
+            Err(ec::COORDINATOR_NOT_AVAILABLE)
+        }
+    }
+}
+
+/// Aborts timed-out transactions every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_millis(
+        broker
+            .config
+            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+            .max(10) as u64,
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        broker.txns.abort_timed_out(&broker);
+    }
+}
