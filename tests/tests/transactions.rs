@@ -333,3 +333,134 @@ fn idempotent_producer_retries_across_broker_crashes_write_once() {
         assert_eq!(at.get(&(p, o)), Some(&n), "ack of {n} at {p}/{o}");
     }
 }
+
+/// Sum of the group's committed offsets on `topic` (what the worker has finished).
+fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => c
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+#[test]
+fn consume_transform_produce_survives_sigkill_of_the_worker() {
+    const N: u64 = 200_000;
+    const PARTITIONS: i32 = 4;
+    let strom = Strom::start(&[
+        "group.initial.rebalance.delay.ms=0",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+    ]);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "eos-in", PARTITIONS);
+    create_topic(&bootstrap, "eos-out", PARTITIONS);
+    {
+        let producer: BaseProducer = client_config(&bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "10")
+            .create()
+            .unwrap();
+        for n in 0..N {
+            send(
+                &producer,
+                "eos-in",
+                &format!("k{}", n % 1000),
+                &n.to_string(),
+            );
+            if n % 10_000 == 0 {
+                producer.poll(Duration::ZERO);
+            }
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    let worker = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eos-transform"))
+            .args([
+                bootstrap.as_str(),
+                "eos-in",
+                "eos-out",
+                "eos-group",
+                "eos-tx",
+                &PARTITIONS.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn eos-transform")
+    };
+    // Kill the worker twice once it has committed some progress.
+    for threshold in [N as i64 / 5, N as i64 / 2] {
+        let mut child = worker();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "worker made no progress to {threshold}"
+            );
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("worker exited early: {status}");
+            }
+            if committed_total(&bootstrap, "eos-group", "eos-in", PARTITIONS) >= threshold {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut child = worker();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "worker failed: {status}");
+
+    let out = read_topic(
+        &bootstrap,
+        "eos-out",
+        PARTITIONS,
+        "read_committed",
+        N as usize,
+        Duration::from_secs(120),
+    );
+    let mut seen = vec![0u32; N as usize];
+    let mut last_by_key: HashMap<String, u64> = HashMap::new();
+    for (_, _, key, value) in &out {
+        let n: u64 = value
+            .strip_suffix(":t")
+            .expect("transformed value")
+            .parse()
+            .unwrap();
+        seen[n as usize] += 1;
+        if let Some(prev) = last_by_key.insert(key.clone(), n) {
+            assert!(prev < n, "key {key}: {n} after {prev}");
+        }
+    }
+    let dups: Vec<usize> = (0..N as usize).filter(|&i| seen[i] > 1).take(10).collect();
+    let missing: Vec<usize> = (0..N as usize).filter(|&i| seen[i] == 0).take(10).collect();
+    assert!(dups.is_empty(), "seen twice by read_committed: {dups:?}");
+    assert!(missing.is_empty(), "never seen: {missing:?}");
+    assert_eq!(out.len() as u64, N);
+}
