@@ -130,6 +130,22 @@ impl Strom {
         }
     }
 
+    /// Runs `strom ARGS` against this broker: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(strom_bin())
+            .args(args)
+            .env("STROM_BOOTSTRAP_SERVER", self.bootstrap())
+            .env("STROM_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run strom");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Starts the broker again on the same data directory and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");

@@ -464,3 +464,136 @@ fn consume_transform_produce_survives_sigkill_of_the_worker() {
     assert!(missing.is_empty(), "never seen: {missing:?}");
     assert_eq!(out.len() as u64, N);
 }
+
+fn cli_json(strom: &Strom, args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = strom.cli(args);
+    assert!(ok, "strom {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("strom {args:?}: {e}: {out}"))
+}
+
+#[test]
+fn transaction_and_producer_state_survive_sigkill_and_show_in_the_cli() {
+    let mut strom = Strom::start(&["group.initial.rebalance.delay.ms=0"]);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "state", 1);
+    // An idempotent producer writes 3 batches; a transactional one leaves a transaction open.
+    let idem: BaseProducer = client_config(&bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for i in 0..3 {
+        send(&idem, "state", "i", &format!("idem-{i}"));
+        idem.flush(Duration::from_secs(30)).unwrap();
+    }
+    let txn = txn_producer(&bootstrap, "tx-state", 60_000);
+    txn.begin_transaction().unwrap();
+    send(&txn, "state", "t", "open-1");
+    txn.flush(Duration::from_secs(30)).unwrap();
+
+    let list = cli_json(
+        &strom,
+        &[
+            "transactions",
+            "list",
+            "--state",
+            "Ongoing",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(list[0]["transactional_id"], "tx-state", "{list}");
+    let d = cli_json(
+        &strom,
+        &["transactions", "describe", "tx-state", "--output", "json"],
+    );
+    assert_eq!(d["state"], "Ongoing");
+    assert_eq!(d["partitions"]["state"], serde_json::json!([0]));
+    let pid = d["producer_id"].as_i64().unwrap();
+    let epoch = d["producer_epoch"].as_i64().unwrap();
+    let producers = cli_json(
+        &strom,
+        &[
+            "producers",
+            "describe",
+            "--topic",
+            "state",
+            "--partition",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    let producers = producers.as_array().unwrap().clone();
+    assert_eq!(producers.len(), 2, "{producers:?}");
+    let txn_entry = producers.iter().find(|p| p["producer_id"] == pid).unwrap();
+    assert_eq!(txn_entry["current_transaction_start_offset"], 3);
+    let idem_entry = producers.iter().find(|p| p["producer_id"] != pid).unwrap();
+    assert_eq!(idem_entry["last_sequence"], 2);
+    let (ok, table, _) = strom.cli(&["transactions", "describe", "tx-state"]);
+    assert!(
+        ok && table.contains("Ongoing") && table.contains("STARTED"),
+        "{table}"
+    );
+
+    // SIGKILL: the open transaction, its producer and the idempotent producer's sequence are
+    // all still known after the restart.
+    strom.kill9();
+    strom.restart();
+    let d = cli_json(
+        &strom,
+        &["transactions", "describe", "tx-state", "--output", "json"],
+    );
+    assert_eq!(
+        (d["state"].as_str(), d["producer_id"].as_i64()),
+        (Some("Ongoing"), Some(pid))
+    );
+    let after = cli_json(
+        &strom,
+        &[
+            "producers",
+            "describe",
+            "--topic",
+            "state",
+            "--partition",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(after.as_array().unwrap(), &producers);
+
+    // The still-running transactional producer commits after the crash.
+    txn.commit_transaction(Duration::from_secs(30)).unwrap();
+    let d = cli_json(
+        &strom,
+        &["transactions", "describe", "tx-state", "--output", "json"],
+    );
+    assert_eq!(d["state"], "CompleteCommit");
+    assert_eq!(d["producer_epoch"].as_i64(), Some(epoch));
+    // The idempotent producer goes on where it was: no duplicate, no gap.
+    send(&idem, "state", "i", "idem-3");
+    idem.flush(Duration::from_secs(30)).unwrap();
+    let records = read_topic(
+        &bootstrap,
+        "state",
+        1,
+        "read_committed",
+        5,
+        Duration::from_secs(30),
+    );
+    let values: Vec<&str> = records.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(values, ["idem-0", "idem-1", "idem-2", "open-1", "idem-3"]);
+    // A new instance of the transactional id gets the next epoch, after a clean restart too.
+    assert!(strom.stop());
+    strom.restart();
+    drop(txn);
+    let again = txn_producer(&bootstrap, "tx-state", 60_000);
+    let d = cli_json(
+        &strom,
+        &["transactions", "describe", "tx-state", "--output", "json"],
+    );
+    assert_eq!(d["producer_id"].as_i64(), Some(pid));
+    assert_eq!(d["producer_epoch"].as_i64(), Some(epoch + 1));
+    drop(again);
+}

@@ -183,11 +183,11 @@ fn group_subject(group: &str) -> String {
     format!("group {group:?}")
 }
 
-fn unexpected(api: &str) -> ClientError {
+pub(crate) fn unexpected(api: &str) -> ClientError {
     ClientError::UnexpectedResponse(format!("{api} request answered with another response type"))
 }
 
-fn host_port(host: &str, port: i32) -> String {
+pub(crate) fn host_port(host: &str, port: i32) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -244,7 +244,7 @@ impl GroupAdmin {
 
     /// Sends one request to `addr` at the version negotiated for `api` (capped at
     /// `client_max`); `body` builds the request for that version.
-    async fn request(
+    pub(crate) async fn request(
         &self,
         addr: &str,
         api: ApiKey,
@@ -270,7 +270,7 @@ impl GroupAdmin {
     }
 
     /// Sends a request to the first bootstrap server that answers.
-    async fn request_any(
+    pub(crate) async fn request_any(
         &self,
         api: ApiKey,
         client_max: i16,

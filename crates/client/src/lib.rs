@@ -16,6 +16,7 @@ pub mod groups;
 pub mod pipeline;
 #[cfg(test)]
 mod test_peer;
+pub mod transactions;
 
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
@@ -29,3 +30,4 @@ pub use groups::{
 pub use pipeline::PipelinedConnection;
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};
+pub use transactions::{ActiveProducer, TransactionDescription, TransactionListing};

@@ -7,6 +7,7 @@ mod consume;
 mod groups;
 mod produce;
 mod topics;
+mod transactions;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
@@ -25,6 +26,12 @@ pub enum ClientCommand {
     /// List, describe and manage consumer groups: offsets, lag, resets
     #[command(subcommand, long_about = groups::LONG_ABOUT)]
     Groups(groups::GroupsCommand),
+    /// List and describe transactional ids and their transactions
+    #[command(subcommand, long_about = transactions::LONG_ABOUT)]
+    Transactions(transactions::TransactionsCommand),
+    /// Show the idempotent and transactional producers of a partition
+    #[command(subcommand, long_about = transactions::PRODUCERS_LONG_ABOUT)]
+    Producers(transactions::ProducersCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -35,5 +42,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Consume(args) => consume::run(args).await,
         ClientCommand::Bench(cmd) => bench::run(cmd).await,
         ClientCommand::Groups(cmd) => groups::run(cmd).await,
+        ClientCommand::Transactions(cmd) => transactions::run(cmd).await,
+        ClientCommand::Producers(cmd) => transactions::run_producers(cmd).await,
     }
 }
