@@ -15,8 +15,8 @@ def test_admin_produce_consume(strom):
         pass
     assert "py-events" in admin.list_topics()
 
-    producer = KafkaProducer(bootstrap_servers=strom.bootstrap, compression_type="gzip", linger_ms=5, acks="all",
-                             enable_idempotence=False)
+    # kafka-python 3 producers are idempotent by default.
+    producer = KafkaProducer(bootstrap_servers=strom.bootstrap, compression_type="gzip", linger_ms=5, acks="all")
     sent = {}
     for i in range(3000):
         p = i % 3

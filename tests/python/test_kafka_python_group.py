@@ -8,7 +8,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 def test_group_consume_commit_resume(strom):
     admin = KafkaAdminClient(bootstrap_servers=strom.bootstrap)
     admin.create_topics([NewTopic("py-group", num_partitions=2, replication_factor=1)])
-    producer = KafkaProducer(bootstrap_servers=strom.bootstrap, enable_idempotence=False, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=strom.bootstrap, linger_ms=5)
     for i in range(200):
         producer.send("py-group", key=str(i).encode(), value=f"v{i}".encode(), partition=i % 2)
     producer.flush()
