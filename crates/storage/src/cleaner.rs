@@ -312,6 +312,19 @@ pub struct CleanTask {
     pub(crate) new_state: Option<CleanerState>,
     pub(crate) stats: CleanStats,
     pub(crate) crash_at: Option<CrashPoint>,
+    /// Aborted transactions of the log: their records never win a key and are dropped.
+    pub(crate) aborted: Vec<crate::producer::AbortedTxn>,
+}
+
+/// Whether `header` is a data batch of a transaction that was aborted.
+fn is_aborted(aborted: &[crate::producer::AbortedTxn], header: &BatchHeader) -> bool {
+    header.is_transactional()
+        && !header.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id
+                && a.first_offset <= header.base_offset
+                && header.base_offset < a.last_offset
+        })
 }
 
 /// Key hash -> latest offset, bounded in entries.
@@ -436,7 +449,7 @@ impl CleanTask {
         for segment in &self.segments[self.first_dirty_index..] {
             let complete = for_each_batch(segment, |header, bytes| {
                 throttle.add(bytes.len() as u64);
-                if header.is_control() {
+                if header.is_control() || is_aborted(&self.aborted, header) {
                     return Ok(true);
                 }
                 let body = record::records_body(bytes, header)?;
@@ -564,6 +577,10 @@ impl CleanTask {
                     out.write_all(bytes)?;
                     stats.bytes_written += bytes.len() as u64;
                     throttle.add(bytes.len() as u64);
+                    return Ok(true);
+                }
+                if is_aborted(&self.aborted, header) {
+                    stats.records_read += header.records_count.max(0) as u64;
                     return Ok(true);
                 }
                 let body = record::records_body(bytes, header)?;

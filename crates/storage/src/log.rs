@@ -919,7 +919,14 @@ impl Log {
     /// or with min.compaction.lag.ms > 0 the first dirty segment holding a record younger than
     /// the lag (and everything after it).
     fn first_uncleanable_index(&self, first_dirty_index: usize, now_ms: i64) -> usize {
-        let last = self.segments.len() - 1;
+        // Segments holding records of open transactions wait until those end.
+        let last = match self.producers.first_unstable_offset() {
+            Some(unstable) => self
+                .segments
+                .partition_point(|s| s.next_offset <= unstable)
+                .min(self.segments.len() - 1),
+            None => self.segments.len() - 1,
+        };
         let lag = self.config.min_compaction_lag_ms;
         if lag <= 0 {
             return last;
@@ -1019,6 +1026,7 @@ impl Log {
                 ..CleanStats::default()
             },
             crash_at: None,
+            aborted: self.producers.aborted().to_vec(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! checks, transaction markers, the last stable offset, and persistence of it all.
 
 use super::*;
+use crate::cleaner::CleanerConfig;
 use crate::testutil::{ProducerFields, build_producer_batch};
 
 fn config() -> LogConfig {
@@ -227,4 +228,76 @@ fn producers_cannot_send_control_batches() {
         log.append(&mut b, 0, 1_000),
         Err(StorageError::InvalidRecord(_))
     ));
+}
+
+fn keyed(pid: i64, seq: i32, key: &[u8], value: &[u8], transactional: bool) -> Vec<u8> {
+    let producer = ProducerFields {
+        producer_id: pid,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    build_producer_batch(
+        0,
+        5_000,
+        &[(Some(key), Some(value))],
+        producer,
+        transactional,
+    )
+}
+
+#[test]
+fn compaction_drops_aborted_records_and_waits_for_open_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 150,
+        retention_ms: -1,
+        compact: true,
+        cleanup_delete: false,
+        min_cleanable_dirty_ratio: 0.0,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    log.append(&mut keyed(1, 0, b"k", b"committed", false), 0, 1_000)
+        .unwrap(); // 0
+    log.append(&mut keyed(2, 0, b"k", b"aborted", true), 0, 1_000)
+        .unwrap(); // 1
+    log.append_control(2, 0, 0, ControlType::Abort, 0, 1_000)
+        .unwrap(); // 2
+    log.append(&mut keyed(3, 0, b"j", b"open", true), 0, 1_000)
+        .unwrap(); // 3
+    for i in 0..6 {
+        log.append(&mut keyed(1, 1 + i, b"x", b"filler", false), 0, 1_000)
+            .unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    log.clean(10_000, &CleanerConfig::default()).unwrap();
+    let values = |log: &Log| -> Vec<(i64, Vec<u8>)> {
+        let bytes = log
+            .read(0, u32::MAX, i64::MAX, true)
+            .unwrap()
+            .read_to_vec()
+            .unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let h = BatchHeader::parse(&bytes[pos..]).unwrap();
+            let end = pos + h.total_size();
+            if !h.is_control() {
+                let body = record::records_body(&bytes[pos..end], &h).unwrap();
+                for r in record::parse_records(&body, &h).unwrap() {
+                    out.push((h.base_offset + r.offset_delta, r.value.unwrap().to_vec()));
+                }
+            }
+            pos = end;
+        }
+        out
+    };
+    let after = values(&log);
+    // The aborted write neither survived nor displaced the committed value of its key.
+    assert!(after.contains(&(0, b"committed".to_vec())), "{after:?}");
+    assert!(!after.iter().any(|(_, v)| v == b"aborted"), "{after:?}");
+    // Nothing at or after the open transaction was cleaned.
+    assert!(after.contains(&(3, b"open".to_vec())));
+    assert_eq!(after.iter().filter(|(_, v)| v == b"filler").count(), 6);
+    assert!(log.first_dirty_offset() <= 3);
 }
