@@ -1243,3 +1243,6 @@ mod proptests;
 
 #[cfg(test)]
 mod producer_tests;
+
+#[cfg(test)]
+mod producer_proptests;
