@@ -65,9 +65,10 @@ fn api_versions_lists_the_registry_and_falls_back_to_v0() {
     let find = |k: i16| apis.iter().find(|a| a.0 == k).copied();
     assert_eq!(find(0).map(|a| a.1), Some(0), "Produce advertised from v0");
     assert!(find(1).is_some() && find(3).is_some() && find(19).is_some());
+    assert!(find(22).is_some(), "InitProducerId is advertised");
     assert!(
-        find(22).is_none(),
-        "InitProducerId is not implemented and must not be advertised"
+        find(38).is_none(),
+        "CreateDelegationToken is not implemented and must not be advertised"
     );
 
     // A version newer than strom knows: error 35 in a v0 body, and the connection stays usable.
