@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod cleaner;
 mod codec;
+pub mod epoch;
 mod error;
 mod index;
 pub mod log;
@@ -20,6 +21,7 @@ pub mod testutil;
 
 pub use batch::{BATCH_HEADER_SIZE, BatchHeader};
 pub use cleaner::{CleanStats, CleanTask, CleanerConfig};
+pub use epoch::EpochCache;
 pub use error::StorageError;
 pub use log::{AppendInfo, FileSlice, Log, LogConfig, ReadInfo};
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, ProducerState};

@@ -16,6 +16,7 @@ use crate::batch::{self, BatchHeader};
 use crate::cleaner::{
     self, CleanStats, CleanTask, CleanerConfig, CleanerState, SegmentSnapshot, parse_swap_name,
 };
+use crate::epoch::EpochCache;
 use crate::producer::{self, AbortedTxn, Check, ControlType, ProducerState};
 use crate::record;
 use crate::segment::{
@@ -166,6 +167,8 @@ pub struct Log {
     cleaner: CleanerState,
     /// Idempotent and transactional producers, open and aborted transactions.
     producers: ProducerState,
+    /// First offset of each leader epoch.
+    epochs: EpochCache,
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -275,6 +278,7 @@ impl Log {
             last_flush_ms: now_ms,
             cleaner,
             producers: ProducerState::default(),
+            epochs: EpochCache::default(),
         };
         if checkpoint.is_some_and(|c| c != log_start_offset) {
             log.write_checkpoint()?;
@@ -393,6 +397,7 @@ impl Log {
         );
         assert!(next_offset > base_offset, "offsets must strictly increase");
         self.producers.commit_staged(staged);
+        self.note_epoch(leader_epoch, base_offset)?;
 
         self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as u64);
         if self.unflushed_messages >= self.config.flush_interval_messages {
@@ -450,6 +455,7 @@ impl Log {
         }
         let pos = active.write(&bytes)?;
         active.on_appended(&header, pos, interval);
+        self.note_epoch(leader_epoch, offset)?;
         if let Some(aborted) = self.producers.apply_marker(
             producer_id,
             producer_epoch,
@@ -511,12 +517,22 @@ impl Log {
     /// aborted transaction index.
     fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
         let log_end = self.log_end_offset();
-        let (mut state, from) = match ProducerState::load_snapshot(&self.dir, log_end)? {
+        let first_base = self.segments[0].base_offset;
+        let (mut state, producers_from) = match ProducerState::load_snapshot(&self.dir, log_end)? {
             Some((state, offset)) => (state, offset),
-            None => (ProducerState::default(), self.segments[0].base_offset),
+            None => (ProducerState::default(), first_base),
         };
         state.load_aborted(&self.dir, log_end)?;
         let stored = state.aborted().len();
+        // The epoch checkpoint is written as epochs begin, so only the replayed tail can be
+        // missing from it; without a checkpoint every batch header is read.
+        let mut epochs = EpochCache::load(&self.dir)?;
+        let mut epochs_changed = epochs.truncate_from_end(log_end);
+        let from = if epochs.entries().is_empty() {
+            first_base
+        } else {
+            producers_from
+        };
         for segment in &self.segments {
             if segment.next_offset <= from {
                 continue;
@@ -530,7 +546,8 @@ impl Log {
             while pos < segment.size {
                 let header = reader.header_at(pos)?;
                 let total = header.total_size();
-                if header.producer_id >= 0 && header.last_offset() >= from {
+                epochs_changed |= epochs.assign(header.partition_leader_epoch, header.base_offset);
+                if header.producer_id >= 0 && header.last_offset() >= producers_from {
                     if header.is_control() {
                         let bytes = reader.get(pos, total)?.ok_or_else(|| {
                             StorageError::CorruptRecord(format!("short control batch at {pos}"))
@@ -557,8 +574,116 @@ impl Log {
         if state.prune_aborted(self.log_start_offset) || state.aborted().len() != stored {
             state.store_aborted(&self.dir)?;
         }
+        epochs_changed |= epochs.truncate_from_start(self.log_start_offset);
+        if epochs_changed {
+            epochs.store(&self.dir)?;
+        }
         self.producers = state;
+        self.epochs = epochs;
         Ok(())
+    }
+
+    /// The leader epoch cache (epoch -> first offset).
+    pub fn epochs(&self) -> &EpochCache {
+        &self.epochs
+    }
+
+    /// For OffsetForLeaderEpoch: the largest epoch <= `epoch` this log has and the offset
+    /// where it ends here.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Notes that `epoch` begins at `offset`, persisting the cache when it changed.
+    fn note_epoch(&mut self, epoch: i32, offset: i64) -> Result<(), StorageError> {
+        if self.epochs.assign(epoch, offset) {
+            self.epochs.store(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Appends batches copied from the leader (a follower's fetch): offsets, leader epochs and
+    /// producer fields are kept as the leader wrote them. The first batch must start at or
+    /// after the log end offset and batches must increase (compaction may leave gaps).
+    pub fn append_replicated(
+        &mut self,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let headers = batch::validate_batches(records, u32::MAX)?;
+        let mut expected = self.log_end_offset();
+        for h in &headers {
+            if h.base_offset < expected {
+                return Err(StorageError::InvalidRecord(format!(
+                    "replicated batch at offset {} is below the next offset {expected}",
+                    h.base_offset
+                )));
+            }
+            expected = h.last_offset() + 1;
+        }
+        let (first, last) = (headers[0].base_offset, expected - 1);
+        let span = last - first + 1;
+        if self.should_roll(records.len() as u64, span, now_ms)
+            || (self.active().is_empty() && first > self.active().base_offset)
+        {
+            self.roll_to(first, now_ms)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        if active.is_empty() {
+            active.created_ms = now_ms;
+        }
+        let write_pos = active.write(records)?;
+        let mut pos = 0u64;
+        let mut record_count = 0i64;
+        let mut max_timestamp = i64::MIN;
+        for h in &headers {
+            active.on_appended(h, write_pos + pos, interval);
+            pos += h.total_size() as u64;
+            record_count += i64::from(h.records_count);
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        active.next_offset = expected;
+        let mut pos = 0usize;
+        for h in &headers {
+            let bytes = &records[pos..pos + h.total_size()];
+            pos += h.total_size();
+            self.note_epoch(h.partition_leader_epoch, h.base_offset)?;
+            if h.producer_id < 0 {
+                continue;
+            }
+            if h.is_control() {
+                if let Some((kind, coordinator_epoch)) = batch::control_record(bytes)
+                    && let Some(kind) = ControlType::from_code(kind)
+                    && let Some(aborted) = self.producers.apply_marker(
+                        h.producer_id,
+                        h.producer_epoch,
+                        coordinator_epoch,
+                        kind,
+                        h.base_offset,
+                        h.max_timestamp,
+                    )
+                {
+                    producer::append_aborted(&self.dir, &aborted)?;
+                }
+            } else {
+                self.producers.replay_data(h);
+            }
+        }
+        self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as u64);
+        if self.unflushed_messages >= self.config.flush_interval_messages {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(AppendInfo {
+            base_offset: first,
+            last_offset: last,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset,
+            record_count,
+            max_timestamp,
+            duplicate: false,
+        })
     }
 
     /// Whether appending `bytes` bytes spanning `offset_span` offsets needs a new segment.
@@ -712,6 +837,9 @@ impl Log {
             if self.producers.prune_aborted(offset) {
                 self.producers.store_aborted(&self.dir)?;
             }
+            if self.epochs.truncate_from_start(offset) {
+                self.epochs.store(&self.dir)?;
+            }
         }
         Ok(self.log_start_offset)
     }
@@ -761,6 +889,9 @@ impl Log {
                 self.write_checkpoint()?;
                 if self.producers.prune_aborted(first_base) {
                     self.producers.store_aborted(&self.dir)?;
+                }
+                if self.epochs.truncate_from_start(first_base) {
+                    self.epochs.store(&self.dir)?;
                 }
             }
             tracing::debug!(
@@ -812,6 +943,8 @@ impl Log {
             producer::remove_snapshots_above(&self.dir, -1)?;
             self.producers = ProducerState::default();
             self.producers.store_aborted(&self.dir)?;
+            self.epochs = EpochCache::default();
+            self.epochs.store(&self.dir)?;
             return Ok(());
         }
         while self.segments.len() > 1 && self.active().base_offset > offset {
@@ -828,6 +961,9 @@ impl Log {
         }
         self.clamp_cleaner_checkpoint()?;
         producer::remove_snapshots_above(&self.dir, log_end)?;
+        if self.epochs.truncate_from_end(log_end) {
+            self.epochs.store(&self.dir)?;
+        }
         self.rebuild_producer_state()?;
         Ok(())
     }
@@ -854,6 +990,31 @@ impl Log {
         producer::sync_aborted(&self.dir)?;
         self.producers.write_snapshot(&self.dir, base)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        Ok(())
+    }
+
+    /// Starts a new active segment at `base` (at or past the log end offset): a follower's copy
+    /// of a compacted leader log may continue after a gap. An empty active segment is replaced.
+    fn roll_to(&mut self, base: i64, now_ms: i64) -> Result<(), StorageError> {
+        debug_assert!(base >= self.log_end_offset());
+        if self.active().is_empty() {
+            if self.active().base_offset == base {
+                return Ok(());
+            }
+            if let Some(empty) = self.segments.pop() {
+                empty.delete_files()?;
+            }
+        } else {
+            self.active_mut().seal()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, base, now_ms)?);
+        if self.segments.len() == 1 && self.log_start_offset < base {
+            self.log_start_offset = base;
+            self.write_checkpoint()?;
+        }
+        producer::sync_aborted(&self.dir)?;
+        self.producers.write_snapshot(&self.dir, base)?;
         Ok(())
     }
 
@@ -1246,3 +1407,6 @@ mod producer_tests;
 
 #[cfg(test)]
 mod producer_proptests;
+
+#[cfg(test)]
+mod replication_tests;

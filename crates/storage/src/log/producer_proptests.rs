@@ -11,17 +11,32 @@ use proptest::prelude::*;
 #[derive(Clone, Debug)]
 enum Op {
     /// Producer `pid % 3` sends its next batch of `n` records.
-    Send { pid: u8, n: u8 },
+    Send {
+        pid: u8,
+        n: u8,
+    },
     /// Producer `pid % 3` resends its `back`-th last batch.
-    Retry { pid: u8, back: u8 },
+    Retry {
+        pid: u8,
+        back: u8,
+    },
     /// Producer `pid % 3` skips `gap` sequence numbers.
-    Gap { pid: u8, gap: u8 },
+    Gap {
+        pid: u8,
+        gap: u8,
+    },
     /// Producer `pid % 3` moves to a new epoch (sequence starts again at 0).
-    Bump { pid: u8 },
+    Bump {
+        pid: u8,
+    },
     Roll,
     /// Truncate to the base offset of the `back`-th last batch.
-    Truncate { back: u8 },
-    Reopen { snapshot: bool },
+    Truncate {
+        back: u8,
+    },
+    Reopen {
+        snapshot: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -62,7 +77,12 @@ impl Model {
 
     /// The producer's batches in the log for its current epoch, newest first.
     fn recent(&self, pid: i64) -> Vec<&Sent> {
-        let epoch = self.log.iter().rev().find(|b| b.pid == pid).map(|b| b.epoch);
+        let epoch = self
+            .log
+            .iter()
+            .rev()
+            .find(|b| b.pid == pid)
+            .map(|b| b.epoch);
         self.log
             .iter()
             .rev()
@@ -105,36 +125,55 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // A fresh epoch must start at 0; otherwise the next sequence is always right.
                 let known_epoch = model.recent(pid).first().map(|b| b.epoch);
                 if known_epoch.is_some_and(|e| e != epoch) && seq != 0 {
-                    prop_assert!(matches!(got, Err(StorageError::OutOfOrderSequence(_))), "{got:?}");
+                    prop_assert!(
+                        matches!(got, Err(StorageError::OutOfOrderSequence(_))),
+                        "{got:?}"
+                    );
                     continue;
                 }
                 let info = got.unwrap();
                 prop_assert!(!info.duplicate);
                 prop_assert_eq!(info.base_offset, model.log_end());
-                model.log.push(Sent { pid, epoch, first_seq: seq, count: n, base_offset: info.base_offset });
+                model.log.push(Sent {
+                    pid,
+                    epoch,
+                    first_seq: seq,
+                    count: n,
+                    base_offset: info.base_offset,
+                });
                 model.next.insert(pid, (epoch, seq + n));
             }
             Op::Retry { pid, back } => {
                 let pid = i64::from(pid % 3);
                 let recent = model.recent(pid);
-                let Some(b) = recent.get(usize::from(back)).map(|b| (*b).clone()) else { continue };
+                let Some(b) = recent.get(usize::from(back)).map(|b| (*b).clone()) else {
+                    continue;
+                };
                 let got = log.append(&mut batch(pid, b.epoch, b.first_seq, b.count), 0, 1_000);
                 if usize::from(back) < producer::MAX_CACHED_BATCHES {
                     let info = got.unwrap();
                     prop_assert!(info.duplicate);
                     prop_assert_eq!(info.base_offset, b.base_offset);
                 } else {
-                    prop_assert!(matches!(got, Err(StorageError::OutOfOrderSequence(_))), "{got:?}");
+                    prop_assert!(
+                        matches!(got, Err(StorageError::OutOfOrderSequence(_))),
+                        "{got:?}"
+                    );
                 }
             }
             Op::Gap { pid, gap } => {
                 let pid = i64::from(pid % 3);
-                let Some(&(epoch, seq)) = model.next.get(&pid) else { continue };
+                let Some(&(epoch, seq)) = model.next.get(&pid) else {
+                    continue;
+                };
                 if model.recent(pid).is_empty() {
                     continue;
                 }
                 let got = log.append(&mut batch(pid, epoch, seq + i32::from(gap), 1), 0, 1_000);
-                prop_assert!(matches!(got, Err(StorageError::OutOfOrderSequence(_))), "{got:?}");
+                prop_assert!(
+                    matches!(got, Err(StorageError::OutOfOrderSequence(_))),
+                    "{got:?}"
+                );
             }
             Op::Bump { pid } => {
                 let pid = i64::from(pid % 3);
@@ -143,7 +182,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Roll => log.roll(1_000).unwrap(),
             Op::Truncate { back } => {
-                let Some(at) = model.log.len().checked_sub(usize::from(back) + 1) else { continue };
+                let Some(at) = model.log.len().checked_sub(usize::from(back) + 1) else {
+                    continue;
+                };
                 let offset = model.log[at].base_offset;
                 log.truncate_to(offset).unwrap();
                 model.log.truncate(at);
