@@ -7,6 +7,8 @@
 //! oneshot receiver. A ticker enforces session timeouts, rebalance deadlines, the initial
 //! rebalance delay and offset retention.
 
+pub mod assignor;
+pub mod consumer;
 pub mod state;
 pub mod store;
 
