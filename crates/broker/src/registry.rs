@@ -68,6 +68,8 @@ registry! {
     ListGroups 0..=5 => handlers::list_groups::handle;
     DeleteGroups 0..=2 => handlers::delete_groups::handle;
     OffsetDelete 0..=0 => handlers::offset_delete::handle;
+    ConsumerGroupHeartbeat 0..=1 => handlers::consumer_group_heartbeat::handle;
+    ConsumerGroupDescribe 0..=1 => handlers::consumer_group_describe::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

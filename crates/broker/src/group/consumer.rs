@@ -71,7 +71,7 @@ pub struct ConsumerMember {
 }
 
 impl ConsumerMember {
-    fn new(member_id: &str, now: Instant) -> Self {
+    pub fn new_at(member_id: &str, now: Instant) -> Self {
         ConsumerMember {
             member_id: member_id.to_string(),
             instance_id: None,
@@ -469,7 +469,7 @@ impl ConsumerGroup {
                 format!("the group has reached its maximum size of {}", cfg.max_size),
             );
         }
-        let mut m = ConsumerMember::new(&member_id, now);
+        let mut m = ConsumerMember::new_at(&member_id, now);
         m.instance_id = req.instance_id.clone();
         if let Some(i) = &req.instance_id {
             self.static_members.insert(i.clone(), member_id.clone());

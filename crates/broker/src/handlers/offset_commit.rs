@@ -12,7 +12,7 @@ use crate::registry::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.as_str().to_string();
@@ -23,6 +23,7 @@ pub async fn handle(
             req.member_id.as_str(),
             req.group_instance_id.as_ref().map(|s| s.as_str()),
             req.generation_id_or_member_epoch,
+            ctx.api_version,
         ),
     };
     let now = crate::now_ms();
