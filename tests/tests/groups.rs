@@ -508,7 +508,13 @@ fn consumer_protocol_member_carries_on_across_a_restart() {
     k.subscribe(&["carry"]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while k.assignment().unwrap().count() < 2 {
-        assert!(Instant::now() < deadline, "the classic member got no partitions");
-        assert!(k.poll(Duration::from_millis(100)).is_none(), "everything was committed");
+        assert!(
+            Instant::now() < deadline,
+            "the classic member got no partitions"
+        );
+        assert!(
+            k.poll(Duration::from_millis(100)).is_none(),
+            "everything was committed"
+        );
     }
 }

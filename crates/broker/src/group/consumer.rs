@@ -593,15 +593,16 @@ impl ConsumerGroup {
         if m.member_epoch == STATIC_LEAVE_EPOCH {
             return;
         }
-        match m.state {
-            MemberState::Stable if m.member_epoch == self.assignment_epoch => return,
+        let waiting = match m.state {
+            MemberState::Stable => m.member_epoch == self.assignment_epoch,
+            // Still holding what it must give up (or not saying): wait.
             MemberState::UnrevokedPartitions => {
-                // Still holding what it must give up (or not saying): wait.
-                if owned.is_none_or(|o| contains_any(o, &m.pending_revocation)) {
-                    return;
-                }
+                owned.is_none_or(|o| contains_any(o, &m.pending_revocation))
             }
-            _ => {}
+            MemberState::UnreleasedPartitions => false,
+        };
+        if waiting {
+            return;
         }
         let target = self.target.get(member_id).cloned().unwrap_or_default();
         let m = &self.members[member_id];

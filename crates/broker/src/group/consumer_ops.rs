@@ -169,7 +169,7 @@ pub fn apply_consumer_record(
         groups.remove(group_id);
         return true;
     }
-    if !creates && !groups.get(group_id).is_some_and(|g| g.consumer.is_some()) {
+    if !creates && groups.get(group_id).is_none_or(|g| g.consumer.is_none()) {
         return true;
     }
     let g = groups
@@ -210,18 +210,20 @@ pub fn apply_consumer_record(
                 c.target.insert(member.clone(), topics.to_names(p));
             }
         },
-        StoredRecord::CurrentAssignment { member, value, .. } => {
-            if let Some(v) = value {
-                let m = c
-                    .members
-                    .entry(member.clone())
-                    .or_insert_with(|| ConsumerMember::new_at(member, now));
-                m.member_epoch = v.member_epoch;
-                m.previous_member_epoch = v.previous_member_epoch;
-                m.state = MemberState::from_code(v.state);
-                m.assigned = topics.to_names(&v.assigned);
-                m.pending_revocation = topics.to_names(&v.pending_revocation);
-            }
+        StoredRecord::CurrentAssignment {
+            member,
+            value: Some(v),
+            ..
+        } => {
+            let m = c
+                .members
+                .entry(member.clone())
+                .or_insert_with(|| ConsumerMember::new_at(member, now));
+            m.member_epoch = v.member_epoch;
+            m.previous_member_epoch = v.previous_member_epoch;
+            m.state = MemberState::from_code(v.state);
+            m.assigned = topics.to_names(&v.assigned);
+            m.pending_revocation = topics.to_names(&v.pending_revocation);
         }
         _ => {}
     }
@@ -252,7 +254,12 @@ pub fn restore(c: &mut ConsumerGroup, topics: &ImageTopics, now: Instant) {
         }
     }
     // Writes of one group are ordered, but be safe: no member is ahead of its group.
-    let top = c.members.values().map(|m| m.member_epoch).max().unwrap_or(0);
+    let top = c
+        .members
+        .values()
+        .map(|m| m.member_epoch)
+        .max()
+        .unwrap_or(0);
     c.assignment_epoch = c.assignment_epoch.max(top);
     c.group_epoch = c.group_epoch.max(c.assignment_epoch);
     c.topic_snapshot = c
@@ -402,7 +409,12 @@ impl GroupCoordinator {
 
     /// OffsetFetch v9+ from a member of a consumer group: the member must exist and be at its
     /// current epoch.
-    pub fn check_fetch(&self, group_id: &str, member_id: &str, member_epoch: i32) -> Result<(), i16> {
+    pub fn check_fetch(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), i16> {
         if member_id.is_empty() && member_epoch < 0 {
             return Ok(());
         }

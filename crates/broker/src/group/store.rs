@@ -668,7 +668,11 @@ mod tests {
             server_assignor: Some("uniform".into()),
         };
         assert_eq!(
-            decode(consumer_member_key("g", "m"), Some(member_metadata_value(&m))).unwrap(),
+            decode(
+                consumer_member_key("g", "m"),
+                Some(member_metadata_value(&m))
+            )
+            .unwrap(),
             StoredRecord::ConsumerMember {
                 group: "g".into(),
                 member: "m".into(),
@@ -683,7 +687,11 @@ mod tests {
             pending_revocation: vec![(id, vec![1])],
         };
         assert_eq!(
-            decode(current_assignment_key("g", "m"), Some(current_assignment_value(&a))).unwrap(),
+            decode(
+                current_assignment_key("g", "m"),
+                Some(current_assignment_value(&a))
+            )
+            .unwrap(),
             StoredRecord::CurrentAssignment {
                 group: "g".into(),
                 member: "m".into(),
@@ -691,8 +699,11 @@ mod tests {
             }
         );
         assert_eq!(
-            decode(target_member_key("g", "m"), Some(target_member_value(&vec![(id, vec![5])])))
-                .unwrap(),
+            decode(
+                target_member_key("g", "m"),
+                Some(target_member_value(&vec![(id, vec![5])]))
+            )
+            .unwrap(),
             StoredRecord::TargetMember {
                 group: "g".into(),
                 member: "m".into(),

@@ -73,7 +73,9 @@ pub async fn handle(
         let mut p = Partitions::new();
         for tp in tps {
             if let Some(name) = topics.name(&tp.topic_id) {
-                p.entry(name).or_default().extend(tp.partitions.iter().copied());
+                p.entry(name)
+                    .or_default()
+                    .extend(tp.partitions.iter().copied());
             }
         }
         p
