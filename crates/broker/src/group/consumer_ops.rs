@@ -63,6 +63,7 @@ impl ImageTopics {
 }
 
 /// A consumer group member as ConsumerGroupDescribe shows it.
+#[derive(Debug)]
 pub struct ConsumerMemberView {
     pub member_id: String,
     pub instance_id: Option<String>,
@@ -77,6 +78,7 @@ pub struct ConsumerMemberView {
 }
 
 /// A consumer group as ConsumerGroupDescribe shows it.
+#[derive(Debug)]
 pub struct ConsumerGroupView {
     pub state: &'static str,
     pub group_epoch: i32,
@@ -449,5 +451,215 @@ impl GroupCoordinator {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use strom_metadata::MetadataRecord;
+
+    use super::super::{GroupConfig, JoinRequest, Reply, consumer::ConsumerConfig};
+    use super::*;
+
+    fn image() -> ImageTopics {
+        let mut img = MetadataImage::default();
+        let id = Uuid::from_u128(7);
+        img.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        for p in 0..4 {
+            img.apply(&MetadataRecord::Partition {
+                topic_id: id,
+                partition: p,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        ImageTopics(Arc::new(img))
+    }
+
+    fn coordinator() -> GroupCoordinator {
+        GroupCoordinator::new(GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            min_session_timeout_ms: 10,
+            max_session_timeout_ms: 60_000,
+            max_size: 10,
+            offsets_partitions: 4,
+            offsets_retention_ms: 60_000,
+            offsets_retention_check: Duration::from_secs(600),
+            offset_metadata_max_bytes: 100,
+            consumer: ConsumerConfig {
+                session_timeout: Duration::from_secs(45),
+                heartbeat_interval_ms: 5000,
+                max_size: 10,
+                assignors: vec!["uniform", "range"],
+            },
+        })
+    }
+
+    fn join_in(member: &str) -> HeartbeatIn {
+        HeartbeatIn {
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 60_000,
+            subscribed_topics: Some(vec!["t".into()]),
+            owned: Some(Partitions::new()),
+            ..Default::default()
+        }
+    }
+
+    fn classic_join(c: &GroupCoordinator, group: &str) -> i16 {
+        let r = c.join(JoinRequest {
+            group_id: group.into(),
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "k".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: true,
+        });
+        match r {
+            Reply::Now(j) => j.error_code,
+            Reply::Later(_) => ec::NONE,
+        }
+    }
+
+    #[test]
+    fn consumer_and_classic_groups_coexist() {
+        let c = coordinator();
+        let topics = image();
+        let ok = |_: Vec<Record>| Ok(());
+        let a = c
+            .consumer_heartbeat("g", join_in("a"), &topics, &ok)
+            .unwrap();
+        assert_eq!(a.member_epoch, 1);
+        // A classic member cannot join a consumer group with members.
+        assert_eq!(classic_join(&c, "g"), ec::INCONSISTENT_GROUP_PROTOCOL);
+        let list = c.list();
+        assert_eq!((list[0].group_type, list[0].state), ("consumer", "Stable"));
+        assert_eq!(c.describe("g").unwrap().members.len(), 1);
+        // Commits: v9+ only, with the member epoch as generation.
+        assert_eq!(c.check_commit("g", "a", None, 1, 9), Ok(()));
+        assert_eq!(
+            c.check_commit("g", "a", None, 1, 8),
+            Err(ec::UNSUPPORTED_VERSION)
+        );
+        assert_eq!(
+            c.check_commit("g", "a", None, 2, 9),
+            Err(ec::FENCED_MEMBER_EPOCH)
+        );
+        assert_eq!(
+            c.check_commit("g", "a", None, 0, 9),
+            Err(ec::STALE_MEMBER_EPOCH)
+        );
+        assert_eq!(
+            c.check_commit("g", "x", None, 1, 9),
+            Err(ec::UNKNOWN_MEMBER_ID)
+        );
+        assert_eq!(c.check_fetch("g", "a", 1), Ok(()));
+        assert_eq!(c.check_fetch("g", "a", 0), Err(ec::STALE_MEMBER_EPOCH));
+        assert_eq!(c.delete_group("g"), Err(ec::NON_EMPTY_GROUP));
+        // A consumer member cannot join a classic group with members.
+        assert_eq!(classic_join(&c, "k"), ec::MEMBER_ID_REQUIRED);
+        assert_eq!(
+            c.consumer_heartbeat("k", join_in("b"), &topics, &ok)
+                .unwrap_err()
+                .0,
+            ec::GROUP_ID_NOT_FOUND
+        );
+        // Once the consumer group is empty, a classic member may take it over.
+        let mut leave = join_in("a");
+        leave.member_epoch = -1;
+        assert_eq!(
+            c.consumer_heartbeat("g", leave, &topics, &ok)
+                .unwrap()
+                .member_epoch,
+            -1
+        );
+        assert_eq!(c.describe("g").unwrap().state, "Empty");
+        assert_eq!(classic_join(&c, "g"), ec::MEMBER_ID_REQUIRED);
+        assert_eq!(
+            c.list()
+                .iter()
+                .find(|g| g.group_id == "g")
+                .unwrap()
+                .group_type,
+            "classic"
+        );
+        assert_eq!(
+            c.consumer_describe("g").unwrap_err().0,
+            ec::GROUP_ID_NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn records_rebuild_the_group() {
+        let c = coordinator();
+        let topics = image();
+        let written = RefCell::new(Vec::new());
+        let write = |r: Vec<Record>| {
+            written.borrow_mut().extend(r);
+            Ok(())
+        };
+        let a = c
+            .consumer_heartbeat("g", join_in("a"), &topics, &write)
+            .unwrap();
+        c.consumer_heartbeat("g", join_in("b"), &topics, &write)
+            .unwrap();
+        // a revokes half and confirms.
+        let mut beat = join_in("a");
+        beat.member_epoch = a.member_epoch;
+        beat.subscribed_topics = None;
+        beat.owned = Some(a.assignment.clone().unwrap());
+        let kept = c
+            .consumer_heartbeat("g", beat.clone(), &topics, &write)
+            .unwrap()
+            .assignment
+            .unwrap();
+        beat.owned = Some(kept);
+        c.consumer_heartbeat("g", beat, &topics, &write).unwrap();
+        let mut m = join_in("m");
+        m.member_epoch = -1;
+        let _ = c.consumer_heartbeat("g", m, &topics, &write);
+        // Replay into a fresh coordinator.
+        let mut groups = HashMap::new();
+        let now = Instant::now();
+        for (k, v) in written.borrow().iter() {
+            let rec = store::decode(k.clone(), v.clone()).unwrap();
+            assert!(apply_consumer_record(&mut groups, &rec, &topics, now));
+        }
+        let rebuilt = groups.get_mut("g").unwrap().consumer.as_mut().unwrap();
+        restore(rebuilt, &topics, now);
+        let live = c.lock();
+        let live = live["g"].consumer.as_ref().unwrap();
+        assert_eq!(rebuilt.group_epoch, live.group_epoch);
+        assert_eq!(rebuilt.assignment_epoch, live.assignment_epoch);
+        assert_eq!(rebuilt.target, live.target);
+        assert_eq!(rebuilt.owners, live.owners);
+        for (id, m) in &live.members {
+            let r = &rebuilt.members[id];
+            assert_eq!(
+                (r.member_epoch, r.previous_member_epoch, r.state),
+                (m.member_epoch, m.previous_member_epoch, m.state)
+            );
+            assert_eq!(
+                (&r.assigned, &r.pending_revocation),
+                (&m.assigned, &m.pending_revocation)
+            );
+            assert_eq!(r.subscribed_topics, m.subscribed_topics);
+            assert_eq!(r.rebalance_timeout_ms, m.rebalance_timeout_ms);
+        }
+        assert_eq!(rebuilt.members.len(), 2);
     }
 }
