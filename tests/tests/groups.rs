@@ -518,3 +518,39 @@ fn consumer_protocol_member_carries_on_across_a_restart() {
         );
     }
 }
+
+#[test]
+fn consumer_protocol_pattern_subscription() {
+    let strom = Strom::start(FAST_CONSUMER_GROUPS);
+    let bootstrap = strom.bootstrap();
+    for t in ["rx-a", "rx-b", "other"] {
+        create_topic(&bootstrap, t, 2);
+        produce(&bootstrap, t, 2, 100);
+    }
+    let (c, _) = group_consumer(&bootstrap, "grx", 0, Arc::default(), &[CONSUMER_PROTOCOL]);
+    c.subscribe(&["^rx-.*"]).unwrap();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 200 {
+        assert!(Instant::now() < deadline, "only {} records", seen.len());
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            assert!(m.topic().starts_with("rx-"), "{}", m.topic());
+            seen.insert((m.topic().to_string(), m.partition(), m.offset()));
+        }
+    }
+    // A topic created later that matches joins the subscription.
+    create_topic(&bootstrap, "rx-c", 1);
+    produce(&bootstrap, "rx-c", 1, 50);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 250 {
+        assert!(
+            Instant::now() < deadline,
+            "rx-c not consumed: {}",
+            seen.len()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            assert!(m.topic().starts_with("rx-"), "{}", m.topic());
+            seen.insert((m.topic().to_string(), m.partition(), m.offset()));
+        }
+    }
+}

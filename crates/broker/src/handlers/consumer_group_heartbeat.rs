@@ -105,6 +105,15 @@ pub async fn handle(
             .unwrap_or_default(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
+    tracing::debug!(
+        group = %group_id,
+        member = %input.member_id,
+        epoch = input.member_epoch,
+        topics = ?input.subscribed_topics,
+        regex = ?input.subscribed_regex,
+        owned = ?input.owned,
+        "consumer group heartbeat"
+    );
     let write = |records| group::persist(broker, &group_id, records);
     match broker
         .groups
