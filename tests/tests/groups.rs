@@ -502,6 +502,13 @@ fn consumer_protocol_member_carries_on_across_a_restart() {
         }
         assert!(Instant::now() < deadline, "commits stopped: {committed:?}");
     }
+    // SIGKILL: the same again.
+    let before = committed_total(&bootstrap, "gc", "carry", 2);
+    strom.kill9();
+    strom.restart();
+    assert_eq!(committed_total(&bootstrap, "gc", "carry", 2), before);
+    produce(&bootstrap, "carry", 2, 100);
+    poll_until(&c, 2100);
     drop(c);
     // A classic member may take over the group once it is empty, keeping its offsets.
     let (k, _) = group_consumer(&bootstrap, "gc", 1, Arc::default(), &[]);

@@ -430,8 +430,11 @@ impl ConsumerGroup {
             );
         }
         let member_id = req.member_id.clone();
+        // The same member id coming back with epoch 0 (after being fenced) starts over below;
+        // another member id must wait until the instance is released.
         if let Some(instance) = &req.instance_id
             && let Some(old_id) = self.static_members.get(instance).cloned()
+            && old_id != member_id
         {
             let old = &self.members[&old_id];
             if old.member_epoch != STATIC_LEAVE_EPOCH {
