@@ -88,22 +88,27 @@ pub fn uniform(
             }
         }
     }
+    let mut counts: BTreeMap<String, usize> =
+        out.iter().map(|(id, p)| (id.clone(), count(p))).collect();
     // Give every free partition to the least loaded member that subscribes to its topic.
     for (topic, &n) in topics {
+        let eligible: Vec<&str> = members
+            .iter()
+            .filter(|m| m.subscribed.contains(topic))
+            .map(|m| m.member_id.as_str())
+            .collect();
         for p in 0..n {
             if taken.contains(&(topic.clone(), p)) {
                 continue;
             }
-            let target = members
-                .iter()
-                .filter(|m| m.subscribed.contains(topic))
-                .min_by_key(|m| (count(&out[&m.member_id]), m.member_id.clone()));
-            if let Some(m) = target {
-                out.get_mut(&m.member_id)
+            let target = eligible.iter().min_by_key(|id| (counts[**id], **id));
+            if let Some(id) = target {
+                out.get_mut(*id)
                     .expect("member listed")
                     .entry(topic.clone())
                     .or_default()
                     .insert(p);
+                *counts.get_mut(*id).expect("member listed") += 1;
                 taken.insert((topic.clone(), p));
             }
         }
@@ -115,7 +120,7 @@ pub fn uniform(
     for _ in 0..limit {
         let mut moved = false;
         let mut by_load: Vec<(usize, String)> =
-            out.iter().map(|(id, p)| (count(p), id.clone())).collect();
+            counts.iter().map(|(id, c)| (*c, id.clone())).collect();
         by_load.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         'outer: for (load, from) in &by_load {
             let candidates: Vec<(String, i32)> = out[from]
@@ -127,7 +132,7 @@ pub fn uniform(
                 let to = members
                     .iter()
                     .filter(|m| m.member_id != *from && m.subscribed.contains(&topic))
-                    .map(|m| (count(&out[&m.member_id]), m.member_id.clone()))
+                    .map(|m| (counts[&m.member_id], m.member_id.clone()))
                     .filter(|(c, _)| c + 2 <= *load)
                     .min();
                 if let Some((_, to)) = to {
@@ -143,6 +148,8 @@ pub fn uniform(
                         .entry(topic)
                         .or_default()
                         .insert(p);
+                    *counts.get_mut(from).expect("member listed") -= 1;
+                    *counts.get_mut(&to).expect("member listed") += 1;
                     moved = true;
                     break 'outer;
                 }
@@ -289,6 +296,31 @@ mod tests {
         let a = uniform(&members, &topics, &previous);
         assert_eq!(a.len(), 1);
         assert_eq!(all(&a), vec![("t".into(), 0), ("t".into(), 1)]);
+    }
+
+    #[test]
+    fn uniform_scales_to_large_groups() {
+        let members: Vec<AssignorMember> = (0..200)
+            .map(|i| member(&format!("m{i:03}"), &["a", "b"]))
+            .collect();
+        let topics: BTreeMap<String, i32> =
+            [("a".to_string(), 1000), ("b".to_string(), 999)].into();
+        let start = std::time::Instant::now();
+        let first = uniform(&members[..150], &topics, &BTreeMap::new());
+        let second = uniform(&members, &topics, &first);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        let counts: Vec<usize> = second.values().map(count).collect();
+        assert_eq!(counts.iter().sum::<usize>(), 1999);
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
+        // Sticky: the first 150 members only lost partitions, never gained any.
+        for (id, parts) in &first {
+            let kept = &second[id];
+            assert!(
+                kept.iter()
+                    .all(|(t, ps)| parts.get(t).is_some_and(|q| ps.is_subset(q))),
+                "{id} gained partitions"
+            );
+        }
     }
 
     #[test]
