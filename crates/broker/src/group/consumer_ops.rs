@@ -317,6 +317,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut groups = self.lock();
         let joining = req.member_epoch == 0;
+        let created = !groups.contains_key(group_id);
         let group = match groups.get_mut(group_id) {
             Some(g) => g,
             None if joining => groups
@@ -329,6 +330,7 @@ impl GroupCoordinator {
                 ));
             }
         };
+        let mut converted = false;
         if group.consumer.is_none() {
             if !group.members.is_empty() || !group.pending.is_empty() {
                 return Err(Refused(
@@ -343,6 +345,7 @@ impl GroupCoordinator {
                 ));
             }
             // An empty classic group (perhaps only offsets) becomes a consumer group.
+            converted = true;
             let mut c = ConsumerGroup::new();
             c.group_epoch = group.generation.max(0);
             c.assignment_epoch = c.group_epoch;
@@ -354,6 +357,14 @@ impl GroupCoordinator {
         let records = drain_records(group_id, c, topics);
         if !was_empty && c.members.is_empty() {
             group.empty_since_ms = now_ms();
+        }
+        if out.is_err() && c.members.is_empty() && records.is_empty() {
+            // A refused first join leaves no trace.
+            if created {
+                groups.remove(group_id);
+            } else if converted {
+                group.consumer = None;
+            }
         }
         let out = out?;
         write(records).map_err(|code| Refused(code, "cannot store group state".into()))?;
@@ -601,6 +612,16 @@ mod tests {
             c.consumer_describe("g").unwrap_err().0,
             ec::GROUP_ID_NOT_FOUND
         );
+        // A refused first join leaves no group behind.
+        let mut bad = join_in("z");
+        bad.server_assignor = Some("sticky".into());
+        assert_eq!(
+            c.consumer_heartbeat("new", bad, &topics, &ok)
+                .unwrap_err()
+                .0,
+            ec::UNSUPPORTED_ASSIGNOR
+        );
+        assert!(c.describe("new").is_none());
     }
 
     #[test]
