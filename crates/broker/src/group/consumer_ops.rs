@@ -442,11 +442,36 @@ impl GroupCoordinator {
         }
     }
 
-    /// Session and revocation timeouts of consumer groups; returns records to write by group.
-    pub fn consumer_tick(&self, topics: &ImageTopics) -> Vec<(String, Vec<Record>)> {
+    /// Session and revocation timeouts of consumer groups and, with `expire`, removal of
+    /// consumer groups left without members and offsets for `offsets.retention.minutes`;
+    /// returns records to write by group.
+    pub fn consumer_tick(&self, topics: &ImageTopics, expire: bool) -> Vec<(String, Vec<Record>)> {
         let now = Instant::now();
         let mut groups = self.lock();
         let mut out = Vec::new();
+        if expire && self.config.offsets_retention_ms >= 0 {
+            let limit = now_ms() - self.config.offsets_retention_ms;
+            let gone: Vec<String> = groups
+                .values()
+                .filter(|g| {
+                    g.consumer.as_ref().is_some_and(|c| c.members.is_empty())
+                        && g.offsets.is_empty()
+                        && g.empty_since_ms < limit
+                })
+                .map(|g| g.id.clone())
+                .collect();
+            for id in gone {
+                groups.remove(&id);
+                tracing::info!(group = %id, "empty consumer group removed");
+                out.push((
+                    id.clone(),
+                    vec![
+                        (store::consumer_epoch_key(&id), None),
+                        (store::target_epoch_key(&id), None),
+                    ],
+                ));
+            }
+        }
         for (id, g) in groups.iter_mut() {
             let Some(c) = g.consumer.as_mut() else {
                 continue;
@@ -622,6 +647,18 @@ mod tests {
             ec::UNSUPPORTED_ASSIGNOR
         );
         assert!(c.describe("new").is_none());
+        // The empty consumer group "g2" (no offsets) goes once its retention has passed.
+        let mut leave = join_in("q");
+        c.consumer_heartbeat("g2", leave.clone(), &topics, &ok)
+            .unwrap();
+        leave.member_epoch = -1;
+        c.consumer_heartbeat("g2", leave, &topics, &ok).unwrap();
+        assert!(c.consumer_tick(&topics, true).is_empty(), "not yet");
+        c.lock().get_mut("g2").unwrap().empty_since_ms -= 120_000;
+        let out = c.consumer_tick(&topics, true);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 2);
+        assert!(c.describe("g2").is_none());
     }
 
     #[test]

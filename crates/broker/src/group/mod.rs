@@ -1090,7 +1090,7 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
             );
         }
         let topics = consumer_ops::ImageTopics(broker.image());
-        for (group, records) in broker.groups.consumer_tick(&topics) {
+        for (group, records) in broker.groups.consumer_tick(&topics, expire) {
             let _ = persist(&broker, &group, records);
         }
     }
