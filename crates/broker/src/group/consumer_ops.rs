@@ -437,7 +437,8 @@ impl GroupCoordinator {
         };
         match c.members.get(member_id) {
             None => Err(ec::UNKNOWN_MEMBER_ID),
-            Some(m) if m.member_epoch != member_epoch => Err(ec::STALE_MEMBER_EPOCH),
+            Some(m) if member_epoch > m.member_epoch => Err(ec::FENCED_MEMBER_EPOCH),
+            Some(m) if member_epoch < m.member_epoch => Err(ec::STALE_MEMBER_EPOCH),
             Some(_) => Ok(()),
         }
     }
@@ -605,6 +606,9 @@ mod tests {
         );
         assert_eq!(c.check_fetch("g", "a", 1), Ok(()));
         assert_eq!(c.check_fetch("g", "a", 0), Err(ec::STALE_MEMBER_EPOCH));
+        assert_eq!(c.check_fetch("g", "a", 3), Err(ec::FENCED_MEMBER_EPOCH));
+        assert_eq!(c.check_fetch("g", "b", 1), Err(ec::UNKNOWN_MEMBER_ID));
+        assert_eq!(c.check_fetch("g", "", -1), Ok(()));
         assert_eq!(c.delete_group("g"), Err(ec::NON_EMPTY_GROUP));
         // A consumer member cannot join a classic group with members.
         assert_eq!(classic_join(&c, "k"), ec::MEMBER_ID_REQUIRED);
