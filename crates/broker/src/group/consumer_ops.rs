@@ -587,21 +587,21 @@ mod tests {
         assert_eq!((list[0].group_type, list[0].state), ("consumer", "Stable"));
         assert_eq!(c.describe("g").unwrap().members.len(), 1);
         // Commits: v9+ only, with the member epoch as generation.
-        assert_eq!(c.check_commit("g", "a", None, 1, 9), Ok(()));
+        assert_eq!(c.check_commit("g", "a", None, 1), Ok(()));
         assert_eq!(
-            c.check_commit("g", "a", None, 1, 8),
+            c.check_commit_at("g", "a", None, 1, Some(8)),
             Err(ec::UNSUPPORTED_VERSION)
         );
         assert_eq!(
-            c.check_commit("g", "a", None, 2, 9),
+            c.check_commit("g", "a", None, 2),
             Err(ec::FENCED_MEMBER_EPOCH)
         );
         assert_eq!(
-            c.check_commit("g", "a", None, 0, 9),
+            c.check_commit("g", "a", None, 0),
             Err(ec::STALE_MEMBER_EPOCH)
         );
         assert_eq!(
-            c.check_commit("g", "x", None, 1, 9),
+            c.check_commit("g", "x", None, 1),
             Err(ec::UNKNOWN_MEMBER_ID)
         );
         assert_eq!(c.check_fetch("g", "a", 1), Ok(()));

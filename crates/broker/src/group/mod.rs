@@ -559,7 +559,19 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
-        api_version: i16,
+    ) -> Result<(), i16> {
+        self.check_commit_at(group_id, member_id, instance_id, generation, None)
+    }
+
+    /// [`Self::check_commit`] for an OffsetCommit of the given version: members of consumer
+    /// protocol groups must use v9+ (a transactional commit passes None: no such rule).
+    pub fn check_commit_at(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        api_version: Option<i16>,
     ) -> Result<(), i16> {
         let mut groups = self.lock();
         if group_id.is_empty() {
@@ -585,7 +597,7 @@ impl GroupCoordinator {
             let Some(m) = c.members.get_mut(member_id) else {
                 return Err(ec::UNKNOWN_MEMBER_ID);
             };
-            if api_version < 9 {
+            if api_version.is_some_and(|v| v < 9) {
                 return Err(ec::UNSUPPORTED_VERSION);
             }
             if generation > m.member_epoch {
@@ -1188,18 +1200,18 @@ mod tests {
             c.heartbeat("unknown-group", &member, None, generation),
             ec::UNKNOWN_MEMBER_ID
         );
-        assert_eq!(c.check_commit("g", &member, None, generation, 9), Ok(()));
+        assert_eq!(c.check_commit("g", &member, None, generation), Ok(()));
         assert_eq!(
-            c.check_commit("g", &member, None, generation - 1, 9),
+            c.check_commit("g", &member, None, generation - 1),
             Err(ec::ILLEGAL_GENERATION)
         );
         assert_eq!(
-            c.check_commit("g", "", None, -1, 9),
+            c.check_commit("g", "", None, -1),
             Err(ec::UNKNOWN_MEMBER_ID),
             "simple commit into an active group"
         );
         assert_eq!(
-            c.check_commit("fresh", "", None, -1, 9),
+            c.check_commit("fresh", "", None, -1),
             Ok(()),
             "simple commit creates an empty group"
         );
@@ -1274,7 +1286,7 @@ mod tests {
             ec::FENCED_INSTANCE_ID
         );
         assert_eq!(
-            c.check_commit("g", &j.member_id, Some("i1"), j.generation, 9),
+            c.check_commit("g", &j.member_id, Some("i1"), j.generation),
             Err(ec::FENCED_INSTANCE_ID)
         );
         assert_eq!(
