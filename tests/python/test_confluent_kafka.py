@@ -42,3 +42,58 @@ def test_produce_consume_every_codec(strom):
                 assert m.key() == str(i).encode()
                 assert m.value() == (f"{codec}-{i}-" * 5).encode()
                 assert m.headers() == [("n", str(i).encode())]
+
+
+def test_consumer_protocol_group_shares_partitions_and_is_described():
+    """KIP-848: two members with group.protocol=consumer split a topic, every record once;
+    the admin API lists the group as a consumer-type group and describes its members."""
+    import time
+
+    from confluent_kafka import ConsumerGroupType
+    from conftest import Strom
+
+    strom = Strom("group.consumer.heartbeat.interval.ms=300")
+    try:
+        admin = AdminClient({"bootstrap.servers": strom.bootstrap})
+        admin.create_topics([NewTopic("ck848", num_partitions=6, replication_factor=1)])["ck848"].result(timeout=30)
+        p = Producer({"bootstrap.servers": strom.bootstrap, "linger.ms": 5})
+        for i in range(6000):
+            p.produce("ck848", key=str(i), value=str(i), partition=i % 6)
+        assert p.flush(30) == 0
+
+        def member(name):
+            c = Consumer({"bootstrap.servers": strom.bootstrap, "group.id": "ck848-group",
+                          "group.protocol": "consumer", "client.id": name,
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            c.subscribe(["ck848"])
+            return c
+
+        members = [member("ck-a"), member("ck-b")]
+        seen = {}
+        deadline = time.time() + 60
+        while len(seen) < 6000 or any(len(c.assignment()) != 3 for c in members):
+            assert time.time() < deadline, f"{len(seen)} records, assignments {[len(c.assignment()) for c in members]}"
+            for n, c in enumerate(members):
+                msg = c.poll(0.05)
+                if msg is None or msg.error():
+                    continue
+                key = (msg.partition(), msg.offset())
+                # Nothing is committed: a partition moved to the other member is read again
+                # from the start, so only count the first reader of each record.
+                seen.setdefault(key, n)
+        assert sorted(seen) == sorted((i % 6, i // 6) for i in range(6000))
+        owned = [{tp.partition for tp in c.assignment()} for c in members]
+        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(6))
+
+        listed = admin.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(timeout=30)
+        assert [g.group_id for g in listed.valid] == ["ck848-group"]
+        assert listed.valid[0].type == ConsumerGroupType.CONSUMER
+        desc = admin.describe_consumer_groups(["ck848-group"])["ck848-group"].result(timeout=30)
+        assert desc.type == ConsumerGroupType.CONSUMER
+        assert sorted(m.client_id for m in desc.members) == ["ck-a", "ck-b"]
+        assigned = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
+        assert assigned == list(range(6))
+        for c in members:
+            c.close()
+    finally:
+        assert strom.stop() == 0

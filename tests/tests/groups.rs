@@ -1,6 +1,7 @@
-//! Consumer groups with librdkafka (classic protocol): members share a topic's partitions,
-//! groups are independent, committed offsets survive restarts and SIGKILL, static members come
-//! back without a rebalance.
+//! Consumer groups with librdkafka, under the classic protocol and the consumer protocol
+//! (KIP-848, `group.protocol=consumer`): members share a topic's partitions, groups are
+//! independent, committed offsets survive restarts and SIGKILL, static members come back
+//! without a rebalance.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +18,15 @@ use strom_e2e::{Strom, client_config};
 
 /// Broker settings that keep group tests quick: no initial rebalance delay.
 const FAST_GROUPS: &[&str] = &["group.initial.rebalance.delay.ms=0"];
+
+/// Broker settings for consumer protocol groups: frequent heartbeats, short sessions.
+const FAST_CONSUMER_GROUPS: &[&str] = &[
+    "group.consumer.heartbeat.interval.ms=300",
+    "group.consumer.session.timeout.ms=10000",
+];
+
+/// Client setting that selects the consumer protocol (KIP-848).
+const CONSUMER_PROTOCOL: (&str, &str) = ("group.protocol", "consumer");
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -109,9 +119,12 @@ fn group_consumer(
     cfg.set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "200")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500");
+        .set("auto.commit.interval.ms", "200");
+    if !extra.contains(&CONSUMER_PROTOCOL) {
+        // Under the consumer protocol the coordinator sets these.
+        cfg.set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500");
+    }
     for (k, v) in extra {
         cfg.set(*k, *v);
     }
@@ -156,11 +169,23 @@ fn committed_total(
 
 #[test]
 fn three_members_share_partitions_and_survive_a_departure() {
+    // A short initial delay lets all three members into the first generation.
+    share_partitions(&["group.initial.rebalance.delay.ms=2000"], &[]);
+}
+
+#[test]
+fn consumer_protocol_members_share_partitions_and_survive_a_departure() {
+    share_partitions(FAST_CONSUMER_GROUPS, &[CONSUMER_PROTOCOL]);
+}
+
+/// Three members read a 6-partition topic of 300,000 records; one leaves mid-way and a new
+/// one joins after it. Every record is consumed, the committed offsets reach the log end and
+/// no partition is owned by two members at once.
+fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
     const TOPIC: &str = "shared";
     const PARTITIONS: i32 = 6;
     const RECORDS: u64 = 300_000;
-    // A short initial delay lets all three members into the first generation.
-    let strom = Strom::start(&["group.initial.rebalance.delay.ms=2000"]);
+    let strom = Strom::start(broker_props);
     let bootstrap = strom.bootstrap();
     create_topic(&bootstrap, TOPIC, PARTITIONS);
     produce(&bootstrap, TOPIC, PARTITIONS, RECORDS);
@@ -170,30 +195,30 @@ fn three_members_share_partitions_and_survive_a_departure() {
     let total = Arc::new(AtomicUsize::new(0));
     let stop_all = Arc::new(AtomicBool::new(false));
     let stop_one = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    for id in 0..3 {
-        let (bootstrap, owned, seen, total, stop_all, stop_one) = (
+    let extra: Vec<(String, String)> = client_extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let spawn = |id: usize| {
+        let (bootstrap, owned, seen, total, stop_all, stop_one, extra) = (
             bootstrap.clone(),
             owned.clone(),
             seen.clone(),
             total.clone(),
             stop_all.clone(),
             stop_one.clone(),
+            extra.clone(),
         );
-        threads.push(std::thread::spawn(move || {
+        std::thread::spawn(move || {
             // Offsets are stored only after a record is processed: the rdkafka crate drains
             // prefetched records while closing a consumer, and with automatic offset storing
             // those unprocessed records would count as consumed.
-            let (c, _) = group_consumer(
-                &bootstrap,
-                "g1",
-                id,
-                owned,
-                &[
-                    ("max.partition.fetch.bytes", "65536"),
-                    ("enable.auto.offset.store", "false"),
-                ],
-            );
+            let mut settings = vec![
+                ("max.partition.fetch.bytes", "65536"),
+                ("enable.auto.offset.store", "false"),
+            ];
+            settings.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let (c, _) = group_consumer(&bootstrap, "g1", id, owned, &settings);
             c.subscribe(&[TOPIC]).unwrap();
             let leaving = id == 0;
             let should_stop =
@@ -211,14 +236,18 @@ fn three_members_share_partitions_and_survive_a_departure() {
             }
             let _ = c.commit_consumer_state(CommitMode::Sync);
             drop(c); // closes: revokes and leaves the group
-        }));
-    }
+        })
+    };
+    let mut threads: Vec<_> = (0..3).map(spawn).collect();
     let deadline = Instant::now() + Duration::from_secs(180);
     while total.load(Ordering::SeqCst) < (RECORDS / 3) as usize {
         assert!(Instant::now() < deadline, "consumers made no progress");
         std::thread::sleep(Duration::from_millis(50));
     }
     stop_one.store(true, Ordering::SeqCst);
+    threads.remove(0).join().unwrap();
+    // A new member joins after the departure.
+    threads.push(spawn(3));
     while seen.lock().unwrap().len() < RECORDS as usize {
         if Instant::now() > deadline {
             let seen = seen.lock().unwrap();
@@ -270,10 +299,9 @@ fn three_members_share_partitions_and_survive_a_departure() {
         }
     }
     let members: HashSet<usize> = owned.values().flatten().map(|iv| iv.0).collect();
-    assert_eq!(
-        members.len(),
-        3,
-        "every member got partitions at some point"
+    assert!(
+        (0..3).all(|m| members.contains(&m)),
+        "every first member got partitions at some point: {members:?}"
     );
 }
 
@@ -426,4 +454,110 @@ fn static_member_restart_causes_no_rebalance() {
         before,
         "the other member saw no rebalance"
     );
+}
+
+#[test]
+fn consumer_protocol_member_carries_on_across_a_restart() {
+    let mut strom = Strom::start(FAST_CONSUMER_GROUPS);
+    let bootstrap = strom.bootstrap();
+    create_topic(&bootstrap, "carry", 2);
+    produce(&bootstrap, "carry", 2, 2000);
+    let (c, _) = group_consumer(
+        &bootstrap,
+        "gc",
+        0,
+        Arc::default(),
+        &[CONSUMER_PROTOCOL, ("enable.auto.offset.store", "false")],
+    );
+    c.subscribe(&["carry"]).unwrap();
+    let mut seen = HashSet::new();
+    let mut poll_until = |c: &BaseConsumer<Tracking>, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < n {
+            assert!(Instant::now() < deadline, "only {} records", seen.len());
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                seen.insert((m.partition(), m.offset()));
+                let _ = c.store_offset_from_message(&m);
+            }
+        }
+    };
+    poll_until(&c, 1000);
+    c.commit_consumer_state(CommitMode::Sync).unwrap();
+    let before = committed_total(&bootstrap, "gc", "carry", 2);
+    assert!(
+        before.values().map(|o| (*o).max(0)).sum::<i64>() >= 1000,
+        "{before:?}"
+    );
+    assert!(strom.stop(), "clean shutdown");
+    strom.restart();
+    // The offsets are back, and the member goes on where it was.
+    assert_eq!(committed_total(&bootstrap, "gc", "carry", 2), before);
+    poll_until(&c, 2000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = c.poll(Duration::from_millis(100));
+        let committed = committed_total(&bootstrap, "gc", "carry", 2);
+        if committed.values().sum::<i64>() == 2000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "commits stopped: {committed:?}");
+    }
+    // SIGKILL: the same again.
+    let before = committed_total(&bootstrap, "gc", "carry", 2);
+    strom.kill9();
+    strom.restart();
+    assert_eq!(committed_total(&bootstrap, "gc", "carry", 2), before);
+    produce(&bootstrap, "carry", 2, 100);
+    poll_until(&c, 2100);
+    drop(c);
+    // A classic member may take over the group once it is empty, keeping its offsets.
+    let (k, _) = group_consumer(&bootstrap, "gc", 1, Arc::default(), &[]);
+    k.subscribe(&["carry"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while k.assignment().unwrap().count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the classic member got no partitions"
+        );
+        assert!(
+            k.poll(Duration::from_millis(100)).is_none(),
+            "everything was committed"
+        );
+    }
+}
+
+#[test]
+fn consumer_protocol_pattern_subscription() {
+    let strom = Strom::start(FAST_CONSUMER_GROUPS);
+    let bootstrap = strom.bootstrap();
+    for t in ["rx-a", "rx-b", "other"] {
+        create_topic(&bootstrap, t, 2);
+        produce(&bootstrap, t, 2, 100);
+    }
+    let (c, _) = group_consumer(&bootstrap, "grx", 0, Arc::default(), &[CONSUMER_PROTOCOL]);
+    c.subscribe(&["^rx-.*"]).unwrap();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 200 {
+        assert!(Instant::now() < deadline, "only {} records", seen.len());
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            assert!(m.topic().starts_with("rx-"), "{}", m.topic());
+            seen.insert((m.topic().to_string(), m.partition(), m.offset()));
+        }
+    }
+    // A topic created later that matches joins the subscription.
+    create_topic(&bootstrap, "rx-c", 1);
+    produce(&bootstrap, "rx-c", 1, 50);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 250 {
+        assert!(
+            Instant::now() < deadline,
+            "rx-c not consumed: {}",
+            seen.len()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            assert!(m.topic().starts_with("rx-"), "{}", m.topic());
+            seen.insert((m.topic().to_string(), m.partition(), m.offset()));
+        }
+    }
 }

@@ -410,3 +410,66 @@ fn groups_list_describe_reset_delete() {
     );
     assert!(err.contains("GROUP_ID_NOT_FOUND"), "{err}");
 }
+
+#[test]
+fn groups_list_and_describe_show_consumer_protocol_groups() {
+    let strom = Strom::start(&["group.consumer.heartbeat.interval.ms=300"]);
+    cli_ok(&strom, &["topics", "create", "kip848", "--partitions", "4"]);
+    let consumer = |id: &str| {
+        let c: BaseConsumer = client_config(&strom.bootstrap())
+            .set("group.id", "g848")
+            .set("client.id", id)
+            .set("group.protocol", "consumer")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        c.subscribe(&["kip848"]).unwrap();
+        c
+    };
+    let (a, b) = (consumer("c848-a"), consumer("c848-b"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        a.poll(Duration::from_millis(50));
+        b.poll(Duration::from_millis(50));
+        let (na, nb) = (
+            a.assignment().unwrap().count(),
+            b.assignment().unwrap().count(),
+        );
+        if na == 2 && nb == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no even split: {na} + {nb}");
+    }
+    let out = cli_ok(&strom, &["groups", "list"]);
+    let row = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("g848"))
+        .unwrap_or_else(|| panic!("list shows the group: {out}"));
+    assert!(row.contains("consumer") && row.contains("Stable"), "{row}");
+    let out = cli_ok(&strom, &["groups", "list", "--output", "json"]);
+    assert!(out.contains("\"type\": \"consumer\""), "{out}");
+    // describe: type, epochs, members with their epoch, assignment and target.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        a.poll(Duration::from_millis(50));
+        b.poll(Duration::from_millis(50));
+        let out = cli_ok(&strom, &["groups", "describe", "g848"]);
+        if out.contains("State: Stable") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "never stable: {out}");
+    };
+    assert!(out.contains("Type: consumer"), "{out}");
+    assert!(out.contains("Protocol: uniform"), "{out}");
+    assert!(out.contains("Group epoch: 2"), "{out}");
+    assert!(
+        out.contains("EPOCH") && out.contains("TARGET-ASSIGNMENT"),
+        "{out}"
+    );
+    assert!(out.contains("c848-a") && out.contains("c848-b"), "{out}");
+    let json = cli_ok(&strom, &["groups", "describe", "g848", "--output", "json"]);
+    assert!(json.contains("\"member_epoch\": 2"), "{json}");
+    // A consumer group with members refuses deletion.
+    let err = cli_err(&strom, &["groups", "delete", "g848"]);
+    assert!(err.contains("NON_EMPTY_GROUP"), "{err}");
+}

@@ -57,6 +57,12 @@ const fn def(
 const LONG0: ConfigType = ConfigType::Long { min: 0 };
 const LONG_ANY: ConfigType = ConfigType::Long { min: -1 };
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const CONSUMER_ASSIGNORS: &[&str] = &[
+    "uniform",
+    "range",
+    "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+    "org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+];
 const COMPRESSION_TYPES: &[&str] = &[
     "producer",
     "uncompressed",
@@ -286,6 +292,30 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "2147483647",
         ConfigType::Int { min: 1 },
         "Most members a consumer group may have.",
+    ),
+    def(
+        "group.consumer.session.timeout.ms",
+        "45000",
+        ConfigType::Int { min: 1 },
+        "Consumer protocol (KIP-848) groups: a member that does not heartbeat for this long is removed.",
+    ),
+    def(
+        "group.consumer.heartbeat.interval.ms",
+        "5000",
+        ConfigType::Int { min: 1 },
+        "Consumer protocol groups: the heartbeat interval the coordinator gives members.",
+    ),
+    def(
+        "group.consumer.max.size",
+        "2147483647",
+        ConfigType::Int { min: 1 },
+        "Consumer protocol groups: most members a group may have.",
+    ),
+    def(
+        "group.consumer.assignors",
+        "uniform,range",
+        ConfigType::ChoiceList(CONSUMER_ASSIGNORS),
+        "Consumer protocol groups: server-side assignors members may pick, the first being the default (short names or Kafka's class names).",
     ),
     def(
         "offsets.topic.num.partitions",

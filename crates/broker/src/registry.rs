@@ -77,6 +77,8 @@ registry! {
     DescribeProducers 0..=0 => handlers::describe_producers::handle;
     DescribeTransactions 0..=0 => handlers::describe_transactions::handle;
     ListTransactions 0..=2 => handlers::list_transactions::handle;
+    ConsumerGroupHeartbeat 0..=1 => handlers::consumer_group_heartbeat::handle;
+    ConsumerGroupDescribe 0..=1 => handlers::consumer_group_describe::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

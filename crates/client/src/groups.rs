@@ -14,6 +14,8 @@ use tokio::sync::Mutex;
 
 use strom_protocol::messages::{
     ConsumerProtocolAssignment, GroupId, TopicName,
+    consumer_group_describe_request::ConsumerGroupDescribeRequest,
+    consumer_group_describe_response,
     delete_groups_request::DeleteGroupsRequest,
     describe_groups_request::DescribeGroupsRequest,
     find_coordinator_request::FindCoordinatorRequest,
@@ -42,6 +44,7 @@ pub mod group_versions {
     pub const OFFSET_COMMIT: i16 = 9;
     pub const DELETE_GROUPS: i16 = 2;
     pub const OFFSET_DELETE: i16 = 0;
+    pub const CONSUMER_GROUP_DESCRIBE: i16 = 1;
 }
 
 /// FindCoordinator key type of a consumer group.
@@ -72,6 +75,11 @@ pub struct GroupMember {
     /// Assigned partitions by topic (sorted), decoded from the consumer protocol assignment;
     /// empty for other protocol types or while no assignment was made.
     pub assignment: Vec<(String, Vec<i32>)>,
+    /// The member epoch (consumer protocol groups only).
+    pub member_epoch: Option<i32>,
+    /// The partitions the coordinator means the member to own once reconciled (consumer
+    /// protocol groups only).
+    pub target_assignment: Vec<(String, Vec<i32>)>,
 }
 
 /// A group as DescribeGroups reports it. An unknown group is "Dead" with no members.
@@ -87,6 +95,10 @@ pub struct GroupDescription {
     pub members: Vec<GroupMember>,
     /// The coordinator, as `host:port`.
     pub coordinator: String,
+    /// "classic" or "consumer" (the KIP-848 protocol).
+    pub group_type: String,
+    /// Group epoch and target assignment epoch of a consumer protocol group.
+    pub epochs: Option<(i32, i32)>,
 }
 
 impl GroupDescription {
@@ -428,8 +440,13 @@ impl GroupAdmin {
         Ok(all.into_values().collect())
     }
 
-    /// Describes a group: state, protocol and members with their assignments.
+    /// Describes a group: state, protocol and members with their assignments. A group of the
+    /// consumer protocol (KIP-848) is described with ConsumerGroupDescribe, as Kafka's admin
+    /// client does; others with DescribeGroups.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        if let Some(d) = self.describe_consumer_group(group).await? {
+            return Ok(d);
+        }
         self.with_coordinator(group, |addr| async move {
             let (_, response) = self
                 .request(
@@ -475,6 +492,8 @@ impl GroupAdmin {
                     client_id: m.client_id.to_string(),
                     client_host: m.client_host.to_string(),
                     assignment,
+                    member_epoch: None,
+                    target_assignment: Vec::new(),
                 });
             }
             members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
@@ -485,7 +504,91 @@ impl GroupAdmin {
                 protocol: g.protocol_data.to_string(),
                 members,
                 coordinator: addr,
+                group_type: "classic".into(),
+                epochs: None,
             })
+        })
+        .await
+    }
+
+    /// ConsumerGroupDescribe of one group; None when the group is not a consumer protocol
+    /// group or the coordinator does not know the API.
+    async fn describe_consumer_group(
+        &self,
+        group: &str,
+    ) -> Result<Option<GroupDescription>, ClientError> {
+        self.with_coordinator(group, |addr| async move {
+            let sent = self
+                .request(
+                    &addr,
+                    ApiKey::ConsumerGroupDescribe,
+                    group_versions::CONSUMER_GROUP_DESCRIBE,
+                    |_| {
+                        let mut req = ConsumerGroupDescribeRequest::default();
+                        req.group_ids = vec![GroupId(str_bytes(group))];
+                        Ok(RequestKind::ConsumerGroupDescribe(req))
+                    },
+                )
+                .await;
+            let response = match sent {
+                Ok((_, r)) => r,
+                Err(ClientError::UnsupportedVersion { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let ResponseKind::ConsumerGroupDescribe(r) = response else {
+                return Err(unexpected("ConsumerGroupDescribe"));
+            };
+            let Some(g) = r.groups.into_iter().find(|g| g.group_id.as_str() == group) else {
+                return Ok(None);
+            };
+            if matches!(
+                g.error_code,
+                error_code::GROUP_ID_NOT_FOUND | error_code::UNSUPPORTED_VERSION
+            ) {
+                return Ok(None);
+            }
+            group_check(
+                g.error_code,
+                &group_subject(group),
+                g.error_message.as_deref(),
+            )?;
+            let parts = |a: &consumer_group_describe_response::Assignment| {
+                let mut v: Vec<(String, Vec<i32>)> = a
+                    .topic_partitions
+                    .iter()
+                    .map(|tp| {
+                        let mut ps = tp.partitions.clone();
+                        ps.sort_unstable();
+                        (tp.topic_name.to_string(), ps)
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
+            let mut members: Vec<GroupMember> = g
+                .members
+                .iter()
+                .map(|m| GroupMember {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.instance_id.as_ref().map(|s| s.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    assignment: parts(&m.assignment),
+                    member_epoch: Some(m.member_epoch),
+                    target_assignment: parts(&m.target_assignment),
+                })
+                .collect();
+            members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+            Ok(Some(GroupDescription {
+                group_id: group.to_string(),
+                state: g.group_state.to_string(),
+                protocol_type: "consumer".into(),
+                protocol: g.assignor_name.to_string(),
+                members,
+                coordinator: addr,
+                group_type: "consumer".into(),
+                epochs: Some((g.group_epoch, g.assignment_epoch)),
+            }))
         })
         .await
     }
@@ -845,6 +948,8 @@ mod tests {
             protocol: String::new(),
             members: Vec::new(),
             coordinator: "localhost:9092".into(),
+            group_type: "classic".into(),
+            epochs: None,
         };
         assert!(d.is_inactive());
         d.state = "Dead".into();

@@ -7,6 +7,9 @@
 //! oneshot receiver. A ticker enforces session timeouts, rebalance deadlines, the initial
 //! rebalance delay and offset retention.
 
+pub mod assignor;
+pub mod consumer;
+pub mod consumer_ops;
 pub mod state;
 pub mod store;
 
@@ -37,6 +40,7 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     pub offsets_retention_check: Duration,
     pub offset_metadata_max_bytes: usize,
+    pub consumer: consumer::ConsumerConfig,
 }
 
 impl GroupConfig {
@@ -56,6 +60,26 @@ impl GroupConfig {
                 c.get_i64("offsets.retention.check.interval.ms").max(1) as u64,
             ),
             offset_metadata_max_bytes: c.get_i64("offset.metadata.max.bytes").max(0) as usize,
+            consumer: consumer::ConsumerConfig {
+                session_timeout: Duration::from_millis(
+                    c.get_i64("group.consumer.session.timeout.ms").max(1) as u64,
+                ),
+                heartbeat_interval_ms: c.get_i64("group.consumer.heartbeat.interval.ms").max(1)
+                    as i32,
+                max_size: c.get_i64("group.consumer.max.size").max(1) as usize,
+                assignors: {
+                    let list: Vec<&'static str> = c
+                        .get("group.consumer.assignors")
+                        .split(',')
+                        .filter_map(|a| assignor::normalize(a.trim()))
+                        .collect();
+                    if list.is_empty() {
+                        vec!["uniform", "range"]
+                    } else {
+                        list
+                    }
+                },
+            },
         }
     }
 }
@@ -109,6 +133,8 @@ pub struct MemberView {
 /// A group as DescribeGroups and ListGroups show it.
 pub struct GroupView {
     pub group_id: String,
+    /// "classic" or "consumer".
+    pub group_type: &'static str,
     pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
@@ -144,6 +170,7 @@ impl GroupCoordinator {
     pub fn load(&self, broker: &Broker) {
         let mut groups = self.lock();
         let now = Instant::now();
+        let topics = consumer_ops::ImageTopics(broker.image());
         let mut records = 0usize;
         for p in broker
             .replicas
@@ -160,7 +187,14 @@ impl GroupCoordinator {
                             match store::decode(key, r.value) {
                                 Ok(rec) => {
                                     records += 1;
-                                    apply(&mut groups, rec, now);
+                                    if !consumer_ops::apply_consumer_record(
+                                        &mut groups,
+                                        &rec,
+                                        &topics,
+                                        now,
+                                    ) {
+                                        apply(&mut groups, rec, now);
+                                    }
                                 }
                                 Err(e) => tracing::warn!(
                                     partition = p.index,
@@ -176,6 +210,11 @@ impl GroupCoordinator {
                     }
                 }
             });
+        }
+        for g in groups.values_mut() {
+            if let Some(c) = g.consumer.as_mut() {
+                consumer_ops::restore(c, &topics, now);
+            }
         }
         if records > 0 {
             tracing::info!(
@@ -212,6 +251,18 @@ impl GroupCoordinator {
                 ec::COORDINATOR_NOT_AVAILABLE,
                 &req.member_id,
             ));
+        }
+        if let Some(c) = &group.consumer {
+            // A consumer group takes classic members only when it is empty (it then becomes
+            // a classic group and keeps its offsets).
+            if !c.members.is_empty() {
+                return Reply::Now(JoinResult::error(
+                    ec::INCONSISTENT_GROUP_PROTOCOL,
+                    &req.member_id,
+                ));
+            }
+            group.generation = group.generation.max(c.group_epoch);
+            group.consumer = None;
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
             return Reply::Now(JoinResult::error(
@@ -488,6 +539,19 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), i16> {
+        self.check_commit_at(group_id, member_id, instance_id, generation, None)
+    }
+
+    /// [`Self::check_commit`] for an OffsetCommit of the given version: members of consumer
+    /// protocol groups must use v9+ (a transactional commit passes None: no such rule).
+    pub fn check_commit_at(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        api_version: Option<i16>,
+    ) -> Result<(), i16> {
         let mut groups = self.lock();
         if group_id.is_empty() {
             return Err(ec::INVALID_GROUP_ID);
@@ -500,6 +564,29 @@ impl GroupCoordinator {
             }
             None => return Err(ec::ILLEGAL_GENERATION),
         };
+        if let Some(c) = group.consumer.as_mut() {
+            // Consumer groups: the generation field carries the member epoch (v9+).
+            if generation < 0 && member_id.is_empty() {
+                return if c.members.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ec::UNKNOWN_MEMBER_ID)
+                };
+            }
+            let Some(m) = c.members.get_mut(member_id) else {
+                return Err(ec::UNKNOWN_MEMBER_ID);
+            };
+            if api_version.is_some_and(|v| v < 9) {
+                return Err(ec::UNSUPPORTED_VERSION);
+            }
+            if generation > m.member_epoch {
+                return Err(ec::FENCED_MEMBER_EPOCH);
+            }
+            if generation < m.member_epoch {
+                return Err(ec::STALE_MEMBER_EPOCH);
+            }
+            return Ok(());
+        }
         if generation < 0 && member_id.is_empty() {
             // A commit from outside any generation: only while nobody is in the group.
             return if group.members.is_empty() {
@@ -609,18 +696,20 @@ impl GroupCoordinator {
         v
     }
 
-    /// Deletes an empty group; returns the keys whose tombstones must be written.
-    pub fn delete_group(&self, group_id: &str) -> Result<Vec<(String, i32)>, i16> {
+    /// Deletes an empty group; returns the offset keys whose tombstones must be written and
+    /// whether it was a consumer group.
+    pub fn delete_group(&self, group_id: &str) -> Result<(Vec<(String, i32)>, bool), i16> {
         let mut groups = self.lock();
         let Some(group) = groups.get(group_id) else {
             return Err(ec::GROUP_ID_NOT_FOUND);
         };
-        if !group.members.is_empty() || group.state != GroupState::Empty {
+        if !group.is_empty() || group.state != GroupState::Empty {
             return Err(ec::NON_EMPTY_GROUP);
         }
         let keys = group.offsets.keys().cloned().collect();
+        let consumer = group.consumer.is_some();
         groups.remove(group_id);
-        Ok(keys)
+        Ok((keys, consumer))
     }
 
     /// Checks an OffsetDelete: the topics the group still consumes cannot lose their offsets.
@@ -630,7 +719,7 @@ impl GroupCoordinator {
     ) -> Result<std::collections::HashSet<String>, i16> {
         let groups = self.lock();
         let group = groups.get(group_id).ok_or(ec::GROUP_ID_NOT_FOUND)?;
-        Ok(if group.state == GroupState::Empty {
+        Ok(if group.state == GroupState::Empty && group.is_empty() {
             Default::default()
         } else {
             group.subscribed_topics()
@@ -700,6 +789,7 @@ impl GroupCoordinator {
             }
             if expire_offsets
                 && group.state == GroupState::Empty
+                && group.is_empty()
                 && self.config.offsets_retention_ms >= 0
             {
                 let limit = now_ms - self.config.offsets_retention_ms;
@@ -717,6 +807,7 @@ impl GroupCoordinator {
         }
         groups.retain(|_, g| {
             !(g.state == GroupState::Empty
+                && g.consumer.is_none()
                 && g.members.is_empty()
                 && g.offsets.is_empty()
                 && g.generation == 0
@@ -740,9 +831,31 @@ fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>) -> Op
 }
 
 fn view(g: &Group) -> GroupView {
+    if let Some(c) = &g.consumer {
+        return GroupView {
+            group_id: g.id.clone(),
+            group_type: "consumer",
+            state: c.state_name(),
+            protocol_type: "consumer".into(),
+            protocol: c.assignor.clone(),
+            members: c
+                .members
+                .values()
+                .map(|m| MemberView {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: consumer_ops::classic_subscription(&m.subscribed_topics),
+                    assignment: consumer_ops::classic_assignment(&m.assigned),
+                })
+                .collect(),
+        };
+    }
     let protocol = g.protocol.clone().unwrap_or_default();
     GroupView {
         group_id: g.id.clone(),
+        group_type: "classic",
         state: g.state.name(),
         protocol_type: g.protocol_type.clone().unwrap_or_default(),
         protocol: protocol.clone(),
@@ -852,6 +965,7 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
                 let g = groups
                     .entry(group.clone())
                     .or_insert_with(|| Group::new(&group, now_ms()));
+                g.consumer = None;
                 g.generation = v.generation;
                 g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
                 g.protocol = v.protocol.clone();
@@ -896,6 +1010,8 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
                 }
             }
         },
+        // Consumer group records are applied by consumer_ops.
+        _ => {}
     }
 }
 
@@ -1006,6 +1122,10 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
                 vec![offset_record(&group, &topic, partition, None)],
             );
         }
+        let topics = consumer_ops::ImageTopics(broker.image());
+        for (group, records) in broker.groups.consumer_tick(&topics, expire) {
+            let _ = persist(&broker, &group, records);
+        }
     }
 }
 
@@ -1023,6 +1143,12 @@ mod tests {
             offsets_retention_ms: 60_000,
             offsets_retention_check: Duration::from_secs(600),
             offset_metadata_max_bytes: 100,
+            consumer: consumer::ConsumerConfig {
+                session_timeout: Duration::from_secs(45),
+                heartbeat_interval_ms: 5000,
+                max_size: 10,
+                assignors: vec!["uniform", "range"],
+            },
         }
     }
 

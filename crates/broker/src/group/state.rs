@@ -131,6 +131,9 @@ pub struct Group {
     pub offsets: HashMap<(String, i32), Committed>,
     /// When the group last became Empty (ms), for offset expiry.
     pub empty_since_ms: i64,
+    /// Set when the group runs the consumer protocol (KIP-848); the classic fields then stay
+    /// empty and only the offsets are shared.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -149,6 +152,7 @@ impl Group {
             initial_delay_until: None,
             offsets: HashMap::new(),
             empty_since_ms: now_ms,
+            consumer: None,
         }
     }
 
@@ -379,8 +383,20 @@ impl Group {
         }
     }
 
+    /// Whether nobody is in the group, under either protocol.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
     /// Topics the members subscribe to (consumer protocol), for OffsetDelete.
     pub fn subscribed_topics(&self) -> HashSet<String> {
+        if let Some(c) = &self.consumer {
+            return c
+                .members
+                .values()
+                .flat_map(|m| m.subscribed_topics.iter().cloned())
+                .collect();
+        }
         let protocol = self.protocol.clone().unwrap_or_default();
         let mut out = HashSet::new();
         for m in self.members.values() {

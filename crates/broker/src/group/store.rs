@@ -6,9 +6,16 @@
 //! - group metadata: key v2 (group), value v3 (protocol type, generation, protocol, leader,
 //!   state timestamp, members).
 //!
-//! A null value is a tombstone: the offset or the group is gone.
+//! - consumer groups (KIP-848), values in the flexible encoding (compact strings and arrays,
+//!   tagged fields): key v3 group epoch, key v5 member metadata (subscription, client), key v6
+//!   target assignment epoch, key v7 a member's target assignment, key v8 a member's current
+//!   assignment (member epoch, previous epoch, state, assigned and revoking partitions).
+//!   Key v4 (per-topic partition metadata, which Kafka has stopped writing) is read and skipped.
+//!
+//! A null value is a tombstone: the offset, the group or the member is gone.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use uuid::Uuid;
 
 /// An offset commit as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +63,165 @@ pub enum StoredRecord {
         group: String,
         value: Option<GroupValue>,
     },
+    /// Group epoch of a consumer group.
+    ConsumerEpoch {
+        group: String,
+        epoch: Option<i32>,
+    },
+    ConsumerMember {
+        group: String,
+        member: String,
+        value: Option<MemberMetadataValue>,
+    },
+    TargetEpoch {
+        group: String,
+        epoch: Option<i32>,
+    },
+    TargetMember {
+        group: String,
+        member: String,
+        partitions: Option<TopicIdPartitions>,
+    },
+    CurrentAssignment {
+        group: String,
+        member: String,
+        value: Option<CurrentAssignmentValue>,
+    },
+    /// A record strom reads past.
+    Skipped,
+}
+
+/// Partitions by topic id, as consumer group records hold them.
+pub type TopicIdPartitions = Vec<(Uuid, Vec<i32>)>;
+
+/// A consumer group member's metadata as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MemberMetadataValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+/// A consumer group member's current assignment as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CurrentAssignmentValue {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned: TopicIdPartitions,
+    pub pending_revocation: TopicIdPartitions,
+}
+
+fn put_uvarint(b: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+fn put_compact_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => put_uvarint(b, 0),
+        Some(s) => {
+            put_uvarint(b, s.len() as u64 + 1);
+            b.put_slice(s.as_bytes());
+        }
+    }
+}
+
+fn put_id_partitions(b: &mut BytesMut, parts: &TopicIdPartitions) {
+    put_uvarint(b, parts.len() as u64 + 1);
+    for (id, ps) in parts {
+        b.put_slice(id.as_bytes());
+        put_uvarint(b, ps.len() as u64 + 1);
+        for p in ps {
+            b.put_i32(*p);
+        }
+        put_uvarint(b, 0);
+    }
+}
+
+fn key_with_member(version: i16, group: &str, member: Option<&str>) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(version);
+    put_str(&mut b, group);
+    if let Some(m) = member {
+        put_str(&mut b, m);
+    }
+    b.freeze()
+}
+
+pub fn consumer_epoch_key(group: &str) -> Bytes {
+    key_with_member(3, group, None)
+}
+
+pub fn consumer_member_key(group: &str, member: &str) -> Bytes {
+    key_with_member(5, group, Some(member))
+}
+
+pub fn target_epoch_key(group: &str) -> Bytes {
+    key_with_member(6, group, None)
+}
+
+pub fn target_member_key(group: &str, member: &str) -> Bytes {
+    key_with_member(7, group, Some(member))
+}
+
+pub fn current_assignment_key(group: &str, member: &str) -> Bytes {
+    key_with_member(8, group, Some(member))
+}
+
+/// Value of the group epoch (key v3) and of the target assignment epoch (key v6).
+pub fn epoch_value(epoch: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(epoch);
+    put_uvarint(&mut b, 0);
+    b.freeze()
+}
+
+pub fn member_metadata_value(v: &MemberMetadataValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    put_compact_str(&mut b, v.instance_id.as_deref());
+    put_compact_str(&mut b, v.rack_id.as_deref());
+    put_compact_str(&mut b, Some(&v.client_id));
+    put_compact_str(&mut b, Some(&v.client_host));
+    put_uvarint(&mut b, v.subscribed_topic_names.len() as u64 + 1);
+    for t in &v.subscribed_topic_names {
+        put_compact_str(&mut b, Some(t));
+    }
+    put_compact_str(&mut b, v.subscribed_topic_regex.as_deref());
+    b.put_i32(v.rebalance_timeout_ms);
+    put_compact_str(&mut b, v.server_assignor.as_deref());
+    put_uvarint(&mut b, 0);
+    b.freeze()
+}
+
+pub fn target_member_value(parts: &TopicIdPartitions) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    put_id_partitions(&mut b, parts);
+    put_uvarint(&mut b, 0);
+    b.freeze()
+}
+
+pub fn current_assignment_value(v: &CurrentAssignmentValue) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(v.member_epoch);
+    b.put_i32(v.previous_member_epoch);
+    b.put_i8(v.state);
+    put_id_partitions(&mut b, &v.assigned);
+    put_id_partitions(&mut b, &v.pending_revocation);
+    put_uvarint(&mut b, 0);
+    b.freeze()
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -164,6 +330,73 @@ impl Reader {
         self.nullable_str()?
             .ok_or(Malformed("null where a string is required"))
     }
+    fn i8(&mut self) -> Result<i8, Malformed> {
+        self.need(1)?;
+        Ok(self.0.get_i8())
+    }
+    fn uvarint(&mut self) -> Result<u64, Malformed> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            self.need(1)?;
+            let byte = self.0.get_u8();
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Malformed("varint too long"))
+    }
+    fn compact_str(&mut self) -> Result<Option<String>, Malformed> {
+        let len = self.uvarint()?;
+        if len == 0 {
+            return Ok(None);
+        }
+        let len = (len - 1) as usize;
+        self.need(len)?;
+        let s = self.0.split_to(len);
+        String::from_utf8(s.to_vec())
+            .map(Some)
+            .map_err(|_| Malformed("string is not UTF-8"))
+    }
+    fn compact_len(&mut self) -> Result<usize, Malformed> {
+        let n = self.uvarint()?;
+        let n = n.saturating_sub(1) as usize;
+        // Every element takes at least one byte: a count beyond the bytes left is corrupt.
+        self.need(n)?;
+        Ok(n)
+    }
+    /// Skips the tagged fields that end a flexible struct.
+    fn tags(&mut self) -> Result<(), Malformed> {
+        let n = self.uvarint()?;
+        for _ in 0..n {
+            self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.need(size)?;
+            self.0.advance(size);
+        }
+        Ok(())
+    }
+    fn uuid(&mut self) -> Result<Uuid, Malformed> {
+        self.need(16)?;
+        let mut id = [0u8; 16];
+        self.0.copy_to_slice(&mut id);
+        Ok(Uuid::from_bytes(id))
+    }
+    fn id_partitions(&mut self) -> Result<TopicIdPartitions, Malformed> {
+        let n = self.compact_len()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.uuid()?;
+            let k = self.compact_len()?;
+            let mut ps = Vec::with_capacity(k);
+            for _ in 0..k {
+                ps.push(self.i32()?);
+            }
+            self.tags()?;
+            out.push((id, ps));
+        }
+        Ok(out)
+    }
     fn bytes(&mut self) -> Result<Bytes, Malformed> {
         let len = self.i32()?;
         if len < 0 {
@@ -177,7 +410,8 @@ impl Reader {
 /// Decodes one record of the topic.
 pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<StoredRecord, Malformed> {
     let mut k = Reader(key);
-    match k.i16()? {
+    let key_version = k.i16()?;
+    match key_version {
         0 | 1 => {
             let group = k.str()?;
             let topic = k.str()?;
@@ -256,6 +490,101 @@ pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<StoredRecord, Malforme
             };
             Ok(StoredRecord::Group { group, value })
         }
+        3 | 6 => {
+            let group = k.str()?;
+            let epoch = match value {
+                None => None,
+                Some(v) => {
+                    let mut r = Reader(v);
+                    r.i16()?;
+                    Some(r.i32()?)
+                }
+            };
+            Ok(if key_version == 3 {
+                StoredRecord::ConsumerEpoch { group, epoch }
+            } else {
+                StoredRecord::TargetEpoch { group, epoch }
+            })
+        }
+        4 => Ok(StoredRecord::Skipped),
+        5 => {
+            let group = k.str()?;
+            let member = k.str()?;
+            let value = match value {
+                None => None,
+                Some(v) => {
+                    let mut r = Reader(v);
+                    r.i16()?;
+                    let instance_id = r.compact_str()?;
+                    let rack_id = r.compact_str()?;
+                    let client_id = r.compact_str()?.unwrap_or_default();
+                    let client_host = r.compact_str()?.unwrap_or_default();
+                    let n = r.compact_len()?;
+                    let mut subscribed_topic_names = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        subscribed_topic_names.push(r.compact_str()?.unwrap_or_default());
+                    }
+                    let subscribed_topic_regex = r.compact_str()?;
+                    let rebalance_timeout_ms = r.i32()?;
+                    let server_assignor = r.compact_str()?;
+                    Some(MemberMetadataValue {
+                        instance_id,
+                        rack_id,
+                        client_id,
+                        client_host,
+                        subscribed_topic_names,
+                        subscribed_topic_regex,
+                        rebalance_timeout_ms,
+                        server_assignor,
+                    })
+                }
+            };
+            Ok(StoredRecord::ConsumerMember {
+                group,
+                member,
+                value,
+            })
+        }
+        7 => {
+            let group = k.str()?;
+            let member = k.str()?;
+            let partitions = match value {
+                None => None,
+                Some(v) => {
+                    let mut r = Reader(v);
+                    r.i16()?;
+                    Some(r.id_partitions()?)
+                }
+            };
+            Ok(StoredRecord::TargetMember {
+                group,
+                member,
+                partitions,
+            })
+        }
+        8 => {
+            let group = k.str()?;
+            let member = k.str()?;
+            let value = match value {
+                None => None,
+                Some(v) => {
+                    let mut r = Reader(v);
+                    r.i16()?;
+                    Some(CurrentAssignmentValue {
+                        member_epoch: r.i32()?,
+                        previous_member_epoch: r.i32()?,
+                        state: r.i8()?,
+                        assigned: r.id_partitions()?,
+                        pending_revocation: r.id_partitions()?,
+                    })
+                }
+            };
+            Ok(StoredRecord::CurrentAssignment {
+                group,
+                member,
+                value,
+            })
+        }
         _ => Err(Malformed("unknown key version")),
     }
 }
@@ -323,6 +652,95 @@ mod tests {
         ));
         assert!(decode(Bytes::from_static(&[0, 9]), None).is_err());
         assert!(decode(Bytes::from_static(&[0, 1, 0, 5, b'a']), None).is_err());
+    }
+
+    #[test]
+    fn consumer_group_records_round_trip() {
+        let id = Uuid::from_u128(0x1234);
+        let m = MemberMetadataValue {
+            instance_id: Some("i".into()),
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            subscribed_topic_names: vec!["t".into(), "u".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 300_000,
+            server_assignor: Some("uniform".into()),
+        };
+        assert_eq!(
+            decode(
+                consumer_member_key("g", "m"),
+                Some(member_metadata_value(&m))
+            )
+            .unwrap(),
+            StoredRecord::ConsumerMember {
+                group: "g".into(),
+                member: "m".into(),
+                value: Some(m)
+            }
+        );
+        let a = CurrentAssignmentValue {
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 0,
+            assigned: vec![(id, vec![0, 2])],
+            pending_revocation: vec![(id, vec![1])],
+        };
+        assert_eq!(
+            decode(
+                current_assignment_key("g", "m"),
+                Some(current_assignment_value(&a))
+            )
+            .unwrap(),
+            StoredRecord::CurrentAssignment {
+                group: "g".into(),
+                member: "m".into(),
+                value: Some(a)
+            }
+        );
+        assert_eq!(
+            decode(
+                target_member_key("g", "m"),
+                Some(target_member_value(&vec![(id, vec![5])]))
+            )
+            .unwrap(),
+            StoredRecord::TargetMember {
+                group: "g".into(),
+                member: "m".into(),
+                partitions: Some(vec![(id, vec![5])])
+            }
+        );
+        assert_eq!(
+            decode(consumer_epoch_key("g"), Some(epoch_value(7))).unwrap(),
+            StoredRecord::ConsumerEpoch {
+                group: "g".into(),
+                epoch: Some(7)
+            }
+        );
+        assert_eq!(
+            decode(target_epoch_key("g"), None).unwrap(),
+            StoredRecord::TargetEpoch {
+                group: "g".into(),
+                epoch: None
+            }
+        );
+        // The group epoch value as Kafka 4.1 writes it, with a tagged field: tag 0, 8 bytes.
+        let mut v = BytesMut::new();
+        v.put_i16(0);
+        v.put_i32(9);
+        v.put_slice(&[1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            decode(consumer_epoch_key("g"), Some(v.freeze())).unwrap(),
+            StoredRecord::ConsumerEpoch {
+                group: "g".into(),
+                epoch: Some(9)
+            }
+        );
+        // Key and exact bytes: version 8, group, member.
+        assert_eq!(
+            &current_assignment_key("g", "m")[..],
+            &[0, 8, 0, 1, b'g', 0, 1, b'm']
+        );
     }
 
     #[test]

@@ -20,12 +20,16 @@ pub async fn handle(
             let name = id.as_str().to_string();
             let code = match broker.groups.delete_group(&name) {
                 Err(code) => code,
-                Ok(keys) => {
+                Ok((keys, consumer)) => {
                     let mut records: Vec<_> = keys
                         .iter()
                         .map(|(t, p)| group::offset_record(&name, t, *p, None))
                         .collect();
                     records.push((group::store::group_key(&name), None));
+                    if consumer {
+                        records.push((group::store::consumer_epoch_key(&name), None));
+                        records.push((group::store::target_epoch_key(&name), None));
+                    }
                     match group::persist(broker, &name, records) {
                         Ok(()) => ec::NONE,
                         Err(code) => code,

@@ -27,8 +27,9 @@ pub async fn handle(
         .list()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
+            let group_type = g.group_type;
             let l = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type));
@@ -38,7 +39,7 @@ pub async fn handle(
                 l
             };
             if ctx.api_version >= 5 {
-                l.with_group_type(str_bytes("classic"))
+                l.with_group_type(str_bytes(group_type))
             } else {
                 l
             }

@@ -12,17 +12,18 @@ use crate::registry::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.as_str().to_string();
     let verdict = match group::ensure_offsets_topic(broker).await {
         Err(code) => Err(code),
-        Ok(()) => broker.groups.check_commit(
+        Ok(()) => broker.groups.check_commit_at(
             &group_id,
             req.member_id.as_str(),
             req.group_instance_id.as_ref().map(|s| s.as_str()),
             req.generation_id_or_member_epoch,
+            Some(ctx.api_version),
         ),
     };
     let now = crate::now_ms();

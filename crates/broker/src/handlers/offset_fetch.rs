@@ -22,6 +22,17 @@ pub async fn handle(
             .groups
             .into_iter()
             .map(|g| {
+                if v >= 9
+                    && let Err(code) = broker.groups.check_fetch(
+                        g.group_id.as_str(),
+                        g.member_id.as_ref().map(|s| s.as_str()).unwrap_or(""),
+                        g.member_epoch,
+                    )
+                {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code);
+                }
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.as_str().to_string(), t.partition_indexes))

@@ -260,14 +260,21 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
                 eprintln!("No groups.");
                 return Ok(());
             }
-            let mut t = table(vec!["GROUP", "STATE", "PROTOCOL TYPE"]);
-            for g in &groups {
-                let protocol_type = if g.protocol_type.is_empty() {
+            let mut t = table(vec!["GROUP", "TYPE", "STATE", "PROTOCOL TYPE"]);
+            let dash = |s: &str| {
+                if s.is_empty() {
                     "-".to_string()
                 } else {
-                    g.protocol_type.clone()
-                };
-                t.add_row(vec![g.group_id.clone(), g.state.clone(), protocol_type]);
+                    s.to_string()
+                }
+            };
+            for g in &groups {
+                t.add_row(vec![
+                    g.group_id.clone(),
+                    dash(&g.group_type),
+                    g.state.clone(),
+                    dash(&g.protocol_type),
+                ]);
             }
             println!("{t}");
             Ok(())
@@ -324,12 +331,19 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                         .iter()
                         .map(|(t, ps)| json!({"topic": t, "partitions": ps}))
                         .collect();
+                    let target: Vec<_> = m
+                        .target_assignment
+                        .iter()
+                        .map(|(t, ps)| json!({"topic": t, "partitions": ps}))
+                        .collect();
                     json!({
                         "member_id": m.member_id,
                         "group_instance_id": m.group_instance_id,
                         "client_id": m.client_id,
                         "host": m.client_host,
+                        "member_epoch": m.member_epoch,
                         "assignment": assignment,
+                        "target_assignment": target,
                     })
                 })
                 .collect();
@@ -348,6 +362,9 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                 .collect();
             print_json(&json!({
                 "group": desc.group_id,
+                "type": desc.group_type,
+                "group_epoch": desc.epochs.map(|e| e.0),
+                "assignment_epoch": desc.epochs.map(|e| e.1),
                 "state": desc.state,
                 "protocol_type": desc.protocol_type,
                 "protocol": desc.protocol,
@@ -363,13 +380,18 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                 (p, "") => p.to_string(),
                 (p, t) => format!("{p} ({t})"),
             };
+            let epochs = desc.epochs.map_or(String::new(), |(g, a)| {
+                format!("  Group epoch: {g}  Assignment epoch: {a}")
+            });
             println!(
-                "Group: {}  State: {}  Protocol: {}  Members: {}  Coordinator: {}",
+                "Group: {}  Type: {}  State: {}  Protocol: {}  Members: {}  Coordinator: {}{}",
                 desc.group_id,
+                desc.group_type,
                 desc.state,
                 protocol,
                 desc.members.len(),
-                desc.coordinator
+                desc.coordinator,
+                epochs
             );
             println!();
             if rows.is_empty() {
@@ -402,26 +424,43 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
             }
             if !desc.members.is_empty() {
                 println!();
-                let mut t = table(vec!["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
-                for m in &desc.members {
-                    let assignment = if m.assignment.is_empty() {
+                let consumer = desc.epochs.is_some();
+                let mut header = vec!["MEMBER-ID", "CLIENT-ID", "HOST"];
+                if consumer {
+                    header.push("EPOCH");
+                }
+                header.push("ASSIGNMENT");
+                if consumer {
+                    header.push("TARGET-ASSIGNMENT");
+                }
+                let mut t = table(header);
+                let render = |a: &[(String, Vec<i32>)]| {
+                    if a.is_empty() {
                         "-".to_string()
                     } else {
-                        m.assignment
-                            .iter()
+                        a.iter()
                             .map(|(t, ps)| {
                                 let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
                                 format!("{t}:{}", ps.join(","))
                             })
                             .collect::<Vec<_>>()
                             .join(" ")
-                    };
-                    t.add_row(vec![
+                    }
+                };
+                for m in &desc.members {
+                    let mut row = vec![
                         m.member_id.clone(),
                         m.client_id.clone(),
                         m.client_host.clone(),
-                        assignment,
-                    ]);
+                    ];
+                    if consumer {
+                        row.push(m.member_epoch.map_or("-".into(), |e| e.to_string()));
+                    }
+                    row.push(render(&m.assignment));
+                    if consumer {
+                        row.push(render(&m.target_assignment));
+                    }
+                    t.add_row(row);
                 }
                 println!("{t}");
             }
