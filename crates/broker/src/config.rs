@@ -366,6 +366,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Largest transaction timeout a producer may ask for.",
     ),
     def(
+        "transaction.version",
+        "2",
+        ConfigType::Int { min: 0 },
+        "Transaction protocol finalized for clients (the transaction.version feature): 2 adds \
+         partitions on the broker and bumps the producer epoch with every transaction (KIP-890); \
+         0 or 1 keep clients on the classic protocol.",
+    ),
+    def(
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "10000",
         ConfigType::Int { min: 1 },

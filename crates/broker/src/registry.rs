@@ -71,9 +71,9 @@ registry! {
     InitProducerId 0..=5 => handlers::init_producer_id::handle;
     AddPartitionsToTxn 0..=5 => handlers::add_partitions_to_txn::handle;
     AddOffsetsToTxn 0..=4 => handlers::add_offsets_to_txn::handle;
-    EndTxn 0..=4 => handlers::end_txn::handle;
+    EndTxn 0..=5 => handlers::end_txn::handle;
     WriteTxnMarkers 1..=1 => handlers::write_txn_markers::handle;
-    TxnOffsetCommit 0..=4 => handlers::txn_offset_commit::handle;
+    TxnOffsetCommit 0..=5 => handlers::txn_offset_commit::handle;
     DescribeProducers 0..=0 => handlers::describe_producers::handle;
     DescribeTransactions 0..=0 => handlers::describe_transactions::handle;
     ListTransactions 0..=2 => handlers::list_transactions::handle;

@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
-use strom_protocol::messages::api_versions_response::ApiVersion;
+use strom_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use strom_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::registry::{APIS, RequestContext};
@@ -18,10 +21,40 @@ pub fn api_list() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// The features strom supports, with the range of levels: (name, min, max).
+const SUPPORTED_FEATURES: &[(&str, i16, i16)] = &[("transaction.version", 0, 2)];
+
 pub async fn handle(
-    _broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
     _req: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(api_list())
+    let resp = ApiVersionsResponse::default().with_api_keys(api_list());
+    // Features are tagged fields of v3+.
+    if ctx.api_version < 3 {
+        return resp;
+    }
+    let supported = SUPPORTED_FEATURES
+        .iter()
+        .map(|(name, min, max)| {
+            SupportedFeatureKey::default()
+                .with_name(str_bytes(*name))
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    let tv = broker.txns.config().version;
+    let finalized = if tv > 0 {
+        vec![
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes("transaction.version"))
+                .with_min_version_level(tv)
+                .with_max_version_level(tv),
+        ]
+    } else {
+        Vec::new()
+    };
+    resp.with_supported_features(supported)
+        .with_finalized_features_epoch(if tv > 0 { 1 } else { -1 })
+        .with_finalized_features(finalized)
 }

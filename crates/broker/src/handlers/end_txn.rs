@@ -1,19 +1,20 @@
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
-use strom_protocol::messages::{EndTxnRequest, EndTxnResponse};
+use strom_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
 /// Commits or aborts a transaction: the decision is written to `__transaction_state`, then
-/// the markers to every partition of the transaction.
+/// the markers to every partition of the transaction (with transactions v2, under a bumped
+/// epoch that the response returns).
 pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     req: EndTxnRequest,
 ) -> EndTxnResponse {
-    let code = broker
+    let result = broker
         .txns
         .end_txn(
             broker,
@@ -23,7 +24,14 @@ pub async fn handle(
             req.committed,
             ctx.api_version,
         )
-        .err()
-        .unwrap_or(ec::NONE);
-    EndTxnResponse::default().with_error_code(code)
+        .await;
+    // v5 tells the producer the id and epoch of its next transaction.
+    let (code, (pid, epoch)) = match result {
+        Ok(next) => (ec::NONE, next),
+        Err(code) => (code, (-1, -1)),
+    };
+    EndTxnResponse::default()
+        .with_error_code(code)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
 }

@@ -71,15 +71,15 @@ pub async fn handle(
                 ),
                 (Some(_), Some(_), None) => (ec::INVALID_RECORD, "no records".to_string()),
                 (Some(_), Some(p), Some(records))
-                    if !transaction_verified(broker, &records, &p.topic, p.index) =>
+                    if !transaction_verified(
+                        broker,
+                        &records,
+                        &p.topic,
+                        p.index,
+                        ctx.api_version,
+                    ) =>
                 {
-                    (
-                        ec::INVALID_TXN_STATE,
-                        format!(
-                            "transactional write to {}-{} outside the producer's open transaction",
-                            p.topic, p.index
-                        ),
-                    )
+                    stale_epoch_or_txn_state(broker, &records, &p.topic, p.index)
                 }
                 (Some(_), Some(p), Some(records)) => {
                     let mut buf = BytesMut::from(records);
@@ -130,13 +130,59 @@ pub async fn handle(
 /// A transactional batch may only land in a partition that its producer added to its open
 /// transaction at its current epoch; otherwise a late write of an ended transaction could
 /// slip into the next one.
-fn transaction_verified(broker: &Broker, records: &[u8], topic: &str, partition: i32) -> bool {
+/// With transactions v2 (Produce v12+), the write itself adds the partition to the producer's
+/// transaction.
+fn transaction_verified(
+    broker: &Broker,
+    records: &[u8],
+    topic: &str,
+    partition: i32,
+    version: i16,
+) -> bool {
     match strom_storage::BatchHeader::parse(records) {
         Ok(h) if h.is_transactional() && h.producer_id >= 0 => {
             broker
                 .txns
                 .verify_partition(h.producer_id, h.producer_epoch, topic, partition)
+                || (version >= 12
+                    && broker.txns.add_partition_implicitly(
+                        broker,
+                        h.producer_id,
+                        h.producer_epoch,
+                        topic,
+                        partition,
+                    ))
         }
         _ => true,
     }
+}
+
+/// Why a transactional write was refused: an epoch older than the coordinator's (a fenced or
+/// finished producer), or a partition outside the open transaction.
+fn stale_epoch_or_txn_state(
+    broker: &Broker,
+    records: &[u8],
+    topic: &str,
+    partition: i32,
+) -> (i16, String) {
+    if let Ok(h) = strom_storage::BatchHeader::parse(records)
+        && broker
+            .txns
+            .current_epoch(h.producer_id)
+            .is_some_and(|current| h.producer_epoch < current)
+    {
+        return (
+            ec::INVALID_PRODUCER_EPOCH,
+            format!(
+                "producer {} wrote to {topic}-{partition} with epoch {}, older than its current one",
+                h.producer_id, h.producer_epoch
+            ),
+        );
+    }
+    (
+        ec::INVALID_TXN_STATE,
+        format!(
+            "transactional write to {topic}-{partition} outside the producer's open transaction"
+        ),
+    )
 }

@@ -22,13 +22,25 @@ pub async fn handle(
         group::store::partition_for(&group_id, broker.groups.config().offsets_partitions);
     let mut verdict = match group::ensure_offsets_topic(broker).await {
         Err(code) => Err(code),
-        Ok(()) => broker.txns.check_offset_commit(
-            req.transactional_id.as_str(),
-            req.producer_id.0,
-            req.producer_epoch,
-            partition,
-            ctx.api_version,
-        ),
+        Ok(()) => {
+            // Transactions v2: the commit adds the offsets partition itself.
+            if ctx.api_version >= 5 {
+                broker.txns.add_partition_implicitly(
+                    broker,
+                    req.producer_id.0,
+                    req.producer_epoch,
+                    group::OFFSETS_TOPIC,
+                    partition,
+                );
+            }
+            broker.txns.check_offset_commit(
+                req.transactional_id.as_str(),
+                req.producer_id.0,
+                req.producer_epoch,
+                partition,
+                ctx.api_version,
+            )
+        }
     };
     // From v3 the producer says which group generation it consumed in; a stale one is fenced.
     if verdict.is_ok() && ctx.api_version >= 3 && req.generation_id >= 0 {

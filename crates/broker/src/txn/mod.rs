@@ -39,6 +39,9 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 pub struct TxnConfig {
     pub partitions: i32,
     pub max_timeout_ms: i32,
+    /// The finalized `transaction.version` feature: 2 turns on the KIP-890 protocol for clients
+    /// that speak it (partitions added by the broker, an epoch bump per transaction).
+    pub version: i16,
 }
 
 impl TxnConfig {
@@ -46,6 +49,7 @@ impl TxnConfig {
         TxnConfig {
             partitions: c.get_i64("transaction.state.log.num.partitions").max(1) as i32,
             max_timeout_ms: c.get_i64("transaction.max.timeout.ms").max(1) as i32,
+            version: c.get_i64("transaction.version").clamp(0, 2) as i16,
         }
     }
 }
@@ -54,6 +58,9 @@ impl TxnConfig {
 #[derive(Debug, Clone)]
 struct TxnMeta {
     producer_id: i64,
+    /// The producer id before the last change of id (transactions v2 epoch overflow), so that
+    /// a retried EndTxn with it is recognized.
+    previous_producer_id: Option<i64>,
     epoch: i16,
     timeout_ms: i32,
     status: TxnStatus,
@@ -210,6 +217,7 @@ impl TransactionCoordinator {
             Some(m) => m,
             None => TxnMeta {
                 producer_id: fresh.ok_or(ec::CONCURRENT_TRANSACTIONS)?,
+                previous_producer_id: None,
                 epoch: -1,
                 timeout_ms,
                 status: TxnStatus::Empty,
@@ -342,6 +350,16 @@ impl TransactionCoordinator {
             && meta.partitions.contains(&(topic.to_string(), partition))
     }
 
+    /// The current epoch of a transactional producer id, if the coordinator knows it.
+    pub fn current_epoch(&self, producer_id: i64) -> Option<i16> {
+        let s = self.lock();
+        let id = s.by_producer.get(&producer_id)?;
+        s.txns
+            .get(id)
+            .filter(|m| m.producer_id == producer_id)
+            .map(|m| m.epoch)
+    }
+
     /// Checks a TxnOffsetCommit: the producer's open transaction must include the group's
     /// offsets partition.
     pub fn check_offset_commit(
@@ -370,18 +388,56 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Ends the producer's transaction: commit or abort.
-    pub fn end_txn(
+    /// Ends the producer's transaction: commit or abort. With transactions v2 (EndTxn v5+)
+    /// the epoch is bumped as the transaction ends, so nothing the producer sent in this
+    /// transaction can land in the next one; the new producer id and epoch are returned.
+    pub async fn end_txn(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
         version: i16,
-    ) -> Result<(), i16> {
+    ) -> Result<(i64, i16), i16> {
+        let bump = version >= 5 && self.config.version >= 2;
+        // The epoch may run out: take a fresh producer id first (never across the lock).
+        let near_overflow = self
+            .lock()
+            .txns
+            .get(transactional_id)
+            .is_some_and(|m| m.epoch >= i16::MAX - 2);
+        let fresh = if bump && near_overflow {
+            Some(self.new_producer_id(broker).await?)
+        } else {
+            None
+        };
         let mut s = self.lock();
-        let meta = Self::check(
+        if bump
+            && let Some(meta) = s.txns.get(transactional_id)
+            && meta.producer_id == producer_id
+            && epoch.checked_add(1) == Some(meta.epoch)
+            && matches!(
+                (meta.status, commit),
+                (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false)
+            )
+        {
+            // A retry of an end that completed (and bumped the epoch).
+            return Ok((meta.producer_id, meta.epoch));
+        }
+        if bump
+            && let Some(meta) = s.txns.get(transactional_id)
+            && meta.producer_id != producer_id
+            && meta.previous_producer_id == Some(producer_id)
+            && matches!(
+                (meta.status, commit),
+                (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false)
+            )
+        {
+            // A retry after the end moved the id to a new producer id.
+            return Ok((meta.producer_id, meta.epoch));
+        }
+        let mut meta = Self::check(
             &s,
             transactional_id,
             producer_id,
@@ -389,18 +445,72 @@ impl TransactionCoordinator {
             fenced_code(version, 2),
         )?;
         match (meta.status, commit) {
-            (TxnStatus::Ongoing, _) => self.complete(
-                broker,
-                &mut s,
-                transactional_id,
-                meta,
-                commit,
-                crate::now_ms(),
-            ),
+            (TxnStatus::Ongoing, _) => {
+                if bump {
+                    meta.epoch = meta.epoch.saturating_add(1);
+                }
+                self.complete(
+                    broker,
+                    &mut s,
+                    transactional_id,
+                    meta,
+                    commit,
+                    crate::now_ms(),
+                )?;
+                let mut meta = s
+                    .txns
+                    .get(transactional_id)
+                    .cloned()
+                    .ok_or(ec::INVALID_TXN_STATE)?;
+                if bump && meta.epoch >= i16::MAX - 1 {
+                    // The markers carried the last epoch of this producer id: go on with a new one.
+                    let pid = fresh.ok_or(ec::CONCURRENT_TRANSACTIONS)?;
+                    s.by_producer.remove(&meta.producer_id);
+                    meta.previous_producer_id = Some(meta.producer_id);
+                    meta.producer_id = pid;
+                    meta.epoch = 0;
+                    self.persist(broker, transactional_id, &meta)?;
+                    s.by_producer.insert(pid, transactional_id.to_string());
+                    s.txns.insert(transactional_id.to_string(), meta.clone());
+                }
+                Ok((meta.producer_id, meta.epoch))
+            }
             // Retries of an end that completed.
-            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => Ok(()),
+            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => {
+                Ok((meta.producer_id, meta.epoch))
+            }
             _ => Err(ec::INVALID_TXN_STATE),
         }
+    }
+
+    /// Transactions v2: a transactional write (Produce v12+) or offset commit (TxnOffsetCommit
+    /// v5+) adds its partition to the producer's transaction, starting one if needed, instead
+    /// of the client calling AddPartitionsToTxn / AddOffsetsToTxn. Returns whether the
+    /// partition is now in the producer's open transaction at `epoch`.
+    pub fn add_partition_implicitly(
+        &self,
+        broker: &Broker,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> bool {
+        if self.config.version < 2 {
+            return false;
+        }
+        let id = match self.lock().by_producer.get(&producer_id) {
+            Some(id) => id.clone(),
+            None => return false,
+        };
+        self.add_partitions(
+            broker,
+            &id,
+            producer_id,
+            epoch,
+            &[(topic.to_string(), partition)],
+            5,
+        )
+        .is_ok()
     }
 
     /// Writes the decision, the markers, and the completion of a transaction.
@@ -645,6 +755,7 @@ impl TransactionCoordinator {
                                 id,
                                 TxnMeta {
                                     producer_id: v.producer_id,
+                                    previous_producer_id: None,
                                     epoch: v.producer_epoch,
                                     timeout_ms: v.timeout_ms,
                                     status: v.status,
