@@ -8,11 +8,13 @@
 pub mod broker;
 pub mod config;
 mod connection;
+pub mod admin;
 pub mod group;
 mod handlers;
 mod log_cleaner;
+pub mod metrics;
 pub mod registry;
-mod replica_manager;
+pub mod replica_manager;
 mod topics;
 
 pub use broker::{Broker, BrokerError};

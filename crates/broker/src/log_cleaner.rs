@@ -17,6 +17,7 @@ use strom_storage::CleanerConfig;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::metrics::CleanerMetrics;
 use crate::replica_manager::Partition;
 
 type Key = (String, i32);
@@ -88,7 +89,7 @@ fn run(
         match pick(broker, shared) {
             Some(partition) => {
                 let key = (partition.topic.clone(), partition.index);
-                let ok = clean(&partition, cleaner);
+                let ok = clean(&partition, cleaner, &broker.metrics.cleaner);
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.busy.remove(&key);
                 if !ok {
@@ -134,8 +135,21 @@ fn pick(broker: &Broker, shared: &Mutex<Shared>) -> Option<Arc<Partition>> {
     Some(p)
 }
 
-/// One cleaning pass over `partition`; false if it failed.
-fn clean(partition: &Partition, cleaner: &CleanerConfig) -> bool {
+/// One cleaning pass over `partition`, counted in `metrics`; false if it failed.
+fn clean(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerMetrics) -> bool {
+    let started = Instant::now();
+    let ok = clean_pass(partition, cleaner, metrics);
+    let secs = started.elapsed().as_secs_f64();
+    metrics.time_seconds.inc_by(secs);
+    if ok {
+        metrics.last_pass_seconds.set(secs);
+    } else {
+        metrics.failures.inc();
+    }
+    ok
+}
+
+fn clean_pass(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerMetrics) -> bool {
     let started = Instant::now();
     let Some(mut task) = partition.with_log(|l| l.prepare_clean(crate::now_ms())) else {
         return true;
@@ -151,6 +165,9 @@ fn clean(partition: &Partition, cleaner: &CleanerConfig) -> bool {
             true
         }
         Ok(stats) => {
+            metrics.passes.inc();
+            metrics.bytes_read.inc_by(stats.bytes_read);
+            metrics.bytes_written.inc_by(stats.bytes_written);
             tracing::info!(
                 topic = %partition.topic,
                 partition = partition.index,
