@@ -253,11 +253,9 @@ pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
         if sample != name {
             continue;
         }
-        let all = labels.iter().all(|(k, v)| {
-            label_text
-                .split(',')
-                .any(|kv| kv == format!("{k}=\"{v}\""))
-        });
+        let all = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
         if all && let Ok(v) = value.parse::<f64>() {
             found = Some(found.unwrap_or(0.0) + v);
         }

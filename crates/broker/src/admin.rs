@@ -249,13 +249,16 @@ fn route(req: &Request, state: &AdminState) -> Response {
         }
         ("/v1/status", true) => Response::json(200, status(state)),
         ("/v1/partitions", true) => match state.broker.get() {
-            Some((broker, _)) => Response::json(200, partitions(broker, query_param(&req.query, "topic"))),
+            Some((broker, _)) => {
+                Response::json(200, partitions(broker, query_param(&req.query, "topic")))
+            }
             None => Response::text(503, "not ready: recovering logs\n"),
         },
         ("/v1/log-level", _) => log_level(req, state),
-        ("/metrics" | "/health/live" | "/health/ready" | "/v1/status" | "/v1/partitions", false) => {
-            Response::text(405, "method not allowed\n")
-        }
+        (
+            "/metrics" | "/health/live" | "/health/ready" | "/v1/status" | "/v1/partitions",
+            false,
+        ) => Response::text(405, "method not allowed\n"),
         _ => Response::text(404, "not found\n"),
     }
 }

@@ -164,7 +164,10 @@ async fn handle_frame(
     let out = if no_response {
         None
     } else {
-        Some(encode_response(api_key, version, correlation_id, &response).map_err(|e| e.to_string())?)
+        Some(
+            encode_response(api_key, version, correlation_id, &response)
+                .map_err(|e| e.to_string())?,
+        )
     };
     let timing = RequestTiming {
         api_key: prefix.api_key,

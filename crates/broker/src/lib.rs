@@ -5,10 +5,10 @@
 //! registry, which dispatches to the API's handler; handlers read the metadata image and call
 //! the replica manager; responses leave each connection in request order.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 mod connection;
-pub mod admin;
 pub mod group;
 mod handlers;
 mod log_cleaner;

@@ -24,7 +24,13 @@ struct Cli {
     #[arg(long, global = true, env = "STROM_LOG", default_value = "info")]
     log: String,
     /// Log line format: `human` (default) or `json` (one object per line).
-    #[arg(long, global = true, env = "STROM_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "STROM_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -53,9 +53,8 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
 
 pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let admin_addr =
-        strom_broker::admin::parse_admin_listener(config.get("admin.listener"))
-            .map_err(anyhow::Error::msg)?;
+    let admin_addr = strom_broker::admin::parse_admin_listener(config.get("admin.listener"))
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
@@ -71,7 +70,11 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
                 .await
                 .with_context(|| format!("cannot listen on admin.listener {host}:{port}"))?;
             tracing::info!(addr = %listener.local_addr()?, "admin listener");
-            tokio::spawn(strom_broker::admin::serve(listener, admin.clone(), rx.clone()));
+            tokio::spawn(strom_broker::admin::serve(
+                listener,
+                admin.clone(),
+                rx.clone(),
+            ));
         }
         let broker = tokio::task::spawn_blocking(move || Broker::open_with(config, metrics))
             .await

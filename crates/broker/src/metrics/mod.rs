@@ -224,13 +224,13 @@ impl Metrics {
             messages_in.clone(),
         );
         registry.register_with_unit(
-            "topic_bytes_in",
+            "topic_in",
             "Record batch bytes appended by produce requests, by topic (Kafka: BrokerTopicMetrics BytesInPerSec)",
             Unit::Bytes,
             bytes_in.clone(),
         );
         registry.register_with_unit(
-            "topic_bytes_out",
+            "topic_out",
             "Record batch bytes returned to fetches, by topic (Kafka: BrokerTopicMetrics BytesOutPerSec)",
             Unit::Bytes,
             bytes_out.clone(),
@@ -407,11 +407,13 @@ impl Metrics {
             .observe(secs(t.started.saturating_duration_since(t.received)));
         m.local.observe(secs(handling.saturating_sub(t.remote)));
         m.remote.observe(secs(t.remote.min(handling)));
-        m.response_queue
-            .observe(secs(response_dequeued.saturating_duration_since(t.completed)));
+        m.response_queue.observe(secs(
+            response_dequeued.saturating_duration_since(t.completed),
+        ));
         m.response_send
             .observe(secs(sent.saturating_duration_since(response_dequeued)));
-        m.total.observe(secs(sent.saturating_duration_since(t.received)));
+        m.total
+            .observe(secs(sent.saturating_duration_since(t.received)));
     }
 
     /// The counters of `topic`, created on first use.
