@@ -12,17 +12,22 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use strom_e2e::{Strom, client_config, metric_value};
+use strom_e2e::{Strom, client_config, metric_value, strom_bin};
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    create_topic_with(bootstrap, name, partitions, &[]);
+}
+
+fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let r = admin
-            .create_topics(
-                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-                &AdminOptions::new(),
-            )
+            .create_topics(&[topic], &AdminOptions::new())
             .await
             .unwrap();
         assert!(r[0].is_ok(), "{:?}", r[0]);
@@ -406,5 +411,94 @@ fn log_levels_change_at_run_time_and_the_listener_can_be_off() {
     assert!(
         off.admin_get("/health/live").is_none(),
         "admin.listener= turns it off"
+    );
+}
+
+#[test]
+fn cleaner_state_in_metrics_and_topics_describe() {
+    let s = Strom::start(&["log.cleaner.backoff.ms=100"]);
+    let bootstrap = s.bootstrap();
+    const TOPIC: &str = "obs-compacted";
+    create_topic_with(
+        &bootstrap,
+        TOPIC,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "4096"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let p: BaseProducer = client_config(&bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "50")
+        .create()
+        .unwrap();
+    for n in 0..2_000u64 {
+        let key = format!("key-{}", n % 50);
+        let value = format!("value-{n}");
+        let mut rec = BaseRecord::to(TOPIC).partition(0).key(&key).payload(&value);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+
+    let t = [("topic", TOPIC), ("partition", "0")];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = scrape(&s);
+        if metric_value(&m, "strom_partition_last_clean_timestamp_seconds", &t).is_some() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no cleaning pass within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(metric_value(&m, "strom_log_cleaner_passes_total", &[]).unwrap() >= 1.0);
+    let read = metric_value(&m, "strom_log_cleaner_read_bytes_total", &[]).unwrap();
+    let written = metric_value(&m, "strom_log_cleaner_written_bytes_total", &[]).unwrap();
+    assert!(
+        read > 0.0 && written < read,
+        "read {read}, written {written}"
+    );
+    assert!(metric_value(&m, "strom_log_cleaner_time_seconds_total", &[]).unwrap() > 0.0);
+    let dirty = metric_value(&m, "strom_partition_dirty_ratio", &t).unwrap();
+    assert!((0.0..=1.0).contains(&dirty));
+
+    let describe = |output: &str| {
+        let out = std::process::Command::new(strom_bin())
+            .args(["topics", "describe", TOPIC, "--output", output])
+            .args(["--bootstrap-server", &bootstrap])
+            .args(["--admin", &format!("127.0.0.1:{}", s.admin_port)])
+            .env("STROM_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = describe("json");
+    assert!(json.contains("\"cleanup_policy\": \"compact\""), "{json}");
+    assert!(json.contains("\"dirty_ratio\""), "{json}");
+    let last_clean = json
+        .split("\"last_clean_ms\": ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit() && c != '-').next())
+        .and_then(|n| n.parse::<i64>().ok());
+    assert!(last_clean.is_some_and(|ms| ms > 0), "{json}");
+    let table = describe("table");
+    assert!(table.contains("Cleanup policy: compact"), "{table}");
+    assert!(
+        table.contains("DIRTY RATIO") && table.contains("s ago"),
+        "{table}"
     );
 }
