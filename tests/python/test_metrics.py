@@ -27,7 +27,9 @@ def samples(families, name, **labels):
 
 def test_metrics_parse_and_count(strom):
     admin = AdminClient({"bootstrap.servers": strom.bootstrap})
-    for f in admin.create_topics([NewTopic("pm", num_partitions=2, replication_factor=1)]).values():
+    topics = [NewTopic("pm", num_partitions=2, replication_factor=1),
+              NewTopic("pm-compacted", num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})]
+    for f in admin.create_topics(topics).values():
         f.result(timeout=30)
     errors = []
     p = Producer({"bootstrap.servers": strom.bootstrap, "linger.ms": 5})
@@ -65,3 +67,23 @@ def test_metrics_parse_and_count(strom):
     hist = next(f for f in om if f.name == "strom_request_total_time_seconds")
     assert hist.type == "histogram"
     c.close()
+    check_dashboard(text)
+
+
+def check_dashboard(text):
+    """deploy/grafana/strom.json must not query a metric the broker does not export."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((root / "deploy" / "grafana" / "strom.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v.get("definition", "") for v in dashboard["templating"]["list"]]
+    used = {re.sub(r"_(bucket|total|count|sum)$", "", m) for e in exprs for m in re.findall(r"strom_[a-z_]+", e)}
+    assert len(used) > 15
+    exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert used <= exported, sorted(used - exported)
+    prometheus_yml = (root / "deploy" / "prometheus.yml").read_text()
+    assert "127.0.0.1:9644" in prometheus_yml, "scrapes the default admin.listener"
+
