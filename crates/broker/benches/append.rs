@@ -1,7 +1,7 @@
 //! The produce path's append with the topic metrics on and off: `Partition::append` (the call
 //! the Produce handler makes) into a temporary directory, recording messages in / bytes in for
 //! the topic, against the same append with no metrics. Batches of 16 KiB and of one 100-byte
-//! record (where a fixed per-append cost would show most).
+//! record (where a fixed per-append cost would show most), and the counter increments alone.
 //!
 //! `cargo bench -p strom-broker --bench append` measures; `-- --test` runs each once (CI).
 
@@ -49,6 +49,14 @@ fn bench_append(c: &mut Criterion) {
         }
     }
     g.finish();
+    // What metrics add to an append, alone: the two counter increments.
+    let m = metrics.topic("bench");
+    c.bench_function("topic_counters_only", |b| {
+        b.iter(|| {
+            m.messages_in.inc_by(black_box(1));
+            m.bytes_in.inc_by(black_box(100));
+        })
+    });
 }
 
 criterion_group!(benches, bench_append);
