@@ -366,3 +366,80 @@ fn log_level(req: &Request, state: &AdminState) -> Response {
         _ => Response::text(405, "method not allowed\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, state: &AdminState) -> Response {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        route(
+            &Request {
+                method: "GET".into(),
+                path: path.into(),
+                query: query.into(),
+                body: Vec::new(),
+            },
+            state,
+        )
+    }
+
+    #[test]
+    fn admin_listener_values() {
+        assert_eq!(parse_admin_listener("").unwrap(), None);
+        assert_eq!(parse_admin_listener("  ").unwrap(), None);
+        assert_eq!(
+            parse_admin_listener("127.0.0.1:9644").unwrap(),
+            Some(("127.0.0.1".into(), 9644))
+        );
+        assert_eq!(
+            parse_admin_listener("http://:9000").unwrap(),
+            Some(("0.0.0.0".into(), 9000))
+        );
+        assert!(parse_admin_listener("nonsense").is_err());
+        assert!(parse_admin_listener("host:99999").is_err());
+    }
+
+    #[test]
+    fn not_ready_until_the_broker_is_there() {
+        let state = AdminState::new(Arc::new(Metrics::new()), None);
+        assert_eq!(get("/health/live", &state).status, 200);
+        let ready = get("/health/ready", &state);
+        assert_eq!(ready.status, 503);
+        assert!(String::from_utf8_lossy(&ready.body).contains("recovering"));
+        assert_eq!(get("/v1/partitions", &state).status, 503);
+        let status = get("/v1/status", &state);
+        assert_eq!(status.status, 200);
+        assert!(String::from_utf8_lossy(&status.body).contains("\"ready\": false"));
+        let metrics = get("/metrics", &state);
+        assert_eq!(metrics.status, 200);
+        assert!(String::from_utf8_lossy(&metrics.body).contains("strom_uptime_seconds"));
+        assert_eq!(get("/nothing", &state).status, 404);
+        assert_eq!(get("/v1/log-level", &state).status, 404);
+    }
+
+    #[tokio::test]
+    async fn serves_http_over_tcp() {
+        let state = AdminState::new(Arc::new(Metrics::new()), None);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, state, rx));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\nlive\n"), "{out}");
+        // A head that never ends is cut at the size limit.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(&vec![b'a'; MAX_REQUEST_BYTES + 10]).await;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+        tx.send(true).unwrap();
+        server.await.unwrap();
+    }
+}

@@ -520,3 +520,114 @@ fn api_name(key: strom_protocol::ApiKey) -> &'static str {
     names.push((key as i16, n));
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::ResponseKind;
+    use strom_protocol::messages::ProduceResponse;
+    use strom_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn errors_are_counted_per_partition_by_name() {
+        let m = Metrics::new();
+        let partitions = [0i16, 0, 3, 0, 87]
+            .iter()
+            .map(|c| PartitionProduceResponse::default().with_error_code(*c))
+            .collect();
+        let resp = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default().with_partition_responses(partitions),
+        ]));
+        m.request_received(0);
+        m.response_errors(0, &resp);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "strom_requests_total{request=\"Produce\"}"),
+            Some(1.0)
+        );
+        let errors = |e: &str| {
+            sample(
+                &text,
+                &format!("strom_request_errors_total{{request=\"Produce\",error=\"{e}\"}}"),
+            )
+        };
+        assert_eq!(errors("NONE"), Some(3.0));
+        assert_eq!(errors("UNKNOWN_TOPIC_OR_PARTITION"), Some(1.0));
+        assert_eq!(errors("INVALID_RECORD"), Some(1.0));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn request_stages_add_up() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let timing = RequestTiming {
+            api_key: 1,
+            received: t0,
+            started: t0 + ms(2),
+            completed: t0 + ms(12),
+            remote: ms(6),
+        };
+        m.request_done(&timing, t0 + ms(13), t0 + ms(15));
+        let text = m.encode();
+        let sum = |h: &str| {
+            sample(
+                &text,
+                &format!("strom_{h}_seconds_sum{{request=\"Fetch\"}}"),
+            )
+        };
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-6;
+        assert!(close(sum("request_queue_time"), 0.002));
+        assert!(close(sum("request_local_time"), 0.004));
+        assert!(close(sum("request_remote_time"), 0.006));
+        assert!(close(sum("response_queue_time"), 0.001));
+        assert!(close(sum("response_send_time"), 0.002));
+        assert!(close(sum("request_total_time"), 0.015));
+        // Histograms of an API show up with its first request only.
+        assert!(!text.contains("strom_request_total_time_seconds_count{request=\"Produce\"}"));
+    }
+
+    #[test]
+    fn topic_counters_are_shared_and_removed_with_the_topic() {
+        let m = Metrics::new();
+        let a = m.topic("t");
+        let b = m.topic("t");
+        a.messages_in.inc_by(2);
+        b.messages_in.inc_by(3);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "strom_topic_messages_in_total{topic=\"t\"}"),
+            Some(5.0)
+        );
+        m.remove_topic("t");
+        assert!(!m.encode().contains("topic=\"t\""));
+    }
+
+    #[test]
+    fn connections_are_counted_while_open() {
+        let m = Metrics::new();
+        let guard = m.connection_opened("PLAINTEXT");
+        let _other = m.connection_opened("PLAINTEXT");
+        drop(guard);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "strom_connections{listener=\"PLAINTEXT\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "strom_connections_created_total{listener=\"PLAINTEXT\"}"
+            ),
+            Some(2.0)
+        );
+    }
+}

@@ -72,22 +72,6 @@ pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_values_split_at_the_first_equals() {
-        assert_eq!(
-            parse_key_value("retention.ms=1000").unwrap(),
-            ("retention.ms".to_string(), "1000".to_string())
-        );
-        assert_eq!(parse_key_value("a=b=c").unwrap().1, "b=c");
-        assert!(parse_key_value("novalue").is_err());
-        assert!(parse_key_value("=x").is_err());
-    }
-}
-
 /// `GET path` from a broker's admin listener (`host:port`), parsed as JSON.
 pub async fn admin_get_json(admin: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     use anyhow::Context;
@@ -119,4 +103,20 @@ pub async fn admin_get_json(admin: &str, path: &str) -> anyhow::Result<serde_jso
         );
     }
     serde_json::from_str(body).with_context(|| format!("admin listener {addr}: {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_split_at_the_first_equals() {
+        assert_eq!(
+            parse_key_value("retention.ms=1000").unwrap(),
+            ("retention.ms".to_string(), "1000".to_string())
+        );
+        assert_eq!(parse_key_value("a=b=c").unwrap().1, "b=c");
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
 }
