@@ -135,39 +135,61 @@ fn pick(broker: &Broker, shared: &Mutex<Shared>) -> Option<Arc<Partition>> {
     Some(p)
 }
 
+/// How a cleaning pass ended.
+enum Pass {
+    /// Nothing to clean after all.
+    Nothing,
+    /// The log changed meanwhile; the pass was dropped.
+    Dropped,
+    /// Cleaned: (bytes read, bytes written).
+    Done(u64, u64),
+    Failed,
+}
+
 /// One cleaning pass over `partition`, counted in `metrics`; false if it failed.
 fn clean(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerMetrics) -> bool {
     let started = Instant::now();
-    let ok = clean_pass(partition, cleaner, metrics);
+    let pass = clean_pass(partition, cleaner);
     let secs = started.elapsed().as_secs_f64();
-    metrics.time_seconds.inc_by(secs);
-    if ok {
-        metrics.last_pass_seconds.set(secs);
-    } else {
-        metrics.failures.inc();
+    match pass {
+        Pass::Nothing => true,
+        Pass::Dropped => {
+            metrics.time_seconds.inc_by(secs);
+            true
+        }
+        Pass::Done(read, written) => {
+            metrics.bytes_read.inc_by(read);
+            metrics.bytes_written.inc_by(written);
+            metrics.time_seconds.inc_by(secs);
+            metrics.last_pass_seconds.set(secs);
+            // Last, so that a scrape that sees the pass also sees what it did.
+            metrics.passes.inc();
+            true
+        }
+        Pass::Failed => {
+            metrics.time_seconds.inc_by(secs);
+            metrics.failures.inc();
+            false
+        }
     }
-    ok
 }
 
-fn clean_pass(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerMetrics) -> bool {
+fn clean_pass(partition: &Partition, cleaner: &CleanerConfig) -> Pass {
     let started = Instant::now();
     let Some(mut task) = partition.with_log(|l| l.prepare_clean(crate::now_ms())) else {
-        return true;
+        return Pass::Nothing;
     };
     if let Err(e) = task.run(cleaner) {
         task.discard();
         tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "log cleaning failed");
-        return false;
+        return Pass::Failed;
     }
     match partition.with_log(|l| l.commit_clean(task)) {
         Ok(stats) if stats.aborted => {
             tracing::debug!(topic = %partition.topic, partition = partition.index, "log changed during cleaning; pass dropped");
-            true
+            Pass::Dropped
         }
         Ok(stats) => {
-            metrics.passes.inc();
-            metrics.bytes_read.inc_by(stats.bytes_read);
-            metrics.bytes_written.inc_by(stats.bytes_written);
             tracing::info!(
                 topic = %partition.topic,
                 partition = partition.index,
@@ -180,11 +202,11 @@ fn clean_pass(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerM
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "cleaned log"
             );
-            true
+            Pass::Done(stats.bytes_read, stats.bytes_written)
         }
         Err(e) => {
             tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "log cleaning failed");
-            false
+            Pass::Failed
         }
     }
 }
