@@ -516,3 +516,52 @@ fn cleaner_state_in_metrics_and_topics_describe() {
         "{table}"
     );
 }
+
+#[test]
+fn json_log_lines() {
+    use std::io::Read;
+    let data = tempfile::tempdir().unwrap();
+    let port = strom_e2e::free_port();
+    let mut child = std::process::Command::new(strom_bin())
+        .args(["server", "--log-format", "json", "--set", "admin.listener="])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("STROM_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "strom did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{err}");
+    for line in &lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(err.contains("\"message\":\"ready\""), "{err}");
+    assert!(
+        err.contains("\"message\":\"strom broker stopped\""),
+        "{err}"
+    );
+}
