@@ -1,9 +1,9 @@
 //! Observability through the admin listener, with librdkafka as the client: counters move by
 //! exactly what was produced and consumed, consumer lag computed by the broker drops to zero
 //! when a group catches up, per-request latency histograms count every request, health
-//! endpoints report not-ready while a large log is recovered after SIGKILL, and log levels
-//! change at run time.
-
+//! endpoints report not-ready while a large log is recovered after SIGKILL, log levels change
+//! at run time, `--log-format json` writes JSON lines, and the log cleaner's work shows in the
+//! metrics and in `strom topics describe --admin`.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
