@@ -4,6 +4,7 @@
 //! endpoints report not-ready while a large log is recovered after SIGKILL, log levels change
 //! at run time, `--log-format json` writes JSON lines, and the log cleaner's work shows in the
 //! metrics and in `strom topics describe --admin`.
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
