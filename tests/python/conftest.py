@@ -30,8 +30,10 @@ def free_port() -> int:
 class Strom:
     def __init__(self, *props: str):
         self.port = free_port()
+        self.admin_port = free_port()
         self.data = tempfile.mkdtemp(prefix="strom-py-")
-        args = [strom_bin(), "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}"]
+        args = [strom_bin(), "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
+                "--set", f"admin.listener=127.0.0.1:{self.admin_port}"]
         for p in props:
             args += ["--set", p]
         env = dict(os.environ, STROM_LOG=os.environ.get("STROM_TEST_LOG", "warn"))
@@ -51,6 +53,10 @@ class Strom:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -35,6 +35,8 @@ pub fn free_port() -> u16 {
 pub struct Strom {
     child: Option<Child>,
     pub port: u16,
+    /// Port of the admin HTTP listener (/metrics, /health/*, /v1/*).
+    pub admin_port: u16,
     pub data: tempfile::TempDir,
     extra: Vec<String>,
 }
@@ -46,6 +48,7 @@ impl Strom {
         let mut s = Strom {
             child: None,
             port: free_port(),
+            admin_port: free_port(),
             data,
             extra: props.iter().map(|s| s.to_string()).collect(),
         };
@@ -62,12 +65,20 @@ impl Strom {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_listening();
+    }
+
+    /// Starts the process without waiting for it to listen.
+    fn spawn_process(&mut self) {
         let mut cmd = Command::new(strom_bin());
         cmd.arg("server")
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--set")
+            .arg(format!("admin.listener=127.0.0.1:{}", self.admin_port))
             .env(
                 "STROM_LOG",
                 std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -78,6 +89,10 @@ impl Strom {
         }
         let child = cmd.spawn().expect("spawn strom");
         self.child = Some(child);
+    }
+
+    /// Waits until the Kafka listener accepts connections (30 s at most).
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -151,6 +166,29 @@ impl Strom {
         assert!(self.child.is_none(), "stop or kill the broker first");
         self.spawn();
     }
+
+    /// Starts the broker again without waiting for it (to watch it recover).
+    pub fn restart_nowait(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn_process();
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// `GET path` on the admin listener: (status, body), or `None` if nothing answers.
+    pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        http_request(self.admin_port, "GET", path, "")
+    }
+
+    /// `PUT path` with `body` on the admin listener.
+    pub fn admin_put(&self, path: &str, body: &str) -> Option<(u16, String)> {
+        http_request(self.admin_port, "PUT", path, body)
+    }
 }
 
 impl Drop for Strom {
@@ -190,4 +228,53 @@ pub fn payload(n: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, body), or `None` if the connection fails.
+pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The value of one sample in a metrics exposition: `name{labels}` matched exactly on the name
+/// and on every given label (other labels may be there); the sum over all matching samples, or
+/// `None` if there is none.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in exposition.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (sample, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if sample != name {
+            continue;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if all && let Ok(v) = value.parse::<f64>() {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
 }

@@ -87,6 +87,8 @@ impl Broker {
             .arg(data.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // No admin listener: the default port may be taken by another broker.
+            .args(["--set", "admin.listener="])
             .env("STROM_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()

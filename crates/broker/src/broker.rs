@@ -41,7 +41,18 @@ pub struct Broker {
     pub controller: tokio::sync::Mutex<()>,
     /// The host and port given to clients in Metadata.
     pub advertised: (String, u16),
+    /// Counters and histograms of this broker, and the scrape-time gauges.
+    pub metrics: Arc<crate::metrics::Metrics>,
     _lock: std::fs::File,
+}
+
+/// The name of the first listener in `listeners` (`PLAINTEXT` when none is given).
+pub fn listener_name(listeners: &str) -> &str {
+    let first = listeners.split(',').next().unwrap_or("").trim();
+    match first.split_once("://") {
+        Some((name, _)) if !name.is_empty() => name,
+        _ => "PLAINTEXT",
+    }
 }
 
 /// A `PLAINTEXT://host:port` listener address.
@@ -69,6 +80,15 @@ impl Broker {
     /// Opens the data directory: takes its lock, replays the metadata log and recovers every
     /// partition log.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        Self::open_with(config, Arc::new(crate::metrics::Metrics::new()))
+    }
+
+    /// [`Broker::open`] recording into `metrics`, which may already be served (the admin
+    /// listener starts before log recovery so that it can report not-ready meanwhile).
+    pub fn open_with(
+        config: BrokerConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let data_dir = config.log_dir();
         std::fs::create_dir_all(&data_dir)?;
         let lock = std::fs::OpenOptions::new()
@@ -94,7 +114,8 @@ impl Broker {
         } else {
             parse_listener(advertised_conf)?
         };
-        let replicas = ReplicaManager::new(node_id, &data_dir);
+        let replicas = ReplicaManager::new(node_id, &data_dir, metrics.clone());
+        metrics.declare_listener(listener_name(config.get("listeners")));
         let started = std::time::Instant::now();
         replicas.reconcile(&metadata.image(), &config, crate::now_ms())?;
         replicas.remove_strays();
@@ -117,12 +138,14 @@ impl Broker {
             txns,
             controller: tokio::sync::Mutex::new(()),
             advertised,
+            metrics,
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
         // groups read it.
         broker.txns.load(&broker);
         broker.groups.load(&broker);
+        broker.metrics.attach(&broker);
         Ok(broker)
     }
 

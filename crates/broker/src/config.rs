@@ -99,6 +99,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Addresses given to clients in Metadata; empty means the same as listeners.",
     ),
     def(
+        "admin.listener",
+        "127.0.0.1:9644",
+        ConfigType::String,
+        "host:port of the admin HTTP listener (/metrics, /health/live, /health/ready, /v1/status, /v1/log-level); empty turns it off.",
+    ),
+    def(
         "log.dirs",
         "./data",
         ConfigType::String,

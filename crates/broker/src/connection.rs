@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::api_versions;
+use crate::metrics::{RemoteTime, RequestTiming};
 use crate::registry::{self, RequestContext};
 
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
@@ -28,18 +30,28 @@ pub async fn serve(
 ) {
     let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
     let decoder = FrameDecoder::new(max_frame);
+    let _open = broker
+        .metrics
+        .connection_opened(crate::broker::listener_name(broker.config.get("listeners")));
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<(BytesMut, Option<RequestTiming>)>(RESPONSE_QUEUE);
+    let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
+        while let Some((buf, timing)) = rx.recv().await {
+            let dequeued = Instant::now();
             if let Err(e) = wr.write_all(&buf).await {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
                 break;
+            }
+            if let Some(t) = timing {
+                metrics.request_done(&t, dequeued, Instant::now());
             }
         }
         let _ = wr.shutdown().await;
     });
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // When the bytes now in `buf` arrived (at the latest), for the queue time of requests.
+    let mut received = Instant::now();
     'conn: loop {
         loop {
             let frame = match decoder.decode(&mut buf) {
@@ -50,13 +62,17 @@ pub async fn serve(
                     break 'conn;
                 }
             };
-            match handle_frame(&broker, peer, frame).await {
-                Ok(Some(out)) => {
-                    if tx.send(out).await.is_err() {
+            match handle_frame(&broker, peer, frame, received).await {
+                Ok((Some(out), timing)) => {
+                    if tx.send((out, timing)).await.is_err() {
                         break 'conn;
                     }
                 }
-                Ok(None) => {}
+                Ok((None, timing)) => {
+                    if let Some(t) = timing {
+                        broker.metrics.request_done(&t, t.completed, t.completed);
+                    }
+                }
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
                     break 'conn;
@@ -71,7 +87,7 @@ pub async fn serve(
         tokio::select! {
             n = rd.read_buf(&mut buf) => match n {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => received = Instant::now(),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     break;
@@ -84,12 +100,18 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// Handles one frame; `Ok(None)` means the request wants no response (Produce with acks=0).
+/// What handling a frame produced: the encoded response, if the request wants one (Produce
+/// with acks=0 does not), and the request's timing for the metrics.
+type Handled = (Option<BytesMut>, Option<RequestTiming>);
+
+/// Handles one frame that arrived at `received`.
 async fn handle_frame(
     broker: &Arc<Broker>,
     peer: SocketAddr,
     mut frame: bytes::Bytes,
-) -> Result<Option<BytesMut>, String> {
+    received: Instant,
+) -> Result<Handled, String> {
+    let started = Instant::now();
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
     let Some(spec) = registry::spec(prefix.api_key) else {
         return Err(format!(
@@ -107,7 +129,7 @@ async fn handle_frame(
                     .with_api_keys(api_versions::api_list()),
             );
             return encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body)
-                .map(Some)
+                .map(|out| (Some(out), None))
                 .map_err(|e| e.to_string());
         }
         return Err(format!(
@@ -132,16 +154,29 @@ async fn handle_frame(
         header,
         api_version: version,
         peer,
+        remote: RemoteTime::default(),
     };
+    broker.metrics.request_received(prefix.api_key);
     let response = registry::dispatch(broker, &ctx, body)
         .await
         .ok_or_else(|| format!("no handler for {api_key:?}"))?;
-    if no_response {
-        return Ok(None);
-    }
-    encode_response(api_key, version, correlation_id, &response)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    broker.metrics.response_errors(prefix.api_key, &response);
+    let out = if no_response {
+        None
+    } else {
+        Some(
+            encode_response(api_key, version, correlation_id, &response)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let timing = RequestTiming {
+        api_key: prefix.api_key,
+        received,
+        started,
+        completed: Instant::now(),
+        remote: ctx.remote.get(),
+    };
+    Ok((out, Some(timing)))
 }
 
 /// The first bytes of a frame in hex, for logs about frames that do not decode.

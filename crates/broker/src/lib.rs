@@ -5,14 +5,16 @@
 //! registry, which dispatches to the API's handler; handlers read the metadata image and call
 //! the replica manager; responses leave each connection in request order.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 mod connection;
 pub mod group;
 mod handlers;
 mod log_cleaner;
+pub mod metrics;
 pub mod registry;
-mod replica_manager;
+pub mod replica_manager;
 mod topics;
 pub mod txn;
 

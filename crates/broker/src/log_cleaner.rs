@@ -17,6 +17,7 @@ use strom_storage::CleanerConfig;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::metrics::CleanerMetrics;
 use crate::replica_manager::Partition;
 
 type Key = (String, i32);
@@ -88,7 +89,7 @@ fn run(
         match pick(broker, shared) {
             Some(partition) => {
                 let key = (partition.topic.clone(), partition.index);
-                let ok = clean(&partition, cleaner);
+                let ok = clean(&partition, cleaner, &broker.metrics.cleaner);
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.busy.remove(&key);
                 if !ok {
@@ -134,21 +135,59 @@ fn pick(broker: &Broker, shared: &Mutex<Shared>) -> Option<Arc<Partition>> {
     Some(p)
 }
 
-/// One cleaning pass over `partition`; false if it failed.
-fn clean(partition: &Partition, cleaner: &CleanerConfig) -> bool {
+/// How a cleaning pass ended.
+enum Pass {
+    /// Nothing to clean after all.
+    Nothing,
+    /// The log changed meanwhile; the pass was dropped.
+    Dropped,
+    /// Cleaned: (bytes read, bytes written).
+    Done(u64, u64),
+    Failed,
+}
+
+/// One cleaning pass over `partition`, counted in `metrics`; false if it failed.
+fn clean(partition: &Partition, cleaner: &CleanerConfig, metrics: &CleanerMetrics) -> bool {
+    let started = Instant::now();
+    let pass = clean_pass(partition, cleaner);
+    let secs = started.elapsed().as_secs_f64();
+    match pass {
+        Pass::Nothing => true,
+        Pass::Dropped => {
+            metrics.time_seconds.inc_by(secs);
+            true
+        }
+        Pass::Done(read, written) => {
+            metrics.bytes_read.inc_by(read);
+            metrics.bytes_written.inc_by(written);
+            metrics.time_seconds.inc_by(secs);
+            metrics.last_pass_seconds.set(secs);
+            // Last, so that a scrape that sees the pass also sees what it did.
+            metrics.passes.inc();
+            true
+        }
+        Pass::Failed => {
+            metrics.time_seconds.inc_by(secs);
+            metrics.failures.inc();
+            false
+        }
+    }
+}
+
+fn clean_pass(partition: &Partition, cleaner: &CleanerConfig) -> Pass {
     let started = Instant::now();
     let Some(mut task) = partition.with_log(|l| l.prepare_clean(crate::now_ms())) else {
-        return true;
+        return Pass::Nothing;
     };
     if let Err(e) = task.run(cleaner) {
         task.discard();
         tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "log cleaning failed");
-        return false;
+        return Pass::Failed;
     }
     match partition.with_log(|l| l.commit_clean(task)) {
         Ok(stats) if stats.aborted => {
             tracing::debug!(topic = %partition.topic, partition = partition.index, "log changed during cleaning; pass dropped");
-            true
+            Pass::Dropped
         }
         Ok(stats) => {
             tracing::info!(
@@ -163,11 +202,11 @@ fn clean(partition: &Partition, cleaner: &CleanerConfig) -> bool {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "cleaned log"
             );
-            true
+            Pass::Done(stats.bytes_read, stats.bytes_written)
         }
         Err(e) => {
             tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "log cleaning failed");
-            false
+            Pass::Failed
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct RequestContext {
     pub header: RequestHeader,
     pub api_version: i16,
     pub peer: SocketAddr,
+    /// Time the handler spent waiting on other work, for the request latency metrics.
+    pub remote: crate::metrics::RemoteTime,
 }
 
 macro_rules! registry {

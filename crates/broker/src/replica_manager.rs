@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::{MetadataImage, Uuid};
-use strom_storage::{Log, LogConfig, StorageError};
+use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::metrics::{Metrics, TopicMetrics};
 
 const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -23,9 +24,48 @@ pub struct Partition {
     pub index: i32,
     pub leader_epoch: i32,
     log: Mutex<Log>,
+    /// The topic's counters (messages and bytes in and out); `None` records nothing.
+    pub metrics: Option<TopicMetrics>,
 }
 
 impl Partition {
+    pub fn new(
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        log: Log,
+        metrics: Option<TopicMetrics>,
+    ) -> Partition {
+        Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            leader_epoch,
+            log: Mutex::new(log),
+            metrics,
+        }
+    }
+
+    /// Appends a producer's batches (the produce path) and counts them in the topic's metrics:
+    /// two relaxed atomic adds per request, whatever the number of records.
+    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let bytes = batches.len() as u64;
+        let result = self.with_log(|l| l.append(batches, self.leader_epoch, now_ms));
+        if let Some(m) = &self.metrics {
+            match &result {
+                Ok(info) => {
+                    m.messages_in.inc_by(info.record_count.max(0) as u64);
+                    m.bytes_in.inc_by(bytes);
+                }
+                Err(_) => {
+                    m.failed_produce_requests.inc();
+                }
+            }
+        }
+        result
+    }
+
     /// Runs `f` with the log locked. Appends and reads hold the lock only for the file work.
     pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -43,6 +83,7 @@ type Key = (String, i32);
 
 pub struct ReplicaManager {
     node_id: i32,
+    metrics: Arc<Metrics>,
     data_dir: PathBuf,
     partitions: RwLock<HashMap<Key, Arc<Partition>>>,
     /// Woken on every append, so that waiting fetches look again.
@@ -50,9 +91,10 @@ pub struct ReplicaManager {
 }
 
 impl ReplicaManager {
-    pub fn new(node_id: i32, data_dir: &Path) -> Self {
+    pub fn new(node_id: i32, data_dir: &Path, metrics: Arc<Metrics>) -> Self {
         Self {
             node_id,
+            metrics,
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
             appended: Notify::new(),
@@ -110,6 +152,9 @@ impl ReplicaManager {
             if let Some(p) = parts.remove(&key) {
                 let dir = p.with_log(|l| l.dir().to_path_buf());
                 remove_partition_dir(&dir, &p.topic_id);
+                if !parts.keys().any(|(t, _)| *t == key.0) {
+                    self.metrics.remove_topic(&key.0);
+                }
             }
         }
         for (key, (topic_id, leader_epoch, log_config)) in wanted {
@@ -122,15 +167,17 @@ impl ReplicaManager {
                     claim_dir(&dir, &topic_id)?;
                     let log = Log::open(&dir, log_config, now_ms)?;
                     tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
+                    let metrics = Some(self.metrics.topic(&key.0));
                     parts.insert(
                         key.clone(),
-                        Arc::new(Partition {
-                            topic: key.0.clone(),
+                        Arc::new(Partition::new(
+                            &key.0,
                             topic_id,
-                            index: key.1,
+                            key.1,
                             leader_epoch,
-                            log: Mutex::new(log),
-                        }),
+                            log,
+                            metrics,
+                        )),
                     );
                 }
             }

@@ -71,3 +71,39 @@ pub const UNRELEASED_INSTANCE_ID: i16 = 111;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+
+/// The protocol name of an error code in upper snake case (`UNKNOWN_TOPIC_OR_PARTITION`),
+/// `NONE` for 0, `UNKNOWN_CODE_<n>` for a code the codec does not know. Allocates: meant for
+/// metrics labels and logs, not for the request path.
+pub fn name(code: i16) -> String {
+    match kafka_protocol::error::ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(kafka_protocol::error::ResponseError::Unknown(n)) => format!("UNKNOWN_CODE_{n}"),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_follow_the_protocol() {
+        assert_eq!(super::name(super::NONE), "NONE");
+        assert_eq!(
+            super::name(super::UNKNOWN_TOPIC_OR_PARTITION),
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        assert_eq!(super::name(super::INVALID_RECORD), "INVALID_RECORD");
+        assert_eq!(super::name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(super::name(9999), "UNKNOWN_CODE_9999");
+    }
+}

@@ -805,6 +805,27 @@ impl Log {
         Ok(None)
     }
 
+    /// The timestamp of the batch holding `offset` (found through the offset index): the first
+    /// record's timestamp for CreateTime batches, the append time for LogAppendTime batches.
+    /// `None` when the offset is not in the log. Consumer lag in seconds is measured with it.
+    pub fn timestamp_at(&self, offset: i64) -> Result<Option<i64>, StorageError> {
+        if offset < self.log_start_offset || offset >= self.log_end_offset() {
+            return Ok(None);
+        }
+        // The first segment that ends after `offset` holds it or (after compaction left a gap)
+        // the next batch after it.
+        let Some(segment) = self.segments.iter().find(|s| s.next_offset > offset) else {
+            return Ok(None);
+        };
+        Ok(segment.find_batch(offset)?.map(|(_, h)| {
+            if h.is_log_append_time() {
+                h.max_timestamp
+            } else {
+                h.base_timestamp
+            }
+        }))
+    }
+
     /// (offset, timestamp) of the largest timestamp in the log, at batch granularity: the last
     /// offset of the first batch carrying the largest max timestamp. `None` if the log is empty.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {

@@ -2,6 +2,7 @@
 //! to any Kafka-compatible cluster.
 
 mod cli;
+mod logging;
 mod server;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -22,8 +23,23 @@ struct Cli {
     /// Log filter, e.g. `info`, `debug`, `strom_broker=debug,info`.
     #[arg(long, global = true, env = "STROM_LOG", default_value = "info")]
     log: String,
+    /// Log line format: `human` (default) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "STROM_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,14 +58,9 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let log_control = logging::init(&cli.log, cli.log_format);
     let result = match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(args, log_control),
         Command::Client(cmd) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -2,8 +2,11 @@
 //! Ctrl-C or SIGTERM.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
+use strom_broker::admin::{AdminState, LogControl};
+use strom_broker::metrics::Metrics;
 use strom_broker::{Broker, BrokerConfig};
 
 /// Run a strom broker.
@@ -48,19 +51,42 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     Ok(config)
 }
 
-pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result<()> {
     let config = load_config(&args)?;
+    let admin_addr = strom_broker::admin::parse_admin_listener(config.get("admin.listener"))
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
         .build()?;
     runtime.block_on(async move {
-        let broker = Broker::open(config).context("cannot start the broker")?;
-        let (listener, addr) = broker.bind().await.context("cannot listen")?;
+        let metrics = Arc::new(Metrics::new());
+        let admin = AdminState::new(metrics.clone(), Some(log_control));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        // The admin listener comes first, so that /health/ready can say "not yet" while the
+        // logs are recovered.
+        if let Some((host, port)) = admin_addr {
+            let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen on admin.listener {host}:{port}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin listener");
+            tokio::spawn(strom_broker::admin::serve(
+                listener,
+                admin.clone(),
+                rx.clone(),
+            ));
+        }
+        let broker = tokio::task::spawn_blocking(move || Broker::open_with(config, metrics))
+            .await
+            .context("log recovery panicked")?
+            .context("cannot start the broker")?;
+        let (listener, addr) = broker.bind().await.context("cannot listen")?;
+        admin.set_ready(broker.clone(), addr);
+        let shutting_down = admin.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            shutting_down.set_not_ready();
             let _ = tx.send(true);
         });
         tracing::info!(%addr, "ready");

@@ -141,6 +141,13 @@ pub struct GroupView {
     pub members: Vec<MemberView>,
 }
 
+/// A group's state and committed offsets (topic, partition, offset), as metrics see them.
+pub struct GroupOffsets {
+    pub group_id: String,
+    pub state: &'static str,
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
@@ -683,6 +690,24 @@ impl GroupCoordinator {
     pub fn describe(&self, group_id: &str) -> Option<GroupView> {
         let groups = self.lock();
         groups.get(group_id).map(view)
+    }
+
+    /// Every group's state and committed offsets, for metrics: (group, state, offsets).
+    pub fn offsets_snapshot(&self) -> Vec<GroupOffsets> {
+        let groups = self.lock();
+        groups
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .map(|g| GroupOffsets {
+                group_id: g.id.clone(),
+                state: g.state.name(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), c)| (t.clone(), *p, c.offset))
+                    .collect(),
+            })
+            .collect()
     }
 
     pub fn list(&self) -> Vec<GroupView> {

@@ -88,14 +88,18 @@ pub async fn handle(
         if total >= min_bytes || any_error || now >= deadline {
             break results;
         }
-        if tokio::time::timeout(deadline - now, notified)
-            .await
-            .is_err()
-        {
+        let waited = tokio::time::timeout(deadline - now, notified).await;
+        ctx.remote.add(now.elapsed());
+        if waited.is_err() {
             break read_all(&wanted, max_bytes, ctx.api_version, committed).0;
         }
     };
     for (w, data) in wanted.iter().zip(results) {
+        if let (Ok(p), Some(records)) = (&w.hosted, &data.records)
+            && let Some(m) = &p.metrics
+        {
+            m.bytes_out.inc_by(records.len() as u64);
+        }
         topics_out[w.topic_index].partitions.push(data);
     }
     FetchResponse::default()

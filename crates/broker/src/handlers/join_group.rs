@@ -47,11 +47,13 @@ pub async fn handle(
                     .collect(),
                 require_known_member_id: v >= 4,
             };
-            broker
-                .groups
-                .join(join)
+            let reply = broker.groups.join(join);
+            let waiting = std::time::Instant::now();
+            let result = reply
                 .wait(|| JoinResult::error(ec::UNKNOWN_MEMBER_ID, &member_id))
-                .await
+                .await;
+            ctx.remote.add(waiting.elapsed());
+            result
         }
     };
     let mut resp = JoinGroupResponse::default()

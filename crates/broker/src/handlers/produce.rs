@@ -84,7 +84,7 @@ pub async fn handle(
                 (Some(_), Some(p), Some(records)) => {
                     let mut buf = BytesMut::from(records);
                     let now = crate::now_ms();
-                    match p.with_log(|l| l.append(&mut buf, p.leader_epoch, now)) {
+                    match p.append(&mut buf, now) {
                         Ok(info) => {
                             appended = true;
                             resp = resp

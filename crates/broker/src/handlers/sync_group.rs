@@ -28,9 +28,11 @@ pub async fn handle(
     {
         tracing::warn!(group = %g, code, "group metadata not persisted");
     }
+    let waiting = std::time::Instant::now();
     let result = reply
         .wait(|| SyncResult::error(ec::REBALANCE_IN_PROGRESS))
         .await;
+    ctx.remote.add(waiting.elapsed());
     let resp = SyncGroupResponse::default()
         .with_error_code(result.error_code)
         .with_assignment(result.assignment);

@@ -671,3 +671,35 @@ fn log_is_send_and_sync() {
     assert_send_sync::<Log>();
     assert_send_sync::<ReadInfo>();
 }
+
+#[test]
+fn timestamp_at_finds_the_batch_of_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.timestamp_at(0).unwrap(), None);
+    append(&mut log, 1, 10, 1000); // offset 0 @1000
+    append(&mut log, 3, 10, 2000); // offsets 1..=3 @2000..2002
+    append(&mut log, 1, 10, 1500); // offset 4 @1500
+    for i in 0..40 {
+        append(&mut log, 2, 30, 3000 + i * 10); // offsets 5.., rolls several segments
+    }
+    assert!(log.segment_count() > 2);
+    assert_eq!(log.timestamp_at(0).unwrap(), Some(1000));
+    // Inside a batch: the batch's first timestamp.
+    assert_eq!(log.timestamp_at(3).unwrap(), Some(2000));
+    assert_eq!(log.timestamp_at(4).unwrap(), Some(1500));
+    assert_eq!(log.timestamp_at(5).unwrap(), Some(3000));
+    assert_eq!(log.timestamp_at(84).unwrap(), Some(3390));
+    assert_eq!(
+        log.timestamp_at(85).unwrap(),
+        None,
+        "the log end offset holds nothing"
+    );
+    log.delete_records(3).unwrap();
+    assert_eq!(
+        log.timestamp_at(2).unwrap(),
+        None,
+        "below the log start offset"
+    );
+    assert_eq!(log.timestamp_at(3).unwrap(), Some(2000));
+}

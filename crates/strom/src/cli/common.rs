@@ -72,6 +72,39 @@ pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `GET path` from a broker's admin listener (`host:port`), parsed as JSON.
+pub async fn admin_get_json(admin: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = admin.strip_prefix("http://").unwrap_or(admin);
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut raw = Vec::new();
+        s.take(16 * 1024 * 1024).read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(std::time::Duration::from_secs(10), io)
+        .await
+        .map_err(|_| anyhow::anyhow!("admin listener {addr}: no answer within 10 s"))?
+        .with_context(|| format!("admin listener {addr}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("admin listener {addr}: malformed HTTP response"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        anyhow::bail!(
+            "admin listener {addr}: {path} answered {status}: {}",
+            body.trim()
+        );
+    }
+    serde_json::from_str(body).with_context(|| format!("admin listener {addr}: {path}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

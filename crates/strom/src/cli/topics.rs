@@ -4,7 +4,9 @@ use anyhow::bail;
 use serde_json::json;
 use strom_client::{Client, config_source, error_name, offset_spec};
 
-use super::common::{ConnectArgs, Output, friendly, parse_key_value, print_json, table};
+use super::common::{
+    ConnectArgs, Output, admin_get_json, friendly, parse_key_value, print_json, table,
+};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum TopicsCommand {
@@ -59,6 +61,10 @@ pub struct DescribeArgs {
     /// How to print the description
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// A strom broker's admin listener (host:port, its `admin.listener`): adds each
+    /// partition's size, segments and, for compacted topics, dirty ratio and last cleaning
+    #[arg(long, value_name = "HOST:PORT", env = "STROM_ADMIN")]
+    pub admin: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -207,13 +213,34 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
         partitions.push((p, start, end));
     }
     let show = |o: Option<i64>| o.map_or_else(|| "-".to_string(), |o| o.to_string());
+    let cleanup_policy = configs
+        .iter()
+        .find(|c| c.name == "cleanup.policy")
+        .and_then(|c| c.value.clone())
+        .unwrap_or_else(|| "delete".into());
+    // Per-partition storage state from the broker's admin listener, by partition.
+    let storage: std::collections::HashMap<i64, serde_json::Value> = match &a.admin {
+        Some(admin) => {
+            admin_get_json(admin, &format!("/v1/partitions?topic={}", a.name)).await?["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p["partition"].as_i64()?, p.clone())))
+                .collect()
+        }
+        None => Default::default(),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
 
     match a.output {
         Output::Json => {
             let parts: Vec<_> = partitions
                 .iter()
                 .map(|(p, start, end)| {
-                    json!({
+                    let mut row = json!({
                         "partition": p.index,
                         "leader": p.leader,
                         "leader_epoch": p.leader_epoch,
@@ -223,7 +250,15 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                         "error": (p.error_code != 0).then(|| error_name(p.error_code)),
                         "log_start_offset": start,
                         "log_end_offset": end,
-                    })
+                    });
+                    if let Some(st) = storage.get(&(p.index as i64)) {
+                        for k in ["size_bytes", "segments", "dirty_ratio", "last_clean_ms"] {
+                            if !st[k].is_null() {
+                                row[k] = st[k].clone();
+                            }
+                        }
+                    }
+                    row
                 })
                 .collect();
             let cfgs: serde_json::Map<String, serde_json::Value> = overrides
@@ -244,41 +279,80 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
                 "name": topic.name,
                 "id": topic.id.to_string(),
                 "internal": topic.is_internal,
+                "cleanup_policy": cleanup_policy,
                 "partitions": parts,
                 "configs": cfgs,
             }))
         }
         Output::Table => {
             println!(
-                "Topic: {}  Id: {}  Partitions: {}  Replication factor: {}",
+                "Topic: {}  Id: {}  Partitions: {}  Replication factor: {}  Cleanup policy: {}",
                 topic.name,
                 topic.id,
                 topic.partitions.len(),
-                replication_factor(topic)
+                replication_factor(topic),
+                cleanup_policy
             );
             println!();
-            let mut t = table(vec![
+            let mut header = vec![
                 "PARTITION",
                 "LEADER",
                 "REPLICAS",
                 "ISR",
                 "LOG START OFFSET",
                 "LOG END OFFSET",
-            ]);
+            ];
+            let compacted = cleanup_policy.contains("compact");
+            if !storage.is_empty() {
+                header.extend(["SIZE", "SEGMENTS"]);
+                if compacted {
+                    header.extend(["DIRTY RATIO", "LAST CLEANED"]);
+                }
+            }
+            let mut t = table(header);
             for (p, start, end) in &partitions {
                 let leader = if p.leader < 0 {
                     "none".to_string()
                 } else {
                     p.leader.to_string()
                 };
-                t.add_row(vec![
+                let mut row = vec![
                     p.index.to_string(),
                     leader,
                     join_ids(&p.replicas),
                     join_ids(&p.isr),
                     show(*start),
                     show(*end),
-                ]);
+                ];
+                if !storage.is_empty() {
+                    let st = storage.get(&(p.index as i64));
+                    let field = |k: &str| st.map(|s| s[k].clone()).unwrap_or_default();
+                    row.push(
+                        field("size_bytes")
+                            .as_u64()
+                            .map_or("-".into(), |b| b.to_string()),
+                    );
+                    row.push(
+                        field("segments")
+                            .as_u64()
+                            .map_or("-".into(), |n| n.to_string()),
+                    );
+                    if compacted {
+                        row.push(
+                            field("dirty_ratio")
+                                .as_f64()
+                                .map_or("-".into(), |r| format!("{r:.2}")),
+                        );
+                        row.push(match field("last_clean_ms").as_i64() {
+                            Some(ms) if ms >= 0 => {
+                                format!("{} s ago", (now_ms - ms).max(0) / 1000)
+                            }
+                            Some(_) => "never".into(),
+                            None => "-".into(),
+                        });
+                    }
+                }
+                t.add_row(row);
             }
             println!("{t}");
             println!();
