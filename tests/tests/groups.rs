@@ -218,6 +218,7 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
                 ("enable.auto.offset.store", "false"),
             ];
             settings.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let owned_here = owned.clone();
             let (c, _) = group_consumer(&bootstrap, "g1", id, owned, &settings);
             c.subscribe(&[TOPIC]).unwrap();
             let leaving = id == 0;
@@ -235,7 +236,19 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
                 }
             }
             let _ = c.commit_consumer_state(CommitMode::Sync);
+            // The member processes nothing from here on: its ownership ends now, whatever the
+            // order in which the client reports revocations while it closes.
+            let stopped = Instant::now();
+            for v in owned_here.lock().unwrap().values_mut() {
+                for iv in v.iter_mut().filter(|iv| iv.0 == id && iv.2.is_none()) {
+                    iv.2 = Some(stopped);
+                }
+            }
             drop(c); // closes: revokes and leaves the group
+            // Assignments handed to it while closing were never consumed from.
+            for v in owned_here.lock().unwrap().values_mut() {
+                v.retain(|iv| iv.0 != id || iv.1 < stopped);
+            }
         })
     };
     let mut threads: Vec<_> = (0..3).map(spawn).collect();
