@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::{MetadataImage, Uuid};
+use strom_protocol::compression::Codec;
+use strom_protocol::records::{BatchProducer, ProducerRecord, encode_producer_batch};
 use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
 use tokio::sync::Notify;
 
@@ -64,6 +66,30 @@ impl Partition {
             }
         }
         result
+    }
+
+    /// Appends (key, value) records written by the broker itself (coordinator state in
+    /// `__consumer_offsets` and `__transaction_state`) as one uncompressed batch, with the
+    /// producer fields of `producer` (transactional offset commits) or none.
+    pub fn append_records(
+        &self,
+        records: &[(bytes::Bytes, Option<bytes::Bytes>)],
+        producer: BatchProducer,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let recs: Vec<ProducerRecord> = records
+            .iter()
+            .map(|(k, v)| ProducerRecord {
+                key: Some(k.clone()),
+                value: v.clone(),
+                headers: Vec::new(),
+                timestamp_ms: now_ms,
+            })
+            .collect();
+        let batch = encode_producer_batch(&recs, Codec::None, producer)
+            .map_err(|e| StorageError::InvalidRecord(format!("cannot encode records: {e}")))?;
+        let mut buf = batch.to_vec();
+        self.with_log(|l| l.append(&mut buf, self.leader_epoch, now_ms))
     }
 
     /// Runs `f` with the log locked. Appends and reads hold the lock only for the file work.

@@ -17,10 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use strom_protocol::compression::Codec;
+use bytes::Bytes;
 use strom_protocol::error_code as ec;
-use strom_protocol::records::{ProducerRecord, encode_batch};
+use strom_protocol::records::BatchProducer;
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
@@ -1054,27 +1053,70 @@ pub fn persist(
         .replicas
         .get(OFFSETS_TOPIC, store::partition_for(group_id, partitions))
         .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-    let now = crate::now_ms();
-    let recs: Vec<ProducerRecord> = records
-        .into_iter()
-        .map(|(k, v)| ProducerRecord {
-            key: Some(k),
-            value: v,
-            headers: Vec::new(),
-            timestamp_ms: now,
-        })
-        .collect();
-    let batch = encode_batch(&recs, Codec::None).map_err(|e| {
-        tracing::error!(error = %e, "cannot encode group records");
-        ec::UNKNOWN_SERVER_ERROR
-    })?;
-    let mut buf = BytesMut::from(&batch[..]);
-    p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+    p.append_records(&records, BatchProducer::NONE, crate::now_ms())
         .map_err(|e| {
             tracing::error!(group = group_id, error = %e, "cannot write to __consumer_offsets");
             ec::KAFKA_STORAGE_ERROR
         })?;
     Ok(())
+}
+
+/// One partition's offset in a commit request: (topic, partition, offset, leader epoch,
+/// metadata).
+pub type OffsetToCommit<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
+
+/// What a (transactional) offset commit writes: the records, the offsets as the group will
+/// hold them, and an error code per partition in request order (`verdict`'s error for all when
+/// the commit was refused, OFFSET_METADATA_TOO_LARGE for too long metadata).
+pub struct CommitPlan {
+    pub records: Vec<(Bytes, Option<Bytes>)>,
+    pub committed: Vec<(String, i32, Committed)>,
+    pub codes: Vec<i16>,
+}
+
+pub fn plan_commit<'a>(
+    broker: &Broker,
+    group_id: &str,
+    verdict: Result<(), i16>,
+    offsets: impl Iterator<Item = OffsetToCommit<'a>>,
+) -> CommitPlan {
+    let now = crate::now_ms();
+    let max_metadata = broker.groups.config().offset_metadata_max_bytes;
+    let mut plan = CommitPlan {
+        records: Vec::new(),
+        committed: Vec::new(),
+        codes: Vec::new(),
+    };
+    for (topic, partition, offset, leader_epoch, metadata) in offsets {
+        let metadata = metadata.unwrap_or_default().to_string();
+        let code = match verdict {
+            Err(code) => code,
+            Ok(()) if metadata.len() > max_metadata => ec::OFFSET_METADATA_TOO_LARGE,
+            Ok(()) => {
+                let value = OffsetValue {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                };
+                plan.records
+                    .push(offset_record(group_id, topic, partition, Some(&value)));
+                plan.committed.push((
+                    topic.to_string(),
+                    partition,
+                    Committed {
+                        offset,
+                        leader_epoch,
+                        metadata: value.metadata,
+                        commit_timestamp: now,
+                    },
+                ));
+                ec::NONE
+            }
+        };
+        plan.codes.push(code);
+    }
+    plan
 }
 
 /// The records that store a group's metadata.

@@ -224,7 +224,7 @@ pub fn current_assignment_value(v: &CurrentAssignmentValue) -> Bytes {
     b.freeze()
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
 }
@@ -290,10 +290,11 @@ pub fn group_value(v: &GroupValue) -> Bytes {
 }
 
 /// Why a record could not be read.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-struct Reader(Bytes);
+/// Big-endian fields of a stored record, each read checked against the bytes left.
+pub(crate) struct Reader(pub(crate) Bytes);
 
 impl Reader {
     fn need(&self, n: usize) -> Result<(), Malformed> {
@@ -303,19 +304,19 @@ impl Reader {
             Ok(())
         }
     }
-    fn i16(&mut self) -> Result<i16, Malformed> {
+    pub(crate) fn i16(&mut self) -> Result<i16, Malformed> {
         self.need(2)?;
         Ok(self.0.get_i16())
     }
-    fn i32(&mut self) -> Result<i32, Malformed> {
+    pub(crate) fn i32(&mut self) -> Result<i32, Malformed> {
         self.need(4)?;
         Ok(self.0.get_i32())
     }
-    fn i64(&mut self) -> Result<i64, Malformed> {
+    pub(crate) fn i64(&mut self) -> Result<i64, Malformed> {
         self.need(8)?;
         Ok(self.0.get_i64())
     }
-    fn nullable_str(&mut self) -> Result<Option<String>, Malformed> {
+    pub(crate) fn nullable_str(&mut self) -> Result<Option<String>, Malformed> {
         let len = self.i16()?;
         if len < 0 {
             return Ok(None);
@@ -326,11 +327,11 @@ impl Reader {
             .map(Some)
             .map_err(|_| Malformed("string is not UTF-8"))
     }
-    fn str(&mut self) -> Result<String, Malformed> {
+    pub(crate) fn str(&mut self) -> Result<String, Malformed> {
         self.nullable_str()?
             .ok_or(Malformed("null where a string is required"))
     }
-    fn i8(&mut self) -> Result<i8, Malformed> {
+    pub(crate) fn i8(&mut self) -> Result<i8, Malformed> {
         self.need(1)?;
         Ok(self.0.get_i8())
     }

@@ -7,7 +7,7 @@ use strom_protocol::messages::txn_offset_commit_response::{
 use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::group::{self, store::OffsetValue};
+use crate::group;
 use crate::registry::RequestContext;
 
 /// Commits a group's offsets inside a transaction: written now, applied when the
@@ -51,41 +51,33 @@ pub async fn handle(
             req.generation_id,
         );
     }
-    let now = crate::now_ms();
-    let max_metadata = broker.groups.config().offset_metadata_max_bytes;
-    let mut records = Vec::new();
-    let mut codes: Vec<Vec<i16>> = Vec::new();
-    for t in &req.topics {
-        let mut tc = Vec::new();
-        for p in &t.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default();
-            let code = match verdict {
-                Err(code) => code,
-                Ok(()) if metadata.len() > max_metadata => ec::OFFSET_METADATA_TOO_LARGE,
-                Ok(()) => {
-                    let value = OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                        commit_timestamp: now,
-                    };
-                    records.push(group::offset_record(
-                        &group_id,
-                        t.name.as_str(),
-                        p.partition_index,
-                        Some(&value),
-                    ));
-                    ec::NONE
-                }
-            };
-            tc.push(code);
-        }
-        codes.push(tc);
-    }
+    let group::CommitPlan { records, codes, .. } = group::plan_commit(
+        broker,
+        &group_id,
+        verdict,
+        req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.as_str(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_ref().map(|m| m.as_str()),
+                )
+            })
+        }),
+    );
+    let mut codes = codes.into_iter();
+    let mut codes: Vec<Vec<i16>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|_| codes.next().unwrap_or(ec::NONE))
+                .collect()
+        })
+        .collect();
     if let Err(code) = broker.txns.write_txn_offsets(
         broker,
         partition,

@@ -18,12 +18,9 @@ pub mod store;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
-use strom_protocol::compression::Codec;
+use bytes::Bytes;
 use strom_protocol::error_code as ec;
-use strom_protocol::records::{
-    BatchProducer, ConsumedRecord, ProducerRecord, decode_batches, encode_producer_batch,
-};
+use strom_protocol::records::{BatchProducer, ConsumedRecord, decode_batches};
 use strom_storage::{BatchHeader, ControlType};
 
 use crate::broker::Broker;
@@ -645,26 +642,13 @@ impl TransactionCoordinator {
             .replicas
             .get(OFFSETS_TOPIC, partition)
             .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-        let now = crate::now_ms();
-        let recs: Vec<ProducerRecord> = records
-            .iter()
-            .map(|(k, v)| ProducerRecord {
-                key: Some(k.clone()),
-                value: v.clone(),
-                headers: Vec::new(),
-                timestamp_ms: now,
-            })
-            .collect();
         let producer = BatchProducer {
             producer_id,
             producer_epoch: epoch,
             base_sequence: -1,
             transactional: true,
         };
-        let batch = encode_producer_batch(&recs, Codec::None, producer)
-            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-        let mut buf = BytesMut::from(&batch[..]);
-        p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+        p.append_records(&records, producer, crate::now_ms())
             .map_err(|e| {
                 tracing::warn!(producer_id, error = %e, "cannot write transactional offsets");
                 crate::handlers::storage_error_code(&e)
@@ -863,17 +847,11 @@ impl TransactionCoordinator {
             .replicas
             .get(TXN_TOPIC, self.partition_for(transactional_id))
             .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-        let now = crate::now_ms();
-        let rec = ProducerRecord {
-            key: Some(store::key(transactional_id)),
-            value: Some(store::value(&meta.value())),
-            headers: Vec::new(),
-            timestamp_ms: now,
-        };
-        let batch = strom_protocol::records::encode_batch(&[rec], Codec::None)
-            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-        let mut buf = BytesMut::from(&batch[..]);
-        p.with_log(|l| l.append(&mut buf, p.leader_epoch, now))
+        let record = (
+            store::key(transactional_id),
+            Some(store::value(&meta.value())),
+        );
+        p.append_records(&[record], BatchProducer::NONE, crate::now_ms())
             .map_err(|e| {
                 tracing::error!(transactional_id, error = %e, "cannot write to __transaction_state");
                 ec::COORDINATOR_NOT_AVAILABLE

@@ -2,7 +2,7 @@
 //! id), value v0 (producer id and epoch, timeout, status, partitions, last update and start
 //! timestamps). A null value is a tombstone: the transactional id expired.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Status of a transaction, with its stored code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,26 +84,8 @@ pub struct TxnValue {
     pub start_ms: i64,
 }
 
-/// A stored value that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed(pub &'static str);
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len() as i16);
-    b.put_slice(s.as_bytes());
-}
-
-fn get_str(b: &mut Bytes) -> Result<String, Malformed> {
-    if b.remaining() < 2 {
-        return Err(Malformed("short string length"));
-    }
-    let len = b.get_i16();
-    let len = usize::try_from(len).map_err(|_| Malformed("null string"))?;
-    if b.remaining() < len {
-        return Err(Malformed("short string"));
-    }
-    String::from_utf8(b.split_to(len).to_vec()).map_err(|_| Malformed("string is not UTF-8"))
-}
+pub use crate::group::store::Malformed;
+use crate::group::store::{Reader, put_str};
 
 pub fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::new();
@@ -141,54 +123,32 @@ pub fn value(v: &TxnValue) -> Bytes {
 }
 
 /// Decodes a record: the transactional id and its value (None for a tombstone).
-pub fn decode(
-    mut key: Bytes,
-    value: Option<Bytes>,
-) -> Result<(String, Option<TxnValue>), Malformed> {
-    if key.remaining() < 2 {
-        return Err(Malformed("short key"));
-    }
-    if key.get_i16() != 0 {
+pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<(String, Option<TxnValue>), Malformed> {
+    let mut k = Reader(key);
+    if k.i16()? != 0 {
         return Err(Malformed("unknown key version"));
     }
-    let id = get_str(&mut key)?;
-    let Some(mut b) = value else {
+    let id = k.str()?;
+    let Some(value) = value else {
         return Ok((id, None));
     };
-    if b.remaining() < 2 + 8 + 2 + 4 + 1 + 4 {
-        return Err(Malformed("short value"));
-    }
-    let version = b.get_i16();
-    if !(0..=1).contains(&version) {
+    let mut v = Reader(value);
+    if v.i16()? != 0 {
         return Err(Malformed("unknown value version"));
     }
-    let producer_id = b.get_i64();
-    let producer_epoch = b.get_i16();
-    let timeout_ms = b.get_i32();
-    let status = TxnStatus::from_code(b.get_i8()).ok_or(Malformed("unknown status"))?;
-    if version != 0 {
-        return Err(Malformed("flexible value versions are not read"));
-    }
-    let topics = b.get_i32();
+    let producer_id = v.i64()?;
+    let producer_epoch = v.i16()?;
+    let timeout_ms = v.i32()?;
+    let status = TxnStatus::from_code(v.i8()?).ok_or(Malformed("unknown status"))?;
     let mut partitions = Vec::new();
-    for _ in 0..topics.max(0) {
-        let topic = get_str(&mut b)?;
-        if b.remaining() < 4 {
-            return Err(Malformed("short partition list"));
-        }
-        let n = b.get_i32();
-        if b.remaining() < 4 * n.max(0) as usize {
-            return Err(Malformed("short partition list"));
-        }
-        for _ in 0..n.max(0) {
-            partitions.push((topic.clone(), b.get_i32()));
+    for _ in 0..v.i32()?.max(0) {
+        let topic = v.str()?;
+        for _ in 0..v.i32()?.max(0) {
+            partitions.push((topic.clone(), v.i32()?));
         }
     }
-    if b.remaining() < 16 {
-        return Err(Malformed("short timestamps"));
-    }
-    let last_update_ms = b.get_i64();
-    let start_ms = b.get_i64();
+    let last_update_ms = v.i64()?;
+    let start_ms = v.i64()?;
     Ok((
         id,
         Some(TxnValue {
