@@ -195,12 +195,14 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
     let total = Arc::new(AtomicUsize::new(0));
     let stop_all = Arc::new(AtomicBool::new(false));
     let stop_one = Arc::new(AtomicBool::new(false));
+    // Records the member that leaves has consumed: it leaves only once it took part.
+    let leaver_count = Arc::new(AtomicUsize::new(0));
     let extra: Vec<(String, String)> = client_extra
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let spawn = |id: usize| {
-        let (bootstrap, owned, seen, total, stop_all, stop_one, extra) = (
+        let (bootstrap, owned, seen, total, stop_all, stop_one, extra, leaver_count) = (
             bootstrap.clone(),
             owned.clone(),
             seen.clone(),
@@ -208,6 +210,7 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
             stop_all.clone(),
             stop_one.clone(),
             extra.clone(),
+            leaver_count.clone(),
         );
         std::thread::spawn(move || {
             // Offsets are stored only after a record is processed: the rdkafka crate drains
@@ -230,6 +233,7 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
                     let _ = c.store_offset_from_message(&m);
                     total.fetch_add(1, Ordering::SeqCst);
                     if id == 0 {
+                        leaver_count.fetch_add(1, Ordering::SeqCst);
                         // The member that leaves is slower, so it is still there mid-way.
                         std::thread::sleep(Duration::from_micros(20));
                     }
@@ -253,7 +257,9 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
     };
     let mut threads: Vec<_> = (0..3).map(spawn).collect();
     let deadline = Instant::now() + Duration::from_secs(180);
-    while total.load(Ordering::SeqCst) < (RECORDS / 3) as usize {
+    while total.load(Ordering::SeqCst) < (RECORDS / 3) as usize
+        || leaver_count.load(Ordering::SeqCst) < 1000
+    {
         assert!(Instant::now() < deadline, "consumers made no progress");
         std::thread::sleep(Duration::from_millis(50));
     }
