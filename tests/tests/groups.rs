@@ -300,6 +300,12 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
         t.join().unwrap();
     }
     let owned = owned.lock().unwrap();
+    let t0 = owned
+        .values()
+        .flatten()
+        .map(|iv| iv.1)
+        .min()
+        .unwrap_or_else(Instant::now);
     for (p, intervals) in owned.iter() {
         for (i, a) in intervals.iter().enumerate() {
             for b in &intervals[i + 1..] {
@@ -310,9 +316,19 @@ fn share_partitions(broker_props: &[&str], client_extra: &[(&str, &str)]) {
                 let b_end = b.2.unwrap_or_else(Instant::now);
                 assert!(
                     a_end <= b.1 || b_end <= a.1,
-                    "partition {p} owned by consumers {} and {} at once",
+                    "partition {p} owned by consumers {} and {} at once: {:?} and {:?} (ms since the first: {:?})",
                     a.0,
-                    b.0
+                    b.0,
+                    (a.1 - t0, a_end - t0),
+                    (b.1 - t0, b_end - t0),
+                    intervals
+                        .iter()
+                        .map(|iv| (
+                            iv.0,
+                            (iv.1 - t0).as_millis(),
+                            iv.2.map(|e| (e - t0).as_millis())
+                        ))
+                        .collect::<Vec<_>>()
                 );
             }
         }
