@@ -15,6 +15,7 @@ mod log_cleaner;
 pub mod metrics;
 pub mod registry;
 pub mod replica_manager;
+pub mod replication;
 mod topics;
 pub mod txn;
 
