@@ -70,6 +70,7 @@ registry! {
     ListGroups 0..=5 => handlers::list_groups::handle;
     DeleteGroups 0..=2 => handlers::delete_groups::handle;
     OffsetDelete 0..=0 => handlers::offset_delete::handle;
+    OffsetForLeaderEpoch 2..=4 => handlers::offset_for_leader_epoch::handle;
     InitProducerId 0..=5 => handlers::init_producer_id::handle;
     AddPartitionsToTxn 0..=5 => handlers::add_partitions_to_txn::handle;
     AddOffsetsToTxn 0..=4 => handlers::add_offsets_to_txn::handle;

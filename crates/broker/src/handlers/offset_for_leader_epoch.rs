@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use strom_protocol::error_code as ec;
+use strom_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// Where a leader epoch ends in a partition's log: the largest epoch at or below the one asked
+/// for and the start of the epoch after it (the log end offset for the latest). Consumers use
+/// it to detect a log that was truncated under them (KIP-320), followers to find where their
+/// log diverged from the leader's.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(part) = broker.replicas.get(t.topic.as_str(), p.partition) else {
+                        return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    // The asker's idea of the current leader epoch must be ours.
+                    if p.current_leader_epoch >= 0 {
+                        if p.current_leader_epoch < part.leader_epoch {
+                            return resp.with_error_code(ec::FENCED_LEADER_EPOCH);
+                        }
+                        if p.current_leader_epoch > part.leader_epoch {
+                            return resp.with_error_code(ec::UNKNOWN_LEADER_EPOCH);
+                        }
+                    }
+                    match part.with_log(|l| l.end_offset_for_epoch(p.leader_epoch)) {
+                        Some((epoch, end)) => resp
+                            .with_error_code(ec::NONE)
+                            .with_leader_epoch(epoch)
+                            .with_end_offset(end),
+                        // Older than anything in the log: undefined epoch and offset.
+                        None => resp.with_error_code(ec::NONE),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
