@@ -8,6 +8,7 @@
 
 mod image;
 mod local_log;
+pub mod quorum;
 mod record;
 
 pub use image::{BrokerInfo, MetadataImage, PartitionInfo, TopicInfo};
@@ -24,6 +25,11 @@ pub enum MetadataError {
     Corrupt { position: u64, reason: String },
     #[error("cannot encode metadata record: {0}")]
     Encode(String),
+    /// This quorum member is not the leader; the leader's id when known.
+    #[error("not the metadata leader (leader: {0:?})")]
+    NotLeader(Option<u64>),
+    #[error("metadata quorum: {0}")]
+    Quorum(String),
 }
 
 /// An ordered, durable log of metadata records with the image it leads to.

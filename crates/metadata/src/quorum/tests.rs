@@ -1,0 +1,137 @@
+//! Three quorum members in one process: records reach every member's image in order, the
+//! quorum elects a new leader when the leader is cut off, the cut-off leader cannot commit,
+//! and a member rejoining after a restart from its directory catches up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::MetadataRecord;
+
+fn settings() -> QuorumSettings {
+    QuorumSettings {
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        heartbeat_interval_ms: 50,
+        snapshot_every: 20,
+    }
+}
+
+fn broker(id: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        broker_id: id,
+        host: "127.0.0.1".into(),
+        port: 9000 + id as u16,
+        rack: None,
+    }
+}
+
+async fn wait_leader(members: &[&QuorumMetadataLog], exclude: Option<MemberId>) -> MemberId {
+    for _ in 0..200 {
+        for m in members {
+            if let Some(l) = m.leader().await
+                && Some(l) != exclude
+                && members.iter().any(|x| x.id == l)
+            {
+                return l;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader elected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_replicates_elects_and_catches_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let router = Arc::new(LocalRouter::default());
+    let mut members = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let id = i as MemberId + 1;
+        let m = QuorumMetadataLog::start(id, d.path(), &settings(), router.clone())
+            .await
+            .unwrap();
+        router.add(id, m.raft.clone());
+        members.push(m);
+    }
+    members[0].initialize(&[1, 2, 3]).await.unwrap();
+    let refs: Vec<&QuorumMetadataLog> = members.iter().collect();
+    let leader = wait_leader(&refs, None).await;
+    let lm = &members[leader as usize - 1];
+    // Enough batches to cross the snapshot threshold.
+    for b in 0..30 {
+        lm.append_async(vec![broker(b)]).await.unwrap();
+    }
+    for m in &members {
+        let image = m.wait_for(30, Duration::from_secs(10)).await;
+        assert_eq!(image.brokers.len(), 30, "member {}", m.id);
+    }
+    // A follower refuses appends and names the leader.
+    let follower = members.iter().find(|m| m.id != leader).unwrap();
+    match follower.append_async(vec![broker(99)]).await {
+        Err(MetadataError::NotLeader(Some(l))) => assert_eq!(l, leader),
+        other => panic!("follower append: {other:?}"),
+    }
+
+    // Cut the leader off: the majority elects another; the old leader cannot commit.
+    let others: Vec<MemberId> = (1..=3).filter(|i| *i != leader).collect();
+    router.isolate(leader, &others, true);
+    let rest: Vec<&QuorumMetadataLog> = members.iter().filter(|m| m.id != leader).collect();
+    let new_leader = wait_leader(&rest, Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    let stranded = tokio::time::timeout(
+        Duration::from_millis(1500),
+        lm.append_async(vec![broker(500)]),
+    )
+    .await;
+    assert!(
+        !matches!(stranded, Ok(Ok(_))),
+        "an isolated leader must not commit"
+    );
+    let nm = &members[new_leader as usize - 1];
+    for b in 30..40 {
+        nm.append_async(vec![broker(b)]).await.unwrap();
+    }
+    // Heal: the old leader drops its uncommitted entry and catches up.
+    router.isolate(leader, &others, false);
+    let image = lm.wait_for(40, Duration::from_secs(10)).await;
+    assert_eq!(image.brokers.len(), 40);
+    assert!(!image.brokers.contains_key(&500));
+
+    // Restart one member from its directory: it comes back with everything.
+    let restart_id = others[0];
+    let idx = restart_id as usize - 1;
+    members[idx].shutdown().await;
+    router.remove(restart_id);
+    let m = QuorumMetadataLog::start(restart_id, dirs[idx].path(), &settings(), router.clone())
+        .await
+        .unwrap();
+    router.add(restart_id, m.raft.clone());
+    let image = m.wait_for(40, Duration::from_secs(10)).await;
+    assert_eq!(image.brokers.len(), 40);
+    for x in &members {
+        x.shutdown().await;
+    }
+    m.shutdown().await;
+}
+
+/// openraft's own conformance suite for log stores and state machines.
+struct Builder;
+
+impl openraft::testing::StoreBuilder<QuorumConfig, LogStore, StateMachine, tempfile::TempDir>
+    for Builder
+{
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), openraft::StorageError<MemberId>> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn storage_passes_openraft_suite() {
+    openraft::testing::Suite::test_all(Builder).unwrap();
+}
