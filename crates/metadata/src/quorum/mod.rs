@@ -4,9 +4,11 @@
 //! [`MetadataLog`](crate::MetadataLog) trait as the single-node local log.
 //!
 //! Transports plug in through [`Transport`]; [`LocalRouter`] connects members in one process
-//! (tests, simulations) and can cut links between them.
+//! (tests, simulations) and can cut links between them; [`tcp::TcpTransport`] connects
+//! processes.
 
 mod store;
+pub mod tcp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;

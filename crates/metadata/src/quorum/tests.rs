@@ -135,3 +135,63 @@ impl openraft::testing::StoreBuilder<QuorumConfig, LogStore, StateMachine, tempf
 fn storage_passes_openraft_suite() {
     openraft::testing::Suite::test_all(Builder).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_over_tcp() {
+    let listeners: Vec<tokio::net::TcpListener> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        v
+    };
+    let peers: std::collections::HashMap<MemberId, std::net::SocketAddr> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as MemberId + 1, l.local_addr().unwrap()))
+        .collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut members = Vec::new();
+    let mut servers = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let id = i as MemberId + 1;
+        let transport = Arc::new(tcp::TcpTransport::new(peers.clone()));
+        let m = QuorumMetadataLog::start(id, dirs[i].path(), &settings(), transport)
+            .await
+            .unwrap();
+        servers.push(tokio::spawn(tcp::serve(listener, m.raft.clone())));
+        members.push(m);
+    }
+    members[0].initialize(&[1, 2, 3]).await.unwrap();
+    let refs: Vec<&QuorumMetadataLog> = members.iter().collect();
+    let leader = wait_leader(&refs, None).await;
+    let lm = &members[leader as usize - 1];
+    for b in 0..25 {
+        lm.append_async(vec![broker(b)]).await.unwrap();
+    }
+    for m in &members {
+        assert_eq!(
+            m.wait_for(25, Duration::from_secs(10)).await.brokers.len(),
+            25
+        );
+    }
+    // The leader's process goes away: the other two carry on.
+    lm.shutdown().await;
+    servers[leader as usize - 1].abort();
+    let rest: Vec<&QuorumMetadataLog> = members.iter().filter(|m| m.id != leader).collect();
+    let new_leader = wait_leader(&rest, Some(leader)).await;
+    let nm = &members[new_leader as usize - 1];
+    nm.append_async(vec![broker(100)]).await.unwrap();
+    for m in &rest {
+        assert_eq!(
+            m.wait_for(26, Duration::from_secs(10)).await.brokers.len(),
+            26
+        );
+    }
+    for m in &members {
+        m.shutdown().await;
+    }
+    for s in servers {
+        s.abort();
+    }
+}
