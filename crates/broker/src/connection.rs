@@ -1,21 +1,26 @@
 //! One client connection: frames in, requests handled one at a time in arrival order (as
 //! Kafka does), responses out in the same order through a writer task, so that encoding and
 //! writing overlap with handling the next request.
+//!
+//! Fetch responses are written as encoded pieces around each partition's records, and the
+//! records go from the segment files to the socket with sendfile (see [`crate::send`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+
 use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use strom_protocol::request::{decode_body, decode_header, peek_header};
-use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code};
+use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code, frame_fetch_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::api_versions;
+use crate::handlers::{api_versions, fetch};
 use crate::registry::{self, RequestContext};
+use crate::send::{Outgoing, write_outgoing};
 
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
 const RESPONSE_QUEUE: usize = 16;
@@ -29,10 +34,10 @@ pub async fn serve(
     let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
     let decoder = FrameDecoder::new(max_frame);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(RESPONSE_QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if let Err(e) = wr.write_all(&buf).await {
+        while let Some(out) = rx.recv().await {
+            if let Err(e) = write_outgoing(&mut wr, out).await {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
                 break;
             }
@@ -89,7 +94,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     peer: SocketAddr,
     mut frame: bytes::Bytes,
-) -> Result<Option<BytesMut>, String> {
+) -> Result<Option<Outgoing>, String> {
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
     let Some(spec) = registry::spec(prefix.api_key) else {
         return Err(format!(
@@ -107,7 +112,7 @@ async fn handle_frame(
                     .with_api_keys(api_versions::api_list()),
             );
             return encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body)
-                .map(Some)
+                .map(|b| Some(Outgoing::Frame(b)))
                 .map_err(|e| e.to_string());
         }
         return Err(format!(
@@ -133,6 +138,31 @@ async fn handle_frame(
         api_version: version,
         peer,
     };
+    let body = match body {
+        RequestKind::Fetch(req) => {
+            let parts = fetch::handle_parts(broker, &ctx, req).await;
+            let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
+            return match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
+                Ok(pieces) => Ok(Some(Outgoing::Fetch {
+                    pieces,
+                    records: parts.records,
+                })),
+                Err(e) => {
+                    // Not expected; the encoder covers what the framer does not.
+                    tracing::debug!(%peer, error = %e, "fetch response not framed; copying");
+                    encode_response(
+                        api_key,
+                        version,
+                        correlation_id,
+                        &ResponseKind::Fetch(parts.into_response()),
+                    )
+                    .map(|b| Some(Outgoing::Frame(b)))
+                    .map_err(|e| e.to_string())
+                }
+            };
+        }
+        other => other,
+    };
     let response = registry::dispatch(broker, &ctx, body)
         .await
         .ok_or_else(|| format!("no handler for {api_key:?}"))?;
@@ -140,7 +170,7 @@ async fn handle_frame(
         return Ok(None);
     }
     encode_response(api_key, version, correlation_id, &response)
-        .map(Some)
+        .map(|b| Some(Outgoing::Frame(b)))
         .map_err(|e| e.to_string())
 }
 

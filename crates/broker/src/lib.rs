@@ -13,6 +13,7 @@ mod handlers;
 mod log_cleaner;
 pub mod registry;
 mod replica_manager;
+mod send;
 mod topics;
 pub mod txn;
 

@@ -88,7 +88,10 @@ pub fn frame_fetch_response(
             .any(|t| !t.unknown_tagged_fields.is_empty())
         || (version >= 16 && !response.node_endpoints.is_empty())
     {
-        return Err(err(version, "tagged fields outside partitions are not framed"));
+        return Err(err(
+            version,
+            "tagged fields outside partitions are not framed",
+        ));
     }
     let flexible = version >= FIRST_FLEXIBLE;
     let enc = |e: anyhow::Error| err(version, e.to_string());
@@ -179,7 +182,10 @@ fn split_partition<'a>(
     p.records = Some(Bytes::new());
     empty.clear();
     p.encode(empty, version)?;
-    anyhow::ensure!(none.len() == empty.len(), "null and empty records differ in size");
+    anyhow::ensure!(
+        none.len() == empty.len(),
+        "null and empty records differ in size"
+    );
     let at = none
         .iter()
         .zip(empty.iter())
@@ -195,14 +201,17 @@ mod tests {
     use super::*;
     use crate::encode_response;
     use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
-        NodeEndpoint,
+        AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
     };
     use kafka_protocol::messages::{BrokerId, ProducerId, ResponseKind, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
     fn records(n: usize, seed: u8) -> Bytes {
-        Bytes::from((0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect::<Vec<u8>>())
+        Bytes::from(
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect::<Vec<u8>>(),
+        )
     }
 
     /// A response with several topics and partitions, errors, empty and large records,
@@ -295,9 +304,13 @@ mod tests {
         for version in 4..=16 {
             let resp = sample(version);
             let (lens, recs) = lens_and_records(&resp);
-            let expected =
-                encode_response(ApiKey::Fetch, version, 77, &ResponseKind::Fetch(resp.clone()))
-                    .unwrap();
+            let expected = encode_response(
+                ApiKey::Fetch,
+                version,
+                77,
+                &ResponseKind::Fetch(resp.clone()),
+            )
+            .unwrap();
             // The records fields of the response are ignored by the framer.
             let mut stripped = resp.clone();
             for t in &mut stripped.responses {
@@ -321,9 +334,13 @@ mod tests {
             let resp = FetchResponse::default()
                 .with_error_code(70)
                 .with_session_id(0);
-            let expected =
-                encode_response(ApiKey::Fetch, version, 1, &ResponseKind::Fetch(resp.clone()))
-                    .unwrap();
+            let expected = encode_response(
+                ApiKey::Fetch,
+                version,
+                1,
+                &ResponseKind::Fetch(resp.clone()),
+            )
+            .unwrap();
             let pieces = frame_fetch_response(version, 1, &resp, &[]).unwrap();
             assert_eq!(pieces.len(), 1);
             assert_eq!(&pieces[0][..], &expected[..]);

@@ -141,6 +141,9 @@ pub struct ReadInfo {
     pub total_bytes: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The offset after the last batch read (its last offset + 1); `None` when nothing was
+    /// read. A reader resumes there.
+    pub next_offset: Option<i64>,
 }
 
 impl ReadInfo {
@@ -722,6 +725,7 @@ impl Log {
             total_bytes: 0,
             log_start_offset: self.log_start_offset,
             log_end_offset,
+            next_offset: None,
         };
         if fetch_offset == log_end_offset || fetch_offset >= max_offset {
             return Ok(info);
@@ -748,12 +752,14 @@ impl Log {
                     if info.total_bytes == 0 && min_one_batch {
                         pos += total;
                         info.total_bytes += total;
+                        info.next_offset = Some(header.last_offset() + 1);
                     }
                     done = true;
                     break;
                 }
                 pos += total;
                 info.total_bytes += total;
+                info.next_offset = Some(header.last_offset() + 1);
             }
             if pos > start {
                 info.slices.push(FileSlice {
