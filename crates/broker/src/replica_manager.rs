@@ -5,7 +5,9 @@
 //! of partitions that left the image. Appends wake fetches that wait for data.
 
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::{MetadataImage, Uuid};
@@ -23,6 +25,10 @@ pub struct Partition {
     pub index: i32,
     pub leader_epoch: i32,
     log: Mutex<Log>,
+    /// Everything below this offset is known to be on disk (fsynced by [`Self::flush_to`]).
+    durable_end: AtomicI64,
+    /// One fsync at a time; the appends that arrive during one are covered by the next.
+    flush_turn: tokio::sync::Mutex<()>,
 }
 
 impl Partition {
@@ -30,6 +36,26 @@ impl Partition {
     pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut log)
+    }
+
+    /// Waits until everything below `end_offset` is on disk (flush.messages before
+    /// acknowledging). Group commit: the fsync runs outside the log lock on a blocking thread,
+    /// appends go on meanwhile, and the next fsync covers every append that arrived during the
+    /// previous one, however many producers and requests they came from.
+    pub async fn flush_to(&self, end_offset: i64) -> io::Result<()> {
+        if self.durable_end.load(Ordering::Acquire) >= end_offset {
+            return Ok(());
+        }
+        let _turn = self.flush_turn.lock().await;
+        if self.durable_end.load(Ordering::Acquire) >= end_offset {
+            return Ok(());
+        }
+        let (file, log_end) = self.with_log(|l| (l.active_file(), l.log_end_offset()));
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)??;
+        self.durable_end.fetch_max(log_end, Ordering::AcqRel);
+        Ok(())
     }
 
     /// On a single node every acknowledged write is replicated, so the high watermark is the
@@ -130,6 +156,8 @@ impl ReplicaManager {
                             index: key.1,
                             leader_epoch,
                             log: Mutex::new(log),
+                            durable_end: AtomicI64::new(0),
+                            flush_turn: tokio::sync::Mutex::new(()),
                         }),
                     );
                 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -18,6 +17,9 @@ pub async fn handle(
     let acks_ok = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
+    // Partitions whose flush.messages came due: (partition, end offset, topic and partition
+    // index in the response).
+    let mut to_flush: Vec<(Arc<crate::replica_manager::Partition>, i64, usize, usize)> = Vec::new();
     for topic in req.topic_data {
         let mut image = broker.image();
         let by_id = ctx.api_version >= 13;
@@ -82,11 +84,22 @@ pub async fn handle(
                     )
                 }
                 (Some(_), Some(p), Some(records)) => {
-                    let mut buf = BytesMut::from(records);
                     let now = crate::now_ms();
-                    match p.with_log(|l| l.append(&mut buf, p.leader_epoch, now)) {
-                        Ok(info) => {
+                    // The records stay a slice of the request frame: the log writes patched
+                    // copies of the batch headers around them.
+                    match p
+                        .with_log(|l| l.append_shared_deferred_flush(&records, p.leader_epoch, now))
+                    {
+                        Ok((info, flush_due)) => {
                             appended = true;
+                            if flush_due {
+                                to_flush.push((
+                                    p.clone(),
+                                    info.last_offset + 1,
+                                    responses.len(),
+                                    partitions.len(),
+                                ));
+                            }
                             resp = resp
                                 .with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time_ms)
@@ -124,7 +137,42 @@ pub async fn handle(
     if appended {
         broker.replicas.appended.notify_waiters();
     }
+    flush_before_acknowledging(ctx, to_flush, &mut responses).await;
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Waits for the fsyncs that flush.messages asks for, all partitions at once; a partition whose
+/// fsync fails answers KAFKA_STORAGE_ERROR.
+async fn flush_before_acknowledging(
+    ctx: &RequestContext,
+    to_flush: Vec<(Arc<crate::replica_manager::Partition>, i64, usize, usize)>,
+    responses: &mut [TopicProduceResponse],
+) {
+    let mut results = Vec::with_capacity(to_flush.len());
+    if let [(p, end, _, _)] = &to_flush[..] {
+        results.push(p.flush_to(*end).await);
+    } else {
+        let waits: Vec<_> = to_flush
+            .iter()
+            .map(|(p, end, _, _)| {
+                let (p, end) = (p.clone(), *end);
+                tokio::spawn(async move { p.flush_to(end).await })
+            })
+            .collect();
+        for w in waits {
+            results.push(w.await.map_err(std::io::Error::other).and_then(|r| r));
+        }
+    }
+    for ((p, _, ti, pi), result) in to_flush.iter().zip(results) {
+        if let Err(e) = result {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
+            let code = ec::KAFKA_STORAGE_ERROR;
+            let r = &mut responses[*ti].partition_responses[*pi];
+            r.error_code = code;
+            r.base_offset = -1;
+            r.error_message = since(ctx.api_version, 8, message(code, e.to_string()));
+        }
+    }
 }
 
 /// A transactional batch may only land in a partition that its producer added to its open
