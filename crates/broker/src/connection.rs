@@ -2,6 +2,10 @@
 //! Kafka does), responses out in the same order through a writer task, so that encoding and
 //! writing overlap with handling the next request.
 //!
+//! A Produce that waits for an fsync (flush.messages) hands the writer a pending response and
+//! lets the next request be read and appended meanwhile, so that one fsync covers the appends
+//! of several requests; responses still go out in request order.
+//!
 //! Fetch responses are written as encoded pieces around each partition's records, and the
 //! records go from the segment files to the socket with sendfile (see [`crate::send`]).
 
@@ -18,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{api_versions, fetch};
+use crate::handlers::{api_versions, fetch, produce};
 use crate::registry::{self, RequestContext};
 use crate::send::{Outgoing, write_outgoing};
 
@@ -139,6 +143,25 @@ async fn handle_frame(
         peer,
     };
     let body = match body {
+        RequestKind::Produce(req) => {
+            let appended = produce::handle_appends(broker, &ctx, req).await;
+            if appended.needs_flush() {
+                // The response waits for an fsync; the next request need not. The fsync runs
+                // now, and the writer sends the response in its turn once it is there.
+                let finished = tokio::spawn(async move {
+                    let response = ResponseKind::Produce(appended.finish().await);
+                    encode_response(api_key, version, correlation_id, &response)
+                });
+                return Ok((!no_response).then_some(Outgoing::Later(finished)));
+            }
+            let response = ResponseKind::Produce(appended.finish().await);
+            if no_response {
+                return Ok(None);
+            }
+            return encode_response(api_key, version, correlation_id, &response)
+                .map(|b| Some(Outgoing::Frame(b)))
+                .map_err(|e| e.to_string());
+        }
         RequestKind::Fetch(req) => {
             let parts = fetch::handle_parts(broker, &ctx, req).await;
             let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();

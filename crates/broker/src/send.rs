@@ -7,10 +7,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use bytes::{Bytes, BytesMut};
+use strom_protocol::ProtocolError;
 use strom_storage::FileSlice;
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
 
 use crate::handlers::fetch::PartitionRecords;
 
@@ -25,6 +27,9 @@ pub enum Outgoing {
         pieces: Vec<Bytes>,
         records: Vec<PartitionRecords>,
     },
+    /// A frame still being made (a Produce waiting for its fsync): written when ready, in its
+    /// turn.
+    Later(JoinHandle<Result<BytesMut, ProtocolError>>),
 }
 
 /// A stream responses are written to. A plaintext TCP stream offers its socket for sendfile.
@@ -47,6 +52,11 @@ impl ResponseStream for tokio::io::DuplexStream {}
 pub async fn write_outgoing<W: ResponseStream>(w: &mut W, out: Outgoing) -> io::Result<()> {
     match out {
         Outgoing::Frame(buf) => w.write_all(&buf).await,
+        Outgoing::Later(pending) => match pending.await {
+            Ok(Ok(buf)) => w.write_all(&buf).await,
+            Ok(Err(e)) => Err(io::Error::other(e)),
+            Err(e) => Err(io::Error::other(e)),
+        },
         Outgoing::Fetch { pieces, records } => {
             if let Some(socket) = w.plaintext_socket() {
                 write_fetch_zero_copy(socket, &pieces, &records).await

@@ -7,19 +7,54 @@ use strom_protocol::{error_code as ec, str_bytes};
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::replica_manager::Partition;
 use crate::topics;
+
+/// Partitions whose flush.messages came due: (partition, end offset, topic and partition index
+/// in the response).
+type ToFlush = Vec<(Arc<Partition>, i64, usize, usize)>;
+
+/// A Produce whose records are in the logs; its response waits for the fsyncs that
+/// flush.messages asks for, if any.
+pub struct Appended {
+    response: ProduceResponse,
+    to_flush: ToFlush,
+    api_version: i16,
+}
+
+impl Appended {
+    /// Whether the response must wait for an fsync.
+    pub fn needs_flush(&self) -> bool {
+        !self.to_flush.is_empty()
+    }
+
+    /// The response, once every partition it acknowledges is durable as configured.
+    pub async fn finish(self) -> ProduceResponse {
+        let mut response = self.response;
+        flush_before_acknowledging(self.api_version, self.to_flush, &mut response.responses).await;
+        response
+    }
+}
 
 pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     req: ProduceRequest,
 ) -> ProduceResponse {
+    handle_appends(broker, ctx, req).await.finish().await
+}
+
+/// Appends the records; the fsyncs flush.messages asks for are left to [`Appended::finish`],
+/// so that the connection can go on with its next request meanwhile.
+pub async fn handle_appends(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> Appended {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
-    // Partitions whose flush.messages came due: (partition, end offset, topic and partition
-    // index in the response).
-    let mut to_flush: Vec<(Arc<crate::replica_manager::Partition>, i64, usize, usize)> = Vec::new();
+    let mut to_flush: ToFlush = Vec::new();
     for topic in req.topic_data {
         let mut image = broker.image();
         let by_id = ctx.api_version >= 13;
@@ -137,15 +172,18 @@ pub async fn handle(
     if appended {
         broker.replicas.appended.notify_waiters();
     }
-    flush_before_acknowledging(ctx, to_flush, &mut responses).await;
-    ProduceResponse::default().with_responses(responses)
+    Appended {
+        response: ProduceResponse::default().with_responses(responses),
+        to_flush,
+        api_version: ctx.api_version,
+    }
 }
 
 /// Waits for the fsyncs that flush.messages asks for, all partitions at once; a partition whose
 /// fsync fails answers KAFKA_STORAGE_ERROR.
 async fn flush_before_acknowledging(
-    ctx: &RequestContext,
-    to_flush: Vec<(Arc<crate::replica_manager::Partition>, i64, usize, usize)>,
+    api_version: i16,
+    to_flush: ToFlush,
     responses: &mut [TopicProduceResponse],
 ) {
     let mut results = Vec::with_capacity(to_flush.len());
@@ -170,7 +208,7 @@ async fn flush_before_acknowledging(
             let r = &mut responses[*ti].partition_responses[*pi];
             r.error_code = code;
             r.base_offset = -1;
-            r.error_message = since(ctx.api_version, 8, message(code, e.to_string()));
+            r.error_message = since(api_version, 8, message(code, e.to_string()));
         }
     }
 }
