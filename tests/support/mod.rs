@@ -61,6 +61,11 @@ impl Strom {
         self.data.path()
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(strom_bin());
         cmd.arg("server")
