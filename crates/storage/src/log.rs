@@ -999,7 +999,7 @@ impl Log {
 
     /// Makes everything appended so far durable (inactive segments were synced when rolled).
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.active().flush()?;
+        self.active_mut().flush()?;
         self.unflushed_messages = 0;
         Ok(())
     }

@@ -699,7 +699,7 @@ impl Segment {
         self.flush()
     }
 
-    pub fn flush(&self) -> Result<(), StorageError> {
+    pub fn flush(&mut self) -> Result<(), StorageError> {
         self.log.sync_data()?;
         self.index.sync()?;
         self.time_index.sync()?;
