@@ -138,30 +138,41 @@ impl ReplicaManager {
                 remove_partition_dir(&dir, &p.topic_id);
             }
         }
+        let mut to_open = Vec::new();
         for (key, (topic_id, leader_epoch, log_config)) in wanted {
             match parts.get(&key) {
                 Some(p) => {
                     p.with_log(|l| l.update_config(log_config));
                 }
-                None => {
-                    let dir = self.partition_dir(&key.0, key.1);
-                    claim_dir(&dir, &topic_id)?;
-                    let log = Log::open(&dir, log_config, now_ms)?;
-                    tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
-                    parts.insert(
-                        key.clone(),
-                        Arc::new(Partition {
-                            topic: key.0.clone(),
-                            topic_id,
-                            index: key.1,
-                            leader_epoch,
-                            log: Mutex::new(log),
-                            durable_end: AtomicI64::new(0),
-                            flush_turn: tokio::sync::Mutex::new(()),
-                        }),
-                    );
-                }
+                None => to_open.push((key, topic_id, leader_epoch, log_config)),
             }
+        }
+        // Opening a log is mostly file-system work (recovery of the active segment, indexes,
+        // producer snapshots): at start-up with many partitions, spread it over the cores.
+        let opened = open_logs(
+            to_open
+                .into_iter()
+                .map(|(key, topic_id, leader_epoch, log_config)| {
+                    let dir = self.partition_dir(&key.0, key.1);
+                    (key, topic_id, leader_epoch, log_config, dir)
+                })
+                .collect(),
+            now_ms,
+        )?;
+        for (key, topic_id, leader_epoch, log) in opened {
+            tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
+            parts.insert(
+                key.clone(),
+                Arc::new(Partition {
+                    topic: key.0.clone(),
+                    topic_id,
+                    index: key.1,
+                    leader_epoch,
+                    log: Mutex::new(log),
+                    durable_end: AtomicI64::new(0),
+                    flush_turn: tokio::sync::Mutex::new(()),
+                }),
+            );
         }
         Ok(())
     }
@@ -172,7 +183,7 @@ impl ReplicaManager {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };
-        let hosted: Vec<PathBuf> = self
+        let hosted: std::collections::HashSet<PathBuf> = self
             .all()
             .iter()
             .map(|p| p.with_log(|l| l.dir().to_path_buf()))
@@ -195,6 +206,53 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+type ToOpen = (Key, Uuid, i32, LogConfig, PathBuf);
+
+/// Claims and opens the logs of `to_open` on up to one thread per core; the first failure
+/// fails the whole call.
+fn open_logs(
+    to_open: Vec<ToOpen>,
+    now_ms: i64,
+) -> Result<Vec<(Key, Uuid, i32, Log)>, StorageError> {
+    let open_one = |(key, topic_id, leader_epoch, log_config, dir): ToOpen| {
+        claim_dir(&dir, &topic_id)?;
+        let log = Log::open(&dir, log_config, now_ms)?;
+        Ok((key, topic_id, leader_epoch, log))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_open.len() / 64)
+        .max(1);
+    if threads == 1 {
+        return to_open.into_iter().map(open_one).collect();
+    }
+    let queue = Mutex::new(to_open.into_iter());
+    let results: Vec<Result<Vec<_>, StorageError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some(item) = next else { break };
+                        done.push(open_one(item)?);
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut opened = Vec::new();
+    for r in results {
+        opened.extend(r?);
+    }
+    Ok(opened)
 }
 
 /// Makes sure `dir` holds the log of `topic_id`: a directory left by an earlier topic of the same
