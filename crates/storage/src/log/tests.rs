@@ -740,5 +740,5 @@ fn reads_of_large_batches_find_every_batch() {
     let r = log.read(5, u32::MAX, i64::MAX, true).unwrap();
     assert_eq!(r.next_offset, Some(log.log_end_offset()));
     let bytes = r.read_to_vec().unwrap();
-    assert_eq!(headers(&bytes)[0].last_offset() >= 5, true);
+    assert!(headers(&bytes)[0].last_offset() >= 5);
 }
