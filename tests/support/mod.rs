@@ -64,6 +64,11 @@ impl Strom {
         self.data.path()
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn spawn(&mut self) {
         self.spawn_process();
         self.wait_listening();

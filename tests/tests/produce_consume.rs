@@ -57,7 +57,7 @@ async fn create_topic(bootstrap: &str, name: &str) {
     assert!(res[0].is_ok(), "create topic: {:?}", res[0]);
 }
 
-fn produce_all(bootstrap: &str, topic: &str, codec: &str) {
+fn produce_all(bootstrap: &str, topic: &str, codec: &str, acks: &str) {
     let counts = Arc::new(Counts::default());
     let producer: BaseProducer<CountingContext> = client_config(bootstrap)
         .set("compression.codec", codec)
@@ -65,7 +65,7 @@ fn produce_all(bootstrap: &str, topic: &str, codec: &str) {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("acks", "1")
+        .set("acks", acks)
         .create_with_context(CountingContext(counts.clone()))
         .unwrap();
     for n in 0..RECORDS {
@@ -166,12 +166,16 @@ fn consume_and_verify(bootstrap: &str, topic: &str) {
 }
 
 fn round_trip(codec: &str) {
-    let strom = Strom::start(&[]);
+    round_trip_with(codec, &[], "1");
+}
+
+fn round_trip_with(codec: &str, props: &[&str], acks: &str) {
+    let strom = Strom::start(props);
     let topic = format!("stream-{codec}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(create_topic(&strom.bootstrap(), &topic));
     let started = Instant::now();
-    produce_all(&strom.bootstrap(), &topic, codec);
+    produce_all(&strom.bootstrap(), &topic, codec, acks);
     let produced = started.elapsed();
     consume_and_verify(&strom.bootstrap(), &topic);
     eprintln!(
@@ -204,4 +208,10 @@ fn million_records_lz4() {
 #[test]
 fn million_records_zstd() {
     round_trip("zstd");
+}
+
+/// fsync before every acknowledgement (flush.messages=1, group-committed) with acks=all.
+#[test]
+fn million_records_fsync_per_message_acks_all() {
+    round_trip_with("none", &["log.flush.interval.messages=1"], "all");
 }

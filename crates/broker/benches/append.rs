@@ -28,7 +28,7 @@ fn bench_append(c: &mut Criterion) {
             ("metrics_off", None),
             ("metrics_on", Some(metrics.topic("bench"))),
         ] {
-            let mut batch = batch.clone();
+            let batch = batch.clone();
             let dir = tempfile::tempdir().expect("tempdir");
             let log = Log::open(dir.path(), LogConfig::default(), NOW_MS).expect("opens");
             let p = Partition::new("bench", Default::default(), 0, 0, log, topic_metrics);
@@ -40,7 +40,7 @@ fn bench_append(c: &mut Criterion) {
                             p.with_log(|l| l.truncate_to(0)).expect("truncates");
                         }
                         let t = Instant::now();
-                        black_box(p.append(&mut batch, NOW_MS).expect("appends"));
+                        black_box(p.append(&batch, NOW_MS).expect("appends"));
                         spent += t.elapsed();
                     }
                     spent

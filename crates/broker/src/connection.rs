@@ -1,23 +1,32 @@
 //! One client connection: frames in, requests handled one at a time in arrival order (as
 //! Kafka does), responses out in the same order through a writer task, so that encoding and
 //! writing overlap with handling the next request.
+//!
+//! A Produce that waits for an fsync (flush.messages) hands the writer a pending response and
+//! lets the next request be read and appended meanwhile, so that one fsync covers the appends
+//! of several requests; responses still go out in request order.
+//!
+//! Fetch responses are written as encoded pieces around each partition's records, and the
+//! records go from the segment files to the socket with sendfile (see [`crate::send`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+
 use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use strom_protocol::request::{decode_body, decode_header, peek_header};
-use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code};
+use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code, frame_fetch_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::api_versions;
+use crate::handlers::{api_versions, fetch, produce};
 use crate::metrics::{RemoteTime, RequestTiming};
 use crate::registry::{self, RequestContext};
+use crate::send::{Outgoing, write_outgoing};
 
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
 const RESPONSE_QUEUE: usize = 16;
@@ -34,12 +43,12 @@ pub async fn serve(
         .metrics
         .connection_opened(crate::broker::listener_name(broker.config.get("listeners")));
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<(BytesMut, Option<RequestTiming>)>(RESPONSE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<(Outgoing, Option<RequestTiming>)>(RESPONSE_QUEUE);
     let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
-        while let Some((buf, timing)) = rx.recv().await {
+        while let Some((out, timing)) = rx.recv().await {
             let dequeued = Instant::now();
-            if let Err(e) = wr.write_all(&buf).await {
+            if let Err(e) = write_outgoing(&mut wr, out).await {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
                 break;
             }
@@ -100,9 +109,9 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// What handling a frame produced: the encoded response, if the request wants one (Produce
+/// What handling a frame produced: the response to write, if the request wants one (Produce
 /// with acks=0 does not), and the request's timing for the metrics.
-type Handled = (Option<BytesMut>, Option<RequestTiming>);
+type Handled = (Option<Outgoing>, Option<RequestTiming>);
 
 /// Handles one frame that arrived at `received`.
 async fn handle_frame(
@@ -129,7 +138,7 @@ async fn handle_frame(
                     .with_api_keys(api_versions::api_list()),
             );
             return encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body)
-                .map(|out| (Some(out), None))
+                .map(|b| (Some(Outgoing::Frame(b)), None))
                 .map_err(|e| e.to_string());
         }
         return Err(format!(
@@ -157,6 +166,70 @@ async fn handle_frame(
         remote: RemoteTime::default(),
     };
     broker.metrics.request_received(prefix.api_key);
+    let timing = |ctx: &RequestContext| {
+        Some(RequestTiming {
+            api_key: prefix.api_key,
+            received,
+            started,
+            completed: Instant::now(),
+            remote: ctx.remote.get(),
+        })
+    };
+    let body = match body {
+        RequestKind::Produce(req) => {
+            let appended = produce::handle_appends(broker, &ctx, req).await;
+            if appended.needs_flush() {
+                // The response waits for an fsync; the next request need not. The fsync runs
+                // now, and the writer sends the response in its turn once it is there.
+                let b = broker.clone();
+                let finished = tokio::spawn(async move {
+                    let response = ResponseKind::Produce(appended.finish().await);
+                    b.metrics.response_errors(prefix.api_key, &response);
+                    encode_response(api_key, version, correlation_id, &response)
+                });
+                return Ok((
+                    (!no_response).then_some(Outgoing::Later(finished)),
+                    timing(&ctx),
+                ));
+            }
+            let response = ResponseKind::Produce(appended.finish().await);
+            broker.metrics.response_errors(prefix.api_key, &response);
+            if no_response {
+                return Ok((None, timing(&ctx)));
+            }
+            let out = encode_response(api_key, version, correlation_id, &response)
+                .map_err(|e| e.to_string())?;
+            return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
+        }
+        RequestKind::Fetch(req) => {
+            let parts = fetch::handle_parts(broker, &ctx, req).await;
+            broker
+                .metrics
+                .response_errors(prefix.api_key, &ResponseKind::Fetch(parts.response.clone()));
+            let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
+            let out = match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
+                Ok(pieces) => Outgoing::Fetch {
+                    pieces,
+                    records: parts.records,
+                },
+                Err(e) => {
+                    // Not expected; the encoder covers what the framer does not.
+                    tracing::debug!(%peer, error = %e, "fetch response not framed; copying");
+                    Outgoing::Frame(
+                        encode_response(
+                            api_key,
+                            version,
+                            correlation_id,
+                            &ResponseKind::Fetch(parts.into_response()),
+                        )
+                        .map_err(|e| e.to_string())?,
+                    )
+                }
+            };
+            return Ok((Some(out), timing(&ctx)));
+        }
+        other => other,
+    };
     let response = registry::dispatch(broker, &ctx, body)
         .await
         .ok_or_else(|| format!("no handler for {api_key:?}"))?;
@@ -164,19 +237,12 @@ async fn handle_frame(
     let out = if no_response {
         None
     } else {
-        Some(
+        Some(Outgoing::Frame(
             encode_response(api_key, version, correlation_id, &response)
                 .map_err(|e| e.to_string())?,
-        )
+        ))
     };
-    let timing = RequestTiming {
-        api_key: prefix.api_key,
-        received,
-        started,
-        completed: Instant::now(),
-        remote: ctx.remote.get(),
-    };
-    Ok((out, Some(timing)))
+    Ok((out, timing(&ctx)))
 }
 
 /// The first bytes of a frame in hex, for logs about frames that do not decode.

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod registry;
 pub mod replica_manager;
 pub mod replication;
+mod send;
 mod topics;
 pub mod txn;
 

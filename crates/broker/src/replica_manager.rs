@@ -5,7 +5,9 @@
 //! of partitions that left the image. Appends wake fetches that wait for data.
 
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_metadata::{MetadataImage, Uuid};
@@ -28,6 +30,10 @@ pub struct Partition {
     log: Mutex<Log>,
     /// The topic's counters (messages and bytes in and out); `None` records nothing.
     pub metrics: Option<TopicMetrics>,
+    /// Everything below this offset is known to be on disk (fsynced by [`Self::flush_to`]).
+    durable_end: AtomicI64,
+    /// One fsync at a time; the appends that arrive during one are covered by the next.
+    flush_turn: tokio::sync::Mutex<()>,
 }
 
 impl Partition {
@@ -46,17 +52,22 @@ impl Partition {
             leader_epoch,
             log: Mutex::new(log),
             metrics,
+            durable_end: AtomicI64::new(0),
+            flush_turn: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Appends a producer's batches (the produce path) and counts them in the topic's metrics:
-    /// two relaxed atomic adds per request, whatever the number of records.
-    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+    /// Appends a producer's batches (the produce path) without copying them, and counts them
+    /// in the topic's metrics: two relaxed atomic adds per request, whatever the number of
+    /// records. Returns whether a flush is due (flush.messages reached): the caller then awaits
+    /// [`Self::flush_to`] before acknowledging.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<(AppendInfo, bool), StorageError> {
         let bytes = batches.len() as u64;
-        let result = self.with_log(|l| l.append(batches, self.leader_epoch, now_ms));
+        let result =
+            self.with_log(|l| l.append_shared_deferred_flush(batches, self.leader_epoch, now_ms));
         if let Some(m) = &self.metrics {
             match &result {
-                Ok(info) => {
+                Ok((info, _)) => {
                     m.messages_in.inc_by(info.record_count.max(0) as u64);
                     m.bytes_in.inc_by(bytes);
                 }
@@ -96,6 +107,26 @@ impl Partition {
     pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut log)
+    }
+
+    /// Waits until everything below `end_offset` is on disk (flush.messages before
+    /// acknowledging). Group commit: the fsync runs outside the log lock on a blocking thread,
+    /// appends go on meanwhile, and the next fsync covers every append that arrived during the
+    /// previous one, however many producers and requests they came from.
+    pub async fn flush_to(&self, end_offset: i64) -> io::Result<()> {
+        if self.durable_end.load(Ordering::Acquire) >= end_offset {
+            return Ok(());
+        }
+        let _turn = self.flush_turn.lock().await;
+        if self.durable_end.load(Ordering::Acquire) >= end_offset {
+            return Ok(());
+        }
+        let (file, log_end) = self.with_log(|l| (l.active_file(), l.log_end_offset()));
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)??;
+        self.durable_end.fetch_max(log_end, Ordering::AcqRel);
+        Ok(())
     }
 
     /// On a single node every acknowledged write is replicated, so the high watermark is the
@@ -183,30 +214,41 @@ impl ReplicaManager {
                 }
             }
         }
+        let mut to_open = Vec::new();
         for (key, (topic_id, leader_epoch, log_config)) in wanted {
             match parts.get(&key) {
                 Some(p) => {
                     p.with_log(|l| l.update_config(log_config));
                 }
-                None => {
-                    let dir = self.partition_dir(&key.0, key.1);
-                    claim_dir(&dir, &topic_id)?;
-                    let log = Log::open(&dir, log_config, now_ms)?;
-                    tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
-                    let metrics = Some(self.metrics.topic(&key.0));
-                    parts.insert(
-                        key.clone(),
-                        Arc::new(Partition::new(
-                            &key.0,
-                            topic_id,
-                            key.1,
-                            leader_epoch,
-                            log,
-                            metrics,
-                        )),
-                    );
-                }
+                None => to_open.push((key, topic_id, leader_epoch, log_config)),
             }
+        }
+        // Opening a log is mostly file-system work (recovery of the active segment, indexes,
+        // producer snapshots): at start-up with many partitions, spread it over the cores.
+        let opened = open_logs(
+            to_open
+                .into_iter()
+                .map(|(key, topic_id, leader_epoch, log_config)| {
+                    let dir = self.partition_dir(&key.0, key.1);
+                    (key, topic_id, leader_epoch, log_config, dir)
+                })
+                .collect(),
+            now_ms,
+        )?;
+        for (key, topic_id, leader_epoch, log) in opened {
+            tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
+            let metrics = Some(self.metrics.topic(&key.0));
+            parts.insert(
+                key.clone(),
+                Arc::new(Partition::new(
+                    &key.0,
+                    topic_id,
+                    key.1,
+                    leader_epoch,
+                    log,
+                    metrics,
+                )),
+            );
         }
         Ok(())
     }
@@ -217,7 +259,7 @@ impl ReplicaManager {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };
-        let hosted: Vec<PathBuf> = self
+        let hosted: std::collections::HashSet<PathBuf> = self
             .all()
             .iter()
             .map(|p| p.with_log(|l| l.dir().to_path_buf()))
@@ -240,6 +282,53 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+type ToOpen = (Key, Uuid, i32, LogConfig, PathBuf);
+
+/// Claims and opens the logs of `to_open` on up to one thread per core; the first failure
+/// fails the whole call.
+fn open_logs(
+    to_open: Vec<ToOpen>,
+    now_ms: i64,
+) -> Result<Vec<(Key, Uuid, i32, Log)>, StorageError> {
+    let open_one = |(key, topic_id, leader_epoch, log_config, dir): ToOpen| {
+        claim_dir(&dir, &topic_id)?;
+        let log = Log::open(&dir, log_config, now_ms)?;
+        Ok((key, topic_id, leader_epoch, log))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_open.len() / 64)
+        .max(1);
+    if threads == 1 {
+        return to_open.into_iter().map(open_one).collect();
+    }
+    let queue = Mutex::new(to_open.into_iter());
+    let results: Vec<Result<Vec<_>, StorageError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some(item) = next else { break };
+                        done.push(open_one(item)?);
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut opened = Vec::new();
+    for r in results {
+        opened.extend(r?);
+    }
+    Ok(opened)
 }
 
 /// Makes sure `dir` holds the log of `topic_id`: a directory left by an earlier topic of the same

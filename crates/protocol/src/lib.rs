@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod compression;
 pub mod error_code;
+pub mod fetch_frame;
 pub mod frame;
 pub mod records;
 pub mod request;
@@ -22,6 +23,7 @@ pub use kafka_protocol::messages;
 pub use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 pub use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 
+pub use fetch_frame::frame_fetch_response;
 pub use frame::FrameDecoder;
 pub use request::{DecodedRequest, decode_request, encode_request};
 pub use response::{decode_response, encode_response};

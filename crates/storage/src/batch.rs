@@ -250,6 +250,19 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// [`patch_log_append_time`] for a batch whose header is a separate copy: `header` is the
+/// batch's first [`BATCH_HEADER_SIZE`] bytes, `body` the rest of the batch.
+pub fn patch_log_append_time_split(header: &mut [u8], body: &[u8], now_ms: i64) {
+    let attributes = i16_at(header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(&header[ATTRIBUTES_OFFSET..BATCH_HEADER_SIZE]);
+    digest.update(body);
+    let crc = digest.finalize() as u32;
+    header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes `value` as a zigzag varint (up to 64 bits).
 pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
@@ -440,6 +453,16 @@ mod tests {
         let hs = validate_batches(&b, 1 << 20).unwrap();
         assert_eq!(hs, vec![h]);
         assert_eq!(record_timestamps(&b, &h), vec![(0, 1000), (1, 1001)]);
+    }
+
+    #[test]
+    fn split_log_append_time_patch_matches_the_in_place_one() {
+        let mut whole = build_batch(1000, &[(Some(b"k"), Some(b"v")), (None, Some(b"value2"))]);
+        let mut header = whole[..BATCH_HEADER_SIZE].to_vec();
+        patch_log_append_time_split(&mut header, &whole[BATCH_HEADER_SIZE..], 99_999);
+        patch_log_append_time(&mut whole, 99_999);
+        assert_eq!(header, whole[..BATCH_HEADER_SIZE]);
+        validate_batches(&whole, 1 << 20).unwrap();
     }
 
     #[test]

@@ -62,11 +62,18 @@ impl IndexEntry for TimeEntry {
     }
 }
 
-/// One index file and its entries in memory.
+/// A segment index: the entries live in memory and are written to the file only when the
+/// segment is flushed, sealed or truncated, and no file descriptor is held in between, so a
+/// partition costs one descriptor (its active log file) however many segments it has. An
+/// active segment's index file may lag behind its log; recovery always scans the active
+/// segment in full and rewrites its indexes.
 pub(crate) struct IndexFile<E: IndexEntry> {
     path: PathBuf,
-    file: File,
     entries: Vec<E>,
+    /// Entries written to the file.
+    written: usize,
+    /// Entries written and synced.
+    synced: usize,
 }
 
 impl<E: IndexEntry> IndexFile<E> {
@@ -90,15 +97,10 @@ impl<E: IndexEntry> IndexFile<E> {
     /// `entries`. `on_disk` is what [`Self::read_entries`] returned: the file is rewritten only
     /// when it differs.
     pub fn open_with(path: &Path, entries: Vec<E>, on_disk: Option<&[E]>) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
         let mut index = IndexFile {
             path: path.to_path_buf(),
-            file,
+            written: entries.len(),
+            synced: entries.len(),
             entries,
         };
         if on_disk != Some(&index.entries[..]) {
@@ -107,14 +109,26 @@ impl<E: IndexEntry> IndexFile<E> {
         Ok(index)
     }
 
+    fn open_file(&self) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+    }
+
     fn rewrite(&mut self) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(self.entries.len() * E::SIZE);
         for e in &self.entries {
             e.encode(&mut bytes);
         }
-        self.file.set_len(0)?;
-        self.file.write_all_at(&bytes, 0)?;
-        self.file.sync_data()
+        let file = self.open_file()?;
+        file.set_len(0)?;
+        file.write_all_at(&bytes, 0)?;
+        file.sync_data()?;
+        self.written = self.entries.len();
+        self.synced = self.entries.len();
+        Ok(())
     }
 
     pub fn entries(&self) -> &[E] {
@@ -125,11 +139,8 @@ impl<E: IndexEntry> IndexFile<E> {
         self.entries.last()
     }
 
+    /// Adds an entry in memory; [`Self::sync`] writes it.
     pub fn append(&mut self, entry: E) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(E::SIZE);
-        entry.encode(&mut bytes);
-        let position = (self.entries.len() * E::SIZE) as u64;
-        self.file.write_all_at(&bytes, position)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -138,13 +149,32 @@ impl<E: IndexEntry> IndexFile<E> {
     pub fn truncate(&mut self, len: usize) -> io::Result<()> {
         if len < self.entries.len() {
             self.entries.truncate(len);
-            self.file.set_len((len * E::SIZE) as u64)?;
+            if self.written > len {
+                self.open_file()?.set_len((len * E::SIZE) as u64)?;
+                self.written = len;
+                self.synced = self.synced.min(len);
+            }
         }
         Ok(())
     }
 
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries not yet in the file and syncs it.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.synced == self.entries.len() {
+            return Ok(());
+        }
+        let file = self.open_file()?;
+        if self.written < self.entries.len() {
+            let mut bytes = Vec::with_capacity((self.entries.len() - self.written) * E::SIZE);
+            for e in &self.entries[self.written..] {
+                e.encode(&mut bytes);
+            }
+            file.write_all_at(&bytes, (self.written * E::SIZE) as u64)?;
+            self.written = self.entries.len();
+        }
+        file.sync_data()?;
+        self.synced = self.entries.len();
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

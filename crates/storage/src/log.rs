@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::StorageError;
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BATCH_HEADER_SIZE, BatchHeader};
 use crate::cleaner::{
     self, CleanStats, CleanTask, CleanerConfig, CleanerState, SegmentSnapshot, parse_swap_name,
 };
@@ -141,6 +141,9 @@ pub struct ReadInfo {
     pub total_bytes: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The offset after the last batch read (its last offset + 1); `None` when nothing was
+    /// read. A reader resumes there.
+    pub next_offset: Option<i64>,
 }
 
 impl ReadInfo {
@@ -314,6 +317,64 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        let (info, headers) = self.append_batches(records, leader_epoch, now_ms, true)?;
+        let mut pos = 0usize;
+        for (header, total) in headers {
+            records[pos..pos + BATCH_HEADER_SIZE].copy_from_slice(&header);
+            pos += total;
+        }
+        Ok(info)
+    }
+
+    /// [`Self::append`] without touching `records`: the patched batch headers are copies,
+    /// written in place of the originals with one vectored write, so a request buffer that is
+    /// shared (a `Bytes` slice of the request frame) need not be copied first.
+    pub fn append_shared(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_batches(records, leader_epoch, now_ms, true)
+            .map(|(info, _)| info)
+    }
+
+    /// [`Self::append_shared`] that leaves a due flush (flush.messages reached) to the caller
+    /// instead of fsyncing under the caller's lock: returns whether one is due. The caller must
+    /// then make the log durable up to `last_offset` (e.g. with [`Self::active_file`]'s
+    /// `sync_data`, outside the lock, shared by every append that arrived meanwhile) before
+    /// acknowledging.
+    pub fn append_shared_deferred_flush(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, bool), StorageError> {
+        let (info, _) = self.append_batches(records, leader_epoch, now_ms, false)?;
+        let due = self.unflushed_messages >= self.config.flush_interval_messages;
+        if due {
+            self.unflushed_messages = 0;
+            self.last_flush_ms = now_ms;
+        }
+        Ok((info, due))
+    }
+
+    /// The active segment's log file. Segments before it were synced when they were rolled, so
+    /// syncing this file makes everything appended so far durable.
+    pub fn active_file(&self) -> Arc<File> {
+        Arc::clone(&self.active().log)
+    }
+
+    /// The append itself; returns the patched header of each written batch with the batch's
+    /// total size (nothing for a duplicate).
+    #[allow(clippy::type_complexity)]
+    fn append_batches(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        flush_inline: bool,
+    ) -> Result<(AppendInfo, Vec<([u8; BATCH_HEADER_SIZE], usize)>), StorageError> {
         let headers = batch::validate_batches(records, self.config.max_message_bytes)?;
         if self.config.compact {
             let mut pos = 0usize;
@@ -337,15 +398,23 @@ impl Log {
         let mut record_count = 0i64;
         let mut max_timestamp = i64::MIN;
         let mut staged = std::collections::HashMap::new();
+        let mut patched_headers: Vec<([u8; BATCH_HEADER_SIZE], usize)> =
+            Vec::with_capacity(headers.len());
         for header in &headers {
             let total = header.total_size();
-            let bytes = &mut records[pos..pos + total];
-            batch::patch_base_offset(bytes, next_offset);
-            batch::patch_leader_epoch(bytes, leader_epoch);
+            // validate_batches checked that every batch is at least a header long.
+            let mut bytes = [0u8; BATCH_HEADER_SIZE];
+            bytes.copy_from_slice(&records[pos..pos + BATCH_HEADER_SIZE]);
+            batch::patch_base_offset(&mut bytes, next_offset);
+            batch::patch_leader_epoch(&mut bytes, leader_epoch);
             if self.config.log_append_time {
-                batch::patch_log_append_time(bytes, now_ms);
+                batch::patch_log_append_time_split(
+                    &mut bytes,
+                    &records[pos + BATCH_HEADER_SIZE..pos + total],
+                    now_ms,
+                );
             }
-            let header = BatchHeader::parse(bytes)?;
+            let header = BatchHeader::parse(&bytes)?;
             if header.is_control() {
                 return Err(StorageError::InvalidRecord(
                     "control batches are written by the transaction coordinator, not producers"
@@ -360,7 +429,7 @@ impl Log {
                             header.producer_id
                         )));
                     }
-                    return Ok(AppendInfo {
+                    let info = AppendInfo {
                         base_offset: dup.first_offset,
                         last_offset: dup.last_offset,
                         log_append_time_ms: -1,
@@ -368,7 +437,8 @@ impl Log {
                         record_count: 0,
                         max_timestamp: dup.timestamp,
                         duplicate: true,
-                    });
+                    };
+                    return Ok((info, Vec::new()));
                 }
             } else if header.is_transactional() {
                 return Err(StorageError::InvalidRecord(
@@ -379,6 +449,7 @@ impl Log {
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
             patched.push((pos as u64, header));
+            patched_headers.push((bytes, total));
             pos += total;
         }
 
@@ -387,7 +458,14 @@ impl Log {
         if active.is_empty() {
             active.created_ms = now_ms;
         }
-        let write_pos = active.write(records)?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * patched_headers.len());
+        let mut part_pos = 0usize;
+        for (header_bytes, total) in &patched_headers {
+            parts.push(header_bytes);
+            parts.push(&records[part_pos + BATCH_HEADER_SIZE..part_pos + total]);
+            part_pos += total;
+        }
+        let write_pos = active.write_parts(&parts)?;
         for (rel_pos, header) in &patched {
             active.on_appended(header, write_pos + rel_pos, interval);
         }
@@ -400,11 +478,11 @@ impl Log {
         self.note_epoch(leader_epoch, base_offset)?;
 
         self.unflushed_messages = self.unflushed_messages.saturating_add(record_count as u64);
-        if self.unflushed_messages >= self.config.flush_interval_messages {
+        if flush_inline && self.unflushed_messages >= self.config.flush_interval_messages {
             self.flush()?;
             self.last_flush_ms = now_ms;
         }
-        Ok(AppendInfo {
+        let info = AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
             log_append_time_ms: if self.config.log_append_time {
@@ -416,7 +494,8 @@ impl Log {
             record_count,
             max_timestamp,
             duplicate: false,
-        })
+        };
+        Ok((info, patched_headers))
     }
 
     /// Writes a transaction marker (COMMIT or ABORT) for `producer_id` at the log end offset and
@@ -722,6 +801,7 @@ impl Log {
             total_bytes: 0,
             log_start_offset: self.log_start_offset,
             log_end_offset,
+            next_offset: None,
         };
         if fetch_offset == log_end_offset || fetch_offset >= max_offset {
             return Ok(info);
@@ -748,12 +828,14 @@ impl Log {
                     if info.total_bytes == 0 && min_one_batch {
                         pos += total;
                         info.total_bytes += total;
+                        info.next_offset = Some(header.last_offset() + 1);
                     }
                     done = true;
                     break;
                 }
                 pos += total;
                 info.total_bytes += total;
+                info.next_offset = Some(header.last_offset() + 1);
             }
             if pos > start {
                 info.slices.push(FileSlice {
@@ -938,7 +1020,7 @@ impl Log {
 
     /// Makes everything appended so far durable (inactive segments were synced when rolled).
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.active().flush()?;
+        self.active_mut().flush()?;
         self.unflushed_messages = 0;
         Ok(())
     }

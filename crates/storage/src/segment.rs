@@ -19,6 +19,66 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// Read-ahead when scanning whole batches (recovery).
 const SCAN_CHUNK: usize = 256 * 1024;
 
+/// Most buffers one `pwritev` takes (IOV_MAX on Linux).
+const IOV_MAX: usize = 1024;
+
+/// Writes all of `parts`, concatenated, at `pos`; returns the bytes written.
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], pos: u64) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut offset = pos;
+    let mut idx = 0usize;
+    // Bytes of parts[idx] already written.
+    let mut done_in_part = 0usize;
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
+    while idx < parts.len() {
+        iov.clear();
+        for (k, part) in parts[idx..].iter().take(IOV_MAX).enumerate() {
+            let part = if k == 0 { &part[done_in_part..] } else { part };
+            iov.push(libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            });
+        }
+        // SAFETY: every iovec points into a live slice of `parts` for the duration of the call.
+        let n = unsafe {
+            libc::pwritev(
+                fd,
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = n as usize;
+        if n == 0 && iov.iter().any(|v| v.iov_len > 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "pwritev wrote nothing",
+            ));
+        }
+        offset += n as u64;
+        while idx < parts.len() {
+            let left = parts[idx].len() - done_in_part;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                done_in_part = 0;
+            } else {
+                done_in_part += n;
+                break;
+            }
+        }
+    }
+    Ok(offset - pos)
+}
+
 /// `<dir>/<base offset, 20 digits>.<suffix>`.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
@@ -31,6 +91,8 @@ pub(crate) struct ChunkReader<'a> {
     chunk: usize,
     buf: Vec<u8>,
     buf_pos: u64,
+    /// Position of the last header read by [`Self::header_at`].
+    last_header: Option<u64>,
 }
 
 impl<'a> ChunkReader<'a> {
@@ -41,17 +103,24 @@ impl<'a> ChunkReader<'a> {
             chunk,
             buf: Vec::new(),
             buf_pos: 0,
+            last_header: None,
         }
     }
 
     /// The bytes `[pos, pos + len)`, or `None` if they extend past `end`.
     pub fn get(&mut self, pos: u64, len: usize) -> io::Result<Option<&[u8]>> {
+        self.read(pos, len, true)
+    }
+
+    /// [`Self::get`]; without `read_ahead` a read that misses the buffer reads only `len`.
+    fn read(&mut self, pos: u64, len: usize, read_ahead: bool) -> io::Result<Option<&[u8]>> {
         if pos.saturating_add(len as u64) > self.end {
             return Ok(None);
         }
         let buffered_end = self.buf_pos + self.buf.len() as u64;
         if pos < self.buf_pos || pos + len as u64 > buffered_end {
-            let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
+            let chunk = if read_ahead { self.chunk } else { len };
+            let want = (len.max(chunk) as u64).min(self.end - pos) as usize;
             self.buf.resize(want, 0);
             self.file.read_exact_at(&mut self.buf, pos)?;
             self.buf_pos = pos;
@@ -63,9 +132,17 @@ impl<'a> ChunkReader<'a> {
     /// Reads and sanity-checks the header of the batch at `pos` (magic, length, fits before
     /// `end`). Does not check the CRC.
     pub fn header_at(&mut self, pos: u64) -> Result<BatchHeader, StorageError> {
-        let bytes = self.get(pos, BATCH_HEADER_SIZE)?.ok_or_else(|| {
-            StorageError::CorruptRecord(format!("short batch header at position {pos}"))
-        })?;
+        // Batches at least a read-ahead apart: reading a whole chunk at each header would copy
+        // mostly record bytes, so read just the header.
+        let read_ahead = self
+            .last_header
+            .is_none_or(|prev| pos.abs_diff(prev) < self.chunk as u64);
+        self.last_header = Some(pos);
+        let bytes = self
+            .read(pos, BATCH_HEADER_SIZE, read_ahead)?
+            .ok_or_else(|| {
+                StorageError::CorruptRecord(format!("short batch header at position {pos}"))
+            })?;
         let header = BatchHeader::parse(bytes)?;
         if header.magic != MAGIC_V2 {
             return Err(StorageError::CorruptRecord(format!(
@@ -444,6 +521,23 @@ impl Segment {
         Ok(pos)
     }
 
+    /// Appends the concatenation of `parts` (whole, already validated and patched batches, the
+    /// headers of which may be separate copies) at the end of the file with positioned vectored
+    /// writes. Returns the position they were written at. On failure the file is cut back.
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<u64, StorageError> {
+        let pos = self.size;
+        match write_all_vectored_at(&self.log, parts, pos) {
+            Ok(written) => {
+                self.size += written;
+                Ok(pos)
+            }
+            Err(e) => {
+                let _ = self.log.set_len(pos);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Records a batch written at `pos` by [`Self::write`]: indexes and next offset.
     pub fn on_appended(&mut self, header: &BatchHeader, pos: u64, interval: u32) {
         let (entry, time_entry) = index_batch(
@@ -605,7 +699,7 @@ impl Segment {
         self.flush()
     }
 
-    pub fn flush(&self) -> Result<(), StorageError> {
+    pub fn flush(&mut self) -> Result<(), StorageError> {
         self.log.sync_data()?;
         self.index.sync()?;
         self.time_index.sync()?;

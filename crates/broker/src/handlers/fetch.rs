@@ -2,7 +2,13 @@
 //! `max_wait_ms` has passed. Responses honour `max_bytes` for the whole response and
 //! `partition_max_bytes` per partition; the first batch is returned even when larger, so that a
 //! consumer always makes progress.
+//!
+//! The handler returns the records of each partition as file slices of its log
+//! ([`FetchParts`]); the connection writes them with sendfile on plaintext connections, so
+//! record bytes never pass through user space. [`handle`] copies them into the response for
+//! callers that need the whole response in memory.
 
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +18,7 @@ use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use strom_storage::StorageError;
+use strom_storage::{FileSlice, StorageError};
 
 use super::storage_error_code;
 use crate::broker::Broker;
@@ -28,15 +34,79 @@ struct Wanted {
     hosted: Result<Arc<Partition>, i16>,
 }
 
+/// The records of one partition of a Fetch response: whole batches in file slices of its log.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionRecords {
+    pub slices: Vec<FileSlice>,
+    /// Sum of the slices' lengths.
+    pub len: u32,
+}
+
+impl PartitionRecords {
+    /// Copies the records into memory.
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        for slice in &self.slices {
+            slice.read_into(&mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A Fetch response whose records are still in the logs: the response's records fields are
+/// empty, and `records[i]` belongs to the i-th partition in response order (topics, then their
+/// partitions).
+#[derive(Debug)]
+pub struct FetchParts {
+    pub response: FetchResponse,
+    pub records: Vec<PartitionRecords>,
+}
+
+impl FetchParts {
+    /// The response with the records copied in. A partition whose records cannot be read
+    /// answers KAFKA_STORAGE_ERROR.
+    pub fn into_response(self) -> FetchResponse {
+        let mut response = self.response;
+        let mut records = self.records.into_iter();
+        for topic in &mut response.responses {
+            for p in &mut topic.partitions {
+                let Some(r) = records.next() else { break };
+                match r.read_to_vec() {
+                    Ok(data) => p.records = Some(Bytes::from(data)),
+                    Err(e) => {
+                        tracing::warn!(partition = p.partition_index, error = %e, "fetch read failed");
+                        p.error_code = ec::KAFKA_STORAGE_ERROR;
+                        p.records = Some(Bytes::new());
+                    }
+                }
+            }
+        }
+        response
+    }
+}
+
+/// Fetch with the records copied into the response.
 pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     req: FetchRequest,
 ) -> FetchResponse {
+    handle_parts(broker, ctx, req).await.into_response()
+}
+
+/// Fetch with the records left in the logs as file slices.
+pub async fn handle_parts(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FetchRequest,
+) -> FetchParts {
     let by_id = ctx.api_version >= 13;
     if ctx.api_version >= 7 && req.session_id != 0 {
         // strom does not keep fetch sessions; a client that thinks it has one starts over.
-        return FetchResponse::default().with_error_code(ec::FETCH_SESSION_ID_NOT_FOUND);
+        return FetchParts {
+            response: FetchResponse::default().with_error_code(ec::FETCH_SESSION_ID_NOT_FOUND),
+            records: Vec::new(),
+        };
     }
     let image = broker.image();
     let mut topics_out = Vec::with_capacity(req.topics.len());
@@ -94,27 +164,33 @@ pub async fn handle(
             break read_all(&wanted, max_bytes, ctx.api_version, committed).0;
         }
     };
-    for (w, data) in wanted.iter().zip(results) {
-        if let (Ok(p), Some(records)) = (&w.hosted, &data.records)
+    // `wanted` lists the partitions topic by topic, in request order: response order.
+    let mut records = Vec::with_capacity(results.len());
+    for (w, (data, recs)) in wanted.iter().zip(results) {
+        if let Ok(p) = &w.hosted
             && let Some(m) = &p.metrics
         {
-            m.bytes_out.inc_by(records.len() as u64);
+            m.bytes_out.inc_by(u64::from(recs.len));
         }
         topics_out[w.topic_index].partitions.push(data);
+        records.push(recs);
     }
-    FetchResponse::default()
-        .with_responses(topics_out)
-        .with_session_id(0)
+    FetchParts {
+        response: FetchResponse::default()
+            .with_responses(topics_out)
+            .with_session_id(0),
+        records,
+    }
 }
 
-/// Reads every wanted partition once; returns the partition data, the bytes read and whether any
-/// partition failed (an error answers at once, as Kafka does).
+/// Reads every wanted partition once; returns the partition data with their records, the bytes
+/// read and whether any partition failed (an error answers at once, as Kafka does).
 fn read_all(
     wanted: &[Wanted],
     max_bytes: u64,
     version: i16,
     committed: bool,
-) -> (Vec<PartitionData>, u64, bool) {
+) -> (Vec<(PartitionData, PartitionRecords)>, u64, bool) {
     // log_start_offset exists from v5 on.
     let log_start = |offset: i64| if version >= 5 { offset } else { -1 };
     let mut total = 0u64;
@@ -131,7 +207,7 @@ fn read_all(
             Ok(p) => p,
             Err(code) => {
                 any_error = true;
-                out.push(base.with_error_code(*code).with_records(Some(Bytes::new())));
+                out.push((base.with_error_code(*code), PartitionRecords::default()));
                 continue;
             }
         };
@@ -142,9 +218,8 @@ fn read_all(
             let lso = l.first_unstable_offset().map_or(hw, |f| f.min(hw));
             let limit = if committed { lso } else { hw };
             let r = l.read(w.fetch_offset, budget, limit, first)?;
-            let data = r.read_to_vec().map_err(StorageError::from)?;
             let aborted = committed.then(|| {
-                let upper = strom_protocol::records::batches_end_offset(&data).unwrap_or(lso);
+                let upper = r.next_offset.unwrap_or(lso);
                 l.aborted_transactions(w.fetch_offset, upper)
                     .into_iter()
                     .map(|a| {
@@ -154,18 +229,23 @@ fn read_all(
                     })
                     .collect::<Vec<_>>()
             });
-            Ok::<_, StorageError>((r, hw, lso, data, aborted))
+            Ok::<_, StorageError>((r, hw, lso, aborted))
         });
         match read {
-            Ok((r, hw, lso, data, aborted)) => {
-                total += data.len() as u64;
-                out.push(
+            Ok((r, hw, lso, aborted)) => {
+                total += r.total_bytes;
+                let recs = PartitionRecords {
+                    // At most max_bytes, or one batch of at most max.message.bytes.
+                    len: u32::try_from(r.total_bytes).unwrap_or(u32::MAX),
+                    slices: r.slices,
+                };
+                out.push((
                     base.with_high_watermark(hw)
                         .with_last_stable_offset(lso)
                         .with_log_start_offset(log_start(r.log_start_offset))
-                        .with_aborted_transactions(aborted)
-                        .with_records(Some(Bytes::from(data))),
-                );
+                        .with_aborted_transactions(aborted),
+                    recs,
+                ));
             }
             Err(e) => {
                 any_error = true;
@@ -173,13 +253,13 @@ fn read_all(
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fetch failed");
                 }
-                out.push(
+                out.push((
                     base.with_error_code(storage_error_code(&e))
                         .with_high_watermark(hw)
                         .with_last_stable_offset(hw)
-                        .with_log_start_offset(log_start(ls))
-                        .with_records(Some(Bytes::new())),
-                );
+                        .with_log_start_offset(log_start(ls)),
+                    PartitionRecords::default(),
+                ));
             }
         }
     }

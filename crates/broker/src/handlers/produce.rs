@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -8,16 +7,54 @@ use strom_protocol::{error_code as ec, str_bytes};
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::replica_manager::Partition;
 use crate::topics;
+
+/// Partitions whose flush.messages came due: (partition, end offset, topic and partition index
+/// in the response).
+type ToFlush = Vec<(Arc<Partition>, i64, usize, usize)>;
+
+/// A Produce whose records are in the logs; its response waits for the fsyncs that
+/// flush.messages asks for, if any.
+pub struct Appended {
+    response: ProduceResponse,
+    to_flush: ToFlush,
+    api_version: i16,
+}
+
+impl Appended {
+    /// Whether the response must wait for an fsync.
+    pub fn needs_flush(&self) -> bool {
+        !self.to_flush.is_empty()
+    }
+
+    /// The response, once every partition it acknowledges is durable as configured.
+    pub async fn finish(self) -> ProduceResponse {
+        let mut response = self.response;
+        flush_before_acknowledging(self.api_version, self.to_flush, &mut response.responses).await;
+        response
+    }
+}
 
 pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     req: ProduceRequest,
 ) -> ProduceResponse {
+    handle_appends(broker, ctx, req).await.finish().await
+}
+
+/// Appends the records; the fsyncs flush.messages asks for are left to [`Appended::finish`],
+/// so that the connection can go on with its next request meanwhile.
+pub async fn handle_appends(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> Appended {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
+    let mut to_flush: ToFlush = Vec::new();
     for topic in req.topic_data {
         let mut image = broker.image();
         let by_id = ctx.api_version >= 13;
@@ -82,11 +119,20 @@ pub async fn handle(
                     stale_epoch_or_txn_state(broker, &records, &p.topic, p.index)
                 }
                 (Some(_), Some(p), Some(records)) => {
-                    let mut buf = BytesMut::from(records);
                     let now = crate::now_ms();
-                    match p.append(&mut buf, now) {
-                        Ok(info) => {
+                    // The records stay a slice of the request frame: the log writes patched
+                    // copies of the batch headers around them.
+                    match p.append(&records, now) {
+                        Ok((info, flush_due)) => {
                             appended = true;
+                            if flush_due {
+                                to_flush.push((
+                                    p.clone(),
+                                    info.last_offset + 1,
+                                    responses.len(),
+                                    partitions.len(),
+                                ));
+                            }
                             resp = resp
                                 .with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time_ms)
@@ -124,7 +170,45 @@ pub async fn handle(
     if appended {
         broker.replicas.appended.notify_waiters();
     }
-    ProduceResponse::default().with_responses(responses)
+    Appended {
+        response: ProduceResponse::default().with_responses(responses),
+        to_flush,
+        api_version: ctx.api_version,
+    }
+}
+
+/// Waits for the fsyncs that flush.messages asks for, all partitions at once; a partition whose
+/// fsync fails answers KAFKA_STORAGE_ERROR.
+async fn flush_before_acknowledging(
+    api_version: i16,
+    to_flush: ToFlush,
+    responses: &mut [TopicProduceResponse],
+) {
+    let mut results = Vec::with_capacity(to_flush.len());
+    if let [(p, end, _, _)] = &to_flush[..] {
+        results.push(p.flush_to(*end).await);
+    } else {
+        let waits: Vec<_> = to_flush
+            .iter()
+            .map(|(p, end, _, _)| {
+                let (p, end) = (p.clone(), *end);
+                tokio::spawn(async move { p.flush_to(end).await })
+            })
+            .collect();
+        for w in waits {
+            results.push(w.await.map_err(std::io::Error::other).and_then(|r| r));
+        }
+    }
+    for ((p, _, ti, pi), result) in to_flush.iter().zip(results) {
+        if let Err(e) = result {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
+            let code = ec::KAFKA_STORAGE_ERROR;
+            let r = &mut responses[*ti].partition_responses[*pi];
+            r.error_code = code;
+            r.base_offset = -1;
+            r.error_message = since(api_version, 8, message(code, e.to_string()));
+        }
+    }
 }
 
 /// A transactional batch may only land in a partition that its producer added to its open

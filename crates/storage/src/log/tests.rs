@@ -703,3 +703,74 @@ fn timestamp_at_finds_the_batch_of_an_offset() {
     );
     assert_eq!(log.timestamp_at(3).unwrap(), Some(2000));
 }
+
+#[test]
+fn append_shared_stores_what_append_stores_and_leaves_the_input_alone() {
+    for log_append_time in [false, true] {
+        let config = LogConfig {
+            log_append_time,
+            ..LogConfig::default()
+        };
+        let dir_a = tempfile::tempdir().unwrap();
+        let dir_b = tempfile::tempdir().unwrap();
+        let mut a = Log::open(dir_a.path(), config.clone(), 0).unwrap();
+        let mut b = Log::open(dir_b.path(), config, 0).unwrap();
+        // 700 batches in one append: more buffers than one pwritev takes.
+        let mut many = Vec::new();
+        for i in 0..700 {
+            many.extend(make_batch(1 + i % 4, 30, 5_000 + i as i64));
+        }
+        for input in [make_batch(3, 100, 1_000), many] {
+            let original = input.clone();
+            let info_b = b.append_shared(&input, 7, 9_000).unwrap();
+            assert_eq!(input, original, "append_shared must not touch its input");
+            let mut patched = input.clone();
+            let info_a = a.append(&mut patched, 7, 9_000).unwrap();
+            assert_eq!(info_a, info_b);
+        }
+        let stored = read_all(&b, 0);
+        assert_eq!(stored, read_all(&a, 0));
+        let hs = headers(&stored);
+        assert!(hs.iter().all(|h| h.partition_leader_epoch == 7));
+        assert_eq!(hs.iter().all(|h| h.max_timestamp == 9_000), log_append_time);
+        drop(b);
+        let reopened = Log::open(dir_b.path(), LogConfig::default(), 0).unwrap();
+        assert_eq!(read_all(&reopened, 0), stored);
+    }
+}
+
+#[test]
+fn a_deferred_flush_is_reported_when_flush_messages_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_messages: 5,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let due: Vec<bool> = (0..4)
+        .map(|_| {
+            log.append_shared_deferred_flush(&make_batch(2, 10, 1), 0, 1)
+                .unwrap()
+                .1
+        })
+        .collect();
+    assert_eq!(due, [false, false, true, false]);
+    log.active_file().sync_data().unwrap();
+}
+
+#[test]
+fn reads_of_large_batches_find_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let mut all = Vec::new();
+    for i in 0..20 {
+        // Batches from 2 KiB to ~190 KiB: some below the read-ahead, most above it.
+        let (_, b) = append(&mut log, 1 + i % 3, 2_000 + 3_000 * i * i / 4, 100);
+        all.extend(b);
+    }
+    assert_eq!(read_all(&log, 0), all);
+    let r = log.read(5, u32::MAX, i64::MAX, true).unwrap();
+    assert_eq!(r.next_offset, Some(log.log_end_offset()));
+    let bytes = r.read_to_vec().unwrap();
+    assert!(headers(&bytes)[0].last_offset() >= 5);
+}
