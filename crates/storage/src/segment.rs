@@ -323,9 +323,51 @@ pub(crate) struct Segment {
     bytes_since_last_index: u64,
     /// Wall-clock time of the first append (or of opening), for segment.ms.
     pub created_ms: i64,
+    /// Bytes of the file allocated ahead of the writes (`fallocate` keeping the file size);
+    /// `u64::MAX` once the file system refused.
+    allocated: u64,
 }
 
+/// The active segment's blocks are allocated ahead of the writes, so that the file system does
+/// not reserve and map them page by page as they are written: as far ahead as the segment is
+/// long, between these bounds (a partition that holds little reserves little). Trimmed when
+/// the segment is flushed or sealed.
+const PREALLOCATE_MIN: u64 = 64 * 1024;
+const PREALLOCATE_MAX: u64 = 16 * 1024 * 1024;
+
 impl Segment {
+    /// Allocates blocks for `len` more bytes if the preallocated part does not hold them.
+    fn preallocate(&mut self, len: u64) {
+        use std::os::fd::AsRawFd;
+        let end = self.size + len;
+        if end <= self.allocated {
+            return;
+        }
+        let start = self.allocated.max(self.size);
+        let ahead = self.size.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
+        let target = (end + ahead).div_ceil(PREALLOCATE_MIN) * PREALLOCATE_MIN;
+        // SAFETY: plain syscall on an open descriptor.
+        let r = unsafe {
+            libc::fallocate(
+                self.log.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                start as libc::off_t,
+                (target - start) as libc::off_t,
+            )
+        };
+        // Not supported (or no space, which the write itself will report): write without.
+        self.allocated = if r == 0 { target } else { u64::MAX };
+    }
+
+    /// Gives back the blocks preallocated past the end of the data.
+    fn trim_preallocation(&mut self) -> io::Result<()> {
+        if self.allocated != u64::MAX && self.allocated > self.size {
+            self.log.set_len(self.size)?;
+        }
+        self.allocated = self.size;
+        Ok(())
+    }
+
     /// Creates a new empty segment, replacing any files of the same name.
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
@@ -356,6 +398,7 @@ impl Segment {
             max_timestamp: None,
             bytes_since_last_index: 0,
             created_ms: now_ms,
+            allocated: 0,
         })
     }
 
@@ -435,6 +478,7 @@ impl Segment {
                 max_timestamp,
                 bytes_since_last_index,
                 created_ms: now_ms,
+                allocated: valid_size,
             },
             truncated,
         ))
@@ -512,6 +556,7 @@ impl Segment {
     /// Appends `bytes` (whole, already validated and patched batches) at the end of the file.
     /// Returns the position they were written at. On failure the file is cut back.
     pub fn write(&mut self, bytes: &[u8]) -> Result<u64, StorageError> {
+        self.preallocate(bytes.len() as u64);
         let pos = self.size;
         if let Err(e) = self.log.write_all_at(bytes, pos) {
             let _ = self.log.set_len(pos);
@@ -525,6 +570,7 @@ impl Segment {
     /// headers of which may be separate copies) at the end of the file with positioned vectored
     /// writes. Returns the position they were written at. On failure the file is cut back.
     pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<u64, StorageError> {
+        self.preallocate(parts.iter().map(|p| p.len() as u64).sum());
         let pos = self.size;
         match write_all_vectored_at(&self.log, parts, pos) {
             Ok(written) => {
@@ -645,6 +691,7 @@ impl Segment {
             return Ok(());
         };
         self.log.set_len(pos)?;
+        self.allocated = pos;
         self.size = pos;
         self.next_offset = header.base_offset;
         let keep = self
@@ -700,6 +747,7 @@ impl Segment {
     }
 
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.trim_preallocation()?;
         self.log.sync_data()?;
         self.index.sync()?;
         self.time_index.sync()?;
@@ -735,5 +783,37 @@ pub(crate) fn push_final_time_entry(
             timestamp: ts,
             rel_offset: (offset - base_offset) as u32,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn allocated_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn preallocation_is_ahead_of_the_writes_and_trimmed_on_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
+        let path = segment_path(dir.path(), 0, LOG_SUFFIX);
+        seg.write(&[7u8; 1000]).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            1000,
+            "size is kept"
+        );
+        if seg.allocated != u64::MAX {
+            assert!(allocated_bytes(&path) >= PREALLOCATE_MIN);
+        }
+        seg.flush().unwrap();
+        assert!(allocated_bytes(&path) < PREALLOCATE_MIN, "trimmed on flush");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1000);
+        let mut back = vec![0u8; 1000];
+        seg.log.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, vec![7u8; 1000]);
     }
 }
