@@ -1,7 +1,8 @@
 //! The broker process: state shared by every connection, start-up and shutdown.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use strom_metadata::{LocalMetadataLog, MetadataError, MetadataImage, MetadataLog, MetadataRecord};
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::replica_manager::ReplicaManager;
+use crate::security::{ListenerSpec, Session, listener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -39,9 +41,23 @@ pub struct Broker {
     pub txns: crate::txn::TransactionCoordinator,
     /// Serializes changes to the metadata (topic creation, deletion, config changes).
     pub controller: tokio::sync::Mutex<()>,
-    /// The host and port given to clients in Metadata.
+    /// The host and port of the first listener as configured (the port may still be 0 before
+    /// `serve`); [`Broker::endpoint`] gives the advertised address of each listener.
     pub advertised: (String, u16),
+    /// The configured listeners, in `listeners` order.
+    pub listeners: Vec<Arc<ListenerSpec>>,
+    /// TLS settings of SSL and SASL_SSL listeners (built at start so a bad key fails early).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Listener name -> the host and port clients are told to use for it (set by `serve`).
+    endpoints: RwLock<BTreeMap<String, (String, u16)>>,
     _lock: std::fs::File,
+}
+
+/// A bound listener socket, ready for [`Broker::serve`].
+pub struct BoundListener {
+    pub spec: Arc<ListenerSpec>,
+    pub socket: TcpListener,
+    pub addr: SocketAddr,
 }
 
 /// A `PLAINTEXT://host:port` listener address.
@@ -82,17 +98,25 @@ impl Broker {
         let cluster_id = load_cluster_id(&data_dir, config.node_id())?;
         let metadata = LocalMetadataLog::open(&data_dir.join("__cluster_metadata-0"))?;
         let node_id = config.node_id();
-        let (listen_host, listen_port) = parse_listener(config.get("listeners"))?;
-        let advertised_conf = config.get("advertised.listeners");
-        let advertised = if advertised_conf.trim().is_empty() {
-            let host = if listen_host == "0.0.0.0" || listen_host == "::" {
-                "127.0.0.1".to_string()
-            } else {
-                listen_host
-            };
-            (host, listen_port)
+        let listeners: Vec<Arc<ListenerSpec>> = listener::parse_listeners(
+            config.get("listeners"),
+            config.get("listener.security.protocol.map"),
+        )
+        .map_err(BrokerError::Config)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let advertised_map = listener::parse_advertised(config.get("advertised.listeners"))
+            .map_err(BrokerError::Config)?;
+        let first = &listeners[0];
+        let advertised = advertised_map
+            .get(&first.name)
+            .cloned()
+            .unwrap_or_else(|| (connectable_host(&first.host), first.port));
+        let tls = if listeners.iter().any(|l| l.protocol.uses_tls()) {
+            Some(crate::security::tls::server_config(&config).map_err(BrokerError::Config)?)
         } else {
-            parse_listener(advertised_conf)?
+            None
         };
         let replicas = ReplicaManager::new(node_id, &data_dir);
         let started = std::time::Instant::now();
@@ -117,6 +141,9 @@ impl Broker {
             txns,
             controller: tokio::sync::Mutex::new(()),
             advertised,
+            listeners,
+            tls,
+            endpoints: RwLock::new(BTreeMap::new()),
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
@@ -141,28 +168,61 @@ impl Broker {
         Ok(image)
     }
 
-    /// Binds the listener given by `listeners`. The port may be 0 (tests): the bound address
-    /// is returned, and the advertised port follows it.
-    pub async fn bind(self: &Arc<Self>) -> Result<(TcpListener, SocketAddr), BrokerError> {
-        let (host, port) = parse_listener(self.config.get("listeners"))?;
-        let listener = TcpListener::bind((host.as_str(), port)).await?;
-        let addr = listener.local_addr()?;
-        Ok((listener, addr))
+    /// Binds every listener of `listeners`. A port may be 0 (tests): the bound address is
+    /// returned, and the advertised port follows it.
+    pub async fn bind(self: &Arc<Self>) -> Result<Vec<BoundListener>, BrokerError> {
+        let mut out = Vec::new();
+        for spec in &self.listeners {
+            let socket = TcpListener::bind((spec.host.as_str(), spec.port))
+                .await
+                .map_err(|e| {
+                    BrokerError::Config(format!(
+                        "cannot listen on {} ({}:{}): {e}",
+                        spec.name, spec.host, spec.port
+                    ))
+                })?;
+            let addr = socket.local_addr()?;
+            out.push(BoundListener {
+                spec: spec.clone(),
+                socket,
+                addr,
+            });
+        }
+        Ok(out)
     }
 
-    /// Registers this broker at the address clients should use, then serves until `shutdown`
-    /// turns true.
+    /// The host and port clients should use for the listener named `listener`.
+    pub fn endpoint(&self, listener: &str) -> (String, u16) {
+        let endpoints = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        endpoints
+            .get(listener)
+            .cloned()
+            .unwrap_or_else(|| self.advertised.clone())
+    }
+
+    /// Registers this broker at the address clients should use, then serves every listener
+    /// until `shutdown` turns true.
     pub async fn serve(
         self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        listeners: Vec<BoundListener>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), BrokerError> {
-        let addr = listener.local_addr()?;
-        let (host, port) = if self.config.get("advertised.listeners").trim().is_empty() {
-            (self.advertised.0.clone(), addr.port())
-        } else {
-            self.advertised.clone()
+        let advertised_map = listener::parse_advertised(self.config.get("advertised.listeners"))
+            .map_err(BrokerError::Config)?;
+        {
+            let mut endpoints = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+            for l in &listeners {
+                let ep = advertised_map
+                    .get(&l.spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| (connectable_host(&l.spec.host), l.addr.port()));
+                endpoints.insert(l.spec.name.clone(), ep);
+            }
+        }
+        let Some(first) = listeners.first() else {
+            return Err(BrokerError::Config("no listener to serve".into()));
         };
+        let (host, port) = self.endpoint(&first.spec.name);
         let image = self.image();
         let registered = image.brokers.get(&self.node_id);
         if registered.is_none_or(|b| b.host != host || b.port != port) {
@@ -173,27 +233,21 @@ impl Broker {
                 rack: None,
             }])?;
         }
-        tracing::info!(%addr, advertised = %format!("{host}:{port}"), node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
+        for l in &listeners {
+            let (host, port) = self.endpoint(&l.spec.name);
+            tracing::info!(listener = %l.spec.name, protocol = ?l.spec.protocol, addr = %l.addr, advertised = %format!("{host}:{port}"), "listening");
+        }
+        tracing::info!(node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
         crate::log_cleaner::start(self.clone(), shutdown.clone());
         let group_ticker = tokio::spawn(crate::group::ticker(self.clone(), shutdown.clone()));
         let txn_ticker = tokio::spawn(crate::txn::ticker(self.clone(), shutdown.clone()));
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let broker = self.clone();
-                        let sd = shutdown.clone();
-                        tokio::spawn(async move { crate::connection::serve(broker, stream, peer, sd).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
+        let mut accepting = Vec::new();
+        for l in listeners {
+            accepting.push(tokio::spawn(accept_loop(self.clone(), l, shutdown.clone())));
+        }
+        for a in accepting {
+            let _ = a.await;
         }
         housekeeping.abort();
         group_ticker.abort();
@@ -209,6 +263,73 @@ impl Broker {
             if let Err(e) = p.with_log(|l| l.flush().and_then(|_| l.snapshot_producer_state())) {
                 tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
             }
+        }
+    }
+}
+
+/// A host clients can connect to: the wildcard addresses become loopback.
+fn connectable_host(host: &str) -> String {
+    if host == "0.0.0.0" || host == "::" {
+        "127.0.0.1".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// Accepts connections of one listener until shutdown; TLS listeners finish the handshake
+/// (bounded in time) before the connection serves requests.
+async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = match (&broker.tls, l.spec.protocol.uses_tls()) {
+        (Some(cfg), true) => Some(tokio_rustls::TlsAcceptor::from(cfg.clone())),
+        _ => None,
+    };
+    loop {
+        tokio::select! {
+            accepted = l.socket.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let sd = shutdown.clone();
+                    let spec = l.spec.clone();
+                    match &acceptor {
+                        None => {
+                            tokio::spawn(async move {
+                                let session = Arc::new(Session::new(spec, peer, None));
+                                crate::connection::serve(broker, stream, session, sd).await
+                            });
+                        }
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                                let tls = match handshake {
+                                    Ok(Ok(tls)) => tls,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(%peer, listener = %spec.name, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::info!(%peer, listener = %spec.name, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let principal = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .map(|c| crate::security::tls::principal(Some(c)));
+                                let session = Arc::new(Session::new(spec, peer, principal));
+                                crate::connection::serve(broker, tls, session, sd).await
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -9,26 +9,34 @@ use bytes::BytesMut;
 use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use strom_protocol::request::{decode_body, decode_header, peek_header};
 use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::api_versions;
 use crate::registry::{self, RequestContext};
+use crate::security::Session;
 
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
 const RESPONSE_QUEUE: usize = 16;
 
-pub async fn serve(
+/// Serves one connection (plain TCP or TLS) until the peer closes it, a frame is bad, an
+/// authentication fails or the broker shuts down.
+pub async fn serve<S>(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    session: Arc<Session>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let peer = session.peer;
     let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
+    // Until a SASL client has authenticated, only small frames are read.
+    const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
     let decoder = FrameDecoder::new(max_frame);
-    let (mut rd, mut wr) = stream.into_split();
+    let pre_auth_decoder = FrameDecoder::new(max_frame.min(MAX_UNAUTHENTICATED_FRAME));
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSE_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
@@ -42,6 +50,11 @@ pub async fn serve(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'conn: loop {
         loop {
+            let decoder = if session.authenticated() {
+                &decoder
+            } else {
+                &pre_auth_decoder
+            };
             let frame = match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -50,8 +63,20 @@ pub async fn serve(
                     break 'conn;
                 }
             };
-            match handle_frame(&broker, peer, frame).await {
+            match handle_frame(&broker, &session, frame).await {
                 Ok(Some(out)) => {
+                    if session.auth_failed() {
+                        // Answer after a delay, then close: a client guessing passwords is
+                        // slowed down, and every failure looks the same.
+                        let delay_ms = broker
+                            .config
+                            .get_i64("connection.failed.authentication.delay.ms")
+                            .max(0) as u64;
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        let _ = tx.send(out).await;
+                        tracing::info!(%peer, listener = %session.listener.name, "authentication failed; closing connection");
+                        break 'conn;
+                    }
                     if tx.send(out).await.is_err() {
                         break 'conn;
                     }
@@ -87,10 +112,24 @@ pub async fn serve(
 /// Handles one frame; `Ok(None)` means the request wants no response (Produce with acks=0).
 async fn handle_frame(
     broker: &Arc<Broker>,
-    peer: SocketAddr,
+    session: &Arc<Session>,
     mut frame: bytes::Bytes,
 ) -> Result<Option<BytesMut>, String> {
+    let peer: SocketAddr = session.peer;
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
+    if !session.authenticated()
+        && ![
+            ApiKey::ApiVersions as i16,
+            ApiKey::SaslHandshake as i16,
+            ApiKey::SaslAuthenticate as i16,
+        ]
+        .contains(&prefix.api_key)
+    {
+        return Err(format!(
+            "API key {} before SASL authentication on listener {}",
+            prefix.api_key, session.listener.name
+        ));
+    }
     let Some(spec) = registry::spec(prefix.api_key) else {
         return Err(format!(
             "unsupported API key {} (correlation id {})",
@@ -132,6 +171,7 @@ async fn handle_frame(
         header,
         api_version: version,
         peer,
+        session: session.clone(),
     };
     let response = registry::dispatch(broker, &ctx, body)
         .await

@@ -13,10 +13,11 @@ mod handlers;
 mod log_cleaner;
 pub mod registry;
 mod replica_manager;
+pub mod security;
 mod topics;
 pub mod txn;
 
-pub use broker::{Broker, BrokerError};
+pub use broker::{BoundListener, Broker, BrokerError};
 pub use config::{BrokerConfig, ConfigError};
 
 /// Milliseconds since the Unix epoch.

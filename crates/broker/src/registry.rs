@@ -23,6 +23,8 @@ pub struct RequestContext {
     pub header: RequestHeader,
     pub api_version: i16,
     pub peer: SocketAddr,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<crate::security::Session>,
 }
 
 macro_rules! registry {

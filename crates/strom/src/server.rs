@@ -56,15 +56,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let broker = Broker::open(config).context("cannot start the broker")?;
-        let (listener, addr) = broker.bind().await.context("cannot listen")?;
+        let listeners = broker.bind().await.context("cannot listen")?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
             let _ = tx.send(true);
         });
-        tracing::info!(%addr, "ready");
-        broker.serve(listener, rx).await?;
+        for l in &listeners {
+            tracing::info!(listener = %l.spec.name, addr = %l.addr, "ready");
+        }
+        broker.serve(listeners, rx).await?;
         Ok(())
     })
 }

@@ -18,10 +18,8 @@ pub async fn handle(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = match broker.image().brokers.get(&broker.node_id) {
-        Some(b) => (b.host.clone(), b.port as i32),
-        None => (broker.advertised.0.clone(), broker.advertised.1 as i32),
-    };
+    let (host, port) = broker.endpoint(&ctx.session.listener.name);
+    let port = port as i32;
     let ready = match req.key_type {
         GROUP => group::ensure_offsets_topic(broker).await,
         TRANSACTION => crate::txn::ensure_txn_topic(broker).await,

@@ -73,7 +73,7 @@ pub async fn handle(
     }
     let v = ctx.api_version;
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(broker, ctx, &image))
         .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
         .with_controller_id(if v >= 1 {
             BrokerId(broker.node_id)
@@ -84,15 +84,26 @@ pub async fn handle(
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// The brokers of the image; this broker is given at the address of the listener the client
+/// connected to.
+pub fn brokers(
+    broker: &Broker,
+    ctx: &RequestContext,
+    image: &MetadataImage,
+) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
         .map(|b| {
+            let (host, port) = if b.broker_id == broker.node_id {
+                broker.endpoint(&ctx.session.listener.name)
+            } else {
+                (b.host.clone(), b.port)
+            };
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.broker_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(str_bytes(host))
+                .with_port(port as i32)
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()

@@ -1,0 +1,252 @@
+//! Listeners and security, driven by librdkafka: several named listeners with Metadata giving
+//! each client the listener it came through, TLS with server and client certificates (generated
+//! here with rcgen, never stored), SASL PLAIN and SCRAM, refused credentials and certificates.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_e2e::{Strom, client_config, consumer_config};
+
+/// A CA, a server certificate for 127.0.0.1/localhost and client certificates, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let (trusted, ca_pem) = ca("strom test CA");
+        std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+        let (server_cert, server_key) = leaf(&trusted, "localhost", &["localhost", "127.0.0.1"]);
+        std::fs::write(
+            dir.path().join("server.pem"),
+            format!("{server_cert}{server_key}"),
+        )
+        .unwrap();
+        let (alice_cert, alice_key) = leaf(&trusted, "alice", &[]);
+        std::fs::write(dir.path().join("alice.crt"), alice_cert).unwrap();
+        std::fs::write(dir.path().join("alice.key"), alice_key).unwrap();
+        // A client certificate from a CA the broker does not trust.
+        let (rogue_ca, rogue_ca_pem) = ca("rogue CA");
+        std::fs::write(dir.path().join("rogue-ca.pem"), rogue_ca_pem).unwrap();
+        let (mallory_cert, mallory_key) = leaf(&rogue_ca, "alice", &[]);
+        std::fs::write(dir.path().join("mallory.crt"), mallory_cert).unwrap();
+        std::fs::write(dir.path().join("mallory.key"), mallory_key).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn arg(&self, prop: &str, name: &str) -> String {
+        format!("{prop}={}", self.path(name).display())
+    }
+}
+
+fn ca(cn: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.distinguished_name = dn(cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (rcgen::Issuer::new(params, key), cert.pem())
+}
+
+fn dn(cn: &str) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "strom-test");
+    dn.push(rcgen::DnType::CommonName, cn);
+    dn
+}
+
+fn leaf(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, cn: &str, sans: &[&str]) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = dn(cn);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn ssl_config(bootstrap: &str, pki: &Pki, client: Option<&str>) -> ClientConfig {
+    let mut c = client_config(bootstrap);
+    c.set("security.protocol", "ssl")
+        .set("ssl.ca.location", pki.path("ca.pem").to_str().unwrap());
+    if let Some(name) = client {
+        c.set(
+            "ssl.certificate.location",
+            pki.path(&format!("{name}.crt")).to_str().unwrap(),
+        )
+        .set(
+            "ssl.key.location",
+            pki.path(&format!("{name}.key")).to_str().unwrap(),
+        );
+    }
+    c
+}
+
+/// The brokers Metadata names, as (id, host, port), or the error of a client that cannot get
+/// metadata within a few seconds.
+fn brokers(config: &ClientConfig) -> Result<Vec<(i32, String, i32)>, KafkaError> {
+    let c: BaseConsumer = config.create()?;
+    let md = c.fetch_metadata(None, Duration::from_secs(4))?;
+    Ok(md
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), b.host().to_string(), b.port()))
+        .collect())
+}
+
+async fn produce(config: &ClientConfig, topic: &str, value: &str) -> Result<i64, KafkaError> {
+    let mut config = config.clone();
+    config.set("message.timeout.ms", "8000");
+    let p: FutureProducer = config.create()?;
+    p.send(
+        FutureRecord::<(), _>::to(topic).payload(value),
+        Duration::from_secs(8),
+    )
+    .await
+    .map(|d| d.offset)
+    .map_err(|(e, _)| e)
+}
+
+/// Values of partition 0 of `topic` read from the start, until `n` arrived or 15 s passed.
+fn consume(config: &ClientConfig, topic: &str, n: usize) -> Vec<String> {
+    let c: BaseConsumer = config.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+fn with_consumer(mut base: ClientConfig, protocol_settings: &ClientConfig) -> ClientConfig {
+    for (k, v) in protocol_settings.config_map().iter() {
+        base.set(k.to_string(), v.to_string());
+    }
+    base
+}
+
+#[tokio::test]
+async fn named_listeners_advertise_the_listener_used_and_serve_tls() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SSL", "INTERNAL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,INTERNAL:PLAINTEXT",
+        ],
+    );
+    let plain = client_config(&strom.listener("PLAINTEXT"));
+    let internal = client_config(&strom.listener("INTERNAL"));
+    let ssl = ssl_config(&strom.listener("SSL"), &pki, None);
+    let port = |name: &str| strom.listener_port(name) as i32;
+    assert_eq!(
+        brokers(&plain).unwrap(),
+        vec![(1, "127.0.0.1".to_string(), port("PLAINTEXT"))]
+    );
+    assert_eq!(
+        brokers(&internal).unwrap(),
+        vec![(1, "127.0.0.1".to_string(), port("INTERNAL"))]
+    );
+    assert_eq!(
+        brokers(&ssl).unwrap(),
+        vec![(1, "127.0.0.1".to_string(), port("SSL"))]
+    );
+
+    // Records written over TLS are read over plaintext and the other way round.
+    assert_eq!(produce(&ssl, "tls-topic", "over-tls").await.unwrap(), 0);
+    assert_eq!(produce(&plain, "tls-topic", "over-plain").await.unwrap(), 1);
+    let ssl_consumer = with_consumer(consumer_config(&strom.listener("SSL")), &ssl);
+    assert_eq!(
+        consume(&ssl_consumer, "tls-topic", 2),
+        vec!["over-tls", "over-plain"]
+    );
+    assert_eq!(
+        consume(
+            &consumer_config(&strom.listener("PLAINTEXT")),
+            "tls-topic",
+            2
+        ),
+        vec!["over-tls", "over-plain"]
+    );
+
+    // A client that does not trust the broker's CA, and a plaintext client on the TLS port,
+    // get no metadata.
+    let mut untrusting = client_config(&strom.listener("SSL"));
+    untrusting.set("security.protocol", "ssl").set(
+        "ssl.ca.location",
+        pki.path("rogue-ca.pem").to_str().unwrap(),
+    );
+    assert!(brokers(&untrusting).is_err());
+    assert!(brokers(&client_config(&strom.listener("SSL"))).is_err());
+    // The plaintext listener still works after those failures.
+    assert!(brokers(&plain).is_ok());
+}
+
+#[tokio::test]
+async fn advertised_listeners_override_per_listener() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SSL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            "advertised.listeners=PLAINTEXT://localhost:1234",
+        ],
+    );
+    let md = brokers(&client_config(&strom.listener("PLAINTEXT"))).unwrap();
+    assert_eq!(md, vec![(1, "localhost".to_string(), 1234)]);
+    let md = brokers(&ssl_config(&strom.listener("SSL"), &pki, None)).unwrap();
+    assert_eq!(
+        md,
+        vec![(
+            1,
+            "127.0.0.1".to_string(),
+            strom.listener_port("SSL") as i32
+        )]
+    );
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_certificate_from_the_trusted_ca() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["SSL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            &pki.arg("ssl.truststore.location", "ca.pem"),
+            "ssl.client.auth=required",
+        ],
+    );
+    let bootstrap = strom.listener("SSL");
+    let alice = ssl_config(&bootstrap, &pki, Some("alice"));
+    assert!(brokers(&alice).is_ok());
+    assert_eq!(produce(&alice, "mtls", "hello").await.unwrap(), 0);
+    // No certificate, or one from an untrusted CA with the same subject: refused.
+    assert!(brokers(&ssl_config(&bootstrap, &pki, None)).is_err());
+    assert!(brokers(&ssl_config(&bootstrap, &pki, Some("mallory"))).is_err());
+    assert!(brokers(&alice).is_ok());
+}
