@@ -143,11 +143,14 @@ fn consume(config: &ClientConfig, topic: &str, n: usize) -> Vec<String> {
     out
 }
 
-fn with_consumer(mut base: ClientConfig, protocol_settings: &ClientConfig) -> ClientConfig {
-    for (k, v) in protocol_settings.config_map().iter() {
-        base.set(k.to_string(), v.to_string());
-    }
-    base
+/// A consumer configuration with the connection settings of `config` (the same settings
+/// `consumer_config` adds to a plain client configuration).
+fn as_consumer(config: &ClientConfig) -> ClientConfig {
+    let mut c = config.clone();
+    c.set("group.id", "strom-e2e")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
 }
 
 #[tokio::test]
@@ -180,7 +183,7 @@ async fn named_listeners_advertise_the_listener_used_and_serve_tls() {
     // Records written over TLS are read over plaintext and the other way round.
     assert_eq!(produce(&ssl, "tls-topic", "over-tls").await.unwrap(), 0);
     assert_eq!(produce(&plain, "tls-topic", "over-plain").await.unwrap(), 1);
-    let ssl_consumer = with_consumer(consumer_config(&strom.listener("SSL")), &ssl);
+    let ssl_consumer = as_consumer(&ssl);
     assert_eq!(
         consume(&ssl_consumer, "tls-topic", 2),
         vec!["over-tls", "over-plain"]
@@ -249,4 +252,201 @@ async fn mutual_tls_requires_a_certificate_from_the_trusted_ca() {
     assert!(brokers(&ssl_config(&bootstrap, &pki, None)).is_err());
     assert!(brokers(&ssl_config(&bootstrap, &pki, Some("mallory"))).is_err());
     assert!(brokers(&alice).is_ok());
+}
+
+fn sasl_config(
+    bootstrap: &str,
+    protocol: &str,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+    pki: Option<&Pki>,
+) -> ClientConfig {
+    let mut c = client_config(bootstrap);
+    c.set("security.protocol", protocol)
+        .set("sasl.mechanisms", mechanism)
+        .set("sasl.username", user)
+        .set("sasl.password", password);
+    if let Some(pki) = pki {
+        c.set("ssl.ca.location", pki.path("ca.pem").to_str().unwrap());
+    }
+    c
+}
+
+fn scram_set(strom: &Strom, user: &str, password: &str, mechanism: &str) {
+    let (ok, out, err) = strom.cli(&[
+        "users",
+        "scram",
+        "set",
+        user,
+        "--password",
+        password,
+        "--mechanism",
+        mechanism,
+    ]);
+    assert!(ok, "users scram set failed: {out}{err}");
+}
+
+#[tokio::test]
+async fn sasl_plaintext_with_plain_and_scram() {
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SASL_PLAINTEXT"],
+        &["sasl.plain.users=alice:alice-pw,dave:x:y"],
+    );
+    scram_set(&strom, "bob", "bob-pw", "SCRAM-SHA-256");
+    scram_set(&strom, "carol", "carol-pw", "SCRAM-SHA-512");
+    let (ok, out, _) = strom.cli(&["users", "scram", "describe"]);
+    assert!(ok);
+    assert!(
+        out.contains("bob") && out.contains("SCRAM-SHA-256"),
+        "{out}"
+    );
+    assert!(
+        out.contains("carol") && out.contains("SCRAM-SHA-512"),
+        "{out}"
+    );
+    // The password never reaches the broker's metadata log, only salted keys do.
+    let log = std::fs::read(strom.data_dir().join("__cluster_metadata-0/metadata.log")).unwrap();
+    assert!(!String::from_utf8_lossy(&log).contains("bob-pw"));
+
+    let sasl = strom.listener("SASL_PLAINTEXT");
+    let port = strom.listener_port("SASL_PLAINTEXT") as i32;
+    let cfg = |mech: &str, user: &str, pw: &str| {
+        sasl_config(&sasl, "sasl_plaintext", mech, user, pw, None)
+    };
+    for good in [
+        cfg("PLAIN", "alice", "alice-pw"),
+        cfg("PLAIN", "dave", "x:y"),
+        cfg("SCRAM-SHA-256", "bob", "bob-pw"),
+        cfg("SCRAM-SHA-512", "carol", "carol-pw"),
+    ] {
+        assert_eq!(
+            brokers(&good).unwrap(),
+            vec![(1, "127.0.0.1".to_string(), port)]
+        );
+    }
+    let alice = cfg("PLAIN", "alice", "alice-pw");
+    assert_eq!(
+        produce(&alice, "sasl-topic", "from-alice").await.unwrap(),
+        0
+    );
+    let bob = cfg("SCRAM-SHA-256", "bob", "bob-pw");
+    assert_eq!(produce(&bob, "sasl-topic", "from-bob").await.unwrap(), 1);
+    let carol = cfg("SCRAM-SHA-512", "carol", "carol-pw");
+    assert_eq!(
+        consume(&as_consumer(&carol), "sasl-topic", 2),
+        vec!["from-alice", "from-bob"]
+    );
+
+    for bad in [
+        cfg("PLAIN", "alice", "wrong"),
+        cfg("PLAIN", "nobody", "alice-pw"),
+        cfg("PLAIN", "bob", "bob-pw"), // a SCRAM user is not a PLAIN user
+        cfg("SCRAM-SHA-256", "bob", "wrong"),
+        cfg("SCRAM-SHA-256", "nobody", "bob-pw"),
+        cfg("SCRAM-SHA-512", "bob", "bob-pw"), // no SHA-512 credential for bob
+        client_config(&sasl),                  // no SASL at all
+    ] {
+        assert!(
+            brokers(&bad).is_err(),
+            "{:?} got in",
+            bad.get("sasl.username")
+        );
+    }
+
+    // Deleting the credential locks bob out.
+    let (ok, out, err) = strom.cli(&[
+        "users",
+        "scram",
+        "delete",
+        "bob",
+        "--mechanism",
+        "SCRAM-SHA-256",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(brokers(&bob).is_err());
+    let (ok, _, err) = strom.cli(&[
+        "users",
+        "scram",
+        "delete",
+        "bob",
+        "--mechanism",
+        "SCRAM-SHA-256",
+    ]);
+    assert!(!ok && err.contains("RESOURCE_NOT_FOUND"), "{err}");
+    // Too few iterations are refused.
+    let (ok, _, err) = strom.cli(&[
+        "users",
+        "scram",
+        "set",
+        "eve",
+        "--password",
+        "p",
+        "--iterations",
+        "100",
+    ]);
+    assert!(!ok && err.contains("UNACCEPTABLE_CREDENTIAL"), "{err}");
+}
+
+#[tokio::test]
+async fn sasl_ssl_with_scram_and_plain() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SASL_SSL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            "sasl.plain.users=alice:alice-pw",
+        ],
+    );
+    scram_set(&strom, "carol", "carol-pw", "SCRAM-SHA-512");
+    let bootstrap = strom.listener("SASL_SSL");
+    let carol = sasl_config(
+        &bootstrap,
+        "sasl_ssl",
+        "SCRAM-SHA-512",
+        "carol",
+        "carol-pw",
+        Some(&pki),
+    );
+    assert_eq!(
+        brokers(&carol).unwrap(),
+        vec![(
+            1,
+            "127.0.0.1".to_string(),
+            strom.listener_port("SASL_SSL") as i32
+        )]
+    );
+    assert_eq!(produce(&carol, "sasl-ssl", "secure").await.unwrap(), 0);
+    let alice = sasl_config(
+        &bootstrap,
+        "sasl_ssl",
+        "PLAIN",
+        "alice",
+        "alice-pw",
+        Some(&pki),
+    );
+    assert_eq!(produce(&alice, "sasl-ssl", "secure-too").await.unwrap(), 1);
+    assert!(
+        brokers(&sasl_config(
+            &bootstrap,
+            "sasl_ssl",
+            "SCRAM-SHA-512",
+            "carol",
+            "nope",
+            Some(&pki)
+        ))
+        .is_err()
+    );
+    // SASL without TLS on the SASL_SSL port fails.
+    assert!(
+        brokers(&sasl_config(
+            &bootstrap,
+            "sasl_plaintext",
+            "PLAIN",
+            "alice",
+            "alice-pw",
+            None
+        ))
+        .is_err()
+    );
 }

@@ -50,6 +50,10 @@ pub struct Broker {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Listener name -> the host and port clients are told to use for it (set by `serve`).
     endpoints: RwLock<BTreeMap<String, (String, u16)>>,
+    /// SASL mechanisms and PLAIN users.
+    pub sasl: crate::security::sasl::SaslConfig,
+    /// ACL checks (all allowed unless `authorizer.class.name` is set).
+    pub authorizer: crate::security::acl::Authorizer,
     _lock: std::fs::File,
 }
 
@@ -113,6 +117,9 @@ impl Broker {
             .get(&first.name)
             .cloned()
             .unwrap_or_else(|| (connectable_host(&first.host), first.port));
+        let sasl =
+            crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
+        let authorizer = crate::security::acl::Authorizer::from_config(&config);
         let tls = if listeners.iter().any(|l| l.protocol.uses_tls()) {
             Some(crate::security::tls::server_config(&config).map_err(BrokerError::Config)?)
         } else {
@@ -144,6 +151,8 @@ impl Broker {
             listeners,
             tls,
             endpoints: RwLock::new(BTreeMap::new()),
+            sasl,
+            authorizer,
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
@@ -189,6 +198,49 @@ impl Broker {
             });
         }
         Ok(out)
+    }
+
+    /// Whether the connection's principal may do `operation` on a resource; a denial is
+    /// logged (target `strom::audit`).
+    pub fn authorize(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = ctx.session.principal();
+        let host = ctx.peer.ip().to_string();
+        let image = self.image();
+        let ok = self.authorizer.authorize(
+            &image.acls,
+            &principal,
+            &host,
+            operation,
+            resource_type,
+            name,
+        );
+        if !ok {
+            tracing::info!(target: "strom::audit", %principal, %host, ?operation, ?resource_type, resource = %name, api = ?ctx.header.request_api_key, "authorization denied");
+        }
+        ok
+    }
+
+    /// [`Broker::authorize`] on the cluster resource.
+    pub fn authorize_cluster(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+    ) -> bool {
+        self.authorize(
+            ctx,
+            operation,
+            crate::security::acl::ResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        )
     }
 
     /// The host and port clients should use for the listener named `listener`.

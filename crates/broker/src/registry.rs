@@ -81,6 +81,13 @@ registry! {
     ListTransactions 0..=2 => handlers::list_transactions::handle;
     ConsumerGroupHeartbeat 0..=1 => handlers::consumer_group_heartbeat::handle;
     ConsumerGroupDescribe 0..=1 => handlers::consumer_group_describe::handle;
+    DescribeAcls 1..=3 => handlers::describe_acls::handle;
+    CreateAcls 1..=3 => handlers::create_acls::handle;
+    DeleteAcls 1..=3 => handlers::delete_acls::handle;
+    SaslHandshake 1..=1 => handlers::sasl_handshake::handle;
+    SaslAuthenticate 0..=2 => handlers::sasl_authenticate::handle;
+    DescribeUserScramCredentials 0..=0 => handlers::describe_user_scram_credentials::handle;
+    AlterUserScramCredentials 0..=0 => handlers::alter_user_scram_credentials::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

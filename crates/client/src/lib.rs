@@ -14,6 +14,7 @@ pub mod connection;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+pub mod security;
 #[cfg(test)]
 mod test_peer;
 pub mod transactions;
@@ -28,6 +29,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
+pub use security::{Acl, AclFilterSpec, ScramUpsert};
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};
 pub use transactions::{ActiveProducer, TransactionDescription, TransactionListing};

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::record::{ConfigResource, MetadataRecord};
+use crate::record::{AclBinding, ConfigResource, MetadataRecord};
 
 /// A broker as registered.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,19 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// The first producer id not yet handed out in a block.
     pub next_producer_id: i64,
+    /// SCRAM credentials by (user, mechanism).
+    pub scram_credentials: BTreeMap<(String, i8), ScramCredentialInfo>,
+    /// Every access control entry.
+    pub acls: std::collections::BTreeSet<AclBinding>,
+}
+
+/// The stored form of a SCRAM password (RFC 5802): never the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramCredentialInfo {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 impl MetadataImage {
@@ -145,6 +158,33 @@ impl MetadataImage {
                 self.next_producer_id = self
                     .next_producer_id
                     .max(first_producer_id.saturating_add(*size));
+            }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                salt,
+                stored_key,
+                server_key,
+                iterations,
+            } => {
+                self.scram_credentials.insert(
+                    (user.clone(), *mechanism),
+                    ScramCredentialInfo {
+                        salt: salt.clone(),
+                        stored_key: stored_key.clone(),
+                        server_key: server_key.clone(),
+                        iterations: *iterations,
+                    },
+                );
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                self.scram_credentials.remove(&(user.clone(), *mechanism));
+            }
+            MetadataRecord::Acl(binding) => {
+                self.acls.insert(binding.clone());
+            }
+            MetadataRecord::RemoveAcl(binding) => {
+                self.acls.remove(binding);
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = self.topic_names.remove(topic_id) {

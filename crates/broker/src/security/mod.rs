@@ -1,6 +1,9 @@
 //! Listeners, TLS, SASL authentication and the session state of one connection.
 
+pub mod acl;
 pub mod listener;
+pub mod sasl;
+pub mod scram;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ pub(crate) struct AuthState {
     pub authenticated: bool,
     /// A failed authentication: the connection answers, waits and closes.
     pub failed: bool,
+    pub sasl: sasl::SaslStage,
 }
 
 impl Session {
@@ -42,6 +46,7 @@ impl Session {
                 principal: tls_principal.unwrap_or_else(|| ANONYMOUS.to_string()),
                 authenticated,
                 failed: false,
+                sasl: sasl::SaslStage::Start,
             }),
         }
     }

@@ -1,6 +1,7 @@
 //! The client-side subcommands of `strom`: topic administration, a console producer and a
 //! console consumer. They talk to any Kafka-compatible broker through `strom-client`.
 
+mod acls;
 mod bench;
 mod common;
 mod consume;
@@ -8,6 +9,7 @@ mod groups;
 mod produce;
 mod topics;
 mod transactions;
+mod users;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
@@ -32,6 +34,12 @@ pub enum ClientCommand {
     /// Show the idempotent and transactional producers of a partition
     #[command(subcommand, long_about = transactions::PRODUCERS_LONG_ABOUT)]
     Producers(transactions::ProducersCommand),
+    /// Add, list and remove ACLs
+    #[command(subcommand, long_about = acls::LONG_ABOUT)]
+    Acls(acls::AclsCommand),
+    /// Manage SCRAM user credentials
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -44,5 +52,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Groups(cmd) => groups::run(cmd).await,
         ClientCommand::Transactions(cmd) => transactions::run(cmd).await,
         ClientCommand::Producers(cmd) => transactions::run_producers(cmd).await,
+        ClientCommand::Acls(cmd) => acls::run(cmd).await,
+        ClientCommand::Users(cmd) => users::run(cmd).await,
     }
 }
