@@ -229,6 +229,29 @@ impl Broker {
         ok
     }
 
+    /// [`Broker::authorize`] without the denial log line, for listings that leave out what
+    /// the principal may not see.
+    pub fn authorize_quietly(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let image = self.image();
+        self.authorizer.authorize(
+            &image.acls,
+            &ctx.session.principal(),
+            &ctx.peer.ip().to_string(),
+            operation,
+            resource_type,
+            name,
+        )
+    }
+
     /// [`Broker::authorize`] on the cluster resource.
     pub fn authorize_cluster(
         &self,
@@ -241,6 +264,38 @@ impl Broker {
             crate::security::acl::ResourceType::Cluster,
             crate::security::acl::CLUSTER_NAME,
         )
+    }
+
+    /// [`Broker::authorize`] on a topic.
+    pub fn authorize_topic(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        topic: &str,
+    ) -> bool {
+        self.authorize(
+            ctx,
+            operation,
+            crate::security::acl::ResourceType::Topic,
+            topic,
+        )
+    }
+
+    /// Whether the principal may create the topic: CREATE on the cluster or on the topic.
+    pub fn authorize_create(&self, ctx: &crate::registry::RequestContext, topic: &str) -> bool {
+        use crate::security::acl::{Operation, ResourceType};
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let image = self.image();
+        let principal = ctx.session.principal();
+        let host = ctx.peer.ip().to_string();
+        let quiet = |rt, name: &str| {
+            self.authorizer
+                .authorize(&image.acls, &principal, &host, Operation::Create, rt, name)
+        };
+        quiet(ResourceType::Cluster, crate::security::acl::CLUSTER_NAME)
+            || self.authorize(ctx, Operation::Create, ResourceType::Topic, topic)
     }
 
     /// The host and port clients should use for the listener named `listener`.

@@ -903,6 +903,11 @@ impl BrokerConfig {
     }
 }
 
+/// Properties whose values are secrets: DescribeConfigs gives them without a value.
+pub fn is_sensitive(name: &str) -> bool {
+    matches!(name, "sasl.plain.users" | "ssl.keystore.key")
+}
+
 /// The environment variable that sets a property.
 pub fn env_name(property: &str) -> String {
     format!(

@@ -173,9 +173,12 @@ async fn handle_frame(
         peer,
         session: session.clone(),
     };
-    let response = registry::dispatch(broker, &ctx, body)
-        .await
-        .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+    let response = match crate::security::gate::gate(broker, &ctx, &body) {
+        Some(denied) => denied,
+        None => registry::dispatch(broker, &ctx, body)
+            .await
+            .ok_or_else(|| format!("no handler for {api_key:?}"))?,
+    };
     if no_response {
         return Ok(None);
     }

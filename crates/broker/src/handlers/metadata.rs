@@ -29,12 +29,17 @@ pub async fn handle(
     };
     let auto_create = broker.config.get_bool("auto.create.topics.enable")
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    use crate::security::acl::{Operation, ResourceType};
+    let describable =
+        |name: &str| broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, name);
     let mut topics = Vec::new();
     match wanted {
+        // Every topic the principal may describe; the others are left out.
         None => topics.extend(
             image
                 .topics
                 .values()
+                .filter(|t| describable(&t.name))
                 .map(|t| topic_entry(t, ctx.api_version)),
         ),
         Some(requested) => {
@@ -43,6 +48,7 @@ pub async fn handle(
                     .iter()
                     .filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_string()))
                     .filter(|n| image.topic(n).is_none() && topics::validate_topic_name(n).is_ok())
+                    .filter(|n| describable(n) && broker.authorize_create(ctx, n))
                     .collect();
                 if !missing.is_empty() {
                     let _guard = broker.controller.lock().await;
@@ -64,6 +70,19 @@ pub async fn handle(
                     Some(n) => image.topic(n.as_str()),
                     None => image.topic_by_id(&t.topic_id),
                 };
+                let name = found
+                    .map(|i| i.name.clone())
+                    .or_else(|| t.name.as_ref().map(|n| n.to_string()));
+                if name.is_some_and(|n| !broker.authorize_topic(ctx, Operation::Describe, &n)) {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                            .with_name(t.name.clone())
+                            .with_topic_id(since(ctx.api_version, 10, t.topic_id))
+                            .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+                    );
+                    continue;
+                }
                 topics.push(match found {
                     Some(info) => topic_entry(info, ctx.api_version),
                     None => missing_entry(t.name, since(ctx.api_version, 10, t.topic_id)),
