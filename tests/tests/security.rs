@@ -35,6 +35,9 @@ impl Pki {
         // A client certificate from a CA the broker does not trust.
         let (rogue_ca, rogue_ca_pem) = ca("rogue CA");
         std::fs::write(dir.path().join("rogue-ca.pem"), rogue_ca_pem).unwrap();
+        let (bob_cert, bob_key) = leaf(&trusted, "bob", &[]);
+        std::fs::write(dir.path().join("bob.crt"), bob_cert).unwrap();
+        std::fs::write(dir.path().join("bob.key"), bob_key).unwrap();
         let (mallory_cert, mallory_key) = leaf(&rogue_ca, "alice", &[]);
         std::fs::write(dir.path().join("mallory.crt"), mallory_cert).unwrap();
         std::fs::write(dir.path().join("mallory.key"), mallory_key).unwrap();
@@ -448,5 +451,43 @@ async fn sasl_ssl_with_scram_and_plain() {
             None
         ))
         .is_err()
+    );
+}
+
+#[tokio::test]
+async fn client_certificate_subject_is_the_principal_for_acls() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SSL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            &pki.arg("ssl.truststore.location", "ca.pem"),
+            "ssl.client.auth=required",
+            "authorizer.class.name=strom",
+            "super.users=User:ANONYMOUS",
+        ],
+    );
+    // The subject as RFC 2253 (last RDN first): CN=alice,O=strom-test.
+    let (ok, out, err) = strom.cli(&[
+        "acls",
+        "add",
+        "--principal",
+        "User:CN=alice,O=strom-test",
+        "--operation",
+        "Write",
+        "--topic",
+        "certs",
+    ]);
+    assert!(ok, "{out}{err}");
+    let bootstrap = strom.listener("SSL");
+    let alice = ssl_config(&bootstrap, &pki, Some("alice"));
+    let bob = ssl_config(&bootstrap, &pki, Some("bob"));
+    let (ok, _, _) = strom.cli(&["topics", "create", "certs"]);
+    assert!(ok);
+    assert_eq!(produce(&alice, "certs", "by-cert").await.unwrap(), 0);
+    let denied = produce(&bob, "certs", "by-cert").await.unwrap_err();
+    assert_eq!(
+        denied.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)
     );
 }
