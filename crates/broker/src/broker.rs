@@ -54,6 +54,8 @@ pub struct Broker {
     pub sasl: crate::security::sasl::SaslConfig,
     /// ACL checks (all allowed unless `authorizer.class.name` is set).
     pub authorizer: crate::security::acl::Authorizer,
+    /// `max.connections` and `max.connections.per.ip`.
+    pub connection_limits: Arc<crate::security::limits::ConnectionLimits>,
     _lock: std::fs::File,
 }
 
@@ -120,6 +122,10 @@ impl Broker {
         let sasl =
             crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
         let authorizer = crate::security::acl::Authorizer::from_config(&config);
+        let connection_limits = Arc::new(
+            crate::security::limits::ConnectionLimits::from_config(&config)
+                .map_err(BrokerError::Config)?,
+        );
         let tls = if listeners.iter().any(|l| l.protocol.uses_tls()) {
             Some(crate::security::tls::server_config(&config).map_err(BrokerError::Config)?)
         } else {
@@ -153,6 +159,7 @@ impl Broker {
             endpoints: RwLock::new(BTreeMap::new()),
             sasl,
             authorizer,
+            connection_limits,
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
@@ -391,9 +398,19 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
         _ => None,
     };
     loop {
+        // A full broker stops accepting: new clients wait in the listen queue.
+        let permit = tokio::select! {
+            p = broker.connection_limits.reserve() => p,
+            _ = shutdown.changed() => return,
+        };
         tokio::select! {
             accepted = l.socket.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = broker.connection_limits.admit(peer.ip(), permit) else {
+                        tracing::info!(%peer, listener = %l.spec.name, "closing connection: max.connections.per.ip reached");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let sd = shutdown.clone();
@@ -401,6 +418,7 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
                     match &acceptor {
                         None => {
                             tokio::spawn(async move {
+                                let _slot = slot;
                                 let session = Arc::new(Session::new(spec, peer, None));
                                 crate::connection::serve(broker, stream, session, sd).await
                             });
@@ -408,6 +426,7 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
                         Some(acceptor) => {
                             let acceptor = acceptor.clone();
                             tokio::spawn(async move {
+                                let _slot = slot;
                                 let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
                                 let tls = match handshake {
                                     Ok(Ok(tls)) => tls,

@@ -183,6 +183,24 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Session lifetime told to SASL clients (SaslAuthenticate v1+); 0 means sessions do not expire.",
     ),
     def(
+        "max.connections",
+        "2147483647",
+        ConfigType::Int { min: 0 },
+        "Most connections the broker holds over all listeners; further clients wait in the accept queue until one closes.",
+    ),
+    def(
+        "max.connections.per.ip",
+        "2147483647",
+        ConfigType::Int { min: 0 },
+        "Most connections from one IP address; a connection beyond it is closed at once.",
+    ),
+    def(
+        "max.connections.per.ip.overrides",
+        "",
+        ConfigType::String,
+        "Per-address exceptions to max.connections.per.ip, as a comma-separated list of ip:count.",
+    ),
+    def(
         "authorizer.class.name",
         "",
         ConfigType::String,

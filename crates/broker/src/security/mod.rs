@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod gate;
+pub mod limits;
 pub mod listener;
 pub mod sasl;
 pub mod scram;
