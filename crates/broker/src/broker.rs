@@ -56,6 +56,8 @@ pub struct Broker {
     pub authorizer: crate::security::acl::Authorizer,
     /// `max.connections` and `max.connections.per.ip`.
     pub connection_limits: Arc<crate::security::limits::ConnectionLimits>,
+    /// Measured client byte rates against their quotas.
+    pub quotas: crate::quota::QuotaManager,
     _lock: std::fs::File,
 }
 
@@ -160,6 +162,7 @@ impl Broker {
             sasl,
             authorizer,
             connection_limits,
+            quotas: Default::default(),
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the

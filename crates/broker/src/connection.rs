@@ -63,7 +63,11 @@ pub async fn serve<S>(
                     break 'conn;
                 }
             };
-            match handle_frame(&broker, &session, frame).await {
+            let (outcome, throttle) = match handle_frame(&broker, &session, frame).await {
+                Ok((out, throttle)) => (Ok(out), throttle),
+                Err(e) => (Err(e), std::time::Duration::ZERO),
+            };
+            match outcome {
                 Ok(Some(out)) => {
                     if session.auth_failed() {
                         // Answer after a delay, then close: a client guessing passwords is
@@ -85,6 +89,14 @@ pub async fn serve<S>(
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
                     break 'conn;
+                }
+            }
+            if !throttle.is_zero() {
+                // Over its quota: the response says how long, and nothing more is read for
+                // that long.
+                tokio::select! {
+                    _ = tokio::time::sleep(throttle) => {}
+                    _ = shutdown.changed() => break 'conn,
                 }
             }
         }
@@ -113,7 +125,20 @@ pub async fn serve<S>(
 async fn handle_frame(
     broker: &Arc<Broker>,
     session: &Arc<Session>,
+    frame: bytes::Bytes,
+) -> Result<(Option<BytesMut>, std::time::Duration), String> {
+    let frame_len = frame.len();
+    let mut throttle = std::time::Duration::ZERO;
+    let out = handle_request(broker, session, frame, frame_len, &mut throttle).await?;
+    Ok((out, throttle))
+}
+
+async fn handle_request(
+    broker: &Arc<Broker>,
+    session: &Arc<Session>,
     mut frame: bytes::Bytes,
+    frame_len: usize,
+    throttle: &mut std::time::Duration,
 ) -> Result<Option<BytesMut>, String> {
     let peer: SocketAddr = session.peer;
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
@@ -173,18 +198,76 @@ async fn handle_frame(
         peer,
         session: session.clone(),
     };
-    let response = match crate::security::gate::gate(broker, &ctx, &body) {
+    let mut response = match crate::security::gate::gate(broker, &ctx, &body) {
         Some(denied) => denied,
         None => registry::dispatch(broker, &ctx, body)
             .await
             .ok_or_else(|| format!("no handler for {api_key:?}"))?,
     };
+    *throttle = apply_quotas(broker, &ctx, frame_len, &mut response);
     if no_response {
         return Ok(None);
     }
     encode_response(api_key, version, correlation_id, &response)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Records produced and fetched bytes against the client's quotas; sets `throttle_time_ms`
+/// and returns how long the connection waits.
+fn apply_quotas(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request_bytes: usize,
+    response: &mut ResponseKind,
+) -> std::time::Duration {
+    use crate::quota::{CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
+    let image = broker.image();
+    if image.client_quotas.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    let client_id = ctx
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str())
+        .unwrap_or("");
+    let principal = ctx.session.principal();
+    let now = crate::now_ms();
+    let throttle = match response {
+        ResponseKind::Produce(_) => broker.quotas.record(
+            &image,
+            PRODUCER_BYTE_RATE,
+            &principal,
+            client_id,
+            request_bytes,
+            now,
+        ),
+        ResponseKind::Fetch(r) => {
+            let bytes: usize = r
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                .sum();
+            broker.quotas.record(
+                &image,
+                CONSUMER_BYTE_RATE,
+                &principal,
+                client_id,
+                bytes,
+                now,
+            )
+        }
+        _ => std::time::Duration::ZERO,
+    };
+    let ms = throttle.as_millis().min(i32::MAX as u128) as i32;
+    match response {
+        ResponseKind::Produce(r) if ctx.api_version >= 1 => r.throttle_time_ms = ms,
+        ResponseKind::Fetch(r) => r.throttle_time_ms = ms,
+        _ => {}
+    }
+    throttle
 }
 
 /// The first bytes of a frame in hex, for logs about frames that do not decode.

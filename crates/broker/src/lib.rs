@@ -11,6 +11,7 @@ mod connection;
 pub mod group;
 mod handlers;
 mod log_cleaner;
+pub mod quota;
 pub mod registry;
 mod replica_manager;
 pub mod security;

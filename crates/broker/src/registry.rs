@@ -86,6 +86,8 @@ registry! {
     DeleteAcls 1..=3 => handlers::delete_acls::handle;
     SaslHandshake 1..=1 => handlers::sasl_handshake::handle;
     SaslAuthenticate 0..=2 => handlers::sasl_authenticate::handle;
+    DescribeClientQuotas 0..=1 => handlers::describe_client_quotas::handle;
+    AlterClientQuotas 0..=1 => handlers::alter_client_quotas::handle;
     DescribeUserScramCredentials 0..=0 => handlers::describe_user_scram_credentials::handle;
     AlterUserScramCredentials 0..=0 => handlers::alter_user_scram_credentials::handle;
 }

@@ -29,7 +29,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
-pub use security::{Acl, AclFilterSpec, ScramUpsert};
+pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};
 pub use transactions::{ActiveProducer, TransactionDescription, TransactionListing};

@@ -248,3 +248,111 @@ impl GroupAdmin {
         Ok(out)
     }
 }
+
+/// A client quota entity: (type, name or None for the default).
+pub type QuotaEntity = Vec<(String, Option<String>)>;
+
+impl GroupAdmin {
+    /// Sets (`Some`) or removes (`None`) quota values of one entity.
+    pub async fn alter_client_quotas(
+        &self,
+        entity: &QuotaEntity,
+        ops: &[(String, Option<f64>)],
+    ) -> Result<(), ClientError> {
+        use strom_protocol::messages::AlterClientQuotasRequest;
+        use strom_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        let (_, response) = self
+            .request_any(ApiKey::AlterClientQuotas, 1, |_| {
+                let entry = EntryData::default()
+                    .with_entity(
+                        entity
+                            .iter()
+                            .map(|(t, n)| {
+                                EntityData::default()
+                                    .with_entity_type(str_bytes(t.clone()))
+                                    .with_entity_name(n.clone().map(str_bytes))
+                            })
+                            .collect(),
+                    )
+                    .with_ops(
+                        ops.iter()
+                            .map(|(k, v)| {
+                                OpData::default()
+                                    .with_key(str_bytes(k.clone()))
+                                    .with_value(v.unwrap_or(0.0))
+                                    .with_remove(v.is_none())
+                            })
+                            .collect(),
+                    );
+                Ok(RequestKind::AlterClientQuotas(
+                    AlterClientQuotasRequest::default().with_entries(vec![entry]),
+                ))
+            })
+            .await?;
+        let ResponseKind::AlterClientQuotas(r) = response else {
+            return Err(unexpected("AlterClientQuotas"));
+        };
+        for e in r.entries {
+            check(e.error_code, "quota entity", e.error_message.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Quotas of the entities matching `filter` ((type, Some(name)) exact, (type, None) the
+    /// default); an empty filter lists all.
+    pub async fn describe_client_quotas(
+        &self,
+        filter: &QuotaEntity,
+    ) -> Result<Vec<(QuotaEntity, Vec<(String, f64)>)>, ClientError> {
+        use strom_protocol::messages::DescribeClientQuotasRequest;
+        use strom_protocol::messages::describe_client_quotas_request::ComponentData;
+        let (_, response) = self
+            .request_any(ApiKey::DescribeClientQuotas, 1, |_| {
+                Ok(RequestKind::DescribeClientQuotas(
+                    DescribeClientQuotasRequest::default().with_components(
+                        filter
+                            .iter()
+                            .map(|(t, n)| {
+                                ComponentData::default()
+                                    .with_entity_type(str_bytes(t.clone()))
+                                    .with_match_type(if n.is_some() { 0 } else { 1 })
+                                    .with_match(n.clone().map(str_bytes))
+                            })
+                            .collect(),
+                    ),
+                ))
+            })
+            .await?;
+        let ResponseKind::DescribeClientQuotas(r) = response else {
+            return Err(unexpected("DescribeClientQuotas"));
+        };
+        check(
+            r.error_code,
+            "DescribeClientQuotas",
+            r.error_message.as_deref(),
+        )?;
+        Ok(r.entries
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.entity
+                        .iter()
+                        .map(|d| {
+                            (
+                                d.entity_type.to_string(),
+                                d.entity_name.as_ref().map(|n| n.to_string()),
+                            )
+                        })
+                        .collect(),
+                    e.values
+                        .iter()
+                        .map(|v| (v.key.to_string(), v.value))
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+}

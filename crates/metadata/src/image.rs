@@ -50,6 +50,9 @@ pub struct MetadataImage {
     pub scram_credentials: BTreeMap<(String, i8), ScramCredentialInfo>,
     /// Every access control entry.
     pub acls: std::collections::BTreeSet<AclBinding>,
+    /// Client quotas: entity -> (key -> value), e.g. [("user", Some("alice"))] ->
+    /// producer_byte_rate -> 1048576.
+    pub client_quotas: BTreeMap<Vec<(String, Option<String>)>, BTreeMap<String, f64>>,
 }
 
 /// The stored form of a SCRAM password (RFC 5802): never the password itself.
@@ -186,6 +189,22 @@ impl MetadataImage {
             MetadataRecord::RemoveAcl(binding) => {
                 self.acls.remove(binding);
             }
+            MetadataRecord::ClientQuota { entity, key, value } => match value {
+                Some(v) => {
+                    self.client_quotas
+                        .entry(entity.clone())
+                        .or_default()
+                        .insert(key.clone(), *v);
+                }
+                None => {
+                    if let Some(q) = self.client_quotas.get_mut(entity) {
+                        q.remove(key);
+                        if q.is_empty() {
+                            self.client_quotas.remove(entity);
+                        }
+                    }
+                }
+            },
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = self.topic_names.remove(topic_id) {
                     self.topics.remove(&name);

@@ -62,6 +62,13 @@ pub enum MetadataRecord {
     Acl(AclBinding),
     /// An access control entry was removed.
     RemoveAcl(AclBinding),
+    /// A client quota of an entity ((entity type, name or None for the default) pairs sorted
+    /// by type: `client-id`, `user`) was set (`value: Some`) or removed.
+    ClientQuota {
+        entity: Vec<(String, Option<String>)>,
+        key: String,
+        value: Option<f64>,
+    },
 }
 
 /// One access control entry bound to a resource pattern, with Kafka's numeric codes

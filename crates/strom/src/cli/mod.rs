@@ -7,6 +7,7 @@ mod common;
 mod consume;
 mod groups;
 mod produce;
+mod quotas;
 mod topics;
 mod transactions;
 mod users;
@@ -37,6 +38,9 @@ pub enum ClientCommand {
     /// Add, list and remove ACLs
     #[command(subcommand, long_about = acls::LONG_ABOUT)]
     Acls(acls::AclsCommand),
+    /// Set and show client quotas (byte rates per user / client id)
+    #[command(subcommand, long_about = quotas::LONG_ABOUT)]
+    Quotas(quotas::QuotasCommand),
     /// Manage SCRAM user credentials
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -54,5 +58,6 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Producers(cmd) => transactions::run_producers(cmd).await,
         ClientCommand::Acls(cmd) => acls::run(cmd).await,
         ClientCommand::Users(cmd) => users::run(cmd).await,
+        ClientCommand::Quotas(cmd) => quotas::run(cmd).await,
     }
 }
