@@ -19,7 +19,7 @@ pub const ENTITY_CLIENT_ID: &str = "client-id";
 const SAMPLES: usize = 11;
 
 /// An entity: (type, name or None for the default), sorted by type.
-pub type Entity = Vec<(String, Option<String>)>;
+pub type Entity = strom_metadata::QuotaEntity;
 
 /// The quota that applies to a user and client id, with the entity it is set on, in Kafka's
 /// order of precedence (most specific first).

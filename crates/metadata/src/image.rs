@@ -52,8 +52,11 @@ pub struct MetadataImage {
     pub acls: std::collections::BTreeSet<AclBinding>,
     /// Client quotas: entity -> (key -> value), e.g. [("user", Some("alice"))] ->
     /// producer_byte_rate -> 1048576.
-    pub client_quotas: BTreeMap<Vec<(String, Option<String>)>, BTreeMap<String, f64>>,
+    pub client_quotas: BTreeMap<QuotaEntity, BTreeMap<String, f64>>,
 }
+
+/// A client quota entity: (entity type, name or None for the default) pairs sorted by type.
+pub type QuotaEntity = Vec<(String, Option<String>)>;
 
 /// The stored form of a SCRAM password (RFC 5802): never the password itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

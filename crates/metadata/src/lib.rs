@@ -10,7 +10,9 @@ mod image;
 mod local_log;
 mod record;
 
-pub use image::{BrokerInfo, MetadataImage, PartitionInfo, ScramCredentialInfo, TopicInfo};
+pub use image::{
+    BrokerInfo, MetadataImage, PartitionInfo, QuotaEntity, ScramCredentialInfo, TopicInfo,
+};
 pub use local_log::LocalMetadataLog;
 pub use record::{AclBinding, ConfigResource, MetadataRecord};
 pub use uuid::Uuid;
