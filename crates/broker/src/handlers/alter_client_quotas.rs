@@ -78,7 +78,8 @@ pub async fn handle(
                 error = Some(format!("unknown quota {key:?}"));
                 break;
             }
-            if !op.remove && !(op.value > 0.0 && op.value.is_finite()) {
+            let valid = op.value > 0.0 && op.value.is_finite();
+            if !op.remove && !valid {
                 error = Some(format!("quota {key} must be a positive number"));
                 break;
             }
