@@ -491,3 +491,65 @@ async fn client_certificate_subject_is_the_principal_for_acls() {
         Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)
     );
 }
+
+#[tokio::test]
+async fn strom_cli_speaks_tls_and_sasl_with_command_config() {
+    let pki = Pki::new();
+    let strom = Strom::start_listeners(
+        &["PLAINTEXT", "SASL_SSL"],
+        &[
+            &pki.arg("ssl.keystore.location", "server.pem"),
+            "sasl.plain.users=admin:admin-pw",
+            "authorizer.class.name=strom",
+            "super.users=User:ANONYMOUS;User:admin",
+        ],
+    );
+    scram_set(&strom, "carol", "carol-pw", "SCRAM-SHA-512");
+    let ca = pki.path("ca.pem");
+    let write = |name: &str, text: String| {
+        let path = pki.path(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let admin = write(
+        "admin.properties",
+        format!(
+            "security.protocol=SASL_SSL\nssl.truststore.location={}\nsasl.mechanism=PLAIN\nsasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-pw\";\n",
+            ca.display()
+        ),
+    );
+    let carol = write(
+        "carol.properties",
+        format!(
+            "security.protocol=SASL_SSL\nssl.ca.location={}\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=carol\nsasl.password=carol-pw\n",
+            ca.display()
+        ),
+    );
+    let wrong = write(
+        "wrong.properties",
+        format!(
+            "security.protocol=SASL_SSL\nssl.ca.location={}\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=carol\nsasl.password=nope\n",
+            ca.display()
+        ),
+    );
+    let bootstrap = strom.listener("SASL_SSL");
+    let cli = |config: &str, args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--bootstrap-server", &bootstrap, "--command-config", config]);
+        strom.cli(&all)
+    };
+    let (ok, out, err) = cli(&admin, &["topics", "create", "cli-secure"]);
+    assert!(ok, "admin over SASL_SSL: {out}{err}");
+    let (ok, _, err) = cli(&carol, &["topics", "create", "carol-topic"]);
+    assert!(!ok && err.contains("TOPIC_AUTHORIZATION_FAILED"), "{err}");
+    let (ok, out, err) = cli(&carol, &["topics", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        !out.contains("cli-secure"),
+        "carol may not describe it: {out}"
+    );
+    let (ok, out, _) = cli(&admin, &["topics", "list"]);
+    assert!(ok && out.contains("cli-secure"), "{out}");
+    let (ok, _, err) = cli(&wrong, &["topics", "list"]);
+    assert!(!ok && err.contains("SASL_AUTHENTICATION_FAILED"), "{err}");
+}

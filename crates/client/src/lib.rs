@@ -9,6 +9,7 @@
 //!   leaders.
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod security;
 mod test_peer;
 pub mod transactions;
 
+pub use auth::{ClientSecurity, ClientStream, SaslLogin};
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
     TopicId, TopicMetadata, config_source, offset_spec, versions,

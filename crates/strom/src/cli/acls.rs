@@ -1,7 +1,7 @@
 //! `strom acls add|list|remove`: access control lists, like Kafka's kafka-acls.sh.
 
 use serde_json::json;
-use strom_client::{Acl, AclFilterSpec, GroupAdmin};
+use strom_client::{Acl, AclFilterSpec};
 
 use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
@@ -244,7 +244,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
                     permission_type: if a.deny { 2 } else { 3 },
                 });
             }
-            let admin = GroupAdmin::new(&a.connect.bootstrap_server).map_err(friendly)?;
+            let admin = a.connect.group_admin()?;
             let results = admin.create_acls(&acls).await.map_err(friendly)?;
             for (acl, r) in acls.iter().zip(results) {
                 r.map_err(friendly)?;
@@ -268,7 +268,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
             }
         }
         AclsCommand::List(a) => {
-            let admin = GroupAdmin::new(&a.connect.bootstrap_server).map_err(friendly)?;
+            let admin = a.connect.group_admin()?;
             let acls = admin
                 .describe_acls(&a.resource.filter(a.principal.clone()))
                 .await
@@ -276,7 +276,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
             print(&acls, a.output)?;
         }
         AclsCommand::Remove(a) => {
-            let admin = GroupAdmin::new(&a.connect.bootstrap_server).map_err(friendly)?;
+            let admin = a.connect.group_admin()?;
             let mut filter = a.resource.filter(a.principal.clone());
             if a.deny {
                 filter.permission_type = 2;

@@ -2,7 +2,6 @@
 //! Kafka's `kafka-configs.sh --entity-type users|clients`.
 
 use serde_json::json;
-use strom_client::GroupAdmin;
 
 use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
@@ -107,7 +106,7 @@ pub async fn run(cmd: QuotasCommand) -> anyhow::Result<()> {
             if ops.is_empty() {
                 anyhow::bail!("give --add key=value or --delete key");
             }
-            let admin = GroupAdmin::new(&a.connect.bootstrap_server).map_err(friendly)?;
+            let admin = a.connect.group_admin()?;
             admin
                 .alter_client_quotas(&entity, &ops)
                 .await
@@ -115,7 +114,7 @@ pub async fn run(cmd: QuotasCommand) -> anyhow::Result<()> {
             println!("updated quotas of {}", entity_text(&entity));
         }
         QuotasCommand::Describe(a) => {
-            let admin = GroupAdmin::new(&a.connect.bootstrap_server).map_err(friendly)?;
+            let admin = a.connect.group_admin()?;
             let entries = admin
                 .describe_client_quotas(&a.entity.entity())
                 .await

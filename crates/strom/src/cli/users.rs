@@ -79,7 +79,7 @@ fn mechanism(name: &str) -> anyhow::Result<ScramMechanism> {
 }
 
 fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    GroupAdmin::new(&connect.bootstrap_server).map_err(friendly)
+    connect.group_admin()
 }
 
 pub async fn run(cmd: UsersCommand) -> anyhow::Result<()> {
