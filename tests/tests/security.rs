@@ -553,3 +553,45 @@ async fn strom_cli_speaks_tls_and_sasl_with_command_config() {
     let (ok, _, err) = cli(&wrong, &["topics", "list"]);
     assert!(!ok && err.contains("SASL_AUTHENTICATION_FAILED"), "{err}");
 }
+
+#[test]
+fn unauthenticated_sasl_clients_get_only_small_frames_and_the_sasl_apis() {
+    use std::io::{Read, Write};
+    let strom = Strom::start_listeners(&["SASL_PLAINTEXT"], &["sasl.plain.users=alice:pw"]);
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", strom.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let closed = |s: &mut std::net::TcpStream| {
+        let mut b = [0u8; 64];
+        matches!(s.read(&mut b), Ok(0) | Err(_))
+    };
+    // 1 MiB frame before authenticating (socket.request.max.bytes allows 100 MiB).
+    let mut s = connect();
+    s.write_all(&(1024 * 1024i32).to_be_bytes()).unwrap();
+    assert!(
+        closed(&mut s),
+        "a large frame before SASL closes the connection"
+    );
+    // A Metadata v0 request before authenticating.
+    let mut s = connect();
+    let mut frame = 14i32.to_be_bytes().to_vec();
+    frame.extend_from_slice(&3i16.to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(&0i32.to_be_bytes());
+    s.write_all(&frame).unwrap();
+    assert!(closed(&mut s), "Metadata before SASL closes the connection");
+    // A real client still logs in.
+    let alice = sasl_config(
+        &strom.bootstrap(),
+        "sasl_plaintext",
+        "PLAIN",
+        "alice",
+        "pw",
+        None,
+    );
+    assert!(brokers(&alice).is_ok());
+}
