@@ -67,6 +67,24 @@ fn per_ip_limit_closes_extra_connections() {
 }
 
 #[test]
+fn idle_connections_are_closed() {
+    let strom = Strom::start(&["connections.max.idle.ms=500"]);
+    let mut idle = connect(&strom);
+    let mut busy = connect(&strom);
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(
+            answers(&mut busy, i, Duration::from_secs(5)),
+            "a busy connection stays"
+        );
+    }
+    assert!(
+        !answers(&mut idle, 99, Duration::from_secs(2)),
+        "the idle one was closed"
+    );
+}
+
+#[test]
 fn max_connections_makes_new_clients_wait() {
     let strom = Strom::start(&["max.connections=2"]);
     std::thread::sleep(Duration::from_millis(300));

@@ -183,6 +183,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Session lifetime told to SASL clients (SaslAuthenticate v1+); 0 means sessions do not expire.",
     ),
     def(
+        "connections.max.idle.ms",
+        "600000",
+        ConfigType::Long { min: 1 },
+        "A connection that sends no request for this long is closed.",
+    ),
+    def(
         "max.connections",
         "2147483647",
         ConfigType::Int { min: 0 },

@@ -36,6 +36,9 @@ pub async fn serve<S>(
     const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
     let decoder = FrameDecoder::new(max_frame);
     let pre_auth_decoder = FrameDecoder::new(max_frame.min(MAX_UNAUTHENTICATED_FRAME));
+    let idle_timeout = std::time::Duration::from_millis(
+        broker.config.get_i64("connections.max.idle.ms").max(1) as u64,
+    );
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<BytesMut>(RESPONSE_QUEUE);
     let writer = tokio::spawn(async move {
@@ -115,6 +118,10 @@ pub async fn serve<S>(
                 }
             },
             _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(idle_timeout) => {
+                tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                break;
+            }
         }
     }
     drop(tx);
