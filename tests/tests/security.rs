@@ -35,6 +35,12 @@ impl Pki {
         // A client certificate from a CA the broker does not trust.
         let (rogue_ca, rogue_ca_pem) = ca("rogue CA");
         std::fs::write(dir.path().join("rogue-ca.pem"), rogue_ca_pem).unwrap();
+        let (rogue_server, rogue_key) = leaf(&rogue_ca, "localhost", &["localhost", "127.0.0.1"]);
+        std::fs::write(
+            dir.path().join("rogue-server.pem"),
+            format!("{rogue_server}{rogue_key}"),
+        )
+        .unwrap();
         let (bob_cert, bob_key) = leaf(&trusted, "bob", &[]);
         std::fs::write(dir.path().join("bob.crt"), bob_cert).unwrap();
         std::fs::write(dir.path().join("bob.key"), bob_key).unwrap();
@@ -594,4 +600,41 @@ fn unauthenticated_sasl_clients_get_only_small_frames_and_the_sasl_apis() {
         None,
     );
     assert!(brokers(&alice).is_ok());
+}
+
+#[test]
+fn server_certificate_is_reloaded_when_its_file_changes() {
+    let pki = Pki::new();
+    std::fs::copy(pki.path("server.pem"), pki.path("live.pem")).unwrap();
+    let strom = Strom::start_listeners(&["SSL"], &[&pki.arg("ssl.keystore.location", "live.pem")]);
+    let bootstrap = strom.listener("SSL");
+    let trusting = |ca: &str| {
+        let mut c = client_config(&bootstrap);
+        c.set("security.protocol", "ssl")
+            .set("ssl.ca.location", pki.path(ca).to_str().unwrap());
+        c
+    };
+    assert!(brokers(&trusting("ca.pem")).is_ok());
+    // Rotate to a certificate of another CA; a broken file in between changes nothing.
+    std::fs::write(pki.path("live.pem"), "not a certificate").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        brokers(&trusting("ca.pem")).is_ok(),
+        "a bad file keeps the old certificate"
+    );
+    std::fs::copy(pki.path("rogue-server.pem"), pki.path("live.pem")).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // The first handshake after the change may still get the old one (checked once a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while brokers(&trusting("rogue-ca.pem")).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        brokers(&trusting("ca.pem")).is_err(),
+        "the old certificate is gone"
+    );
 }

@@ -114,7 +114,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "ssl.keystore.location",
         "",
         ConfigType::String,
-        "PEM file holding the server certificate chain (leaf first) and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for SSL and SASL_SSL listeners.",
+        "PEM file holding the server certificate chain (leaf first) and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for SSL and SASL_SSL listeners; read again when it changes.",
     ),
     def(
         "ssl.keystore.certificate.chain",

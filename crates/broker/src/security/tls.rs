@@ -1,12 +1,15 @@
 //! TLS for SSL and SASL_SSL listeners: rustls with the ring provider, keys and certificates in
 //! PEM, optional client certificates checked against a PEM CA bundle.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::BrokerConfig;
 
@@ -27,7 +30,8 @@ pub fn server_config(config: &BrokerConfig) -> Result<Arc<ServerConfig>, String>
         builder.with_no_client_auth()
     } else {
         let roots = truststore(config)?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
         let verifier = if client_auth == "requested" {
             verifier.allow_unauthenticated()
         } else {
@@ -39,11 +43,100 @@ pub fn server_config(config: &BrokerConfig) -> Result<Arc<ServerConfig>, String>
                 .map_err(|e| format!("ssl.truststore: {e}"))?,
         )
     };
-    let mut server = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("ssl.keystore: {e}"))?;
+    let certified = certified_key(&provider, chain, key)?;
+    let location = config.get("ssl.keystore.location").trim().to_string();
+    let resolver = ReloadingCert {
+        modified: Mutex::new((modified_time(&location), Instant::now())),
+        current: Mutex::new(Arc::new(certified)),
+        location,
+        provider,
+    };
+    let mut server = builder.with_cert_resolver(Arc::new(resolver));
     server.alpn_protocols.clear();
     Ok(Arc::new(server))
+}
+
+fn certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, String> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("ssl.keystore: unusable private key: {e}"))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| format!("ssl.keystore: the key does not match the certificate: {e}"))?;
+    Ok(certified)
+}
+
+fn modified_time(path: &str) -> Option<SystemTime> {
+    if path.is_empty() {
+        return None;
+    }
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The server certificate, read again from `ssl.keystore.location` when the file changes
+/// (checked at most once a second, at a handshake), so certificates rotate without a restart.
+/// A file that does not load keeps the previous certificate in use.
+#[derive(Debug)]
+struct ReloadingCert {
+    location: String,
+    /// (modification time of the loaded file, last check)
+    modified: Mutex<(Option<SystemTime>, Instant)>,
+    current: Mutex<Arc<CertifiedKey>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ReloadingCert {
+    fn reload_if_changed(&self) {
+        if self.location.is_empty() {
+            return;
+        }
+        let mut modified = self.modified.lock().unwrap_or_else(|e| e.into_inner());
+        if modified.1.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        modified.1 = Instant::now();
+        let now = modified_time(&self.location);
+        if now == modified.0 {
+            return;
+        }
+        let loaded = std::fs::read(&self.location)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+                let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string())?;
+                certified_key(&self.provider, chain, key)
+            });
+        match loaded {
+            Ok(key) => {
+                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+                modified.0 = now;
+                tracing::info!(file = %self.location, "server certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.location, error = %e, "server certificate not reloaded; keeping the previous one")
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.reload_if_changed();
+        Some(
+            self.current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
 }
 
 fn keystore(
