@@ -462,6 +462,15 @@ async fn sasl_ssl_with_scram_and_plain() {
 
 #[tokio::test]
 async fn client_certificate_subject_is_the_principal_for_acls() {
+    certificate_principal_test("DEFAULT", "User:CN=alice,O=strom-test").await;
+}
+
+#[tokio::test]
+async fn principal_mapping_rules_shorten_the_subject() {
+    certificate_principal_test("RULE:^CN=([^,]*),O=strom-test$/$1/U,DEFAULT", "User:ALICE").await;
+}
+
+async fn certificate_principal_test(rules: &str, principal: &str) {
     let pki = Pki::new();
     let strom = Strom::start_listeners(
         &["PLAINTEXT", "SSL"],
@@ -471,6 +480,7 @@ async fn client_certificate_subject_is_the_principal_for_acls() {
             "ssl.client.auth=required",
             "authorizer.class.name=strom",
             "super.users=User:ANONYMOUS",
+            &format!("ssl.principal.mapping.rules={rules}"),
         ],
     );
     // The subject as RFC 2253 (last RDN first): CN=alice,O=strom-test.
@@ -478,7 +488,7 @@ async fn client_certificate_subject_is_the_principal_for_acls() {
         "acls",
         "add",
         "--principal",
-        "User:CN=alice,O=strom-test",
+        principal,
         "--operation",
         "Write",
         "--topic",

@@ -48,6 +48,8 @@ pub struct Broker {
     pub listeners: Vec<Arc<ListenerSpec>>,
     /// TLS settings of SSL and SASL_SSL listeners (built at start so a bad key fails early).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `ssl.principal.mapping.rules`.
+    pub principal_mapper: crate::security::principal::PrincipalMapper,
     /// Listener name -> the host and port clients are told to use for it (set by `serve`).
     endpoints: RwLock<BTreeMap<String, (String, u16)>>,
     /// SASL mechanisms and PLAIN users.
@@ -124,6 +126,10 @@ impl Broker {
         let sasl =
             crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
         let authorizer = crate::security::acl::Authorizer::from_config(&config);
+        let principal_mapper = crate::security::principal::PrincipalMapper::parse(
+            config.get("ssl.principal.mapping.rules"),
+        )
+        .map_err(BrokerError::Config)?;
         let connection_limits = Arc::new(
             crate::security::limits::ConnectionLimits::from_config(&config)
                 .map_err(BrokerError::Config)?,
@@ -158,6 +164,7 @@ impl Broker {
             advertised,
             listeners,
             tls,
+            principal_mapper,
             endpoints: RwLock::new(BTreeMap::new()),
             sasl,
             authorizer,
@@ -446,7 +453,7 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
                                     .get_ref()
                                     .1
                                     .peer_certificates()
-                                    .map(|c| crate::security::tls::principal(Some(c)));
+                                    .map(|c| crate::security::tls::principal(Some(c), &broker.principal_mapper));
                                 let session = Arc::new(Session::new(spec, peer, principal));
                                 crate::connection::serve(broker, tls, session, sd).await
                             });

@@ -153,6 +153,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Whether TLS clients must (required), may (requested) or do not present a certificate; a verified certificate's subject becomes the principal, as User:<RFC 2253 distinguished name>.",
     ),
     def(
+        "ssl.principal.mapping.rules",
+        "DEFAULT",
+        ConfigType::String,
+        "How a client certificate's RFC 2253 subject becomes the principal name: RULE:pattern/replacement/[L|U] rules tried in order, DEFAULT keeps the whole subject.",
+    ),
+    def(
         "sasl.enabled.mechanisms",
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         ConfigType::ChoiceList(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),

@@ -4,6 +4,7 @@ pub mod acl;
 pub mod gate;
 pub mod limits;
 pub mod listener;
+pub mod principal;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

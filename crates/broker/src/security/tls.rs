@@ -191,13 +191,17 @@ fn truststore(config: &BrokerConfig) -> Result<rustls::RootCertStore, String> {
 }
 
 /// The principal of a TLS client: `User:` and the subject of its certificate as an RFC 2253
-/// distinguished name (`User:CN=alice,OU=eng,O=example`), or `User:ANONYMOUS` without one.
-pub fn principal(certs: Option<&[CertificateDer<'_>]>) -> String {
+/// distinguished name (`User:CN=alice,OU=eng,O=example`) as the mapping rules turn it, or
+/// `User:ANONYMOUS` without one.
+pub fn principal(
+    certs: Option<&[CertificateDer<'_>]>,
+    rules: &super::principal::PrincipalMapper,
+) -> String {
     match certs
         .and_then(|c| c.first())
         .and_then(|c| subject_dn(c.as_ref()))
     {
-        Some(dn) => format!("User:{dn}"),
+        Some(dn) => format!("User:{}", rules.map(&dn)),
         None => super::ANONYMOUS.to_string(),
     }
 }
@@ -344,11 +348,15 @@ mod tests {
             subject_dn(cert.der()).unwrap(),
             "CN=alice,OU=eng,O=Example\\, Inc,C=DE"
         );
+        let default = crate::security::principal::PrincipalMapper::parse("DEFAULT").unwrap();
         assert_eq!(
-            principal(Some(&[cert.der().clone()])),
+            principal(Some(&[cert.der().clone()]), &default),
             "User:CN=alice,OU=eng,O=Example\\, Inc,C=DE"
         );
-        assert_eq!(principal(None), "User:ANONYMOUS");
+        let cn =
+            crate::security::principal::PrincipalMapper::parse("RULE:^CN=([^,]*),.*$/$1/").unwrap();
+        assert_eq!(principal(Some(&[cert.der().clone()]), &cn), "User:alice");
+        assert_eq!(principal(None, &default), "User:ANONYMOUS");
         assert!(subject_dn(&[0x30, 0x05, 1]).is_none());
     }
 }
