@@ -44,6 +44,7 @@ fn until_slash(s: &str) -> Option<(String, &str)> {
 
 impl PrincipalMapper {
     pub fn parse(rules: &str) -> Result<PrincipalMapper, String> {
+        let group_ref = Regex::new(r"\$(\d+)").expect("valid");
         let mut out = Vec::new();
         let mut rest = rules.trim();
         while !rest.is_empty() {
@@ -69,10 +70,7 @@ impl PrincipalMapper {
             let pattern = Regex::new(&format!("^(?:{pattern})$"))
                 .map_err(|e| format!("ssl.principal.mapping.rules: {e}"))?;
             // $1 in the replacement is a group number, as in Java.
-            let replacement = Regex::new(r"\$(\d+)")
-                .expect("valid")
-                .replace_all(&replacement, "$${$1}")
-                .into_owned();
+            let replacement = group_ref.replace_all(&replacement, "$${$1}").into_owned();
             out.push(Rule::Replace {
                 pattern,
                 replacement,
