@@ -648,3 +648,108 @@ fn server_certificate_is_reloaded_when_its_file_changes() {
         "the old certificate is gone"
     );
 }
+
+/// Sends one request (header v1, no client id) and reads its response frame; None when the
+/// connection closed or nothing came within 5 s.
+fn raw_request(
+    s: &mut std::net::TcpStream,
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&api_key.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(body);
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend(frame);
+    s.write_all(&out).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).ok()?;
+    let mut resp = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    s.read_exact(&mut resp).ok()?;
+    Some(resp)
+}
+
+/// SaslHandshake v1 + SaslAuthenticate v0 with PLAIN; the SaslAuthenticate error code.
+fn raw_plain_login(s: &mut std::net::TcpStream, user: &str, password: &str) -> i16 {
+    let mut body = (5i16).to_be_bytes().to_vec();
+    body.extend_from_slice(b"PLAIN");
+    let r = raw_request(s, 17, 1, 1, &body).expect("SaslHandshake answered");
+    assert_eq!(i16::from_be_bytes([r[4], r[5]]), 0, "handshake error code");
+    let token = format!("\0{user}\0{password}");
+    let mut body = (token.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(token.as_bytes());
+    let r = raw_request(s, 36, 0, 2, &body).expect("SaslAuthenticate answered");
+    i16::from_be_bytes([r[4], r[5]])
+}
+
+#[test]
+fn sessions_expire_unless_the_client_reauthenticates() {
+    let strom = Strom::start_listeners(
+        &["SASL_PLAINTEXT"],
+        &[
+            "sasl.plain.users=alice:pw,bob:pw",
+            "connections.max.reauth.ms=1000",
+        ],
+    );
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", strom.port)).unwrap();
+    let api_versions = |s: &mut std::net::TcpStream, id| raw_request(s, 18, 0, id, &[]);
+
+    // Logs in, then lets the session run out: the next request closes the connection.
+    let mut lazy = connect();
+    assert_eq!(raw_plain_login(&mut lazy, "alice", "pw"), 0);
+    assert!(api_versions(&mut lazy, 3).is_some());
+    // Re-authenticating in time keeps a connection going past the first lifetime.
+    let mut diligent = connect();
+    assert_eq!(raw_plain_login(&mut diligent, "alice", "pw"), 0);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(raw_plain_login(&mut diligent, "alice", "pw"), 0);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        api_versions(&mut lazy, 4).is_none(),
+        "expired session must be closed"
+    );
+    assert!(
+        api_versions(&mut diligent, 5).is_some(),
+        "re-authenticated session goes on"
+    );
+    // Re-authenticating as someone else is refused.
+    assert_eq!(raw_plain_login(&mut diligent, "bob", "pw"), 58);
+
+    // One librdkafka producer keeps working across several lifetimes (it re-authenticates,
+    // KIP-368, or reconnects; either way nothing is lost).
+    let alice = sasl_config(
+        &strom.bootstrap(),
+        "sasl_plaintext",
+        "PLAIN",
+        "alice",
+        "pw",
+        None,
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p: FutureProducer = alice
+            .clone()
+            .set("message.timeout.ms", "8000")
+            .create()
+            .unwrap();
+        for (i, value) in ["a", "b", "c"].into_iter().enumerate() {
+            let d = p
+                .send(
+                    FutureRecord::<(), _>::to("reauth").payload(value),
+                    Duration::from_secs(8),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+            assert_eq!(d.offset, i as i64);
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+        }
+    });
+}

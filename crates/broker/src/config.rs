@@ -186,7 +186,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "connections.max.reauth.ms",
         "0",
         LONG0,
-        "Session lifetime told to SASL clients (SaslAuthenticate v1+); 0 means sessions do not expire.",
+        "Lifetime of a SASL session: clients are told it (SaslAuthenticate v1+) and must re-authenticate in time, or their next request closes the connection; 0 means sessions do not expire.",
     ),
     def(
         "connections.max.idle.ms",

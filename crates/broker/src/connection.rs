@@ -149,6 +149,18 @@ async fn handle_request(
 ) -> Result<Option<BytesMut>, String> {
     let peer: SocketAddr = session.peer;
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
+    if session.expired()
+        && ![
+            ApiKey::SaslHandshake as i16,
+            ApiKey::SaslAuthenticate as i16,
+        ]
+        .contains(&prefix.api_key)
+    {
+        return Err(format!(
+            "SASL session expired (connections.max.reauth.ms) on listener {}",
+            session.listener.name
+        ));
+    }
     if !session.authenticated()
         && ![
             ApiKey::ApiVersions as i16,

@@ -32,6 +32,9 @@ pub(crate) struct AuthState {
     /// A failed authentication: the connection answers, waits and closes.
     pub failed: bool,
     pub sasl: sasl::SaslStage,
+    /// When the SASL session ends unless the client re-authenticates
+    /// (`connections.max.reauth.ms`).
+    pub expires_at: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -50,6 +53,7 @@ impl Session {
                 authenticated,
                 failed: false,
                 sasl: sasl::SaslStage::Start,
+                expires_at: None,
             }),
         }
     }
@@ -69,5 +73,13 @@ impl Session {
 
     pub fn auth_failed(&self) -> bool {
         self.state().failed
+    }
+
+    /// Whether the SASL session has outlived `connections.max.reauth.ms` without
+    /// re-authenticating.
+    pub fn expired(&self) -> bool {
+        self.state()
+            .expires_at
+            .is_some_and(|t| std::time::Instant::now() >= t)
     }
 }

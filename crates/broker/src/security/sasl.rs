@@ -126,6 +126,7 @@ impl Session {
         config: &SaslConfig,
         image: &MetadataImage,
         auth_bytes: &[u8],
+        reauth_ms: i64,
     ) -> Result<Vec<u8>, (i16, String)> {
         let mut state = self.state();
         let stage = std::mem::take(&mut state.sasl);
@@ -181,10 +182,21 @@ impl Session {
             }
         };
         match result {
+            Ok((user, _)) if state.authenticated && state.principal != format!("User:{user}") => {
+                tracing::info!(peer = %self.peer, %user, previous = %state.principal, "re-authentication as another principal refused");
+                state.failed = true;
+                Err((
+                    ec::SASL_AUTHENTICATION_FAILED,
+                    "re-authentication must keep the principal".into(),
+                ))
+            }
             Ok((user, reply)) => {
                 tracing::debug!(peer = %self.peer, %user, %mechanism, "SASL authentication succeeded");
                 state.principal = format!("User:{user}");
                 state.authenticated = true;
+                state.expires_at = (reauth_ms > 0).then(|| {
+                    std::time::Instant::now() + std::time::Duration::from_millis(reauth_ms as u64)
+                });
                 Ok(reply)
             }
             Err(reason) => {
