@@ -94,41 +94,6 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
                 ),
             ))
         }
-        RequestKind::DescribeGroups(r)
-            if !r.groups.is_empty() && r.groups.iter().all(|g| !group(Operation::Describe, g)) =>
-        {
-            use describe_groups_response::*;
-            Some(ResponseKind::DescribeGroups(
-                DescribeGroupsResponse::default().with_groups(
-                    r.groups
-                        .iter()
-                        .map(|g| {
-                            DescribedGroup::default()
-                                .with_group_id(g.clone())
-                                .with_error_code(GROUP_DENIED)
-                        })
-                        .collect(),
-                ),
-            ))
-        }
-        RequestKind::DeleteGroups(r)
-            if !r.groups_names.is_empty()
-                && r.groups_names.iter().all(|g| !group(Operation::Delete, g)) =>
-        {
-            use delete_groups_response::*;
-            Some(ResponseKind::DeleteGroups(
-                DeleteGroupsResponse::default().with_results(
-                    r.groups_names
-                        .iter()
-                        .map(|g| {
-                            DeletableGroupResult::default()
-                                .with_group_id(g.clone())
-                                .with_error_code(GROUP_DENIED)
-                        })
-                        .collect(),
-                ),
-            ))
-        }
         RequestKind::InitProducerId(r) => {
             let allowed = match &r.transactional_id {
                 Some(id) => txn(id),
