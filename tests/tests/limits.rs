@@ -205,3 +205,94 @@ async fn produce_quota_throttles_one_client_only() {
         "unthrottled producer ran at only {fast:.0} B/s"
     );
 }
+
+/// Payload bytes per second a consumer with `client_id` reads from partition 0 of `topic`,
+/// counted between `from` and `to` after it starts.
+fn consume_rate(
+    bootstrap: &str,
+    client_id: &str,
+    topic: &str,
+    (from, to): (Duration, Duration),
+) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use std::time::Instant;
+    let c: BaseConsumer = strom_e2e::consumer_config(bootstrap)
+        .set("client.id", client_id)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let start = Instant::now();
+    let mut counted = 0usize;
+    while start.elapsed() < to {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let at = start.elapsed();
+            if at >= from && at < to {
+                counted += m.payload().map_or(0, |p| p.len());
+            }
+        }
+    }
+    counted as f64 / (to - from).as_secs_f64()
+}
+
+#[tokio::test]
+async fn fetch_quota_throttles_one_consumer_only() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let strom = Strom::start(&[]);
+    let (ok, out, err) = strom.cli(&[
+        "quotas",
+        "set",
+        "--client-id",
+        "slow-reader",
+        "--add",
+        "consumer_byte_rate=1048576",
+    ]);
+    assert!(ok, "{out}{err}");
+    // 12 MB to read.
+    let p: FutureProducer = strom_e2e::client_config(&strom.bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let payload = vec![3u8; 10_000];
+    let sends: Vec<_> = (0..1200)
+        .map(|_| {
+            p.send_result(FutureRecord::<(), _>::to("fetch-quota").payload(&payload[..]))
+                .unwrap()
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let secs = Duration::from_secs_f64;
+    let bootstrap = strom.bootstrap();
+    let (slow, fast) = tokio::task::spawn_blocking(move || {
+        let slow = consume_rate(
+            &bootstrap,
+            "slow-reader",
+            "fetch-quota",
+            (secs(2.0), secs(7.0)),
+        );
+        let fast = consume_rate(
+            &bootstrap,
+            "fast-reader",
+            "fetch-quota",
+            (secs(0.0), secs(1.0)),
+        );
+        (slow, fast)
+    })
+    .await
+    .unwrap();
+    let quota = 1_048_576.0;
+    eprintln!("throttled consumer {slow:.0} B/s, unthrottled {fast:.0} B/s");
+    assert!(
+        (slow - quota).abs() <= 0.3 * quota,
+        "throttled consumer read {slow:.0} B/s against a quota of {quota} B/s"
+    );
+    assert!(
+        fast > 3.0 * quota,
+        "unthrottled consumer read only {fast:.0} B/s"
+    );
+}
