@@ -45,6 +45,8 @@ pub async fn handle(
     let mut codes: Vec<Vec<i16>> = Vec::new();
     for t in &req.topics {
         let mut tc = Vec::new();
+        let readable =
+            broker.authorize_topic(ctx, crate::security::acl::Operation::Read, t.name.as_str());
         for p in &t.partitions {
             let metadata = p
                 .committed_metadata
@@ -53,6 +55,7 @@ pub async fn handle(
                 .unwrap_or_default();
             let code = match verdict {
                 Err(code) => code,
+                Ok(()) if !readable => ec::TOPIC_AUTHORIZATION_FAILED,
                 Ok(()) if metadata.len() > max_metadata => ec::OFFSET_METADATA_TOO_LARGE,
                 Ok(()) => {
                     let value = OffsetValue {
