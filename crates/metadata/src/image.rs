@@ -253,4 +253,56 @@ mod tests {
         assert!(img.topic("t").is_none());
         assert_eq!(img.offset, 6);
     }
+
+    #[test]
+    fn security_records_apply_and_survive_json() {
+        let acl = AclBinding {
+            resource_type: 2,
+            resource_name: "orders-".into(),
+            pattern_type: 4,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: 4,
+            permission_type: 3,
+        };
+        let entity = vec![("user".to_string(), Some("alice".to_string()))];
+        let records = vec![
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: 1,
+                salt: vec![1, 2],
+                stored_key: vec![3],
+                server_key: vec![4],
+                iterations: 4096,
+            },
+            MetadataRecord::Acl(acl.clone()),
+            MetadataRecord::ClientQuota {
+                entity: entity.clone(),
+                key: "producer_byte_rate".into(),
+                value: Some(1024.0),
+            },
+        ];
+        let json = serde_json::to_string(&records).unwrap();
+        let back: Vec<MetadataRecord> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, records);
+        let mut img = MetadataImage::default();
+        for r in &back {
+            img.apply(r);
+        }
+        assert_eq!(img.scram_credentials[&("alice".to_string(), 1)].iterations, 4096);
+        assert!(img.acls.contains(&acl));
+        assert_eq!(img.client_quotas[&entity]["producer_byte_rate"], 1024.0);
+        img.apply(&MetadataRecord::RemoveScramCredential {
+            user: "alice".into(),
+            mechanism: 1,
+        });
+        img.apply(&MetadataRecord::RemoveAcl(acl));
+        img.apply(&MetadataRecord::ClientQuota {
+            entity,
+            key: "producer_byte_rate".into(),
+            value: None,
+        });
+        assert!(img.scram_credentials.is_empty() && img.acls.is_empty());
+        assert!(img.client_quotas.is_empty());
+    }
 }
