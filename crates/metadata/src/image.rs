@@ -289,7 +289,10 @@ mod tests {
         for r in &back {
             img.apply(r);
         }
-        assert_eq!(img.scram_credentials[&("alice".to_string(), 1)].iterations, 4096);
+        assert_eq!(
+            img.scram_credentials[&("alice".to_string(), 1)].iterations,
+            4096
+        );
         assert!(img.acls.contains(&acl));
         assert_eq!(img.client_quotas[&entity]["producer_byte_rate"], 1024.0);
         img.apply(&MetadataRecord::RemoveScramCredential {
