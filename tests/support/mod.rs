@@ -56,6 +56,51 @@ impl Strom {
         s
     }
 
+    /// Starts a broker with one listener per name (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`,
+    /// `SASL_SSL`, each on its own free loopback port) and extra properties. The first listener
+    /// is the one `port` and `bootstrap` name.
+    pub fn start_listeners(names: &[&str], props: &[&str]) -> Strom {
+        let ports: Vec<(String, u16)> =
+            names.iter().map(|n| (n.to_string(), free_port())).collect();
+        let listeners = ports
+            .iter()
+            .map(|(n, p)| format!("{n}://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut extra = vec![format!("listeners={listeners}")];
+        extra.extend(props.iter().map(|s| s.to_string()));
+        let mut s = Strom {
+            child: None,
+            port: ports[0].1,
+            data,
+            extra,
+        };
+        s.spawn();
+        s
+    }
+
+    /// The port of the listener named `name` (as given in `listeners`).
+    pub fn listener_port(&self, name: &str) -> u16 {
+        let listeners = self
+            .extra
+            .iter()
+            .find_map(|p| p.strip_prefix("listeners="))
+            .expect("started with start_listeners");
+        listeners
+            .split(',')
+            .find_map(|l| {
+                let (n, addr) = l.split_once("://")?;
+                (n == name).then(|| addr.rsplit_once(':')?.1.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no listener {name}"))
+    }
+
+    /// `127.0.0.1:<port>` of the listener named `name`.
+    pub fn listener(&self, name: &str) -> String {
+        format!("127.0.0.1:{}", self.listener_port(name))
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

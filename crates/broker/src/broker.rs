@@ -1,7 +1,8 @@
 //! The broker process: state shared by every connection, start-up and shutdown.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use strom_metadata::{LocalMetadataLog, MetadataError, MetadataImage, MetadataLog, MetadataRecord};
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::replica_manager::ReplicaManager;
+use crate::security::{ListenerSpec, Session, listener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -39,11 +41,35 @@ pub struct Broker {
     pub txns: crate::txn::TransactionCoordinator,
     /// Serializes changes to the metadata (topic creation, deletion, config changes).
     pub controller: tokio::sync::Mutex<()>,
-    /// The host and port given to clients in Metadata.
+    /// The host and port of the first listener as configured (the port may still be 0 before
+    /// `serve`); [`Broker::endpoint`] gives the advertised address of each listener.
     pub advertised: (String, u16),
+    /// The configured listeners, in `listeners` order.
+    pub listeners: Vec<Arc<ListenerSpec>>,
+    /// TLS settings of SSL and SASL_SSL listeners (built at start so a bad key fails early).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `ssl.principal.mapping.rules`.
+    pub principal_mapper: crate::security::principal::PrincipalMapper,
+    /// Listener name -> the host and port clients are told to use for it (set by `serve`).
+    endpoints: RwLock<BTreeMap<String, (String, u16)>>,
+    /// SASL mechanisms and PLAIN users.
+    pub sasl: crate::security::sasl::SaslConfig,
+    /// ACL checks (all allowed unless `authorizer.class.name` is set).
+    pub authorizer: crate::security::acl::Authorizer,
+    /// `max.connections` and `max.connections.per.ip`.
+    pub connection_limits: Arc<crate::security::limits::ConnectionLimits>,
+    /// Measured client byte rates against their quotas.
+    pub quotas: crate::quota::QuotaManager,
     /// Counters and histograms of this broker, and the scrape-time gauges.
     pub metrics: Arc<crate::metrics::Metrics>,
     _lock: std::fs::File,
+}
+
+/// A bound listener socket, ready for [`Broker::serve`].
+pub struct BoundListener {
+    pub spec: Arc<ListenerSpec>,
+    pub socket: TcpListener,
+    pub addr: SocketAddr,
 }
 
 /// The name of the first listener in `listeners` (`PLAINTEXT` when none is given).
@@ -102,17 +128,36 @@ impl Broker {
         let cluster_id = load_cluster_id(&data_dir, config.node_id())?;
         let metadata = LocalMetadataLog::open(&data_dir.join("__cluster_metadata-0"))?;
         let node_id = config.node_id();
-        let (listen_host, listen_port) = parse_listener(config.get("listeners"))?;
-        let advertised_conf = config.get("advertised.listeners");
-        let advertised = if advertised_conf.trim().is_empty() {
-            let host = if listen_host == "0.0.0.0" || listen_host == "::" {
-                "127.0.0.1".to_string()
-            } else {
-                listen_host
-            };
-            (host, listen_port)
+        let listeners: Vec<Arc<ListenerSpec>> = listener::parse_listeners(
+            config.get("listeners"),
+            config.get("listener.security.protocol.map"),
+        )
+        .map_err(BrokerError::Config)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let advertised_map = listener::parse_advertised(config.get("advertised.listeners"))
+            .map_err(BrokerError::Config)?;
+        let first = &listeners[0];
+        let advertised = advertised_map
+            .get(&first.name)
+            .cloned()
+            .unwrap_or_else(|| (connectable_host(&first.host), first.port));
+        let sasl =
+            crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
+        let authorizer = crate::security::acl::Authorizer::from_config(&config);
+        let principal_mapper = crate::security::principal::PrincipalMapper::parse(
+            config.get("ssl.principal.mapping.rules"),
+        )
+        .map_err(BrokerError::Config)?;
+        let connection_limits = Arc::new(
+            crate::security::limits::ConnectionLimits::from_config(&config)
+                .map_err(BrokerError::Config)?,
+        );
+        let tls = if listeners.iter().any(|l| l.protocol.uses_tls()) {
+            Some(crate::security::tls::server_config(&config).map_err(BrokerError::Config)?)
         } else {
-            parse_listener(advertised_conf)?
+            None
         };
         let replicas = ReplicaManager::new(node_id, &data_dir, metrics.clone());
         metrics.declare_listener(listener_name(config.get("listeners")));
@@ -139,6 +184,14 @@ impl Broker {
             controller: tokio::sync::Mutex::new(()),
             advertised,
             metrics,
+            listeners,
+            tls,
+            principal_mapper,
+            endpoints: RwLock::new(BTreeMap::new()),
+            sasl,
+            authorizer,
+            connection_limits,
+            quotas: Default::default(),
             _lock: lock,
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
@@ -164,28 +217,159 @@ impl Broker {
         Ok(image)
     }
 
-    /// Binds the listener given by `listeners`. The port may be 0 (tests): the bound address
-    /// is returned, and the advertised port follows it.
-    pub async fn bind(self: &Arc<Self>) -> Result<(TcpListener, SocketAddr), BrokerError> {
-        let (host, port) = parse_listener(self.config.get("listeners"))?;
-        let listener = TcpListener::bind((host.as_str(), port)).await?;
-        let addr = listener.local_addr()?;
-        Ok((listener, addr))
+    /// Binds every listener of `listeners`. A port may be 0 (tests): the bound address is
+    /// returned, and the advertised port follows it.
+    pub async fn bind(self: &Arc<Self>) -> Result<Vec<BoundListener>, BrokerError> {
+        let mut out = Vec::new();
+        for spec in &self.listeners {
+            let socket = TcpListener::bind((spec.host.as_str(), spec.port))
+                .await
+                .map_err(|e| {
+                    BrokerError::Config(format!(
+                        "cannot listen on {} ({}:{}): {e}",
+                        spec.name, spec.host, spec.port
+                    ))
+                })?;
+            let addr = socket.local_addr()?;
+            out.push(BoundListener {
+                spec: spec.clone(),
+                socket,
+                addr,
+            });
+        }
+        Ok(out)
     }
 
-    /// Registers this broker at the address clients should use, then serves until `shutdown`
-    /// turns true.
+    /// Whether the connection's principal may do `operation` on a resource; a denial is
+    /// logged (target `strom::audit`).
+    pub fn authorize(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let principal = ctx.session.principal();
+        let host = ctx.peer.ip().to_string();
+        let image = self.image();
+        let ok = self.authorizer.authorize(
+            &image.acls,
+            &principal,
+            &host,
+            operation,
+            resource_type,
+            name,
+        );
+        if !ok {
+            tracing::info!(target: "strom::audit", %principal, %host, ?operation, ?resource_type, resource = %name, api = ?ctx.header.request_api_key, "authorization denied");
+        }
+        ok
+    }
+
+    /// [`Broker::authorize`] without the denial log line, for listings that leave out what
+    /// the principal may not see.
+    pub fn authorize_quietly(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let image = self.image();
+        self.authorizer.authorize(
+            &image.acls,
+            &ctx.session.principal(),
+            &ctx.peer.ip().to_string(),
+            operation,
+            resource_type,
+            name,
+        )
+    }
+
+    /// [`Broker::authorize`] on the cluster resource.
+    pub fn authorize_cluster(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+    ) -> bool {
+        self.authorize(
+            ctx,
+            operation,
+            crate::security::acl::ResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        )
+    }
+
+    /// [`Broker::authorize`] on a topic.
+    pub fn authorize_topic(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        operation: crate::security::acl::Operation,
+        topic: &str,
+    ) -> bool {
+        self.authorize(
+            ctx,
+            operation,
+            crate::security::acl::ResourceType::Topic,
+            topic,
+        )
+    }
+
+    /// Whether the principal may create the topic: CREATE on the cluster or on the topic.
+    pub fn authorize_create(&self, ctx: &crate::registry::RequestContext, topic: &str) -> bool {
+        use crate::security::acl::{Operation, ResourceType};
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let image = self.image();
+        let principal = ctx.session.principal();
+        let host = ctx.peer.ip().to_string();
+        let quiet = |rt, name: &str| {
+            self.authorizer
+                .authorize(&image.acls, &principal, &host, Operation::Create, rt, name)
+        };
+        quiet(ResourceType::Cluster, crate::security::acl::CLUSTER_NAME)
+            || self.authorize(ctx, Operation::Create, ResourceType::Topic, topic)
+    }
+
+    /// The host and port clients should use for the listener named `listener`.
+    pub fn endpoint(&self, listener: &str) -> (String, u16) {
+        let endpoints = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        endpoints
+            .get(listener)
+            .cloned()
+            .unwrap_or_else(|| self.advertised.clone())
+    }
+
+    /// Registers this broker at the address clients should use, then serves every listener
+    /// until `shutdown` turns true.
     pub async fn serve(
         self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        listeners: Vec<BoundListener>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), BrokerError> {
-        let addr = listener.local_addr()?;
-        let (host, port) = if self.config.get("advertised.listeners").trim().is_empty() {
-            (self.advertised.0.clone(), addr.port())
-        } else {
-            self.advertised.clone()
+        let advertised_map = listener::parse_advertised(self.config.get("advertised.listeners"))
+            .map_err(BrokerError::Config)?;
+        {
+            let mut endpoints = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+            for l in &listeners {
+                let ep = advertised_map
+                    .get(&l.spec.name)
+                    .cloned()
+                    .unwrap_or_else(|| (connectable_host(&l.spec.host), l.addr.port()));
+                endpoints.insert(l.spec.name.clone(), ep);
+            }
+        }
+        let Some(first) = listeners.first() else {
+            return Err(BrokerError::Config("no listener to serve".into()));
         };
+        let (host, port) = self.endpoint(&first.spec.name);
         let image = self.image();
         let registered = image.brokers.get(&self.node_id);
         if registered.is_none_or(|b| b.host != host || b.port != port) {
@@ -196,27 +380,21 @@ impl Broker {
                 rack: None,
             }])?;
         }
-        tracing::info!(%addr, advertised = %format!("{host}:{port}"), node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
+        for l in &listeners {
+            let (host, port) = self.endpoint(&l.spec.name);
+            tracing::info!(listener = %l.spec.name, protocol = ?l.spec.protocol, addr = %l.addr, advertised = %format!("{host}:{port}"), "listening");
+        }
+        tracing::info!(node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
         crate::log_cleaner::start(self.clone(), shutdown.clone());
         let group_ticker = tokio::spawn(crate::group::ticker(self.clone(), shutdown.clone()));
         let txn_ticker = tokio::spawn(crate::txn::ticker(self.clone(), shutdown.clone()));
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let broker = self.clone();
-                        let sd = shutdown.clone();
-                        tokio::spawn(async move { crate::connection::serve(broker, stream, peer, sd).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
+        let mut accepting = Vec::new();
+        for l in listeners {
+            accepting.push(tokio::spawn(accept_loop(self.clone(), l, shutdown.clone())));
+        }
+        for a in accepting {
+            let _ = a.await;
         }
         housekeeping.abort();
         group_ticker.abort();
@@ -232,6 +410,85 @@ impl Broker {
             if let Err(e) = p.with_log(|l| l.flush().and_then(|_| l.snapshot_producer_state())) {
                 tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
             }
+        }
+    }
+}
+
+/// A host clients can connect to: the wildcard addresses become loopback.
+fn connectable_host(host: &str) -> String {
+    if host == "0.0.0.0" || host == "::" {
+        "127.0.0.1".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// Accepts connections of one listener until shutdown; TLS listeners finish the handshake
+/// (bounded in time) before the connection serves requests.
+async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = match (&broker.tls, l.spec.protocol.uses_tls()) {
+        (Some(cfg), true) => Some(tokio_rustls::TlsAcceptor::from(cfg.clone())),
+        _ => None,
+    };
+    loop {
+        // A full broker stops accepting: new clients wait in the listen queue.
+        let permit = tokio::select! {
+            p = broker.connection_limits.reserve() => p,
+            _ = shutdown.changed() => return,
+        };
+        tokio::select! {
+            accepted = l.socket.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Some(slot) = broker.connection_limits.admit(peer.ip(), permit) else {
+                        tracing::info!(%peer, listener = %l.spec.name, "closing connection: max.connections.per.ip reached");
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let sd = shutdown.clone();
+                    let spec = l.spec.clone();
+                    match &acceptor {
+                        None => {
+                            tokio::spawn(async move {
+                                let _slot = slot;
+                                let session = Arc::new(Session::new(spec, peer, None));
+                                crate::connection::serve(broker, stream, session, sd).await
+                            });
+                        }
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                let _slot = slot;
+                                let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                                let tls = match handshake {
+                                    Ok(Ok(tls)) => tls,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(%peer, listener = %spec.name, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::info!(%peer, listener = %spec.name, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let principal = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .map(|c| crate::security::tls::principal(Some(c), &broker.principal_mapper));
+                                let session = Arc::new(Session::new(spec, peer, principal));
+                                crate::connection::serve(broker, tls, session, sd).await
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -90,13 +90,145 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "listeners",
         "PLAINTEXT://127.0.0.1:9092",
         ConfigType::String,
-        "Addresses to listen on, as NAME://host:port.",
+        "Addresses to listen on, as a comma-separated list of NAME://host:port; each name maps to a security protocol through listener.security.protocol.map.",
     ),
     def(
         "advertised.listeners",
         "",
         ConfigType::String,
-        "Addresses given to clients in Metadata; empty means the same as listeners.",
+        "Addresses given to clients in Metadata, as NAME://host:port per listener; a listener not named here is advertised at its own address (a wildcard host as 127.0.0.1). A client is given the address of the listener it connected to.",
+    ),
+    def(
+        "listener.security.protocol.map",
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        ConfigType::String,
+        "Security protocol of each listener name, as NAME:PROTOCOL pairs (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
+    ),
+    def(
+        "ssl.keystore.type",
+        "PEM",
+        ConfigType::Choice(&["PEM"]),
+        "Format of the server key and certificates; strom reads PEM only.",
+    ),
+    def(
+        "ssl.keystore.location",
+        "",
+        ConfigType::String,
+        "PEM file holding the server certificate chain (leaf first) and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for SSL and SASL_SSL listeners; read again when it changes.",
+    ),
+    def(
+        "ssl.keystore.certificate.chain",
+        "",
+        ConfigType::String,
+        "The server certificate chain as inline PEM text (used when ssl.keystore.location is empty).",
+    ),
+    def(
+        "ssl.keystore.key",
+        "",
+        ConfigType::String,
+        "The server private key as inline unencrypted PEM text (used when ssl.keystore.location is empty).",
+    ),
+    def(
+        "ssl.truststore.type",
+        "PEM",
+        ConfigType::Choice(&["PEM"]),
+        "Format of the CA certificates that verify client certificates; strom reads PEM only.",
+    ),
+    def(
+        "ssl.truststore.location",
+        "",
+        ConfigType::String,
+        "PEM file of CA certificates that client certificates must chain to (needed when ssl.client.auth is required or requested).",
+    ),
+    def(
+        "ssl.truststore.certificates",
+        "",
+        ConfigType::String,
+        "CA certificates as inline PEM text (used when ssl.truststore.location is empty).",
+    ),
+    def(
+        "ssl.client.auth",
+        "none",
+        ConfigType::Choice(&["required", "requested", "none"]),
+        "Whether TLS clients must (required), may (requested) or do not present a certificate; a verified certificate's subject becomes the principal, as User:<RFC 2253 distinguished name>.",
+    ),
+    def(
+        "ssl.principal.mapping.rules",
+        "DEFAULT",
+        ConfigType::String,
+        "How a client certificate's RFC 2253 subject becomes the principal name: RULE:pattern/replacement/[L|U] rules tried in order, DEFAULT keeps the whole subject.",
+    ),
+    def(
+        "sasl.enabled.mechanisms",
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        ConfigType::ChoiceList(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners.",
+    ),
+    def(
+        "sasl.plain.users",
+        "",
+        ConfigType::String,
+        "strom: users of the PLAIN mechanism as a comma-separated list of name:password (a password may hold colons, not commas).",
+    ),
+    def(
+        "sasl.plain.users.file",
+        "",
+        ConfigType::String,
+        "strom: a file of PLAIN users, one name:password per line (lines starting with # are ignored); read at start.",
+    ),
+    def(
+        "connection.failed.authentication.delay.ms",
+        "100",
+        ConfigType::Int { min: 0 },
+        "Delay before a failed authentication is answered and its connection closed.",
+    ),
+    def(
+        "connections.max.reauth.ms",
+        "0",
+        LONG0,
+        "Lifetime of a SASL session: clients are told it (SaslAuthenticate v1+) and must re-authenticate in time, or their next request closes the connection; 0 means sessions do not expire.",
+    ),
+    def(
+        "connections.max.idle.ms",
+        "600000",
+        ConfigType::Long { min: 1 },
+        "A connection that sends no request for this long is closed.",
+    ),
+    def(
+        "max.connections",
+        "2147483647",
+        ConfigType::Int { min: 0 },
+        "Most connections the broker holds over all listeners; further clients wait in the accept queue until one closes.",
+    ),
+    def(
+        "max.connections.per.ip",
+        "2147483647",
+        ConfigType::Int { min: 0 },
+        "Most connections from one IP address; a connection beyond it is closed at once.",
+    ),
+    def(
+        "max.connections.per.ip.overrides",
+        "",
+        ConfigType::String,
+        "Per-address exceptions to max.connections.per.ip, as a comma-separated list of ip:count.",
+    ),
+    def(
+        "authorizer.class.name",
+        "",
+        ConfigType::String,
+        "Any non-empty value turns on strom's built-in ACL authorizer (e.g. org.apache.kafka.metadata.authorizer.StandardAuthorizer); empty allows every operation.",
+    ),
+    def(
+        "super.users",
+        "",
+        ConfigType::String,
+        "Principals allowed every operation, separated by semicolons (User:admin;User:CN=ops).",
+    ),
+    def(
+        "allow.everyone.if.no.acl.found",
+        "false",
+        ConfigType::Bool,
+        "With the authorizer on: whether a resource without any matching ACL is open to everyone.",
     ),
     def(
         "admin.listener",
@@ -813,6 +945,11 @@ impl BrokerConfig {
                 .unwrap_or(0.5),
         }
     }
+}
+
+/// Properties whose values are secrets: DescribeConfigs gives them without a value.
+pub fn is_sensitive(name: &str) -> bool {
+    matches!(name, "sasl.plain.users" | "ssl.keystore.key")
 }
 
 /// The environment variable that sets a property.

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use strom_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use strom_protocol::request::{decode_body, decode_header, peek_header};
 use strom_protocol::{ApiKey, FrameDecoder, encode_response, error_code, frame_fetch_response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -26,23 +26,56 @@ use crate::broker::Broker;
 use crate::handlers::{api_versions, fetch, produce};
 use crate::metrics::{RemoteTime, RequestTiming};
 use crate::registry::{self, RequestContext};
-use crate::send::{Outgoing, write_outgoing};
+use crate::security::Session;
+use crate::send::{Outgoing, ResponseStream, write_outgoing};
 
 /// Responses waiting to be written; bounds the memory a slow reader can pin.
 const RESPONSE_QUEUE: usize = 16;
 
-pub async fn serve(
+/// A client stream, split into the half requests are read from and the half responses are
+/// written to. A plain TCP connection keeps the socket for sendfile; TLS copies.
+pub trait ClientStream: Send + 'static {
+    type Read: AsyncRead + Unpin + Send + 'static;
+    type Write: ResponseStream + 'static;
+    fn split(self) -> (Self::Read, Self::Write);
+}
+
+impl ClientStream for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+/// Serves one connection (plain TCP or TLS) until the peer closes it, a frame is bad, an
+/// authentication fails, it stays idle past `connections.max.idle.ms` or the broker shuts
+/// down.
+pub async fn serve<S: ClientStream>(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    session: Arc<Session>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let peer = session.peer;
     let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
+    // Until a SASL client has authenticated, only small frames are read.
+    const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
     let decoder = FrameDecoder::new(max_frame);
-    let _open = broker
-        .metrics
-        .connection_opened(crate::broker::listener_name(broker.config.get("listeners")));
-    let (mut rd, mut wr) = stream.into_split();
+    let pre_auth_decoder = FrameDecoder::new(max_frame.min(MAX_UNAUTHENTICATED_FRAME));
+    let idle_timeout = std::time::Duration::from_millis(
+        broker.config.get_i64("connections.max.idle.ms").max(1) as u64,
+    );
+    let _open = broker.metrics.connection_opened(&session.listener.name);
+    let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::channel::<(Outgoing, Option<RequestTiming>)>(RESPONSE_QUEUE);
     let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
@@ -63,6 +96,11 @@ pub async fn serve(
     let mut received = Instant::now();
     'conn: loop {
         loop {
+            let decoder = if session.authenticated() {
+                &decoder
+            } else {
+                &pre_auth_decoder
+            };
             let frame = match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -71,8 +109,21 @@ pub async fn serve(
                     break 'conn;
                 }
             };
-            match handle_frame(&broker, peer, frame, received).await {
+            let mut throttle = std::time::Duration::ZERO;
+            match handle_frame(&broker, &session, frame, received, &mut throttle).await {
                 Ok((Some(out), timing)) => {
+                    if session.auth_failed() {
+                        // Answer after a delay, then close: a client guessing passwords is
+                        // slowed down, and every failure looks the same.
+                        let delay_ms = broker
+                            .config
+                            .get_i64("connection.failed.authentication.delay.ms")
+                            .max(0) as u64;
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        let _ = tx.send((out, timing)).await;
+                        tracing::info!(%peer, listener = %session.listener.name, "authentication failed; closing connection");
+                        break 'conn;
+                    }
                     if tx.send((out, timing)).await.is_err() {
                         break 'conn;
                     }
@@ -85,6 +136,14 @@ pub async fn serve(
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
                     break 'conn;
+                }
+            }
+            if !throttle.is_zero() {
+                // Over its quota: the response says how long, and nothing more is read for
+                // that long.
+                tokio::select! {
+                    _ = tokio::time::sleep(throttle) => {}
+                    _ = shutdown.changed() => break 'conn,
                 }
             }
         }
@@ -103,6 +162,10 @@ pub async fn serve(
                 }
             },
             _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(idle_timeout) => {
+                tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                break;
+            }
         }
     }
     drop(tx);
@@ -113,15 +176,44 @@ pub async fn serve(
 /// with acks=0 does not), and the request's timing for the metrics.
 type Handled = (Option<Outgoing>, Option<RequestTiming>);
 
-/// Handles one frame that arrived at `received`.
+/// Handles one frame that arrived at `received`; sets `throttle` when the client went over a
+/// quota.
 async fn handle_frame(
     broker: &Arc<Broker>,
-    peer: SocketAddr,
+    session: &Arc<Session>,
     mut frame: bytes::Bytes,
     received: Instant,
+    throttle: &mut std::time::Duration,
 ) -> Result<Handled, String> {
     let started = Instant::now();
+    let frame_len = frame.len();
+    let peer: SocketAddr = session.peer;
     let prefix = peek_header(&frame).map_err(|e| e.to_string())?;
+    if session.expired()
+        && ![
+            ApiKey::SaslHandshake as i16,
+            ApiKey::SaslAuthenticate as i16,
+        ]
+        .contains(&prefix.api_key)
+    {
+        return Err(format!(
+            "SASL session expired (connections.max.reauth.ms) on listener {}",
+            session.listener.name
+        ));
+    }
+    if !session.authenticated()
+        && ![
+            ApiKey::ApiVersions as i16,
+            ApiKey::SaslHandshake as i16,
+            ApiKey::SaslAuthenticate as i16,
+        ]
+        .contains(&prefix.api_key)
+    {
+        return Err(format!(
+            "API key {} before SASL authentication on listener {}",
+            prefix.api_key, session.listener.name
+        ));
+    }
     let Some(spec) = registry::spec(prefix.api_key) else {
         return Err(format!(
             "unsupported API key {} (correlation id {})",
@@ -164,6 +256,7 @@ async fn handle_frame(
         api_version: version,
         peer,
         remote: RemoteTime::default(),
+        session: session.clone(),
     };
     broker.metrics.request_received(prefix.api_key);
     let timing = |ctx: &RequestContext| {
@@ -175,16 +268,35 @@ async fn handle_frame(
             remote: ctx.remote.get(),
         })
     };
+    if let Some(mut denied) = crate::security::gate::gate(broker, &ctx, &body) {
+        broker.metrics.response_errors(prefix.api_key, &denied);
+        *throttle = apply_quotas(broker, &ctx, frame_len, 0, &mut denied);
+        if no_response {
+            return Ok((None, timing(&ctx)));
+        }
+        let out = encode_response(api_key, version, correlation_id, &denied)
+            .map_err(|e| e.to_string())?;
+        return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
+    }
     let body = match body {
         RequestKind::Produce(req) => {
             let appended = produce::handle_appends(broker, &ctx, req).await;
+            let quota_bytes = frame_len;
             if appended.needs_flush() {
                 // The response waits for an fsync; the next request need not. The fsync runs
                 // now, and the writer sends the response in its turn once it is there.
                 let b = broker.clone();
+                let quota_ctx = RequestContext {
+                    header: ctx.header.clone(),
+                    api_version: ctx.api_version,
+                    peer: ctx.peer,
+                    remote: RemoteTime::default(),
+                    session: ctx.session.clone(),
+                };
                 let finished = tokio::spawn(async move {
-                    let response = ResponseKind::Produce(appended.finish().await);
+                    let mut response = ResponseKind::Produce(appended.finish().await);
                     b.metrics.response_errors(prefix.api_key, &response);
+                    apply_quotas(&b, &quota_ctx, quota_bytes, 0, &mut response);
                     encode_response(api_key, version, correlation_id, &response)
                 });
                 return Ok((
@@ -192,8 +304,9 @@ async fn handle_frame(
                     timing(&ctx),
                 ));
             }
-            let response = ResponseKind::Produce(appended.finish().await);
+            let mut response = ResponseKind::Produce(appended.finish().await);
             broker.metrics.response_errors(prefix.api_key, &response);
+            *throttle = apply_quotas(broker, &ctx, quota_bytes, 0, &mut response);
             if no_response {
                 return Ok((None, timing(&ctx)));
             }
@@ -202,10 +315,15 @@ async fn handle_frame(
             return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
         }
         RequestKind::Fetch(req) => {
-            let parts = fetch::handle_parts(broker, &ctx, req).await;
-            broker
-                .metrics
-                .response_errors(prefix.api_key, &ResponseKind::Fetch(parts.response.clone()));
+            let mut parts = fetch::handle_parts(broker, &ctx, req).await;
+            let fetched: usize = parts.records.iter().map(|r| r.len as usize).sum();
+            let mut response = ResponseKind::Fetch(parts.response);
+            broker.metrics.response_errors(prefix.api_key, &response);
+            *throttle = apply_quotas(broker, &ctx, frame_len, fetched, &mut response);
+            let ResponseKind::Fetch(r) = response else {
+                unreachable!("a fetch response stays one");
+            };
+            parts.response = r;
             let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
             let out = match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
                 Ok(pieces) => Outgoing::Fetch {
@@ -230,10 +348,11 @@ async fn handle_frame(
         }
         other => other,
     };
-    let response = registry::dispatch(broker, &ctx, body)
+    let mut response = registry::dispatch(broker, &ctx, body)
         .await
         .ok_or_else(|| format!("no handler for {api_key:?}"))?;
     broker.metrics.response_errors(prefix.api_key, &response);
+    *throttle = apply_quotas(broker, &ctx, frame_len, 0, &mut response);
     let out = if no_response {
         None
     } else {
@@ -243,6 +362,65 @@ async fn handle_frame(
         ))
     };
     Ok((out, timing(&ctx)))
+}
+
+/// Records produced and fetched bytes against the client's quotas; sets `throttle_time_ms`
+/// and returns how long the connection waits. `fetched_bytes` are the records of a Fetch
+/// response (written separately from the response body).
+fn apply_quotas(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request_bytes: usize,
+    fetched_bytes: usize,
+    response: &mut ResponseKind,
+) -> std::time::Duration {
+    use crate::quota::{CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
+    let image = broker.image();
+    if image.client_quotas.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    let client_id = ctx
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str())
+        .unwrap_or("");
+    let principal = ctx.session.principal();
+    let now = crate::now_ms();
+    let throttle = match response {
+        ResponseKind::Produce(_) => broker.quotas.record(
+            &image,
+            PRODUCER_BYTE_RATE,
+            &principal,
+            client_id,
+            request_bytes,
+            now,
+        ),
+        ResponseKind::Fetch(r) => {
+            let inline: usize = r
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                .sum();
+            broker.quotas.record(
+                &image,
+                CONSUMER_BYTE_RATE,
+                &principal,
+                client_id,
+                inline + fetched_bytes,
+                now,
+            )
+        }
+        _ => std::time::Duration::ZERO,
+    };
+    let ms = throttle.as_millis().min(i32::MAX as u128) as i32;
+    match response {
+        ResponseKind::Produce(r) if ctx.api_version >= 1 => r.throttle_time_ms = ms,
+        ResponseKind::Fetch(r) => r.throttle_time_ms = ms,
+        _ => {}
+    }
+    throttle
 }
 
 /// The first bytes of a frame in hex, for logs about frames that do not decode.

@@ -13,14 +13,16 @@ pub mod group;
 mod handlers;
 mod log_cleaner;
 pub mod metrics;
+pub mod quota;
 pub mod registry;
 pub mod replica_manager;
 pub mod replication;
+pub mod security;
 mod send;
 mod topics;
 pub mod txn;
 
-pub use broker::{Broker, BrokerError};
+pub use broker::{BoundListener, Broker, BrokerError};
 pub use config::{BrokerConfig, ConfigError};
 
 /// Milliseconds since the Unix epoch.

@@ -25,6 +25,8 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// Time the handler spent waiting on other work, for the request latency metrics.
     pub remote: crate::metrics::RemoteTime,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<crate::security::Session>,
 }
 
 macro_rules! registry {
@@ -82,6 +84,15 @@ registry! {
     ListTransactions 0..=2 => handlers::list_transactions::handle;
     ConsumerGroupHeartbeat 0..=1 => handlers::consumer_group_heartbeat::handle;
     ConsumerGroupDescribe 0..=1 => handlers::consumer_group_describe::handle;
+    DescribeAcls 1..=3 => handlers::describe_acls::handle;
+    CreateAcls 1..=3 => handlers::create_acls::handle;
+    DeleteAcls 1..=3 => handlers::delete_acls::handle;
+    SaslHandshake 1..=1 => handlers::sasl_handshake::handle;
+    SaslAuthenticate 0..=2 => handlers::sasl_authenticate::handle;
+    DescribeClientQuotas 0..=1 => handlers::describe_client_quotas::handle;
+    AlterClientQuotas 0..=1 => handlers::alter_client_quotas::handle;
+    DescribeUserScramCredentials 0..=0 => handlers::describe_user_scram_credentials::handle;
+    AlterUserScramCredentials 0..=0 => handlers::alter_user_scram_credentials::handle;
 }
 
 /// The advertised range of an API, if strom implements it.

@@ -48,6 +48,9 @@ impl ResponseStream for OwnedWriteHalf {
 
 impl ResponseStream for tokio::io::DuplexStream {}
 
+/// The writing half of a TLS (or any other wrapped) stream: the copy path.
+impl<S: tokio::io::AsyncWrite + Send> ResponseStream for tokio::io::WriteHalf<S> {}
+
 /// Writes one response.
 pub async fn write_outgoing<W: ResponseStream>(w: &mut W, out: Outgoing) -> io::Result<()> {
     match out {

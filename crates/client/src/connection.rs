@@ -8,12 +8,15 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use strom_protocol::messages::{ApiVersionsRequest, RequestHeader};
+use strom_protocol::messages::{
+    ApiVersionsRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use strom_protocol::{
     ApiKey, FrameDecoder, ProtocolError, RequestKind, ResponseKind, decode_response,
     encode_request, error_code, str_bytes,
 };
 
+use crate::auth::{ClientSecurity, ClientStream, SaslLogin, ScramClient};
 use crate::error::ClientError;
 
 /// Settings shared by every connection of a client.
@@ -26,6 +29,8 @@ pub struct ConnectionConfig {
     pub request_timeout: Duration,
     /// The largest response frame accepted.
     pub max_response_bytes: usize,
+    /// TLS and SASL settings (none: plaintext).
+    pub security: ClientSecurity,
 }
 
 impl Default for ConnectionConfig {
@@ -35,6 +40,7 @@ impl Default for ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_response_bytes: 256 * 1024 * 1024,
+            security: ClientSecurity::default(),
         }
     }
 }
@@ -51,7 +57,7 @@ pub struct BrokerApiRange {
 #[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: ClientStream,
     read_buf: BytesMut,
     frames: FrameDecoder,
     config: ConnectionConfig,
@@ -65,7 +71,7 @@ pub struct Connection {
 /// The pieces of an open, idle connection.
 pub(crate) struct ConnectionParts {
     pub addr: String,
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub read_buf: BytesMut,
     pub config: ConnectionConfig,
     pub next_correlation_id: i32,
@@ -112,6 +118,8 @@ impl Connection {
                 source,
             })?;
         stream.set_nodelay(true)?;
+        let stream = config.security.wrap(stream, addr).await?;
+        let login = config.security.sasl.clone();
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
@@ -123,7 +131,64 @@ impl Connection {
             broken: false,
         };
         conn.negotiate_versions().await?;
+        if let Some(login) = login {
+            conn.sasl_login(&login).await?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake, then the mechanism's SaslAuthenticate round trips.
+    async fn sasl_login(&mut self, login: &SaslLogin) -> Result<(), ClientError> {
+        let version = self.version(ApiKey::SaslHandshake, 1)?;
+        let response = self
+            .send(
+                ApiKey::SaslHandshake,
+                version,
+                RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default()
+                        .with_mechanism(str_bytes(login.mechanism.clone())),
+                ),
+            )
+            .await?;
+        let ResponseKind::SaslHandshake(r) = response else {
+            return Err(ClientError::UnexpectedResponse("SaslHandshake".into()));
+        };
+        crate::error::check(
+            r.error_code,
+            &format!("SASL mechanism {}", login.mechanism),
+            None,
+        )?;
+        let auth_version = self.version(ApiKey::SaslAuthenticate, 2)?;
+        let round = async |conn: &mut Connection, bytes: Vec<u8>| -> Result<Vec<u8>, ClientError> {
+            let response = conn
+                .send(
+                    ApiKey::SaslAuthenticate,
+                    auth_version,
+                    RequestKind::SaslAuthenticate(
+                        SaslAuthenticateRequest::default().with_auth_bytes(bytes.into()),
+                    ),
+                )
+                .await?;
+            let ResponseKind::SaslAuthenticate(r) = response else {
+                return Err(ClientError::UnexpectedResponse("SaslAuthenticate".into()));
+            };
+            crate::error::check(
+                r.error_code,
+                &format!("SASL login of {}", login.username),
+                r.error_message.as_deref(),
+            )?;
+            Ok(r.auth_bytes.to_vec())
+        };
+        if login.mechanism == "PLAIN" {
+            let msg = format!("\0{}\0{}", login.username, login.password);
+            round(self, msg.into_bytes()).await?;
+            return Ok(());
+        }
+        let mut scram = ScramClient::new(&login.mechanism, &login.username, &login.password);
+        let server_first = round(self, scram.first_message()).await?;
+        let client_final = scram.final_message(&server_first)?;
+        let server_final = round(self, client_final).await?;
+        scram.verify_server(&server_final)
     }
 
     /// ApiVersions v3, falling back to v0 when the broker refuses v3 (it then answers in v0

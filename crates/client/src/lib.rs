@@ -9,15 +9,18 @@
 //!   leaders.
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+pub mod security;
 #[cfg(test)]
 mod test_peer;
 pub mod transactions;
 
+pub use auth::{ClientSecurity, ClientStream, SaslLogin};
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
     TopicId, TopicMetadata, config_source, offset_spec, versions,
@@ -28,6 +31,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
+pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};
 pub use transactions::{ActiveProducer, TransactionDescription, TransactionListing};

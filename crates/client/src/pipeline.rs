@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
+
+use crate::auth::ClientStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -111,7 +113,7 @@ impl PipelinedConnection {
     /// a tokio runtime: it spawns the reader and writer tasks.
     pub fn from_connection(conn: Connection, max_in_flight: usize) -> PipelinedConnection {
         let parts = conn.into_parts();
-        let (rd, wr) = parts.stream.into_split();
+        let (rd, wr) = tokio::io::split(parts.stream);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let frames = FrameDecoder::new(parts.config.max_response_bytes);
@@ -268,7 +270,7 @@ impl PipelinedConnection {
 }
 
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf<ClientStream>,
     mut rx: mpsc::Receiver<BytesMut>,
     pending: Arc<Mutex<Pending>>,
     addr: String,
@@ -285,7 +287,7 @@ async fn write_loop(
 }
 
 async fn read_loop(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf<ClientStream>,
     mut buf: BytesMut,
     frames: FrameDecoder,
     pending: Arc<Mutex<Pending>>,

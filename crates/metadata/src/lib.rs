@@ -11,9 +11,11 @@ mod local_log;
 pub mod quorum;
 mod record;
 
-pub use image::{BrokerInfo, MetadataImage, PartitionInfo, TopicInfo};
+pub use image::{
+    BrokerInfo, MetadataImage, PartitionInfo, QuotaEntity, ScramCredentialInfo, TopicInfo,
+};
 pub use local_log::LocalMetadataLog;
-pub use record::{ConfigResource, MetadataRecord};
+pub use record::{AclBinding, ConfigResource, MetadataRecord};
 pub use uuid::Uuid;
 
 /// Errors of the metadata layer.

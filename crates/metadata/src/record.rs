@@ -46,4 +46,40 @@ pub enum MetadataRecord {
         first_producer_id: i64,
         size: i64,
     },
+    /// SCRAM credentials of a user for one mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512),
+    /// created or replaced. The password itself is never stored.
+    ScramCredential {
+        user: String,
+        mechanism: i8,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// The SCRAM credentials of a user for one mechanism were deleted.
+    RemoveScramCredential { user: String, mechanism: i8 },
+    /// An access control entry was added.
+    Acl(AclBinding),
+    /// An access control entry was removed.
+    RemoveAcl(AclBinding),
+    /// A client quota of an entity ((entity type, name or None for the default) pairs sorted
+    /// by type: `client-id`, `user`) was set (`value: Some`) or removed.
+    ClientQuota {
+        entity: Vec<(String, Option<String>)>,
+        key: String,
+        value: Option<f64>,
+    },
+}
+
+/// One access control entry bound to a resource pattern, with Kafka's numeric codes
+/// (resource type, pattern type, operation, permission type).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AclBinding {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
 }

@@ -80,8 +80,10 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
             .await
             .context("log recovery panicked")?
             .context("cannot start the broker")?;
-        let (listener, addr) = broker.bind().await.context("cannot listen")?;
-        admin.set_ready(broker.clone(), addr);
+        let listeners = broker.bind().await.context("cannot listen")?;
+        if let Some(first) = listeners.first() {
+            admin.set_ready(broker.clone(), first.addr);
+        }
         let shutting_down = admin.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -89,8 +91,10 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
             shutting_down.set_not_ready();
             let _ = tx.send(true);
         });
-        tracing::info!(%addr, "ready");
-        broker.serve(listener, rx).await?;
+        for l in &listeners {
+            tracing::info!(listener = %l.spec.name, addr = %l.addr, "ready");
+        }
+        broker.serve(listeners, rx).await?;
         Ok(())
     })
 }

@@ -1067,7 +1067,8 @@ pub type OffsetToCommit<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
 
 /// What a (transactional) offset commit writes: the records, the offsets as the group will
 /// hold them, and an error code per partition in request order (`verdict`'s error for all when
-/// the commit was refused, OFFSET_METADATA_TOO_LARGE for too long metadata).
+/// the commit was refused, TOPIC_AUTHORIZATION_FAILED for a topic `readable` refuses,
+/// OFFSET_METADATA_TOO_LARGE for too long metadata).
 pub struct CommitPlan {
     pub records: Vec<(Bytes, Option<Bytes>)>,
     pub committed: Vec<(String, i32, Committed)>,
@@ -1079,6 +1080,7 @@ pub fn plan_commit<'a>(
     group_id: &str,
     verdict: Result<(), i16>,
     offsets: impl Iterator<Item = OffsetToCommit<'a>>,
+    readable: impl Fn(&str) -> bool,
 ) -> CommitPlan {
     let now = crate::now_ms();
     let max_metadata = broker.groups.config().offset_metadata_max_bytes;
@@ -1091,6 +1093,7 @@ pub fn plan_commit<'a>(
         let metadata = metadata.unwrap_or_default().to_string();
         let code = match verdict {
             Err(code) => code,
+            Ok(()) if !readable(topic) => ec::TOPIC_AUTHORIZATION_FAILED,
             Ok(()) if metadata.len() > max_metadata => ec::OFFSET_METADATA_TOO_LARGE,
             Ok(()) => {
                 let value = OffsetValue {

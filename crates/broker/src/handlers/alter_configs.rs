@@ -13,7 +13,7 @@ use crate::topics::{self, ApiError};
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let _guard = broker.controller.lock().await;
@@ -22,7 +22,9 @@ pub async fn handle(
         .into_iter()
         .map(|r| {
             let name = r.resource_name.as_str().to_string();
-            let outcome = if r.resource_type != RESOURCE_TOPIC {
+            let outcome = if let Some(e) = alter_denied(broker, ctx, r.resource_type, &name) {
+                Err(e)
+            } else if r.resource_type != RESOURCE_TOPIC {
                 Err(not_dynamic(r.resource_type))
             } else {
                 let current = broker
@@ -59,6 +61,31 @@ pub async fn handle(
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// ALTER_CONFIGS on the topic (or on the cluster for other resources), as an error if denied.
+pub fn alter_denied(
+    broker: &Broker,
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+) -> Option<ApiError> {
+    use crate::security::acl::Operation;
+    if resource_type == RESOURCE_TOPIC {
+        (!broker.authorize_topic(ctx, Operation::AlterConfigs, name)).then(|| {
+            ApiError::new(
+                ec::TOPIC_AUTHORIZATION_FAILED,
+                "ALTER_CONFIGS on the topic is not allowed",
+            )
+        })
+    } else {
+        (!broker.authorize_cluster(ctx, Operation::AlterConfigs)).then(|| {
+            ApiError::new(
+                ec::CLUSTER_AUTHORIZATION_FAILED,
+                "ALTER_CONFIGS on the cluster is not allowed",
+            )
+        })
+    }
 }
 
 /// Broker configs are static in strom: set them in the config file and restart.

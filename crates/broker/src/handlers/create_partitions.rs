@@ -11,7 +11,7 @@ use crate::topics::{self, ApiError};
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let _guard = broker.controller.lock().await;
@@ -19,7 +19,16 @@ pub async fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            let outcome = if !broker.authorize_topic(
+                ctx,
+                crate::security::acl::Operation::Alter,
+                t.name.as_str(),
+            ) {
+                Err(ApiError::new(
+                    ec::TOPIC_AUTHORIZATION_FAILED,
+                    "ALTER on the topic is not allowed",
+                ))
+            } else if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
                 Err(ApiError::new(
                     ec::INVALID_REPLICA_ASSIGNMENT,
                     "manual replica assignment is not supported yet",

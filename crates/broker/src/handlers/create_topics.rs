@@ -38,6 +38,11 @@ pub async fn handle(
                 ec::INVALID_REQUEST,
                 format!("topic {name:?} appears more than once in the request"),
             ))
+        } else if !broker.authorize_create(ctx, &name) {
+            Err(ApiError::new(
+                ec::TOPIC_AUTHORIZATION_FAILED,
+                "CREATE on the cluster or the topic is not allowed",
+            ))
         } else if !t.assignments.is_empty() {
             Err(ApiError::new(
                 ec::INVALID_REPLICA_ASSIGNMENT,

@@ -10,7 +10,7 @@ use crate::registry::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let results = req
@@ -18,7 +18,18 @@ pub async fn handle(
         .into_iter()
         .map(|id| {
             let name = id.as_str().to_string();
-            let code = match broker.groups.delete_group(&name) {
+            let allowed = broker.authorize(
+                ctx,
+                crate::security::acl::Operation::Delete,
+                crate::security::acl::ResourceType::Group,
+                &name,
+            );
+            let outcome = if allowed {
+                broker.groups.delete_group(&name)
+            } else {
+                Err(ec::GROUP_AUTHORIZATION_FAILED)
+            };
+            let code = match outcome {
                 Err(code) => code,
                 Ok((keys, consumer)) => {
                     let mut records: Vec<_> = keys

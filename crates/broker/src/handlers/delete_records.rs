@@ -15,13 +15,18 @@ const HIGH_WATERMARK: i64 = -1;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let deletable = broker.authorize_topic(
+                ctx,
+                crate::security::acl::Operation::Delete,
+                t.name.as_str(),
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -29,6 +34,9 @@ pub async fn handle(
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !deletable {
+                        return result.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(part) = broker.replicas.get(t.name.as_str(), p.partition_index) else {
                         return result.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };

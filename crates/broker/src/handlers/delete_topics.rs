@@ -36,6 +36,19 @@ pub async fn handle(
             let result = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
                 .with_topic_id(since(v, 6, id.unwrap_or_default()));
+            let target = name.clone().or_else(|| {
+                id.and_then(|id| broker.image().topic_by_id(&id).map(|t| t.name.clone()))
+            });
+            if target.as_ref().is_some_and(|n| {
+                !broker.authorize_topic(ctx, crate::security::acl::Operation::Delete, n)
+            }) {
+                let code = strom_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
+                return result.with_error_code(code).with_error_message(since(
+                    v,
+                    5,
+                    message(code, "DELETE on the topic is not allowed".into()),
+                ));
+            }
             match topics::delete_topic(broker, name.as_deref(), id) {
                 Ok((name, id)) => result
                     .with_name(Some(TopicName(str_bytes(name))))

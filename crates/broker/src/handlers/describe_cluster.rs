@@ -17,10 +17,15 @@ pub async fn handle(
         .brokers
         .values()
         .map(|b| {
+            let (host, port) = if b.broker_id == broker.node_id {
+                broker.endpoint(&ctx.session.listener.name)
+            } else {
+                (b.host.clone(), b.port)
+            };
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.broker_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(str_bytes(host))
+                .with_port(port as i32)
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();

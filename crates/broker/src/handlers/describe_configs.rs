@@ -25,6 +25,8 @@ pub struct ConfigEntry {
     pub config_source: i8,
     pub config_type: i8,
     pub documentation: StrBytes,
+    /// A secret (passwords, private keys): described without its value.
+    pub is_sensitive: bool,
 }
 
 fn type_id(kind: ConfigType) -> i8 {
@@ -39,9 +41,11 @@ fn type_id(kind: ConfigType) -> i8 {
 }
 
 fn entry(def: &ConfigDef, value: String, read_only: bool, source: i8) -> ConfigEntry {
+    let is_sensitive = config::is_sensitive(def.name);
     ConfigEntry {
+        is_sensitive,
         name: str_bytes(def.name),
-        value: Some(str_bytes(value)),
+        value: (!is_sensitive).then(|| str_bytes(value)),
         read_only,
         config_source: source,
         config_type: type_id(def.kind),
@@ -105,7 +109,22 @@ pub async fn handle(
                 .as_ref()
                 .map(|ks| ks.iter().map(|k| k.as_str().to_string()).collect());
             let name = r.resource_name.as_str().to_string();
+            use crate::security::acl::Operation;
             let entries = match r.resource_type {
+                RESOURCE_TOPIC
+                    if !broker.authorize_topic(ctx, Operation::DescribeConfigs, &name) =>
+                {
+                    Err((
+                        ec::TOPIC_AUTHORIZATION_FAILED,
+                        "DESCRIBE_CONFIGS on the topic is not allowed".to_string(),
+                    ))
+                }
+                RESOURCE_BROKER if !broker.authorize_cluster(ctx, Operation::DescribeConfigs) => {
+                    Err((
+                        ec::CLUSTER_AUTHORIZATION_FAILED,
+                        "DESCRIBE_CONFIGS on the cluster is not allowed".to_string(),
+                    ))
+                }
                 RESOURCE_TOPIC => match image.topic(&name) {
                     Some(t) => Ok(topic_config_entries(broker, &t.configs, keys.as_deref())),
                     None => Err((
@@ -137,6 +156,7 @@ pub async fn handle(
                                 .with_name(e.name)
                                 .with_value(e.value)
                                 .with_read_only(e.read_only)
+                                .with_is_sensitive(e.is_sensitive)
                                 .with_config_source(e.config_source);
                             if ctx.api_version >= 3 {
                                 entry.with_config_type(e.config_type).with_documentation(

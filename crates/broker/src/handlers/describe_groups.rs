@@ -17,6 +17,16 @@ pub async fn handle(
         .into_iter()
         .map(|id| {
             let g = DescribedGroup::default().with_authorized_operations(i32::MIN);
+            if !broker.authorize(
+                ctx,
+                crate::security::acl::Operation::Describe,
+                crate::security::acl::ResourceType::Group,
+                id.as_str(),
+            ) {
+                return g
+                    .with_group_id(id)
+                    .with_error_code(strom_protocol::error_code::GROUP_AUTHORIZATION_FAILED);
+            }
             match broker.groups.describe(id.as_str()) {
                 // An unknown group is described as Dead with no members, as Kafka does.
                 None => g.with_group_id(id).with_group_state(str_bytes("Dead")),

@@ -122,10 +122,14 @@ pub async fn handle_parts(
                 .with_topic(t.topic.clone())
                 .with_topic_id(t.topic_id),
         );
+        let readable = info.is_none_or(|i| {
+            broker.authorize_topic(ctx, crate::security::acl::Operation::Read, &i.name)
+        });
         for p in &t.partitions {
             let hosted = match info {
                 None if by_id => Err(ec::UNKNOWN_TOPIC_ID),
                 None => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(_) if !readable => Err(ec::TOPIC_AUTHORIZATION_FAILED),
                 Some(info) => broker
                     .replicas
                     .get(&info.name, p.partition)

@@ -18,10 +18,8 @@ pub async fn handle(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = match broker.image().brokers.get(&broker.node_id) {
-        Some(b) => (b.host.clone(), b.port as i32),
-        None => (broker.advertised.0.clone(), broker.advertised.1 as i32),
-    };
+    let (host, port) = broker.endpoint(&ctx.session.listener.name);
+    let port = port as i32;
     let ready = match req.key_type {
         GROUP => group::ensure_offsets_topic(broker).await,
         TRANSACTION => crate::txn::ensure_txn_topic(broker).await,
@@ -32,6 +30,11 @@ pub async fn handle(
         message(
             code,
             match req.key_type {
+                _ if code == ec::GROUP_AUTHORIZATION_FAILED
+                    || code == ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED =>
+                {
+                    "DESCRIBE is not allowed".to_string()
+                }
                 GROUP => "the offsets topic cannot be created".to_string(),
                 TRANSACTION => "the transaction state topic cannot be created".to_string(),
                 other => format!("unknown coordinator key type {other}"),
@@ -43,13 +46,34 @@ pub async fn handle(
     } else {
         (-1, String::new(), -1)
     };
+    // DESCRIBE on the group or transactional id.
+    let denied = |key: &str| {
+        use crate::security::acl::{Operation, ResourceType};
+        match req.key_type {
+            GROUP => (!broker.authorize(ctx, Operation::Describe, ResourceType::Group, key))
+                .then_some(ec::GROUP_AUTHORIZATION_FAILED),
+            TRANSACTION => {
+                (!broker.authorize(ctx, Operation::Describe, ResourceType::TransactionalId, key))
+                    .then_some(ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            }
+            _ => None,
+        }
+    };
     if ctx.api_version >= 4 {
         let coordinators = req
             .coordinator_keys
-            .into_iter()
-            .map(|key: StrBytes| {
+            .iter()
+            .map(|key: &StrBytes| {
+                if let Some(denied) = denied(key.as_str()) {
+                    return Coordinator::default()
+                        .with_key(key.clone())
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(denied)
+                        .with_error_message(text(denied));
+                }
                 Coordinator::default()
-                    .with_key(key)
+                    .with_key(key.clone())
                     .with_node_id(BrokerId(node))
                     .with_host(str_bytes(host.clone()))
                     .with_port(port)
@@ -58,6 +82,17 @@ pub async fn handle(
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    if let Some(denied) = denied(req.key.as_str()) {
+        let resp = FindCoordinatorResponse::default()
+            .with_error_code(denied)
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+        return if ctx.api_version >= 1 {
+            resp.with_error_message(text(denied))
+        } else {
+            resp
+        };
     }
     let resp = FindCoordinatorResponse::default()
         .with_error_code(code)

@@ -19,7 +19,7 @@ const SUBTRACT: i8 = 3;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let _guard = broker.controller.lock().await;
@@ -28,7 +28,11 @@ pub async fn handle(
         .into_iter()
         .map(|r| {
             let name = r.resource_name.as_str().to_string();
-            let outcome = if r.resource_type != RESOURCE_TOPIC {
+            let outcome = if let Some(e) =
+                super::alter_configs::alter_denied(broker, ctx, r.resource_type, &name)
+            {
+                Err(e)
+            } else if r.resource_type != RESOURCE_TOPIC {
                 Err(not_dynamic(r.resource_type))
             } else {
                 let image = broker.image();

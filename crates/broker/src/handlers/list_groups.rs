@@ -22,10 +22,26 @@ pub async fn handle(
         .iter()
         .map(|s| s.as_str().to_ascii_lowercase())
         .collect();
+    // DESCRIBE on the cluster lists every group; otherwise only the groups one may describe.
+    use crate::security::acl::{Operation, ResourceType};
+    let all = broker.authorize_quietly(
+        ctx,
+        Operation::Describe,
+        ResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .filter(|g| {
+            all || broker.authorize_quietly(
+                ctx,
+                Operation::Describe,
+                ResourceType::Group,
+                &g.group_id,
+            )
+        })
         .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
         .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {

@@ -29,6 +29,11 @@ pub async fn handle(
         .into_iter()
         .map(|t| {
             let known = image.topic(t.name.as_str()).is_some();
+            let describable = broker.authorize_topic(
+                ctx,
+                crate::security::acl::Operation::Describe,
+                t.name.as_str(),
+            );
             let committed = req_isolation == 1;
             let partitions = t
                 .partitions
@@ -39,6 +44,9 @@ pub async fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if !describable {
+                        return resp.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(part) = known
                         .then(|| broker.replicas.get(t.name.as_str(), p.partition_index))
                         .flatten()

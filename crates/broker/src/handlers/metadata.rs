@@ -29,12 +29,17 @@ pub async fn handle(
     };
     let auto_create = broker.config.get_bool("auto.create.topics.enable")
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    use crate::security::acl::{Operation, ResourceType};
+    let describable =
+        |name: &str| broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, name);
     let mut topics = Vec::new();
     match wanted {
+        // Every topic the principal may describe; the others are left out.
         None => topics.extend(
             image
                 .topics
                 .values()
+                .filter(|t| describable(&t.name))
                 .map(|t| topic_entry(t, ctx.api_version)),
         ),
         Some(requested) => {
@@ -43,6 +48,7 @@ pub async fn handle(
                     .iter()
                     .filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_string()))
                     .filter(|n| image.topic(n).is_none() && topics::validate_topic_name(n).is_ok())
+                    .filter(|n| describable(n) && broker.authorize_create(ctx, n))
                     .collect();
                 if !missing.is_empty() {
                     let _guard = broker.controller.lock().await;
@@ -64,6 +70,19 @@ pub async fn handle(
                     Some(n) => image.topic(n.as_str()),
                     None => image.topic_by_id(&t.topic_id),
                 };
+                let name = found
+                    .map(|i| i.name.clone())
+                    .or_else(|| t.name.as_ref().map(|n| n.to_string()));
+                if name.is_some_and(|n| !broker.authorize_topic(ctx, Operation::Describe, &n)) {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                            .with_name(t.name.clone())
+                            .with_topic_id(since(ctx.api_version, 10, t.topic_id))
+                            .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+                    );
+                    continue;
+                }
                 topics.push(match found {
                     Some(info) => topic_entry(info, ctx.api_version),
                     None => missing_entry(t.name, since(ctx.api_version, 10, t.topic_id)),
@@ -73,7 +92,7 @@ pub async fn handle(
     }
     let v = ctx.api_version;
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(broker, ctx, &image))
         .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
         .with_controller_id(if v >= 1 {
             BrokerId(broker.node_id)
@@ -84,15 +103,26 @@ pub async fn handle(
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// The brokers of the image; this broker is given at the address of the listener the client
+/// connected to.
+pub fn brokers(
+    broker: &Broker,
+    ctx: &RequestContext,
+    image: &MetadataImage,
+) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
         .map(|b| {
+            let (host, port) = if b.broker_id == broker.node_id {
+                broker.endpoint(&ctx.session.listener.name)
+            } else {
+                (b.host.clone(), b.port)
+            };
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.broker_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(str_bytes(host))
+                .with_port(port as i32)
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()

@@ -8,6 +8,7 @@ use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
+use crate::security::acl::{Operation, ResourceType};
 use crate::topics;
 
 /// Partitions whose flush.messages came due: (partition, end offset, topic and partition index
@@ -55,6 +56,9 @@ pub async fn handle_appends(
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
     let mut to_flush: ToFlush = Vec::new();
+    let txn_denied = req.transactional_id.as_ref().is_some_and(|id| {
+        !broker.authorize(ctx, Operation::Write, ResourceType::TransactionalId, id)
+    });
     for topic in req.topic_data {
         let mut image = broker.image();
         let by_id = ctx.api_version >= 13;
@@ -63,7 +67,33 @@ pub async fn handle_appends(
         } else {
             image.topic(topic.name.as_str()).cloned()
         };
-        if info.is_none() && !by_id && broker.config.get_bool("auto.create.topics.enable") {
+        let name = match &info {
+            Some(t) => Some(t.name.clone()),
+            None if !by_id => Some(topic.name.to_string()),
+            None => None,
+        };
+        let denied: Option<(i16, String)> = if txn_denied {
+            Some((
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "WRITE on the transactional id is not allowed".into(),
+            ))
+        } else if name
+            .as_ref()
+            .is_some_and(|n| !broker.authorize(ctx, Operation::Write, ResourceType::Topic, n))
+        {
+            Some((
+                ec::TOPIC_AUTHORIZATION_FAILED,
+                "WRITE on the topic is not allowed".into(),
+            ))
+        } else {
+            None
+        };
+        if info.is_none()
+            && !by_id
+            && denied.is_none()
+            && broker.config.get_bool("auto.create.topics.enable")
+            && broker.authorize_create(ctx, topic.name.as_str())
+        {
             let _guard = broker.controller.lock().await;
             if topics::create_topic(
                 broker,
@@ -90,6 +120,7 @@ pub async fn handle_appends(
                 .as_ref()
                 .and_then(|t| broker.replicas.get(&t.name, pd.index));
             let (code, text) = match (&info, hosted, pd.records) {
+                _ if denied.is_some() => denied.clone().unwrap_or_default(),
                 (_, _, _) if !acks_ok => (
                     ec::INVALID_REQUIRED_ACKS,
                     format!("acks must be -1, 0 or 1, got {}", req.acks),

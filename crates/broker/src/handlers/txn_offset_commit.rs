@@ -66,6 +66,7 @@ pub async fn handle(
                 )
             })
         }),
+        |topic| broker.authorize_topic(ctx, crate::security::acl::Operation::Read, topic),
     );
     let mut codes = codes.into_iter();
     let mut codes: Vec<Vec<i16>> = req

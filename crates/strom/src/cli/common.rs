@@ -1,6 +1,6 @@
 //! Arguments and helpers shared by the client subcommands.
 
-use strom_client::{Client, ClientError};
+use strom_client::{Client, ClientError, ClientSecurity, ConnectionConfig, GroupAdmin};
 
 /// Where to connect.
 #[derive(clap::Args, Debug, Clone)]
@@ -13,11 +13,29 @@ pub struct ConnectArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_server: String,
+    /// Client properties for TLS and SASL (Kafka's --command-config): security.protocol,
+    /// ssl.truststore.location, ssl.keystore.location (or ssl.certificate.location and
+    /// ssl.key.location), sasl.mechanism, sasl.username, sasl.password or sasl.jaas.config
+    #[arg(long, value_name = "FILE", env = "STROM_COMMAND_CONFIG")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl ConnectArgs {
+    /// Connection settings, with TLS and SASL from --command-config.
+    pub fn connection_config(&self) -> anyhow::Result<ConnectionConfig> {
+        let mut config = ConnectionConfig::default();
+        if let Some(path) = &self.command_config {
+            config.security = ClientSecurity::from_file(path).map_err(friendly)?;
+        }
+        Ok(config)
+    }
+
     pub fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.bootstrap_server).map_err(friendly)
+        Client::with_config(&self.bootstrap_server, self.connection_config()?).map_err(friendly)
+    }
+
+    pub fn group_admin(&self) -> anyhow::Result<GroupAdmin> {
+        GroupAdmin::with_config(&self.bootstrap_server, self.connection_config()?).map_err(friendly)
     }
 }
 

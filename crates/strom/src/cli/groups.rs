@@ -151,7 +151,7 @@ pub async fn run(cmd: GroupsCommand) -> anyhow::Result<()> {
 }
 
 fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    GroupAdmin::new(&connect.bootstrap_server).map_err(friendly)
+    connect.group_admin()
 }
 
 /// Turns a client error into a message for the terminal, with hints for the group errors.

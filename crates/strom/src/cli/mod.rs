@@ -1,13 +1,16 @@
 //! The client-side subcommands of `strom`: topic administration, a console producer and a
 //! console consumer. They talk to any Kafka-compatible broker through `strom-client`.
 
+mod acls;
 mod bench;
 mod common;
 mod consume;
 mod groups;
 mod produce;
+mod quotas;
 mod topics;
 mod transactions;
+mod users;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
@@ -32,6 +35,15 @@ pub enum ClientCommand {
     /// Show the idempotent and transactional producers of a partition
     #[command(subcommand, long_about = transactions::PRODUCERS_LONG_ABOUT)]
     Producers(transactions::ProducersCommand),
+    /// Add, list and remove ACLs
+    #[command(subcommand, long_about = acls::LONG_ABOUT)]
+    Acls(acls::AclsCommand),
+    /// Set and show client quotas (byte rates per user / client id)
+    #[command(subcommand, long_about = quotas::LONG_ABOUT)]
+    Quotas(quotas::QuotasCommand),
+    /// Manage SCRAM user credentials
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -44,5 +56,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Groups(cmd) => groups::run(cmd).await,
         ClientCommand::Transactions(cmd) => transactions::run(cmd).await,
         ClientCommand::Producers(cmd) => transactions::run_producers(cmd).await,
+        ClientCommand::Acls(cmd) => acls::run(cmd).await,
+        ClientCommand::Users(cmd) => users::run(cmd).await,
+        ClientCommand::Quotas(cmd) => quotas::run(cmd).await,
     }
 }

@@ -98,7 +98,7 @@ pub async fn run_producers(cmd: ProducersCommand) -> anyhow::Result<()> {
 }
 
 fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    GroupAdmin::new(&connect.bootstrap_server).map_err(friendly)
+    connect.group_admin()
 }
 
 /// A wall-clock time in milliseconds as RFC 3339 UTC, or "-" for -1.

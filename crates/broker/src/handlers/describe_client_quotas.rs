@@ -1,0 +1,70 @@
+use std::sync::Arc;
+
+use strom_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
+use strom_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
+use strom_protocol::{error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+
+const MATCH_EXACT: i8 = 0;
+const MATCH_DEFAULT: i8 = 1;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    if !broker.authorize_cluster(ctx, Operation::DescribeConfigs) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED)
+            .with_entries(None);
+    }
+    let image = broker.image();
+    let matches = |entity: &crate::quota::Entity| {
+        req.components.iter().all(|c| {
+            let found = entity.iter().find(|(t, _)| t == c.entity_type.as_str());
+            match (c.match_type, found) {
+                (_, None) => false,
+                (MATCH_EXACT, Some((_, name))) => {
+                    name.as_deref() == c._match.as_ref().map(|m| m.as_str())
+                }
+                (MATCH_DEFAULT, Some((_, name))) => name.is_none(),
+                (_, Some(_)) => true,
+            }
+        }) && (!req.strict
+            || entity
+                .iter()
+                .all(|(t, _)| req.components.iter().any(|c| c.entity_type.as_str() == t)))
+    };
+    let entries = image
+        .client_quotas
+        .iter()
+        .filter(|(entity, _)| matches(entity))
+        .map(|(entity, values)| {
+            EntryData::default()
+                .with_entity(
+                    entity
+                        .iter()
+                        .map(|(t, n)| {
+                            EntityData::default()
+                                .with_entity_type(str_bytes(t.clone()))
+                                .with_entity_name(n.clone().map(str_bytes))
+                        })
+                        .collect(),
+                )
+                .with_values(
+                    values
+                        .iter()
+                        .map(|(k, v)| {
+                            ValueData::default()
+                                .with_key(str_bytes(k.clone()))
+                                .with_value(*v)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    DescribeClientQuotasResponse::default().with_entries(Some(entries))
+}
