@@ -73,6 +73,7 @@ impl Strom {
         let mut s = Strom {
             child: None,
             port: ports[0].1,
+            admin_port: free_port(),
             data,
             extra,
         };
