@@ -8,11 +8,12 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
-/// The idempotent and transactional producers a partition knows.
+/// The idempotent and transactional producers a partition knows (READ on the topic needed).
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let topics = req
@@ -24,6 +25,13 @@ pub async fn handle(
                 .iter()
                 .map(|&index| {
                     let resp = PartitionResponse::default().with_partition_index(index);
+                    if !broker.authorize_topic(ctx, Operation::Read, t.name.as_str()) {
+                        return resp
+                            .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                            .with_error_message(Some(str_bytes(
+                                "not authorized to read the topic",
+                            )));
+                    }
                     let Some(p) = broker.replicas.get(t.name.as_str(), index) else {
                         return resp
                             .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)

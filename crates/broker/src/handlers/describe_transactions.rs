@@ -8,11 +8,13 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
 
-/// State, producer, timeout, start time and partitions of transactional ids.
+/// State, producer, timeout, start time and partitions of transactional ids (those the
+/// principal may DESCRIBE).
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let ids: Vec<String> = req
@@ -26,6 +28,21 @@ pub async fn handle(
         .into_iter()
         .zip(req.transactional_ids)
         .map(|((_, view), id)| match view {
+            _ if !broker.authorize(
+                ctx,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                id.as_str(),
+            ) =>
+            {
+                TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                    .with_transaction_state(str_bytes(""))
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_start_time_ms(-1)
+            }
             None => TransactionState::default()
                 .with_transactional_id(id)
                 .with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND)

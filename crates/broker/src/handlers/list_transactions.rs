@@ -8,6 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
 use crate::txn::store::TxnStatus;
 
 /// Transactional ids, filtered by state, producer id, open duration (v1+) and id pattern
@@ -53,6 +54,15 @@ pub async fn handle(
             pattern
                 .as_ref()
                 .is_none_or(|p| v.transactional_id.contains(p.as_str()))
+        })
+        // Only the ids the principal may describe.
+        .filter(|v| {
+            broker.authorize(
+                ctx,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                &v.transactional_id,
+            )
         })
         .map(|v| {
             TransactionState::default()

@@ -8,6 +8,7 @@ use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
 /// Where a leader epoch ends in a partition's log: the largest epoch at or below the one asked
 /// for and the start of the epoch after it (the log end offset for the latest). Consumers use
@@ -15,7 +16,7 @@ use crate::registry::RequestContext;
 /// log diverged from the leader's.
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = req
@@ -30,6 +31,9 @@ pub async fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !broker.authorize_topic(ctx, Operation::Describe, t.topic.as_str()) {
+                        return resp.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(part) = broker.replicas.get(t.topic.as_str(), p.partition) else {
                         return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
