@@ -5,7 +5,7 @@
 //! bit 2 = tiny segments, so appends roll) | the records bytes of a produce request.
 //!
 //! Append must succeed or return an error, never panic, and an error must leave the log as it
-//! was. What was appended must read back byte for byte (with the offsets and epoch the log
+//! was; the second append of an idempotent producer's batch is a duplicate that writes nothing. What was appended must read back byte for byte (with the offsets and epoch the log
 //! patched in), a read at any offset must return the batch holding it, and reopening the
 //! directory (recovery) must keep every appended batch.
 #![no_main]
@@ -44,6 +44,11 @@ fuzz_target!(|data: &[u8]| {
         let leo = log.log_end_offset();
         let mut buf = payload.clone();
         match log.append(&mut buf, LEADER_EPOCH, NOW_MS + round) {
+            Ok(info) if info.duplicate => {
+                // The same idempotent batch again: answered with where it already is.
+                assert_eq!(log.log_end_offset(), leo, "a duplicate moved the log end");
+                assert!(info.base_offset <= info.last_offset && info.last_offset < leo);
+            }
             Ok(info) => {
                 assert_eq!(info.base_offset, leo);
                 assert!(info.last_offset >= info.base_offset);
