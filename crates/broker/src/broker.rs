@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use strom_metadata::quorum::QuorumMetadataLog;
 use strom_metadata::{LocalMetadataLog, MetadataError, MetadataImage, MetadataLog, MetadataRecord};
 use strom_storage::StorageError;
 use tokio::net::TcpListener;
@@ -33,7 +34,12 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
     pub cluster_id: String,
-    pub metadata: Box<dyn MetadataLog>,
+    pub metadata: Arc<dyn MetadataLog>,
+    /// This node's member of the metadata quorum (a cluster); `None` on a single node with a
+    /// local metadata log.
+    pub quorum: Option<Arc<QuorumMetadataLog>>,
+    /// Set when a shutdown begins: the broker no longer registers again.
+    shutting_down: std::sync::atomic::AtomicBool,
     pub replicas: ReplicaManager,
     /// Consumer groups and committed offsets.
     pub groups: crate::group::GroupCoordinator,
@@ -125,8 +131,19 @@ impl Broker {
         if lock.try_lock().is_err() {
             return Err(BrokerError::Locked(data_dir.display().to_string()));
         }
-        let cluster_id = load_cluster_id(&data_dir, config.node_id())?;
-        let metadata = LocalMetadataLog::open(&data_dir.join("__cluster_metadata-0"))?;
+        let voters = config.quorum_voters().map_err(BrokerError::Config)?;
+        let metadata_dir = data_dir.join("__cluster_metadata-0");
+        let (metadata, quorum): (Arc<dyn MetadataLog>, _) = if voters.is_empty() {
+            (Arc::new(LocalMetadataLog::open(&metadata_dir)?), None)
+        } else {
+            let q = crate::cluster::start_quorum(&config, &voters, &metadata_dir)?;
+            (q.clone(), Some(q))
+        };
+        let cluster_id = if voters.is_empty() {
+            load_cluster_id(&data_dir, config.node_id())?
+        } else {
+            crate::cluster::cluster_id_for(&voters)
+        };
         let node_id = config.node_id();
         let listeners: Vec<Arc<ListenerSpec>> = listener::parse_listeners(
             config.get("listeners"),
@@ -177,7 +194,9 @@ impl Broker {
             config,
             node_id,
             cluster_id,
-            metadata: Box::new(metadata),
+            metadata,
+            quorum,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             replicas,
             groups,
             txns,
@@ -215,6 +234,62 @@ impl Broker {
         self.replicas
             .reconcile(&image, &self.config, crate::now_ms())?;
         Ok(image)
+    }
+
+    /// [`Broker::commit_metadata`] without blocking a runtime thread: in a cluster the records
+    /// may travel to the quorum leader.
+    pub async fn commit_metadata_async(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, BrokerError> {
+        let image = match &self.quorum {
+            Some(q) => q.append_async(records).await?,
+            None => self.metadata.append(records)?,
+        };
+        self.replicas
+            .reconcile(&image, &self.config, crate::now_ms())?;
+        self.on_metadata(&image);
+        Ok(image)
+    }
+
+    /// Called with every new metadata image after the partitions took it.
+    pub fn on_metadata(&self, _image: &MetadataImage) {}
+
+    /// The active controller: the metadata quorum's leader (this broker on a single node;
+    /// -1 during an election).
+    pub fn controller_id(&self) -> i32 {
+        match &self.quorum {
+            Some(q) => q.leader_id().map_or(-1, |l| l as i32),
+            None => self.node_id,
+        }
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The record that registers this broker at its advertised address (first listener).
+    fn registration(&self) -> MetadataRecord {
+        let first = self
+            .listeners
+            .first()
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        let (host, port) = self.endpoint(&first);
+        let rack = self.config.get("broker.rack").trim();
+        MetadataRecord::RegisterBroker {
+            broker_id: self.node_id,
+            host,
+            port,
+            rack: (!rack.is_empty()).then(|| rack.to_string()),
+        }
+    }
+
+    /// Registers this broker (again), which also lifts a fence.
+    pub async fn register(&self) -> Result<Arc<MetadataImage>, BrokerError> {
+        self.commit_metadata_async(vec![self.registration()]).await
     }
 
     /// Binds every listener of `listeners`. A port may be 0 (tests): the bound address is
@@ -370,15 +445,30 @@ impl Broker {
             return Err(BrokerError::Config("no listener to serve".into()));
         };
         let (host, port) = self.endpoint(&first.spec.name);
-        let image = self.image();
-        let registered = image.brokers.get(&self.node_id);
-        if registered.is_none_or(|b| b.host != host || b.port != port) {
-            self.commit_metadata(vec![MetadataRecord::RegisterBroker {
-                broker_id: self.node_id,
-                host: host.clone(),
-                port,
-                rack: None,
-            }])?;
+        let mut cluster_tasks = Vec::new();
+        if let Some(q) = &self.quorum {
+            // A heartbeat first, so that the controller does not fence the broker it is
+            // about to register; the registration waits until this member has the metadata
+            // up to it, so the partitions take their current roles before clients come.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while let Err(e) = q.heartbeat(self.node_id).await {
+                if std::time::Instant::now() >= deadline {
+                    return Err(BrokerError::Metadata(e));
+                }
+                tracing::info!(error = %e, "waiting for the metadata quorum");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let image = self.register().await?;
+            tracing::info!(node_id = self.node_id, brokers = image.brokers.len(), leader = ?q.leader_id(), "registered with the controller");
+            cluster_tasks = crate::cluster::start(&self, shutdown.clone());
+        } else {
+            let image = self.image();
+            let registered = image.brokers.get(&self.node_id);
+            let rack = self.config.get("broker.rack").trim();
+            let rack = (!rack.is_empty()).then(|| rack.to_string());
+            if registered.is_none_or(|b| b.host != host || b.port != port || b.rack != rack) {
+                self.commit_metadata(vec![self.registration()])?;
+            }
         }
         for l in &listeners {
             let (host, port) = self.endpoint(&l.spec.name);
@@ -395,6 +485,12 @@ impl Broker {
         }
         for a in accepting {
             let _ = a.await;
+        }
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        crate::cluster::controlled_shutdown(&self).await;
+        for t in cluster_tasks {
+            t.abort();
         }
         housekeeping.abort();
         group_ticker.abort();
@@ -566,7 +662,7 @@ fn load_cluster_id(dir: &std::path::Path, node_id: i32) -> Result<String, Broker
 }
 
 /// URL-safe base64 without padding, as Kafka writes cluster ids (22 characters).
-fn base64_url(bytes: &[u8]) -> String {
+pub(crate) fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

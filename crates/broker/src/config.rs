@@ -87,6 +87,72 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Id of this broker in the cluster.",
     ),
     def(
+        "process.roles",
+        "broker,controller",
+        ConfigType::ChoiceList(&["broker", "controller"]),
+        "Roles of this process: broker, controller, or both (combined, the default). A controller is a voter of the metadata quorum when controller.quorum.voters names it.",
+    ),
+    def(
+        "controller.quorum.voters",
+        "",
+        ConfigType::String,
+        "The metadata quorum as id@host:port,... (the quorum address of each controller). Empty: a single node keeping its metadata in a local log.",
+    ),
+    def(
+        "broker.rack",
+        "",
+        ConfigType::String,
+        "Rack (or zone) of this broker; replicas of a partition are spread across racks.",
+    ),
+    def(
+        "broker.session.timeout.ms",
+        "9000",
+        ConfigType::Long { min: 1 },
+        "A broker that has not heartbeated to the active controller for this long is fenced: its partitions get new leaders and it leaves every ISR.",
+    ),
+    def(
+        "broker.heartbeat.interval.ms",
+        "2000",
+        ConfigType::Long { min: 1 },
+        "Interval between a broker's heartbeats to the active controller.",
+    ),
+    def(
+        "replica.lag.time.max.ms",
+        "30000",
+        ConfigType::Long { min: 1 },
+        "A follower that has not caught up with the leader's log end for this long leaves the ISR.",
+    ),
+    def(
+        "replica.fetch.wait.max.ms",
+        "500",
+        ConfigType::Int { min: 0 },
+        "Longest time a follower's fetch waits at the leader for new data.",
+    ),
+    def(
+        "replica.fetch.max.bytes",
+        "1048576",
+        ConfigType::Int { min: 0 },
+        "Bytes a follower fetches per partition per request (at least one batch).",
+    ),
+    def(
+        "replica.fetch.response.max.bytes",
+        "10485760",
+        ConfigType::Int { min: 0 },
+        "Bytes a follower fetches per request.",
+    ),
+    def(
+        "replica.fetch.backoff.ms",
+        "1000",
+        ConfigType::Int { min: 0 },
+        "Pause of a follower's fetcher after an error.",
+    ),
+    def(
+        "controlled.shutdown.enable",
+        "true",
+        ConfigType::Bool,
+        "On a clean shutdown, move leadership of this broker's partitions to other in-sync replicas before stopping.",
+    ),
+    def(
         "listeners",
         "PLAINTEXT://127.0.0.1:9092",
         ConfigType::String,
@@ -878,6 +944,32 @@ impl BrokerConfig {
 
     pub fn get_bool(&self, name: &str) -> bool {
         self.get(name).eq_ignore_ascii_case("true")
+    }
+
+    /// The voters of `controller.quorum.voters` (id, address); empty for a single node.
+    pub fn quorum_voters(&self) -> Result<Vec<(i32, String)>, String> {
+        let text = self.get("controller.quorum.voters").trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(',')
+            .map(|v| {
+                let v = v.trim();
+                let (id, addr) = v
+                    .split_once('@')
+                    .ok_or_else(|| format!("quorum voter {v:?} is not id@host:port"))?;
+                let id: i32 = id
+                    .parse()
+                    .map_err(|_| format!("quorum voter {v:?} has no numeric id"))?;
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    return Err(format!("quorum voter {v:?} has no host:port"));
+                }
+                Ok((id, addr.to_string()))
+            })
+            .collect()
     }
 
     pub fn node_id(&self) -> i32 {

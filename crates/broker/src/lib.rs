@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod group;
@@ -15,6 +16,7 @@ mod log_cleaner;
 pub mod metrics;
 pub mod quota;
 pub mod registry;
+mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
 pub mod security;

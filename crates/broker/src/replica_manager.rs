@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use strom_metadata::{MetadataImage, Uuid};
+use strom_metadata::{MetadataImage, PartitionInfo, Uuid};
 use strom_protocol::compression::Codec;
 use strom_protocol::records::{BatchProducer, ProducerRecord, encode_producer_batch};
 use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
@@ -18,6 +18,18 @@ use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
 use crate::metrics::{Metrics, TopicMetrics};
+use crate::replication::{Election, IsrChange, LeaderState};
+
+/// What this broker does for a partition, as the metadata says.
+#[derive(Debug)]
+pub enum Role {
+    /// It leads: producers write here, followers fetch from here.
+    Leader(LeaderState),
+    /// It copies the log of `leader`.
+    Follower { leader: i32 },
+    /// No leader is known (every in-sync replica is down).
+    Offline,
+}
 
 const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -26,7 +38,8 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
-    pub leader_epoch: i32,
+    /// The leader epoch this broker knows (stamped into batches it appends as leader).
+    leader_epoch: AtomicI32,
     log: Mutex<Log>,
     /// The topic's counters (messages and bytes in and out); `None` records nothing.
     pub metrics: Option<TopicMetrics>,
@@ -34,6 +47,13 @@ pub struct Partition {
     durable_end: AtomicI64,
     /// One fsync at a time; the appends that arrive during one are covered by the next.
     flush_turn: tokio::sync::Mutex<()>,
+    /// More than one replica: the high watermark is tracked in `role`/`high_watermark`
+    /// rather than being the log end offset.
+    replicated: AtomicBool,
+    /// High watermark of a replicated partition (leader: from its followers' positions;
+    /// follower: as the leader last said, capped at its own log end).
+    high_watermark: AtomicI64,
+    role: Mutex<Role>,
 }
 
 impl Partition {
@@ -49,12 +69,170 @@ impl Partition {
             topic: topic.to_string(),
             topic_id,
             index,
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
             log: Mutex::new(log),
             metrics,
             durable_end: AtomicI64::new(0),
             flush_turn: tokio::sync::Mutex::new(()),
+            replicated: AtomicBool::new(false),
+            high_watermark: AtomicI64::new(0),
+            role: Mutex::new(Role::Offline),
         }
+    }
+
+    /// The leader epoch as this broker knows it.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    fn role(&self) -> std::sync::MutexGuard<'_, Role> {
+        self.role.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role(), Role::Leader(_))
+    }
+
+    /// The leader this broker follows, if it is a follower.
+    pub fn following(&self) -> Option<i32> {
+        match *self.role() {
+            Role::Follower { leader } => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// Whether the partition has more than one replica.
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.load(Ordering::Acquire)
+    }
+
+    /// The in-sync replicas as the leader counts them (empty unless this broker leads).
+    pub fn isr_size(&self) -> usize {
+        match &*self.role() {
+            Role::Leader(l) => l.isr.len(),
+            _ => 0,
+        }
+    }
+
+    /// Takes the partition's state from the metadata: its replicas, leader and ISR. Returns
+    /// true when this broker's role changed (a new leader epoch).
+    pub fn apply_metadata(&self, info: &PartitionInfo, me: i32, now_ms: i64) -> bool {
+        self.replicated
+            .store(info.replicas.len() > 1, Ordering::Release);
+        let mut role = self.role();
+        let epoch_changed = self.leader_epoch() != info.leader_epoch;
+        let leo = self.with_log(|l| l.log_end_offset());
+        match &mut *role {
+            Role::Leader(state) if info.leader == me && !epoch_changed => {
+                // The same leadership; the ISR may have changed (ours or the controller's).
+                if info.partition_epoch > state.partition_epoch {
+                    let isr = info.isr.iter().copied().collect();
+                    if state.on_isr_committed(Some((isr, info.partition_epoch)), leo) {
+                        self.high_watermark
+                            .store(state.high_watermark(), Ordering::Release);
+                    }
+                }
+                return false;
+            }
+            Role::Follower { leader } if *leader == info.leader && !epoch_changed => return false,
+            Role::Offline if info.leader < 0 && !epoch_changed => return false,
+            _ => {}
+        }
+        self.leader_epoch
+            .store(info.leader_epoch, Ordering::Release);
+        if info.leader == me {
+            let known_hw = if info.replicas.len() > 1 {
+                self.high_watermark.load(Ordering::Acquire)
+            } else {
+                leo
+            };
+            let election = Election {
+                leader: me,
+                leader_epoch: info.leader_epoch,
+                partition_epoch: info.partition_epoch,
+                replicas: &info.replicas,
+                isr: info.isr.iter().copied().collect(),
+            };
+            let mut state = LeaderState::new(election, leo, known_hw, now_ms);
+            state.on_leader_append(leo);
+            self.high_watermark
+                .store(state.high_watermark(), Ordering::Release);
+            tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = info.leader_epoch, log_end = leo, high_watermark = state.high_watermark(), "leading partition");
+            *role = Role::Leader(state);
+        } else if info.leader >= 0 {
+            tracing::info!(topic = %self.topic, partition = self.index, leader = info.leader, leader_epoch = info.leader_epoch, "following partition");
+            *role = Role::Follower {
+                leader: info.leader,
+            };
+        } else {
+            tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = info.leader_epoch, "partition offline: no leader");
+            *role = Role::Offline;
+        }
+        true
+    }
+
+    /// The leader saw a follower fetch from `fetch_offset`. Returns whether the high watermark
+    /// moved and the ISR change to ask the controller for, if any.
+    pub fn on_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> (bool, Option<IsrChange>) {
+        let leo = self.with_log(|l| l.log_end_offset());
+        let mut role = self.role();
+        let Role::Leader(state) = &mut *role else {
+            return (false, None);
+        };
+        let (moved, change) = state.on_follower_fetch(follower, fetch_offset, leo, now_ms);
+        if moved {
+            self.high_watermark
+                .store(state.high_watermark(), Ordering::Release);
+        }
+        (moved, change)
+    }
+
+    /// The leader's periodic check: followers that lag leave the ISR.
+    pub fn maybe_shrink_isr(&self, now_ms: i64, lag_ms: i64) -> Option<IsrChange> {
+        match &mut *self.role() {
+            Role::Leader(state) => state.maybe_shrink_isr(now_ms, lag_ms),
+            _ => None,
+        }
+    }
+
+    /// An ISR change this leader asked for was refused or lost: it may ask again.
+    pub fn isr_change_failed(&self) {
+        let leo = self.with_log(|l| l.log_end_offset());
+        if let Role::Leader(state) = &mut *self.role()
+            && state.on_isr_committed(None, leo)
+        {
+            self.high_watermark
+                .store(state.high_watermark(), Ordering::Release);
+        }
+    }
+
+    /// A follower learned the leader's high watermark.
+    pub fn set_follower_high_watermark(&self, hw: i64) {
+        let leo = self.with_log(|l| l.log_end_offset());
+        self.high_watermark.fetch_max(hw.min(leo), Ordering::AcqRel);
+    }
+
+    /// After an append as leader of a replicated partition: with an ISR of one, the high
+    /// watermark moves at once.
+    fn after_leader_append(&self, leo: i64) -> bool {
+        if !self.is_replicated() {
+            return false;
+        }
+        let mut role = self.role();
+        if let Role::Leader(state) = &mut *role
+            && state.on_leader_append(leo)
+        {
+            self.high_watermark
+                .store(state.high_watermark(), Ordering::Release);
+            return true;
+        }
+        false
     }
 
     /// Appends a producer's batches (the produce path) without copying them, and counts them
@@ -63,8 +241,11 @@ impl Partition {
     /// [`Self::flush_to`] before acknowledging.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<(AppendInfo, bool), StorageError> {
         let bytes = batches.len() as u64;
-        let result =
-            self.with_log(|l| l.append_shared_deferred_flush(batches, self.leader_epoch, now_ms));
+        let epoch = self.leader_epoch();
+        let result = self.with_log(|l| l.append_shared_deferred_flush(batches, epoch, now_ms));
+        if let Ok((info, _)) = &result {
+            self.after_leader_append(info.last_offset + 1);
+        }
         if let Some(m) = &self.metrics {
             match &result {
                 Ok((info, _)) => {
@@ -88,6 +269,12 @@ impl Partition {
         producer: BatchProducer,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        if !self.is_leader() {
+            return Err(StorageError::Io(io::Error::other(format!(
+                "this broker does not lead {}-{}",
+                self.topic, self.index
+            ))));
+        }
         let recs: Vec<ProducerRecord> = records
             .iter()
             .map(|(k, v)| ProducerRecord {
@@ -100,7 +287,19 @@ impl Partition {
         let batch = encode_producer_batch(&recs, Codec::None, producer)
             .map_err(|e| StorageError::InvalidRecord(format!("cannot encode records: {e}")))?;
         let mut buf = batch.to_vec();
-        self.with_log(|l| l.append(&mut buf, self.leader_epoch, now_ms))
+        let epoch = self.leader_epoch();
+        let info = self.with_log(|l| l.append(&mut buf, epoch, now_ms))?;
+        self.after_leader_append(info.last_offset + 1);
+        Ok(info)
+    }
+
+    /// Appends batches fetched from the leader (as a follower).
+    pub fn append_replicated(
+        &self,
+        batches: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.with_log(|l| l.append_replicated(batches, now_ms))
     }
 
     /// Runs `f` with the log locked. Appends and reads hold the lock only for the file work.
@@ -129,10 +328,14 @@ impl Partition {
         Ok(())
     }
 
-    /// On a single node every acknowledged write is replicated, so the high watermark is the
-    /// log end offset.
+    /// The offset below which records are on every in-sync replica: what consumers may read
+    /// and acks=all producers wait for. With one replica, the log end offset.
     pub fn high_watermark(&self) -> i64 {
-        self.with_log(|l| l.log_end_offset())
+        if self.is_replicated() {
+            self.high_watermark.load(Ordering::Acquire)
+        } else {
+            self.with_log(|l| l.log_end_offset())
+        }
     }
 }
 
@@ -143,9 +346,17 @@ pub struct ReplicaManager {
     metrics: Arc<Metrics>,
     data_dir: PathBuf,
     partitions: RwLock<HashMap<Key, Arc<Partition>>>,
-    /// Woken on every append, so that waiting fetches look again.
+    /// Woken on every append and high watermark move, so that waiting fetches and acks=all
+    /// producers look again.
     pub appended: Notify,
+    /// The partitions this broker follows, by leader: the replica fetchers watch it.
+    pub followed: tokio::sync::watch::Sender<FollowedPartitions>,
+    /// Offset of the newest image reconciled: an older one arriving late is skipped.
+    reconciled: Mutex<u64>,
 }
+
+/// Followed partitions by leader broker id.
+pub type FollowedPartitions = std::collections::BTreeMap<i32, Vec<Arc<Partition>>>;
 
 impl ReplicaManager {
     pub fn new(node_id: i32, data_dir: &Path, metrics: Arc<Metrics>) -> Self {
@@ -155,6 +366,8 @@ impl ReplicaManager {
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
             appended: Notify::new(),
+            followed: tokio::sync::watch::Sender::new(Default::default()),
+            reconciled: Mutex::new(0),
         }
     }
 
@@ -186,18 +399,27 @@ impl ReplicaManager {
         config: &BrokerConfig,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        let mut wanted: HashMap<Key, (Uuid, i32, LogConfig)> = HashMap::new();
+        let mut reconciled = self.reconciled.lock().unwrap_or_else(|e| e.into_inner());
+        if image.offset < *reconciled {
+            return Ok(());
+        }
+        *reconciled = image.offset;
+        let mut wanted: HashMap<Key, (Uuid, PartitionInfo, LogConfig)> = HashMap::new();
         for topic in image.topics.values() {
             let log_config = config.log_config(&topic.configs);
             for p in &topic.partitions {
                 if p.replicas.contains(&self.node_id) {
                     wanted.insert(
                         (topic.name.clone(), p.partition),
-                        (topic.topic_id, p.leader_epoch, log_config.clone()),
+                        (topic.topic_id, p.clone(), log_config.clone()),
                     );
                 }
             }
         }
+        let infos: Vec<(Key, PartitionInfo)> = wanted
+            .iter()
+            .map(|(k, (_, info, _))| (k.clone(), info.clone()))
+            .collect();
         let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
         // Drop partitions that left the image, or whose topic was recreated under a new id.
         let gone: Vec<Key> = parts
@@ -215,7 +437,8 @@ impl ReplicaManager {
             }
         }
         let mut to_open = Vec::new();
-        for (key, (topic_id, leader_epoch, log_config)) in wanted {
+        for (key, (topic_id, info, log_config)) in wanted {
+            let leader_epoch = info.leader_epoch;
             match parts.get(&key) {
                 Some(p) => {
                     p.with_log(|l| l.update_config(log_config));
@@ -235,21 +458,49 @@ impl ReplicaManager {
                 .collect(),
             now_ms,
         )?;
-        for (key, topic_id, leader_epoch, log) in opened {
+        for (key, topic_id, _leader_epoch, log) in opened {
             tracing::debug!(topic = %key.0, partition = key.1, leo = log.log_end_offset(), "opened partition log");
             let metrics = Some(self.metrics.topic(&key.0));
             parts.insert(
                 key.clone(),
                 Arc::new(Partition::new(
-                    &key.0,
-                    topic_id,
-                    key.1,
-                    leader_epoch,
-                    log,
-                    metrics,
+                    &key.0, topic_id, key.1,
+                    // Not yet taken: apply_metadata below takes it with the role.
+                    -1, log, metrics,
                 )),
             );
         }
+        let mut changed = false;
+        for (key, info) in &infos {
+            if let Some(p) = parts.get(key) {
+                changed |= p.apply_metadata(info, self.node_id, now_ms);
+            }
+        }
+        let mut followed = FollowedPartitions::new();
+        for p in parts.values() {
+            if let Some(leader) = p.following() {
+                followed.entry(leader).or_default().push(p.clone());
+            }
+        }
+        drop(parts);
+        if changed {
+            self.appended.notify_waiters();
+        }
+        self.followed.send_if_modified(|current| {
+            let same = current.len() == followed.len()
+                && current.iter().zip(&followed).all(|((l1, a), (l2, b))| {
+                    l1 == l2
+                        && a.len() == b.len()
+                        && a.iter()
+                            .zip(b)
+                            .all(|(x, y)| Arc::ptr_eq(x, y) && x.leader_epoch() == y.leader_epoch())
+                });
+            if same && !changed {
+                return false;
+            }
+            *current = followed;
+            true
+        });
         Ok(())
     }
 

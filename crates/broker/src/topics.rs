@@ -27,8 +27,25 @@ impl ApiError {
 
 impl From<crate::BrokerError> for ApiError {
     fn from(e: crate::BrokerError) -> Self {
-        tracing::error!(error = %e, "metadata change failed");
-        ApiError::new(ec::KAFKA_STORAGE_ERROR, e.to_string())
+        use strom_metadata::MetadataError;
+        match &e {
+            // Another broker's change came first (the name is taken, the partitions changed).
+            crate::BrokerError::Metadata(MetadataError::Conflict(m))
+                if m.contains("already exists") =>
+            {
+                ApiError::new(ec::TOPIC_ALREADY_EXISTS, m.clone())
+            }
+            crate::BrokerError::Metadata(MetadataError::Conflict(m)) => {
+                ApiError::new(ec::NOT_CONTROLLER, m.clone())
+            }
+            crate::BrokerError::Metadata(MetadataError::NotLeader(_)) => {
+                ApiError::new(ec::NOT_CONTROLLER, e.to_string())
+            }
+            _ => {
+                tracing::error!(error = %e, "metadata change failed");
+                ApiError::new(ec::KAFKA_STORAGE_ERROR, e.to_string())
+            }
+        }
     }
 }
 

@@ -12,6 +12,8 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Fenced: registered but not heartbeating; it gets no leadership and no new replicas.
+    pub fenced: bool,
 }
 
 /// A partition's placement and leadership.
@@ -76,6 +78,69 @@ impl MetadataImage {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// Brokers that are registered and not fenced, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// A partition by topic id and index.
+    pub fn partition(&self, topic_id: &Uuid, partition: i32) -> Option<&PartitionInfo> {
+        self.topic_by_id(topic_id)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+    }
+
+    /// Checks that `records` may be appended after this image: the checks that make
+    /// concurrent writers safe (the metadata leader runs them under its write lock). A topic
+    /// name is created once; a partition is added at the end; a change of a partition must
+    /// come from its current partition epoch (it carries the next one), so two changes based
+    /// on the same state cannot both land; producer id blocks follow each other.
+    pub fn validate(&self, records: &[MetadataRecord]) -> Result<(), String> {
+        let mut image = self.clone();
+        for r in records {
+            match r {
+                MetadataRecord::Topic { name, .. } if image.topics.contains_key(name) => {
+                    return Err(format!("topic {name:?} already exists"));
+                }
+                MetadataRecord::Partition {
+                    topic_id,
+                    partition,
+                    partition_epoch,
+                    ..
+                } => {
+                    let Some(topic) = image.topic_by_id(topic_id) else {
+                        return Err(format!("no topic with id {topic_id}"));
+                    };
+                    let len = topic.partitions.len();
+                    match topic.partitions.get(*partition as usize) {
+                        Some(current) if current.partition_epoch + 1 != *partition_epoch => {
+                            return Err(format!(
+                                "partition {}-{partition} changed meanwhile (epoch {} is not the successor of {})",
+                                topic.name, partition_epoch, current.partition_epoch
+                            ));
+                        }
+                        None if *partition as usize != len => {
+                            return Err(format!(
+                                "partition {}-{partition} does not follow the last one ({len} exist)",
+                                topic.name
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                MetadataRecord::ProducerIds {
+                    first_producer_id, ..
+                } if *first_producer_id < image.next_producer_id => {
+                    return Err(format!(
+                        "producer id block at {first_producer_id} overlaps one handed out"
+                    ));
+                }
+                _ => {}
+            }
+            image.apply(r);
+        }
+        Ok(())
+    }
+
     /// Applies one record in place (used while building the next image).
     pub fn apply(&mut self, record: &MetadataRecord) {
         self.offset += 1;
@@ -93,8 +158,14 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        fenced: false,
                     },
                 );
+            }
+            MetadataRecord::FenceBroker { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = true;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.topic_names.insert(*topic_id, name.clone());

@@ -32,6 +32,10 @@ pub enum MetadataError {
     NotLeader(Option<u64>),
     #[error("metadata quorum: {0}")]
     Quorum(String),
+    /// The records no longer fit the metadata (another change came first); the caller may
+    /// look again and retry.
+    #[error("metadata changed meanwhile: {0}")]
+    Conflict(String),
 }
 
 /// An ordered, durable log of metadata records with the image it leads to.

@@ -105,6 +105,10 @@ impl MetadataLog for LocalMetadataLog {
         frame.extend_from_slice(&crc32c(&payload).to_be_bytes());
         frame.extend_from_slice(&payload);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .image
+            .validate(&records)
+            .map_err(MetadataError::Conflict)?;
         inner.file.write_all(&frame)?;
         inner.file.sync_data()?;
         let mut next = (*inner.image).clone();

@@ -19,6 +19,9 @@ pub enum MetadataRecord {
         port: u16,
         rack: Option<String>,
     },
+    /// A broker stopped heartbeating (or shut down): it leads nothing and is in no ISR until
+    /// it registers again.
+    FenceBroker { broker_id: i32 },
     /// A topic was created.
     Topic { name: String, topic_id: Uuid },
     /// A partition's placement and leadership (new or changed).

@@ -14,8 +14,7 @@ pub async fn handle(
 ) -> DescribeClusterResponse {
     let image = broker.image();
     let brokers = image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             let (host, port) = if b.broker_id == broker.node_id {
                 broker.endpoint(&ctx.session.listener.name)
@@ -36,7 +35,7 @@ pub async fn handle(
             1
         })
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

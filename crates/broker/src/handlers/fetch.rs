@@ -32,6 +32,8 @@ struct Wanted {
     fetch_offset: i64,
     max_bytes: i32,
     hosted: Result<Arc<Partition>, i16>,
+    /// A follower's fetch reads the whole log; a consumer's only below the high watermark.
+    replica: bool,
 }
 
 /// The records of one partition of a Fetch response: whole batches in file slices of its log.
@@ -109,6 +111,22 @@ pub async fn handle_parts(
         };
     }
     let image = broker.image();
+    // A follower broker fetching as a replica (replica id >= 0; in the replica state from v15).
+    let replica_id = if ctx.api_version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = replica_id >= 0;
+    if replica && !broker.authorize_cluster(ctx, crate::security::acl::Operation::ClusterAction) {
+        return FetchParts {
+            response: FetchResponse::default()
+                .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED)
+                .with_session_id(0),
+            records: Vec::new(),
+        };
+    }
+    let now = crate::now_ms();
     let mut topics_out = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
@@ -122,9 +140,10 @@ pub async fn handle_parts(
                 .with_topic(t.topic.clone())
                 .with_topic_id(t.topic_id),
         );
-        let readable = info.is_none_or(|i| {
-            broker.authorize_topic(ctx, crate::security::acl::Operation::Read, &i.name)
-        });
+        let readable = replica
+            || info.is_none_or(|i| {
+                broker.authorize_topic(ctx, crate::security::acl::Operation::Read, &i.name)
+            });
         for p in &t.partitions {
             let hosted = match info {
                 None if by_id => Err(ec::UNKNOWN_TOPIC_ID),
@@ -133,14 +152,34 @@ pub async fn handle_parts(
                 Some(info) => broker
                     .replicas
                     .get(&info.name, p.partition)
-                    .ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                    .ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION)
+                    .and_then(|part| {
+                        leader_check(&part, ctx.api_version, p.current_leader_epoch).map(|_| part)
+                    }),
             };
+            if replica && let Ok(part) = &hosted {
+                // The follower's fetch offset is its log end: it may move the high watermark
+                // and bring the follower (back) into the ISR.
+                let (moved, change) = part.on_follower_fetch(replica_id, p.fetch_offset, now);
+                if moved {
+                    broker.replicas.appended.notify_waiters();
+                }
+                if let Some(change) = change {
+                    tracing::info!(topic = %part.topic, partition = part.index, follower = replica_id, isr = ?change.new_isr, "follower caught up; expanding the ISR");
+                    tokio::spawn(crate::cluster::alter_isr(
+                        broker.clone(),
+                        part.clone(),
+                        change,
+                    ));
+                }
+            }
             wanted.push(Wanted {
                 topic_index: ti,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 hosted,
+                replica,
             });
         }
     }
@@ -187,6 +226,24 @@ pub async fn handle_parts(
     }
 }
 
+/// Only the leader serves fetches, and only for the leader epoch the fetcher knows when it
+/// names one (v9+): an older one is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH.
+pub fn leader_check(part: &Partition, version: i16, current_leader_epoch: i32) -> Result<(), i16> {
+    if !part.is_leader() {
+        return Err(ec::NOT_LEADER_OR_FOLLOWER);
+    }
+    if version >= 9 && current_leader_epoch >= 0 {
+        let epoch = part.leader_epoch();
+        if current_leader_epoch < epoch {
+            return Err(ec::FENCED_LEADER_EPOCH);
+        }
+        if current_leader_epoch > epoch {
+            return Err(ec::UNKNOWN_LEADER_EPOCH);
+        }
+    }
+    Ok(())
+}
+
 /// Reads every wanted partition once; returns the partition data with their records, the bytes
 /// read and whether any partition failed (an error answers at once, as Kafka does).
 fn read_all(
@@ -217,10 +274,17 @@ fn read_all(
         };
         let budget = (max_bytes.saturating_sub(total)).min(w.max_bytes.max(0) as u64) as u32;
         let first = total == 0;
+        let hw = p.high_watermark();
         let read = p.with_log(|l| {
-            let hw = l.log_end_offset();
+            let hw = hw.min(l.log_end_offset());
             let lso = l.first_unstable_offset().map_or(hw, |f| f.min(hw));
-            let limit = if committed { lso } else { hw };
+            let limit = if w.replica {
+                l.log_end_offset()
+            } else if committed {
+                lso
+            } else {
+                hw
+            };
             let r = l.read(w.fetch_offset, budget, limit, first)?;
             let aborted = committed.then(|| {
                 let upper = r.next_offset.unwrap_or(lso);
@@ -253,7 +317,7 @@ fn read_all(
             }
             Err(e) => {
                 any_error = true;
-                let (hw, ls) = p.with_log(|l| (l.log_end_offset(), l.log_start_offset()));
+                let ls = p.with_log(|l| l.log_start_offset());
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fetch failed");
                 }

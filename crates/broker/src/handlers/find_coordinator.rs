@@ -41,10 +41,30 @@ pub async fn handle(
             },
         )
     };
-    let (node, host, port) = if code == ec::NONE {
-        (broker.node_id, host, port)
-    } else {
-        (-1, String::new(), -1)
+    // The coordinator of a key is the leader of its partition of the internal topic.
+    let image = broker.image();
+    let locate = |key: &str| -> (i32, String, i32, i16) {
+        if code != ec::NONE {
+            return (-1, String::new(), -1, code);
+        }
+        let (topic, partition) = match req.key_type {
+            TRANSACTION => (crate::txn::TXN_TOPIC, broker.txns.partition_for(key)),
+            _ => (
+                group::OFFSETS_TOPIC,
+                group::store::partition_for(key, broker.groups.config().offsets_partitions),
+            ),
+        };
+        let leader = image
+            .topic(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .map_or(-1, |p| p.leader);
+        if leader == broker.node_id {
+            return (leader, host.clone(), port, ec::NONE);
+        }
+        match image.brokers.get(&leader).filter(|b| !b.fenced) {
+            Some(b) => (leader, b.host.clone(), i32::from(b.port), ec::NONE),
+            None => (-1, String::new(), -1, ec::COORDINATOR_NOT_AVAILABLE),
+        }
     };
     // DESCRIBE on the group or transactional id.
     let denied = |key: &str| {
@@ -72,10 +92,11 @@ pub async fn handle(
                         .with_error_code(denied)
                         .with_error_message(text(denied));
                 }
+                let (node, host, port, code) = locate(key.as_str());
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host.clone()))
+                    .with_host(str_bytes(host))
                     .with_port(port)
                     .with_error_code(code)
                     .with_error_message(text(code))
@@ -94,6 +115,7 @@ pub async fn handle(
             resp
         };
     }
+    let (node, host, port, code) = locate(req.key.as_str());
     let resp = FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_node_id(BrokerId(node))

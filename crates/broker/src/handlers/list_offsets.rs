@@ -72,7 +72,7 @@ pub async fn handle(
                             .with_offset(offset)
                             .with_timestamp(ts)
                             .with_leader_epoch(if ctx.api_version >= 4 {
-                                part.leader_epoch
+                                part.leader_epoch()
                             } else {
                                 -1
                             }),

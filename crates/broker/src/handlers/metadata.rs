@@ -95,7 +95,7 @@ pub async fn handle(
         .with_brokers(brokers(broker, ctx, &image))
         .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
         .with_controller_id(if v >= 1 {
-            BrokerId(broker.node_id)
+            BrokerId(broker.controller_id())
         } else {
             BrokerId(-1)
         })
@@ -111,8 +111,7 @@ pub fn brokers(
     image: &MetadataImage,
 ) -> Vec<MetadataResponseBroker> {
     image
-        .brokers
-        .values()
+        .live_brokers()
         .map(|b| {
             let (host, port) = if b.broker_id == broker.node_id {
                 broker.endpoint(&ctx.session.listener.name)
@@ -147,6 +146,11 @@ fn topic_entry(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
         .iter()
         .map(|p| {
             MetadataResponsePartition::default()
+                .with_error_code(if p.leader < 0 {
+                    ec::LEADER_NOT_AVAILABLE
+                } else {
+                    ec::NONE
+                })
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })

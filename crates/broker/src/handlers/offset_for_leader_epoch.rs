@@ -37,14 +37,11 @@ pub async fn handle(
                     let Some(part) = broker.replicas.get(t.topic.as_str(), p.partition) else {
                         return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
-                    // The asker's idea of the current leader epoch must be ours.
-                    if p.current_leader_epoch >= 0 {
-                        if p.current_leader_epoch < part.leader_epoch {
-                            return resp.with_error_code(ec::FENCED_LEADER_EPOCH);
-                        }
-                        if p.current_leader_epoch > part.leader_epoch {
-                            return resp.with_error_code(ec::UNKNOWN_LEADER_EPOCH);
-                        }
+                    // Only the leader answers, and the asker's idea of the current leader epoch
+                    // must be ours.
+                    if let Err(code) = super::fetch::leader_check(&part, 9, p.current_leader_epoch)
+                    {
+                        return resp.with_error_code(code);
                     }
                     match part.with_log(|l| l.end_offset_for_epoch(p.leader_epoch)) {
                         Some((epoch, end)) => resp

@@ -20,20 +20,87 @@ type ToFlush = Vec<(Arc<Partition>, i64, usize, usize)>;
 pub struct Appended {
     response: ProduceResponse,
     to_flush: ToFlush,
+    /// acks=all writes to replicated partitions: (partition, end offset, leader epoch of the
+    /// append, topic and partition index in the response).
+    to_replicate: Vec<(Arc<Partition>, i64, i32, usize, usize)>,
+    timeout_ms: i32,
+    broker: Arc<Broker>,
     api_version: i16,
 }
 
 impl Appended {
-    /// Whether the response must wait for an fsync.
+    /// Whether the response must wait for an fsync or for followers.
     pub fn needs_flush(&self) -> bool {
-        !self.to_flush.is_empty()
+        !self.to_flush.is_empty() || !self.to_replicate.is_empty()
     }
 
-    /// The response, once every partition it acknowledges is durable as configured.
+    /// The response, once every partition it acknowledges is durable as configured and, for
+    /// acks=all, on every in-sync replica.
     pub async fn finish(self) -> ProduceResponse {
         let mut response = self.response;
         flush_before_acknowledging(self.api_version, self.to_flush, &mut response.responses).await;
+        if !self.to_replicate.is_empty() {
+            wait_for_replicas(
+                &self.broker,
+                self.api_version,
+                self.to_replicate,
+                self.timeout_ms,
+                &mut response.responses,
+            )
+            .await;
+        }
         response
+    }
+}
+
+/// Waits until the high watermark of each partition passes the acks=all write (the whole ISR
+/// has it), up to the request's timeout (REQUEST_TIMED_OUT); a leader that lost its leadership
+/// meanwhile answers NOT_LEADER_OR_FOLLOWER.
+async fn wait_for_replicas(
+    broker: &Broker,
+    api_version: i16,
+    to_replicate: Vec<(Arc<Partition>, i64, i32, usize, usize)>,
+    timeout_ms: i32,
+    responses: &mut [TopicProduceResponse],
+) {
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    for (p, end, epoch, ti, pi) in to_replicate {
+        let code = loop {
+            let notified = broker.replicas.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if p.leader_epoch() != epoch || !p.is_leader() {
+                break ec::NOT_LEADER_OR_FOLLOWER;
+            }
+            if p.high_watermark() >= end {
+                break ec::NONE;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break if p.high_watermark() >= end {
+                    ec::NONE
+                } else {
+                    ec::REQUEST_TIMED_OUT
+                };
+            }
+        };
+        if code != ec::NONE {
+            let r = &mut responses[ti].partition_responses[pi];
+            r.error_code = code;
+            r.base_offset = -1;
+            let text = if code == ec::REQUEST_TIMED_OUT {
+                format!(
+                    "not on every in-sync replica of {}-{} within {timeout_ms} ms",
+                    p.topic, p.index
+                )
+            } else {
+                format!(
+                    "leadership of {}-{} moved before the write was replicated",
+                    p.topic, p.index
+                )
+            };
+            r.error_message = since(api_version, 8, message(code, text));
+        }
     }
 }
 
@@ -56,6 +123,7 @@ pub async fn handle_appends(
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended = false;
     let mut to_flush: ToFlush = Vec::new();
+    let mut to_replicate = Vec::new();
     let txn_denied = req.transactional_id.as_ref().is_some_and(|id| {
         !broker.authorize(ctx, Operation::Write, ResourceType::TransactionalId, id)
     });
@@ -109,6 +177,11 @@ pub async fn handle_appends(
                 info = image.topic(topic.name.as_str()).cloned();
             }
         }
+        let min_isr: usize = info
+            .as_ref()
+            .and_then(|t| broker.config.topic_value(&t.configs, "min.insync.replicas"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let mut resp = PartitionProduceResponse::default()
@@ -138,6 +211,23 @@ pub async fn handle_appends(
                     format!("no partition {}", pd.index),
                 ),
                 (Some(_), Some(_), None) => (ec::INVALID_RECORD, "no records".to_string()),
+                (Some(_), Some(p), Some(_)) if !p.is_leader() => (
+                    ec::NOT_LEADER_OR_FOLLOWER,
+                    format!("this broker does not lead {}-{}", p.topic, p.index),
+                ),
+                (Some(_), Some(p), Some(_))
+                    if req.acks == -1 && p.is_replicated() && p.isr_size() < min_isr =>
+                {
+                    (
+                        ec::NOT_ENOUGH_REPLICAS,
+                        format!(
+                            "{}-{} has {} in-sync replicas, fewer than min.insync.replicas={min_isr}",
+                            p.topic,
+                            p.index,
+                            p.isr_size()
+                        ),
+                    )
+                }
                 (Some(_), Some(p), Some(records))
                     if !transaction_verified(
                         broker,
@@ -156,6 +246,15 @@ pub async fn handle_appends(
                     match p.append(&records, now) {
                         Ok((info, flush_due)) => {
                             appended = true;
+                            if req.acks == -1 && p.is_replicated() {
+                                to_replicate.push((
+                                    p.clone(),
+                                    info.last_offset + 1,
+                                    p.leader_epoch(),
+                                    responses.len(),
+                                    partitions.len(),
+                                ));
+                            }
                             if flush_due {
                                 to_flush.push((
                                     p.clone(),
@@ -204,6 +303,9 @@ pub async fn handle_appends(
     Appended {
         response: ProduceResponse::default().with_responses(responses),
         to_flush,
+        to_replicate,
+        timeout_ms: req.timeout_ms,
+        broker: broker.clone(),
         api_version: ctx.api_version,
     }
 }

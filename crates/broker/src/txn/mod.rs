@@ -533,7 +533,7 @@ impl TransactionCoordinator {
         let coordinator_epoch = broker
             .replicas
             .get(TXN_TOPIC, self.partition_for(transactional_id))
-            .map_or(0, |p| p.leader_epoch);
+            .map_or(0, |p| p.leader_epoch());
         let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
         self.write_markers(
             broker,
@@ -591,7 +591,7 @@ impl TransactionCoordinator {
                     epoch,
                     coordinator_epoch,
                     kind,
-                    p.leader_epoch,
+                    p.leader_epoch(),
                     now,
                 )
             }) {

@@ -11,10 +11,12 @@ mod store;
 pub mod tcp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::io::Cursor;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -48,8 +50,67 @@ openraft::declare_raft_types!(
 pub type MemberId = u64;
 type Rpc<T, E = RaftError<MemberId>> = Result<T, RPCError<MemberId, BasicNode, E>>;
 
-/// How a member reaches another: Raft's three RPCs.
+/// What a broker asks of the active controller (the quorum leader) through another member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// Append these records (checked against the leader's image first).
+    Append(Vec<MetadataRecord>),
+    /// The broker is alive.
+    Heartbeat { broker_id: i32 },
+}
+
+/// The active controller's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    /// Appended and applied; the leader's image had applied `offset` records then.
+    Appended {
+        offset: u64,
+    },
+    HeartbeatTaken,
+    /// Not the leader (the leader's id when known).
+    NotLeader(Option<MemberId>),
+    /// The records no longer fit the metadata.
+    Conflict(String),
+    Failed(String),
+}
+
+impl ControllerResponse {
+    fn from_error(e: MetadataError) -> ControllerResponse {
+        match e {
+            MetadataError::NotLeader(l) => ControllerResponse::NotLeader(l),
+            MetadataError::Conflict(m) => ControllerResponse::Conflict(m),
+            other => ControllerResponse::Failed(other.to_string()),
+        }
+    }
+}
+
+type ForwardFn = Arc<
+    dyn Fn(
+            MemberId,
+            ControllerRequest,
+        )
+            -> Pin<Box<dyn Future<Output = Result<ControllerResponse, MetadataError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a member reaches another: Raft's three RPCs, and requests for the active controller.
 pub trait Transport: Send + Sync + 'static {
+    /// Sends a request meant for the active controller to member `to`. Transports within one
+    /// process need not support it.
+    fn controller_call(
+        &self,
+        _from: MemberId,
+        to: MemberId,
+        _req: ControllerRequest,
+    ) -> impl std::future::Future<Output = Result<ControllerResponse, MetadataError>> + Send {
+        async move {
+            Err(MetadataError::Quorum(format!(
+                "this transport cannot reach member {to} for controller requests"
+            )))
+        }
+    }
+
     fn append_entries(
         &self,
         from: MemberId,
@@ -232,12 +293,29 @@ impl Default for QuorumSettings {
     }
 }
 
+/// The quorum as one member sees it.
+#[derive(Clone, Debug)]
+pub struct QuorumStatus {
+    pub leader: Option<MemberId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub voters: Vec<MemberId>,
+    /// On the leader: each member's last replicated log index.
+    pub replication: BTreeMap<MemberId, Option<u64>>,
+}
+
 /// One member of the metadata quorum, serving the [`MetadataLog`] trait.
 pub struct QuorumMetadataLog {
     pub id: MemberId,
     pub raft: Raft<QuorumConfig>,
     state: StateMachine,
     runtime: tokio::runtime::Handle,
+    /// Appends on the leader one at a time, so each is checked against the image before it.
+    write_lock: tokio::sync::Mutex<()>,
+    /// Last heartbeat of each broker, as received while this member leads.
+    heartbeats: Mutex<HashMap<i32, Instant>>,
+    forward: ForwardFn,
 }
 
 impl QuorumMetadataLog {
@@ -261,6 +339,11 @@ impl QuorumMetadataLog {
         .map_err(|e| MetadataError::Quorum(e.to_string()))?;
         let log = LogStore::open(dir)?;
         let state = StateMachine::open(dir)?;
+        let forwarder = transport.clone();
+        let forward: ForwardFn = Arc::new(move |to, req| {
+            let t = forwarder.clone();
+            Box::pin(async move { t.controller_call(id, to, req).await })
+        });
         let network = Network {
             from: id,
             transport,
@@ -273,6 +356,9 @@ impl QuorumMetadataLog {
             raft,
             state,
             runtime: tokio::runtime::Handle::current(),
+            write_lock: tokio::sync::Mutex::new(()),
+            heartbeats: Mutex::new(HashMap::new()),
+            forward,
         })
     }
 
@@ -293,12 +379,26 @@ impl QuorumMetadataLog {
         self.raft.current_leader().await
     }
 
-    /// Appends records through Raft; only the leader accepts them (NOT_CONTROLLER otherwise,
-    /// with the leader's id).
-    pub async fn append_async(
+    /// Appends records through Raft on the leader, checked against its image first
+    /// ([`MetadataImage::validate`]); NotLeader (with the leader's id) elsewhere.
+    pub async fn append_on_leader(
         &self,
         records: Vec<MetadataRecord>,
     ) -> Result<Arc<MetadataImage>, MetadataError> {
+        let _turn = self.write_lock.lock().await;
+        // Everything committed before this member became leader is applied first, so the
+        // check sees the whole log.
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| match e.forward_to_leader() {
+                Some(f) => MetadataError::NotLeader(f.leader_id),
+                None => MetadataError::Quorum(e.to_string()),
+            })?;
+        self.state
+            .image()
+            .validate(&records)
+            .map_err(MetadataError::Conflict)?;
         self.raft
             .client_write(MetadataBatch(records))
             .await
@@ -307,6 +407,119 @@ impl QuorumMetadataLog {
                 None => MetadataError::Quorum(e.to_string()),
             })?;
         Ok(self.state.image())
+    }
+
+    /// Appends records: on the leader directly, from any other member by forwarding them to
+    /// the leader and waiting until this member has applied them. While no leader is known
+    /// (an election), it retries for up to 15 s.
+    pub async fn append_async(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, MetadataError> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let leader = match self.append_on_leader(records.clone()).await {
+                Err(MetadataError::NotLeader(leader)) => leader,
+                other => return other,
+            };
+            if let Some(l) = leader.filter(|l| *l != self.id) {
+                match (self.forward)(l, ControllerRequest::Append(records.clone())).await {
+                    Ok(ControllerResponse::Appended { offset }) => {
+                        return Ok(self.wait_for(offset, Duration::from_secs(15)).await);
+                    }
+                    Ok(ControllerResponse::Conflict(m)) => return Err(MetadataError::Conflict(m)),
+                    Ok(ControllerResponse::Failed(m)) => return Err(MetadataError::Quorum(m)),
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(MetadataError::NotLeader(None));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Answers a request meant for the active controller (from another member's transport).
+    pub async fn handle_controller_request(&self, req: ControllerRequest) -> ControllerResponse {
+        match req {
+            ControllerRequest::Append(records) => match self.append_on_leader(records).await {
+                Ok(image) => ControllerResponse::Appended {
+                    offset: image.offset,
+                },
+                Err(e) => ControllerResponse::from_error(e),
+            },
+            ControllerRequest::Heartbeat { broker_id } => {
+                if self.is_leader() {
+                    self.note_heartbeat(broker_id);
+                    ControllerResponse::HeartbeatTaken
+                } else {
+                    ControllerResponse::NotLeader(self.leader_id())
+                }
+            }
+        }
+    }
+
+    fn note_heartbeat(&self, broker_id: i32) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(broker_id, Instant::now());
+    }
+
+    /// Tells the active controller that broker `broker_id` is alive (directly when this
+    /// member leads).
+    pub async fn heartbeat(&self, broker_id: i32) -> Result<(), MetadataError> {
+        if self.is_leader() {
+            self.note_heartbeat(broker_id);
+            return Ok(());
+        }
+        let leader = self.leader_id().ok_or(MetadataError::NotLeader(None))?;
+        match (self.forward)(leader, ControllerRequest::Heartbeat { broker_id }).await? {
+            ControllerResponse::HeartbeatTaken => Ok(()),
+            ControllerResponse::NotLeader(l) => Err(MetadataError::NotLeader(l)),
+            other => Err(MetadataError::Quorum(format!("{other:?}"))),
+        }
+    }
+
+    /// When each broker last heartbeated to this member (meaningful while it leads).
+    pub fn last_heartbeats(&self) -> HashMap<i32, Instant> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether this member is the quorum leader (the active controller).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The quorum leader as this member knows it.
+    pub fn leader_id(&self) -> Option<MemberId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The quorum's state as this member sees it, for DescribeQuorum and the CLI.
+    pub fn status(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let voters: Vec<MemberId> = m.membership_config.membership().voter_ids().collect();
+        let replication = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, log)| (*id, log.map(|l| l.index)))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        QuorumStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed: m.last_applied.map(|l| l.index),
+            voters,
+            replication,
+        }
     }
 
     /// Waits until the image has applied at least `offset` records, up to `timeout`.
@@ -321,6 +534,11 @@ impl QuorumMetadataLog {
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
+    }
+
+    /// Waits (up to `timeout`) for an image newer than `offset` records.
+    pub async fn wait_newer(&self, offset: u64, timeout: Duration) -> Arc<MetadataImage> {
+        self.wait_for(offset + 1, timeout).await
     }
 
     pub async fn shutdown(&self) {

@@ -19,7 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-use super::{MemberId, QuorumConfig, Rpc, Transport};
+use super::{
+    ControllerRequest, ControllerResponse, MemberId, QuorumConfig, QuorumMetadataLog, Rpc,
+    Transport,
+};
+use crate::MetadataError;
 
 /// Largest frame accepted (a snapshot chunk is the biggest message).
 const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -30,6 +34,7 @@ enum Request {
     AppendEntries(AppendEntriesRequest<QuorumConfig>),
     Vote(VoteRequest<MemberId>),
     InstallSnapshot(InstallSnapshotRequest<QuorumConfig>),
+    Controller(ControllerRequest),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,6 +44,7 @@ enum Response {
     InstallSnapshot(
         Result<InstallSnapshotResponse<MemberId>, RaftError<MemberId, InstallSnapshotError>>,
     ),
+    Controller(ControllerResponse),
 }
 
 async fn write_frame(s: &mut TcpStream, value: &impl Serialize) -> std::io::Result<()> {
@@ -76,22 +82,31 @@ pub fn check_request_body(body: &[u8]) -> Result<(), String> {
 /// Calls peers at their controller addresses.
 pub struct TcpTransport {
     peers: HashMap<MemberId, SocketAddr>,
-    connections: HashMap<MemberId, Arc<Mutex<Option<TcpStream>>>>,
+    /// Per peer: the connection for Raft's RPCs and the one for controller requests (an
+    /// append forwarded to the leader may take a while; Raft's heartbeats must not wait
+    /// behind it).
+    connections: HashMap<MemberId, [Arc<Mutex<Option<TcpStream>>>; 2]>,
 }
 
 impl TcpTransport {
     pub fn new(peers: HashMap<MemberId, SocketAddr>) -> TcpTransport {
         let connections = peers
             .keys()
-            .map(|id| (*id, Arc::new(Mutex::new(None))))
+            .map(|id| {
+                (
+                    *id,
+                    [Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None))],
+                )
+            })
             .collect();
         TcpTransport { peers, connections }
     }
 
     async fn call(&self, to: MemberId, req: Request) -> std::io::Result<Response> {
-        let (Some(addr), Some(slot)) = (self.peers.get(&to), self.connections.get(&to)) else {
+        let (Some(addr), Some(slots)) = (self.peers.get(&to), self.connections.get(&to)) else {
             return Err(std::io::Error::other(format!("unknown quorum member {to}")));
         };
+        let slot = &slots[usize::from(matches!(req, Request::Controller(_)))];
         let mut conn = slot.lock().await;
         let attempt = async {
             if conn.is_none() {
@@ -136,6 +151,21 @@ fn remote<E: std::error::Error + Clone>(
 }
 
 impl Transport for TcpTransport {
+    async fn controller_call(
+        &self,
+        _from: MemberId,
+        to: MemberId,
+        req: ControllerRequest,
+    ) -> Result<ControllerResponse, MetadataError> {
+        match self.call(to, Request::Controller(req)).await {
+            Ok(Response::Controller(r)) => Ok(r),
+            Ok(_) => Err(MetadataError::Quorum(format!(
+                "member {to} answered another request type"
+            ))),
+            Err(e) => Err(MetadataError::Quorum(format!("member {to}: {e}"))),
+        }
+    }
+
     async fn append_entries(
         &self,
         _from: MemberId,
@@ -176,8 +206,23 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Serves quorum requests from peers on `listener` until the task is dropped.
+/// Serves quorum requests from peers on `listener` until the task is dropped (Raft only:
+/// requests for the active controller are refused).
 pub async fn serve(listener: TcpListener, raft: Raft<QuorumConfig>) {
+    serve_inner(listener, raft, None).await
+}
+
+/// Serves Raft and active-controller requests for `member` on `listener` until the task is
+/// dropped.
+pub async fn serve_member(listener: TcpListener, member: Arc<QuorumMetadataLog>) {
+    serve_inner(listener, member.raft.clone(), Some(member)).await
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    raft: Raft<QuorumConfig>,
+    member: Option<Arc<QuorumMetadataLog>>,
+) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -185,6 +230,7 @@ pub async fn serve(listener: TcpListener, raft: Raft<QuorumConfig>) {
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
+        let member = member.clone();
         tokio::spawn(async move {
             loop {
                 let req: Request = match read_frame(&mut stream).await {
@@ -204,6 +250,12 @@ pub async fn serve(listener: TcpListener, raft: Raft<QuorumConfig>) {
                     Request::InstallSnapshot(r) => {
                         Response::InstallSnapshot(raft.install_snapshot(r).await)
                     }
+                    Request::Controller(r) => Response::Controller(match &member {
+                        Some(m) => m.handle_controller_request(r).await,
+                        None => ControllerResponse::Failed(
+                            "this member does not serve controller requests".into(),
+                        ),
+                    }),
                 };
                 if write_frame(&mut stream, &resp).await.is_err() {
                     return;

@@ -66,9 +66,10 @@ async fn quorum_replicates_elects_and_catches_up() {
         let image = m.wait_for(30, Duration::from_secs(10)).await;
         assert_eq!(image.brokers.len(), 30, "member {}", m.id);
     }
-    // A follower refuses appends and names the leader.
+    // A follower does not append itself: it names the leader (append_async then forwards,
+    // which this in-process transport does not do).
     let follower = members.iter().find(|m| m.id != leader).unwrap();
-    match follower.append_async(vec![broker(99)]).await {
+    match follower.append_on_leader(vec![broker(99)]).await {
         Err(MetadataError::NotLeader(Some(l))) => assert_eq!(l, leader),
         other => panic!("follower append: {other:?}"),
     }
@@ -156,35 +157,58 @@ async fn quorum_over_tcp() {
     for (i, listener) in listeners.into_iter().enumerate() {
         let id = i as MemberId + 1;
         let transport = Arc::new(tcp::TcpTransport::new(peers.clone()));
-        let m = QuorumMetadataLog::start(id, dirs[i].path(), &settings(), transport)
-            .await
-            .unwrap();
-        servers.push(tokio::spawn(tcp::serve(listener, m.raft.clone())));
+        let m = Arc::new(
+            QuorumMetadataLog::start(id, dirs[i].path(), &settings(), transport)
+                .await
+                .unwrap(),
+        );
+        servers.push(tokio::spawn(tcp::serve_member(listener, m.clone())));
         members.push(m);
     }
     members[0].initialize(&[1, 2, 3]).await.unwrap();
-    let refs: Vec<&QuorumMetadataLog> = members.iter().collect();
+    let refs: Vec<&QuorumMetadataLog> = members.iter().map(|m| m.as_ref()).collect();
     let leader = wait_leader(&refs, None).await;
     let lm = &members[leader as usize - 1];
-    for b in 0..25 {
+    for b in 0..24 {
         lm.append_async(vec![broker(b)]).await.unwrap();
     }
+    // A follower's append travels to the leader; the follower sees it when the call returns.
+    let follower = members.iter().find(|m| m.id != leader).unwrap();
+    let image = follower.append_async(vec![broker(24)]).await.unwrap();
+    assert!(image.brokers.contains_key(&24));
     for m in &members {
         assert_eq!(
             m.wait_for(25, Duration::from_secs(10)).await.brokers.len(),
             25
         );
     }
+    // The leader checks forwarded records against its image: a topic is created once.
+    let topic = MetadataRecord::Topic {
+        name: "t".into(),
+        topic_id: crate::Uuid::from_u128(1),
+    };
+    follower.append_async(vec![topic.clone()]).await.unwrap();
+    match follower.append_async(vec![topic]).await {
+        Err(MetadataError::Conflict(m)) => assert!(m.contains("already exists"), "{m}"),
+        other => panic!("second creation: {other:?}"),
+    }
+    // Heartbeats from a follower's broker reach the leader.
+    follower.heartbeat(7).await.unwrap();
+    assert!(lm.last_heartbeats().contains_key(&7));
     // The leader's process goes away: the other two carry on.
     lm.shutdown().await;
     servers[leader as usize - 1].abort();
-    let rest: Vec<&QuorumMetadataLog> = members.iter().filter(|m| m.id != leader).collect();
+    let rest: Vec<&QuorumMetadataLog> = members
+        .iter()
+        .filter(|m| m.id != leader)
+        .map(|m| m.as_ref())
+        .collect();
     let new_leader = wait_leader(&rest, Some(leader)).await;
     let nm = &members[new_leader as usize - 1];
     nm.append_async(vec![broker(100)]).await.unwrap();
     for m in &rest {
         assert_eq!(
-            m.wait_for(26, Duration::from_secs(10)).await.brokers.len(),
+            m.wait_for(27, Duration::from_secs(10)).await.brokers.len(),
             26
         );
     }

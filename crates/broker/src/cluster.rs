@@ -1,0 +1,560 @@
+//! The broker in a cluster: the metadata quorum member it runs (`controller.quorum.voters`),
+//! following the metadata log, heartbeats, and the active controller's decisions.
+//!
+//! Every broker of a combined cluster is a voter of the metadata quorum. The quorum leader is
+//! the active controller: it fences brokers whose heartbeats stop (`broker.session.timeout.ms`)
+//! and elects new leaders for their partitions from the in-sync replicas (outside them only
+//! with `unclean.leader.election.enable`). Every broker applies each new image to its
+//! partitions (leader or follower, ISR, leader epoch) as the image arrives.
+//!
+//! The decisions are pure functions of the image ([`fence_records`], [`elect_offline`]), so
+//! they are tested without a cluster; a change of a partition carries the next partition epoch
+//! and the quorum leader refuses it if the partition changed meanwhile.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strom_metadata::quorum::{QuorumMetadataLog, QuorumSettings, tcp};
+use strom_metadata::{MetadataImage, MetadataRecord, TopicInfo};
+use tokio::sync::watch;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::BrokerConfig;
+use crate::replica_manager::Partition;
+use crate::replication::IsrChange;
+
+/// Starts this node's member of the metadata quorum and serves it on its voter address.
+/// Called from a blocking thread of the runtime (broker start-up).
+pub fn start_quorum(
+    config: &BrokerConfig,
+    voters: &[(i32, String)],
+    dir: &Path,
+) -> Result<Arc<QuorumMetadataLog>, BrokerError> {
+    let me = config.node_id();
+    if config.get("process.roles").replace(' ', "") != "broker,controller"
+        && config.get("process.roles").replace(' ', "") != "controller,broker"
+    {
+        return Err(BrokerError::Config(
+            "process.roles: only combined broker,controller nodes can form a cluster in this version".into(),
+        ));
+    }
+    let Some((_, my_addr)) = voters.iter().find(|(id, _)| *id == me) else {
+        return Err(BrokerError::Config(format!(
+            "node.id {me} is not one of controller.quorum.voters; every node of a cluster is a voter in this version"
+        )));
+    };
+    let mut peers: HashMap<u64, SocketAddr> = HashMap::new();
+    for (id, addr) in voters {
+        let resolved = addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| BrokerError::Config(format!("cannot resolve quorum voter {addr}")))?;
+        peers.insert(*id as u64, resolved);
+    }
+    let ids: Vec<u64> = voters.iter().map(|(id, _)| *id as u64).collect();
+    let my_addr = my_addr.clone();
+    let dir = dir.to_path_buf();
+    tokio::runtime::Handle::current().block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&my_addr)
+            .await
+            .map_err(|e| {
+                BrokerError::Config(format!("cannot listen on quorum address {my_addr}: {e}"))
+            })?;
+        let transport = Arc::new(tcp::TcpTransport::new(peers));
+        let member = Arc::new(
+            QuorumMetadataLog::start(me as u64, &dir, &QuorumSettings::default(), transport)
+                .await?,
+        );
+        tokio::spawn(tcp::serve_member(listener, member.clone()));
+        // Every voter offers the same initial membership; a member that already has a log
+        // refuses, which is fine.
+        if let Err(e) = member.initialize(&ids).await {
+            tracing::debug!(error = %e, "metadata quorum already formed");
+        }
+        tracing::info!(node_id = me, quorum = %my_addr, voters = ?ids, "metadata quorum member started");
+        Ok(member)
+    })
+}
+
+/// A cluster id all members agree on without talking: derived from the voters.
+pub fn cluster_id_for(voters: &[(i32, String)]) -> String {
+    let text: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+    let text = text.join(",");
+    let mut bytes = [0u8; 16];
+    // Two FNV-1a hashes with different offsets fill 16 bytes.
+    for (half, seed) in [
+        (0usize, 0xcbf2_9ce4_8422_2325u64),
+        (8, 0x6c62_272e_07bb_0142),
+    ] {
+        let mut h = seed;
+        for b in text.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        bytes[half..half + 8].copy_from_slice(&h.to_be_bytes());
+    }
+    crate::broker::base64_url(&bytes)
+}
+
+fn unclean_allowed(config: &BrokerConfig, topic: &TopicInfo) -> bool {
+    config
+        .topic_value(&topic.configs, "unclean.leader.election.enable")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn is_live(image: &MetadataImage, broker: i32) -> bool {
+    image.brokers.get(&broker).is_some_and(|b| !b.fenced)
+}
+
+/// A partition record for a changed leader or ISR: the next partition epoch, and the next
+/// leader epoch when the leader changes.
+fn changed(
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+    leader: i32,
+    isr: Vec<i32>,
+) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id: topic.topic_id,
+        partition: p.partition,
+        replicas: p.replicas.clone(),
+        isr,
+        leader,
+        leader_epoch: if leader != p.leader {
+            p.leader_epoch + 1
+        } else {
+            p.leader_epoch
+        },
+        partition_epoch: p.partition_epoch + 1,
+    }
+}
+
+/// Picks a leader among `p`'s live in-sync replicas (in replica order), or among any live
+/// replica when an unclean election is allowed; returns (leader, ISR).
+fn elect(
+    image: &MetadataImage,
+    p: &strom_metadata::PartitionInfo,
+    isr: &[i32],
+    unclean: bool,
+    excluded: i32,
+) -> Option<(i32, Vec<i32>)> {
+    let usable = |r: i32| r != excluded && is_live(image, r);
+    if let Some(l) = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && usable(*r))
+    {
+        return Some((l, isr.to_vec()));
+    }
+    if unclean {
+        return p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| usable(*r))
+            .map(|l| (l, vec![l]));
+    }
+    None
+}
+
+/// Fences `broker_id`: it leaves every ISR it is in (unless it is the last member), and each
+/// partition it led gets a new leader from the rest of the ISR, or none.
+pub fn fence_records(
+    image: &MetadataImage,
+    broker_id: i32,
+    unclean: impl Fn(&TopicInfo) -> bool,
+) -> Vec<MetadataRecord> {
+    let mut out = vec![MetadataRecord::FenceBroker { broker_id }];
+    for topic in image.topics.values() {
+        for p in &topic.partitions {
+            if !p.replicas.contains(&broker_id) {
+                continue;
+            }
+            let rest: Vec<i32> = p.isr.iter().copied().filter(|r| *r != broker_id).collect();
+            if p.leader == broker_id {
+                match elect(image, p, &rest, unclean(topic), broker_id) {
+                    Some((leader, isr)) => out.push(changed(topic, p, leader, isr)),
+                    // No one else may lead: the partition is offline, and the ISR keeps who
+                    // may lead when it returns.
+                    None => out.push(changed(topic, p, -1, p.isr.clone())),
+                }
+            } else if p.isr.contains(&broker_id) && !rest.is_empty() {
+                out.push(changed(topic, p, p.leader, rest));
+            }
+        }
+    }
+    out
+}
+
+/// Elects leaders for partitions that have none (or whose leader is fenced) where a live
+/// replica may lead.
+pub fn elect_offline(
+    image: &MetadataImage,
+    unclean: impl Fn(&TopicInfo) -> bool,
+) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for topic in image.topics.values() {
+        for p in &topic.partitions {
+            if p.leader >= 0 && is_live(image, p.leader) {
+                continue;
+            }
+            if let Some((leader, isr)) = elect(image, p, &p.isr, unclean(topic), -1) {
+                out.push(changed(topic, p, leader, isr));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the cluster's background work of this broker until shutdown: following the metadata
+/// log, heartbeats, the active controller's checks, ISR shrinking and the replica fetchers.
+pub fn start(
+    broker: &Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(shrink_isr_ticker(
+        broker.clone(),
+        shutdown.clone(),
+    ))];
+    tasks.push(tokio::spawn(crate::replica_fetcher::run(
+        broker.clone(),
+        shutdown.clone(),
+    )));
+    if let Some(q) = &broker.quorum {
+        tasks.push(tokio::spawn(follow_metadata(
+            broker.clone(),
+            q.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(heartbeats(
+            broker.clone(),
+            q.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(controller(
+            broker.clone(),
+            q.clone(),
+            shutdown,
+        )));
+    }
+    tasks
+}
+
+/// Applies each new metadata image to the hosted partitions.
+async fn follow_metadata(
+    broker: Arc<Broker>,
+    q: Arc<QuorumMetadataLog>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = 0u64;
+    loop {
+        let image = tokio::select! {
+            i = q.wait_newer(last, Duration::from_secs(1)) => i,
+            _ = shutdown.changed() => return,
+        };
+        if image.offset == last {
+            continue;
+        }
+        last = image.offset;
+        if let Err(e) = broker
+            .replicas
+            .reconcile(&image, &broker.config, crate::now_ms())
+        {
+            tracing::warn!(error = %e, "cannot apply metadata to the partitions");
+        }
+        broker.on_metadata(&image);
+    }
+}
+
+/// Tells the active controller this broker is alive; registers again if it was fenced.
+async fn heartbeats(
+    broker: Arc<Broker>,
+    q: Arc<QuorumMetadataLog>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every =
+        Duration::from_millis(broker.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match q.heartbeat(broker.node_id).await {
+            Ok(()) => {
+                let fenced = broker
+                    .image()
+                    .brokers
+                    .get(&broker.node_id)
+                    .is_none_or(|b| b.fenced);
+                if fenced && !broker.is_shutting_down() {
+                    tracing::info!(
+                        node_id = broker.node_id,
+                        "fenced by the controller; registering again"
+                    );
+                    if let Err(e) = broker.register().await {
+                        tracing::warn!(error = %e, "cannot register with the controller");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+        }
+    }
+}
+
+/// The active controller's periodic work (only while this member leads the quorum): fence
+/// brokers that stopped heartbeating and elect leaders where there are none.
+async fn controller(
+    broker: Arc<Broker>,
+    q: Arc<QuorumMetadataLog>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let session =
+        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !q.is_leader() {
+            leading_since = None;
+            continue;
+        }
+        let now = Instant::now();
+        // A new active controller gives every broker a full session to show up.
+        let since = *leading_since.get_or_insert(now);
+        let image = broker.image();
+        let beats = q.last_heartbeats();
+        let unclean = |t: &TopicInfo| unclean_allowed(&broker.config, t);
+        let expired = image.live_brokers().find(|b| {
+            let last = beats.get(&b.broker_id).map_or(since, |t| (*t).max(since));
+            now.duration_since(last) > session
+        });
+        let records = match expired {
+            Some(b) => {
+                tracing::warn!(
+                    broker = b.broker_id,
+                    "broker missed its heartbeats; fencing it"
+                );
+                fence_records(&image, b.broker_id, unclean)
+            }
+            None => elect_offline(&image, unclean),
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let elections = records
+            .iter()
+            .filter(|r| matches!(r, MetadataRecord::Partition { .. }))
+            .count();
+        match broker.commit_metadata_async(records).await {
+            Ok(_) => tracing::info!(
+                partitions = elections,
+                "controller changed partition leadership"
+            ),
+            Err(e) => tracing::debug!(error = %e, "controller change not applied; trying again"),
+        }
+    }
+}
+
+/// Every half `replica.lag.time.max.ms`, the partitions this broker leads drop followers that
+/// stopped keeping up.
+async fn shrink_isr_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let lag_ms = broker.config.get_i64("replica.lag.time.max.ms").max(1);
+    let mut tick =
+        tokio::time::interval(Duration::from_millis((lag_ms as u64 / 2).clamp(50, 5000)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::now_ms();
+        for p in broker.replicas.all() {
+            if !p.is_replicated() {
+                continue;
+            }
+            if let Some(change) = p.maybe_shrink_isr(now, lag_ms) {
+                tracing::info!(topic = %p.topic, partition = p.index, isr = ?change.new_isr, "follower fell behind; shrinking the ISR");
+                tokio::spawn(alter_isr(broker.clone(), p, change));
+            }
+        }
+    }
+}
+
+/// Asks the controller for an ISR change of a partition this broker leads (as AlterPartition
+/// does): a partition record with the next partition epoch, refused if the partition changed
+/// meanwhile.
+pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange) {
+    let image = broker.image();
+    let current = image.partition(&p.topic_id, p.index).cloned();
+    let Some(info) = current.filter(|i| {
+        i.leader == broker.node_id
+            && i.leader_epoch == change.leader_epoch
+            && i.partition_epoch == change.partition_epoch
+    }) else {
+        p.isr_change_failed();
+        return;
+    };
+    let wanted: BTreeSet<i32> = change.new_isr.iter().copied().collect();
+    let isr: Vec<i32> = info
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| wanted.contains(r))
+        .collect();
+    let record = MetadataRecord::Partition {
+        topic_id: p.topic_id,
+        partition: p.index,
+        replicas: info.replicas.clone(),
+        isr: isr.clone(),
+        leader: broker.node_id,
+        leader_epoch: info.leader_epoch,
+        partition_epoch: info.partition_epoch + 1,
+    };
+    match broker.commit_metadata_async(vec![record]).await {
+        Ok(_) => tracing::info!(topic = %p.topic, partition = p.index, ?isr, "ISR changed"),
+        Err(e) => {
+            tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "ISR change refused");
+            p.isr_change_failed();
+        }
+    }
+}
+
+/// Moves leadership away from this broker before it stops (controlled shutdown): it fences
+/// itself, so the controller elects other leaders from the ISRs now rather than after the
+/// session timeout.
+pub async fn controlled_shutdown(broker: &Arc<Broker>) {
+    if broker.quorum.is_none() || !broker.config.get_bool("controlled.shutdown.enable") {
+        return;
+    }
+    for _ in 0..5 {
+        let image = broker.image();
+        if image.brokers.get(&broker.node_id).is_none_or(|b| b.fenced) {
+            return;
+        }
+        let records = fence_records(&image, broker.node_id, |t| {
+            unclean_allowed(&broker.config, t)
+        });
+        match broker.commit_metadata_async(records).await {
+            Ok(_) => {
+                tracing::info!("controlled shutdown: leadership moved to other replicas");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "controlled shutdown not done yet; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_metadata::Uuid;
+
+    fn image(fenced: &[i32], partitions: &[(i32, &[i32], &[i32])]) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        for b in 1..=3 {
+            img.apply(&MetadataRecord::RegisterBroker {
+                broker_id: b,
+                host: "h".into(),
+                port: 1,
+                rack: None,
+            });
+        }
+        for b in fenced {
+            img.apply(&MetadataRecord::FenceBroker { broker_id: *b });
+        }
+        let id = Uuid::from_u128(1);
+        img.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        for (i, (leader, replicas, isr)) in partitions.iter().enumerate() {
+            img.apply(&MetadataRecord::Partition {
+                topic_id: id,
+                partition: i as i32,
+                replicas: replicas.to_vec(),
+                isr: isr.to_vec(),
+                leader: *leader,
+                leader_epoch: 4,
+                partition_epoch: 7,
+            });
+        }
+        img
+    }
+
+    fn partition(r: &MetadataRecord) -> (i32, Vec<i32>, i32, i32) {
+        match r {
+            MetadataRecord::Partition {
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch,
+                ..
+            } => (*leader, isr.clone(), *leader_epoch, *partition_epoch),
+            other => panic!("not a partition record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fencing_a_leader_elects_from_the_isr_and_shrinks_other_isrs() {
+        let img = image(
+            &[],
+            &[
+                (1, &[1, 2, 3], &[1, 2, 3]),
+                (2, &[2, 1, 3], &[2, 1]),
+                (2, &[2, 3], &[2, 3]),
+                (1, &[1, 3], &[1]),
+            ],
+        );
+        let records = fence_records(&img, 1, |_| false);
+        assert_eq!(records[0], MetadataRecord::FenceBroker { broker_id: 1 });
+        // p0: 2 takes over, with the next epochs.
+        assert_eq!(partition(&records[1]), (2, vec![2, 3], 5, 8));
+        // p1: 1 leaves the ISR, the leader stays.
+        assert_eq!(partition(&records[2]), (2, vec![2], 4, 8));
+        // p3: 1 was the only in-sync replica: no leader, ISR kept.
+        assert_eq!(partition(&records[3]), (-1, vec![1], 5, 8));
+        assert_eq!(records.len(), 4);
+        // Unclean election takes the out-of-sync replica.
+        let records = fence_records(&img, 1, |_| true);
+        assert_eq!(partition(&records[3]), (3, vec![3], 5, 8));
+        // Every record applies after the image.
+        img.validate(&fence_records(&img, 1, |_| false)).unwrap();
+    }
+
+    #[test]
+    fn offline_partitions_get_a_leader_when_an_isr_member_returns() {
+        let img = image(
+            &[3],
+            &[(-1, &[1, 3], &[1]), (-1, &[3], &[3]), (2, &[2], &[2])],
+        );
+        let records = elect_offline(&img, |_| false);
+        assert_eq!(records.len(), 1);
+        assert_eq!(partition(&records[0]), (1, vec![1], 5, 8));
+    }
+
+    #[test]
+    fn cluster_ids_agree_across_members_and_differ_between_clusters() {
+        let a = vec![(1, "h:1".to_string()), (2, "h:2".to_string())];
+        let b = vec![(1, "h:1".to_string()), (2, "h:3".to_string())];
+        assert_eq!(cluster_id_for(&a), cluster_id_for(&a.clone()));
+        assert_ne!(cluster_id_for(&a), cluster_id_for(&b));
+        assert_eq!(cluster_id_for(&a).len(), 22);
+    }
+}
