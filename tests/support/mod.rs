@@ -242,6 +242,87 @@ impl Strom {
     }
 }
 
+/// A cluster of brokers on loopback, each a voter of the metadata quorum (node ids 1..=n).
+pub struct Cluster {
+    pub nodes: Vec<Strom>,
+}
+
+impl Cluster {
+    /// Starts `n` brokers with extra properties and waits until all of them serve.
+    pub fn start(n: usize, props: &[&str]) -> Cluster {
+        let quorum_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters = quorum_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let mut extra = vec![
+                format!("node.id={}", i + 1),
+                format!("controller.quorum.voters={voters}"),
+            ];
+            extra.extend(props.iter().map(|s| s.to_string()));
+            let mut s = Strom {
+                child: None,
+                port: free_port(),
+                admin_port: free_port(),
+                data: tempfile::tempdir().expect("tempdir"),
+                extra,
+            };
+            // A broker serves once a quorum exists: start them all before waiting.
+            s.spawn_process();
+            nodes.push(s);
+        }
+        for s in &mut nodes {
+            s.wait_listening();
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_brokers(n);
+        cluster
+    }
+
+    /// Waits (30 s at most) until every running broker lists `n` live brokers in Metadata.
+    pub fn wait_brokers(&self, n: usize) {
+        use rdkafka::producer::{BaseProducer, Producer};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for s in self.nodes.iter().filter(|s| s.child.is_some()) {
+            let producer: BaseProducer = client_config(&s.bootstrap()).create().expect("client");
+            loop {
+                let seen = producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map(|md| md.brokers().len())
+                    .unwrap_or(0);
+                if seen == n {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "broker {} sees {seen} brokers, not {n}",
+                    s.bootstrap()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every broker's address, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Strom::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The broker with node id `id`.
+    pub fn node(&mut self, id: i32) -> &mut Strom {
+        &mut self.nodes[(id - 1) as usize]
+    }
+}
+
 impl Drop for Strom {
     fn drop(&mut self) {
         self.kill9();

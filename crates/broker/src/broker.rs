@@ -292,6 +292,32 @@ impl Broker {
         self.commit_metadata_async(vec![self.registration()]).await
     }
 
+    /// Registers this process as a new incarnation of the broker: what an earlier incarnation
+    /// led moves to other in-sync replicas and it leaves every ISR (it may have lost what it
+    /// had not flushed), then it registers. It rejoins the ISRs as a follower once it has
+    /// caught up; the controller gives it back partitions nobody else can lead.
+    async fn register_incarnation(&self) -> Result<Arc<MetadataImage>, BrokerError> {
+        let mut attempts = 0;
+        loop {
+            let image = self.image();
+            let mut records =
+                crate::cluster::fence_records(&image, self.node_id, |_| false);
+            if !image.brokers.contains_key(&self.node_id) {
+                records.clear();
+            }
+            records.push(self.registration());
+            match self.commit_metadata_async(records).await {
+                Err(BrokerError::Metadata(MetadataError::Conflict(m))) if attempts < 50 => {
+                    // This member's image is behind the leader's: wait for it and retry.
+                    attempts += 1;
+                    tracing::debug!(reason = %m, "registration raced a metadata change; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Binds every listener of `listeners`. A port may be 0 (tests): the bound address is
     /// returned, and the advertised port follows it.
     pub async fn bind(self: &Arc<Self>) -> Result<Vec<BoundListener>, BrokerError> {
@@ -458,7 +484,7 @@ impl Broker {
                 tracing::info!(error = %e, "waiting for the metadata quorum");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let image = self.register().await?;
+            let image = self.register_incarnation().await?;
             tracing::info!(node_id = self.node_id, brokers = image.brokers.len(), leader = ?q.leader_id(), "registered with the controller");
             cluster_tasks = crate::cluster::start(&self, shutdown.clone());
         } else {

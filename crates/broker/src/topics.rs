@@ -93,7 +93,7 @@ fn place(
     count: i32,
     replication_factor: i32,
 ) -> Result<Vec<Vec<i32>>, ApiError> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
     if replication_factor < 1 || replication_factor as usize > brokers.len().max(1) {
         return Err(ApiError::new(
             ec::INVALID_REPLICATION_FACTOR,

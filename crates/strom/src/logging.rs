@@ -27,16 +27,27 @@ impl LogControl for Control {
     }
 
     fn set(&self, filter: &str) -> Result<(), String> {
-        let parsed = EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        let parsed = EnvFilter::try_new(with_quiet_raft(filter)).map_err(|e| e.to_string())?;
         self.handle.reload(parsed).map_err(|e| e.to_string())?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = filter.to_string();
         Ok(())
     }
 }
 
+/// The Raft library reports every unreachable peer as an error, which is routine while a
+/// quorum member restarts: its lines appear only when the filter names `openraft`. strom logs
+/// what matters of the quorum (leader changes, fencing) itself.
+fn with_quiet_raft(filter: &str) -> String {
+    if filter.contains("openraft") {
+        filter.to_string()
+    } else {
+        format!("{filter},openraft=off")
+    }
+}
+
 /// Installs the global subscriber; an invalid filter falls back to `info`.
 pub fn init(filter: &str, format: LogFormat) -> Arc<dyn LogControl> {
-    let (parsed, text) = match EnvFilter::try_new(filter) {
+    let (parsed, text) = match EnvFilter::try_new(with_quiet_raft(filter)) {
         Ok(f) => (f, filter.to_string()),
         Err(_) => (EnvFilter::new("info"), "info".to_string()),
     };
