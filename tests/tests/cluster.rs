@@ -45,7 +45,11 @@ fn wait_in_sync(bootstrap: &str, topic: &str, replicas: usize, within: Duration)
     let deadline = Instant::now() + within;
     loop {
         let parts = partitions(bootstrap, topic);
-        if !parts.is_empty() && parts.iter().all(|(l, isr)| *l >= 0 && isr.len() == replicas) {
+        if !parts.is_empty()
+            && parts
+                .iter()
+                .all(|(l, isr)| *l >= 0 && isr.len() == replicas)
+        {
             return;
         }
         assert!(
@@ -196,7 +200,11 @@ fn acknowledged_writes_survive_sigkill_of_each_leader_in_turn() {
             .parse()
             .unwrap();
         if let Some(prev) = last.insert(m.partition(), n) {
-            assert!(n > prev, "partition {} out of order: {prev} then {n}", m.partition());
+            assert!(
+                n > prev,
+                "partition {} out of order: {prev} then {n}",
+                m.partition()
+            );
         }
         seen[n as usize] += 1;
         at.insert((m.partition(), m.offset()), n);
@@ -228,4 +236,176 @@ fn acknowledged_writes_survive_sigkill_of_each_leader_in_turn() {
         }
     }
     assert_eq!(killed.len(), 3);
+}
+
+/// Counts acknowledged and failed deliveries.
+#[derive(Default, Clone)]
+struct Counts(Arc<Mutex<(usize, usize)>>);
+impl ClientContext for Counts {}
+impl ProducerContext for Counts {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let mut c = self.0.lock().unwrap();
+        match result {
+            Ok(_) => c.0 += 1,
+            Err(_) => c.1 += 1,
+        }
+    }
+}
+
+/// Sends `count` values `{prefix}-{i}` to partition 0 of `topic` through `bootstrap` only,
+/// with `acks` and no retries; returns (acknowledged, failed) once every delivery is decided.
+fn produce_some(
+    bootstrap: &str,
+    topic: &str,
+    acks: &str,
+    prefix: &str,
+    count: usize,
+    timeout_ms: u32,
+) -> (usize, usize) {
+    let counts = Counts::default();
+    let producer: ThreadedProducer<Counts> = client_config(bootstrap)
+        .set("acks", acks)
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", timeout_ms.to_string())
+        .set("request.timeout.ms", timeout_ms.to_string())
+        .set("retries", "0")
+        .set("linger.ms", "0")
+        .create_with_context(counts.clone())
+        .unwrap();
+    for i in 0..count {
+        let value = format!("{prefix}-{i}");
+        producer
+            .send(BaseRecord::<(), _>::to(topic).partition(0).payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let _ = producer.flush(Duration::from_millis(u64::from(timeout_ms) + 10_000));
+    *counts.0.lock().unwrap()
+}
+
+/// The values of partition 0 of `topic`, read from the start through `bootstrap`.
+fn read_values(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
+    let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("group.id", "read-values")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    // Anything past what is expected would show up within a short wait.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_healed() {
+    let mut props = PROPS.to_vec();
+    props.push("fault.injection.enable=true");
+    let mut cluster = Cluster::start(3, &props);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[0].cli(&[
+        "topics",
+        "create",
+        "split",
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "split", 3, Duration::from_secs(30));
+    assert_eq!(
+        produce_some(&bootstrap, "split", "all", "before", 100, 10_000),
+        (100, 0)
+    );
+
+    // Cut the leader off from the other two brokers; clients still reach it.
+    let old = partitions(&bootstrap, "split")[0].0;
+    let isolated = cluster.node(old).bootstrap();
+    let (status, _) = cluster
+        .node(old)
+        .admin_put("/v1/fault/network", "isolate")
+        .unwrap();
+    assert_eq!(status, 200);
+    // acks=1 writes land on the isolated leader only: a tail the others never see.
+    let (acked, _) = produce_some(&isolated, "split", "1", "divergent", 20, 5_000);
+    assert_eq!(acked, 20, "the isolated leader takes acks=1 writes");
+    // acks=all writes cannot be acknowledged: its followers no longer fetch.
+    let (acked, failed) = produce_some(&isolated, "split", "all", "unacknowledgeable", 10, 4_000);
+    assert_eq!(
+        (acked, failed),
+        (0, 10),
+        "an isolated leader acknowledged acks=all writes"
+    );
+
+    // The majority fences it and elects a leader among themselves.
+    let majority: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i32 + 1 != old)
+        .map(|(_, s)| s.bootstrap())
+        .collect();
+    let majority = majority.join(",");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        let (leader, _) = partitions(&majority, "split")[0].clone();
+        if leader > 0 && leader != old {
+            break leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader on the majority side"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        produce_some(&majority, "split", "all", "after", 50, 10_000),
+        (50, 0)
+    );
+
+    // Heal: the old leader learns it was replaced, truncates its tail and catches up.
+    let (status, _) = cluster
+        .node(old)
+        .admin_put("/v1/fault/network", "heal")
+        .unwrap();
+    assert_eq!(status, 200);
+    wait_in_sync(&bootstrap, "split", 3, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = log_bytes(cluster.node(old).data_dir(), "split", 0);
+        let b = log_bytes(cluster.node(new).data_dir(), "split", 0);
+        if a == b {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader's log ({} bytes) never matched the new leader's ({} bytes)",
+            a.len(),
+            b.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let values = read_values(&bootstrap, "split", 150);
+    let expected: Vec<String> = (0..100)
+        .map(|i| format!("before-{i}"))
+        .chain((0..50).map(|i| format!("after-{i}")))
+        .collect();
+    assert_eq!(values, expected);
 }

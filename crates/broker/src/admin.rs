@@ -255,6 +255,7 @@ fn route(req: &Request, state: &AdminState) -> Response {
             None => Response::text(503, "not ready: recovering logs\n"),
         },
         ("/v1/log-level", _) => log_level(req, state),
+        ("/v1/fault/network", false) => network_fault(req, state),
         (
             "/metrics" | "/health/live" | "/health/ready" | "/v1/status" | "/v1/partitions",
             false,
@@ -343,6 +344,28 @@ fn partitions(broker: &Broker, topic: Option<&str>) -> serde_json::Value {
         })
         .collect();
     json!({ "partitions": rows })
+}
+
+/// `PUT /v1/fault/network` with `isolate` or `heal` (only with `fault.injection.enable`).
+fn network_fault(req: &Request, state: &AdminState) -> Response {
+    let Some((broker, _)) = state.broker.get() else {
+        return Response::text(503, "not ready\n");
+    };
+    if !broker.config.get_bool("fault.injection.enable") {
+        return Response::text(403, "fault injection is off (fault.injection.enable)\n");
+    }
+    let on = match std::str::from_utf8(&req.body).map(str::trim) {
+        Ok("isolate") => true,
+        Ok("heal") => false,
+        _ => return Response::text(400, "body must be isolate or heal\n"),
+    };
+    broker.isolated.store(on, Ordering::Release);
+    tracing::warn!(
+        isolated = on,
+        "fault injection: network to the other brokers {}",
+        if on { "cut" } else { "healed" }
+    );
+    Response::json(200, json!({ "isolated": on }))
 }
 
 fn log_level(req: &Request, state: &AdminState) -> Response {

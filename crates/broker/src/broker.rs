@@ -38,6 +38,9 @@ pub struct Broker {
     /// This node's member of the metadata quorum (a cluster); `None` on a single node with a
     /// local metadata log.
     pub quorum: Option<Arc<QuorumMetadataLog>>,
+    /// Fault injection (`fault.injection.enable`): while set, this broker is cut off from the
+    /// other brokers (quorum traffic, replica fetches both ways).
+    pub isolated: Arc<std::sync::atomic::AtomicBool>,
     /// Set when a shutdown begins: the broker no longer registers again.
     shutting_down: std::sync::atomic::AtomicBool,
     pub replicas: ReplicaManager,
@@ -133,10 +136,12 @@ impl Broker {
         }
         let voters = config.quorum_voters().map_err(BrokerError::Config)?;
         let metadata_dir = data_dir.join("__cluster_metadata-0");
+        let isolated: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let (metadata, quorum): (Arc<dyn MetadataLog>, _) = if voters.is_empty() {
             (Arc::new(LocalMetadataLog::open(&metadata_dir)?), None)
         } else {
-            let q = crate::cluster::start_quorum(&config, &voters, &metadata_dir)?;
+            let q =
+                crate::cluster::start_quorum(&config, &voters, &metadata_dir, isolated.clone())?;
             (q.clone(), Some(q))
         };
         let cluster_id = if voters.is_empty() {
@@ -196,6 +201,7 @@ impl Broker {
             cluster_id,
             metadata,
             quorum,
+            isolated,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             replicas,
             groups,
@@ -264,6 +270,11 @@ impl Broker {
         }
     }
 
+    /// Whether fault injection has cut this broker off from the others.
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Whether a shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
@@ -300,8 +311,7 @@ impl Broker {
         let mut attempts = 0;
         loop {
             let image = self.image();
-            let mut records =
-                crate::cluster::fence_records(&image, self.node_id, |_| false);
+            let mut records = crate::cluster::fence_records(&image, self.node_id, |_| false);
             if !image.brokers.contains_key(&self.node_id) {
                 records.clear();
             }

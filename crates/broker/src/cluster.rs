@@ -32,6 +32,7 @@ pub fn start_quorum(
     config: &BrokerConfig,
     voters: &[(i32, String)],
     dir: &Path,
+    isolated: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Arc<QuorumMetadataLog>, BrokerError> {
     let me = config.node_id();
     if config.get("process.roles").replace(' ', "") != "broker,controller"
@@ -64,12 +65,13 @@ pub fn start_quorum(
             .map_err(|e| {
                 BrokerError::Config(format!("cannot listen on quorum address {my_addr}: {e}"))
             })?;
-        let transport = Arc::new(tcp::TcpTransport::new(peers));
+        let transport =
+            Arc::new(tcp::TcpTransport::new(peers).with_isolation(isolated.clone()));
         let member = Arc::new(
             QuorumMetadataLog::start(me as u64, &dir, &QuorumSettings::default(), transport)
                 .await?,
         );
-        tokio::spawn(tcp::serve_member(listener, member.clone()));
+        tokio::spawn(tcp::serve_member(listener, member.clone(), isolated));
         // Every voter offers the same initial membership; a member that already has a log
         // refuses, which is fine.
         if let Err(e) = member.initialize(&ids).await {

@@ -153,6 +153,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "On a clean shutdown, move leadership of this broker's partitions to other in-sync replicas before stopping.",
     ),
     def(
+        "fault.injection.enable",
+        "false",
+        ConfigType::Bool,
+        "strom, for tests only: lets PUT /v1/fault/network on the admin listener cut this broker off from the other brokers (quorum and replication traffic) and heal it, to test network partitions.",
+    ),
+    def(
         "listeners",
         "PLAINTEXT://127.0.0.1:9092",
         ConfigType::String,

@@ -106,6 +106,12 @@ async fn fetch_from(
     // The leader epoch under which each partition was last checked for divergence.
     let mut checked: HashMap<Key, i32> = HashMap::new();
     loop {
+        if broker.is_isolated() {
+            // Fault injection: no traffic to the other brokers.
+            conn = None;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let set: Vec<Arc<Partition>> = parts.borrow_and_update().clone();
         if set.is_empty() {
             if parts.changed().await.is_err() {

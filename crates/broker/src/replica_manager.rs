@@ -379,6 +379,19 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The partition if this broker leads it: UNKNOWN_TOPIC_OR_PARTITION when it is not
+    /// hosted here, NOT_LEADER_OR_FOLLOWER when another broker leads it.
+    pub fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, i16> {
+        let p = self
+            .get(topic, partition)
+            .ok_or(strom_protocol::error_code::UNKNOWN_TOPIC_OR_PARTITION)?;
+        if p.is_leader() {
+            Ok(p)
+        } else {
+            Err(strom_protocol::error_code::NOT_LEADER_OR_FOLLOWER)
+        }
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()

@@ -37,12 +37,14 @@ pub async fn handle(
                     if !deletable {
                         return result.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED);
                     }
-                    let Some(part) = broker.replicas.get(t.name.as_str(), p.partition_index) else {
-                        return result.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                    let part = match broker.replicas.leader(t.name.as_str(), p.partition_index) {
+                        Ok(part) => part,
+                        Err(code) => return result.with_error_code(code),
                     };
+                    let hw = part.high_watermark();
                     let outcome = part.with_log(|l| {
                         let target = if p.offset == HIGH_WATERMARK {
-                            l.log_end_offset()
+                            hw
                         } else {
                             p.offset
                         };

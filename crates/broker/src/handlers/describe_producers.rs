@@ -20,42 +20,45 @@ pub async fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let partitions = t
-                .partition_indexes
-                .iter()
-                .map(|&index| {
-                    let resp = PartitionResponse::default().with_partition_index(index);
-                    if !broker.authorize_topic(ctx, Operation::Read, t.name.as_str()) {
-                        return resp
-                            .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
-                            .with_error_message(Some(str_bytes(
-                                "not authorized to read the topic",
-                            )));
-                    }
-                    let Some(p) = broker.replicas.get(t.name.as_str(), index) else {
-                        return resp
-                            .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_error_message(Some(str_bytes("unknown topic or partition")));
-                    };
-                    let producers = p.with_log(|l| l.producer_state().producers());
-                    resp.with_error_code(ec::NONE).with_active_producers(
-                        producers
-                            .into_iter()
-                            .map(|e| {
-                                ProducerState::default()
-                                    .with_producer_id(ProducerId(e.producer_id))
-                                    .with_producer_epoch(i32::from(e.epoch))
-                                    .with_last_sequence(e.last_seq().unwrap_or(-1))
-                                    .with_last_timestamp(e.last_timestamp)
-                                    .with_coordinator_epoch(e.coordinator_epoch)
-                                    .with_current_txn_start_offset(
-                                        e.current_txn_first_offset.unwrap_or(-1),
-                                    )
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
+            let partitions =
+                t.partition_indexes
+                    .iter()
+                    .map(|&index| {
+                        let resp = PartitionResponse::default().with_partition_index(index);
+                        if !broker.authorize_topic(ctx, Operation::Read, t.name.as_str()) {
+                            return resp
+                                .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                                .with_error_message(Some(str_bytes(
+                                    "not authorized to read the topic",
+                                )));
+                        }
+                        let p = match broker.replicas.leader(t.name.as_str(), index) {
+                            Ok(p) => p,
+                            Err(code) => {
+                                return resp.with_error_code(code).with_error_message(Some(
+                                    str_bytes("unknown topic or partition, or not its leader"),
+                                ));
+                            }
+                        };
+                        let producers = p.with_log(|l| l.producer_state().producers());
+                        resp.with_error_code(ec::NONE).with_active_producers(
+                            producers
+                                .into_iter()
+                                .map(|e| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(e.producer_id))
+                                        .with_producer_epoch(i32::from(e.epoch))
+                                        .with_last_sequence(e.last_seq().unwrap_or(-1))
+                                        .with_last_timestamp(e.last_timestamp)
+                                        .with_coordinator_epoch(e.coordinator_epoch)
+                                        .with_current_txn_start_offset(
+                                            e.current_txn_first_offset.unwrap_or(-1),
+                                        )
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
             TopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions)

@@ -126,6 +126,16 @@ pub async fn handle_parts(
             records: Vec::new(),
         };
     }
+    if replica && broker.is_isolated() {
+        // Fault injection: the follower's request never arrives.
+        tokio::time::sleep(Duration::from_millis(req.max_wait_ms.clamp(0, 5000) as u64)).await;
+        return FetchParts {
+            response: FetchResponse::default()
+                .with_error_code(ec::UNKNOWN_SERVER_ERROR)
+                .with_session_id(0),
+            records: Vec::new(),
+        };
+    }
     let now = crate::now_ms();
     let mut topics_out = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();

@@ -47,20 +47,22 @@ pub async fn handle(
                     if !describable {
                         return resp.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED);
                     }
-                    let Some(part) = known
-                        .then(|| broker.replicas.get(t.name.as_str(), p.partition_index))
-                        .flatten()
-                    else {
-                        return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                    let part = match known
+                        .then(|| broker.replicas.leader(t.name.as_str(), p.partition_index))
+                    {
+                        Some(Ok(part)) => part,
+                        Some(Err(code)) => return resp.with_error_code(code),
+                        None => return resp.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
                     };
+                    // Consumers see the log up to the high watermark.
+                    let hw = part.high_watermark();
                     let found = part.with_log(|l| match p.timestamp {
                         // read_committed consumers start from the last stable offset.
                         LATEST if committed => Ok(Some((
-                            l.first_unstable_offset()
-                                .map_or(l.log_end_offset(), |f| f.min(l.log_end_offset())),
+                            l.first_unstable_offset().map_or(hw, |f| f.min(hw)),
                             -1,
                         ))),
-                        LATEST => Ok(Some((l.log_end_offset(), -1))),
+                        LATEST => Ok(Some((hw, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((l.log_start_offset(), -1))),
                         LATEST_TIERED => Ok(Some((l.log_start_offset().max(0) - 1, -1))),
                         MAX_TIMESTAMP => l.max_timestamp(),

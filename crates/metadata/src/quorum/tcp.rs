@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::Raft;
@@ -86,6 +87,8 @@ pub struct TcpTransport {
     /// append forwarded to the leader may take a while; Raft's heartbeats must not wait
     /// behind it).
     connections: HashMap<MemberId, [Arc<Mutex<Option<TcpStream>>>; 2]>,
+    /// While set, every call fails as if the network were cut (fault injection).
+    isolated: Arc<AtomicBool>,
 }
 
 impl TcpTransport {
@@ -99,7 +102,18 @@ impl TcpTransport {
                 )
             })
             .collect();
-        TcpTransport { peers, connections }
+        TcpTransport {
+            peers,
+            connections,
+            isolated: Arc::default(),
+        }
+    }
+
+    /// Fails every call while `isolated` is set: a member cut off from its peers (tests of
+    /// network partitions drive it).
+    pub fn with_isolation(mut self, isolated: Arc<AtomicBool>) -> TcpTransport {
+        self.isolated = isolated;
+        self
     }
 
     async fn call(&self, to: MemberId, req: Request) -> std::io::Result<Response> {
@@ -108,6 +122,13 @@ impl TcpTransport {
         };
         let slot = &slots[usize::from(matches!(req, Request::Controller(_)))];
         let mut conn = slot.lock().await;
+        if self.isolated.load(Ordering::Acquire) {
+            *conn = None;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("quorum member {to} unreachable: network isolated"),
+            ));
+        }
         let attempt = async {
             if conn.is_none() {
                 let s = TcpStream::connect(addr).await?;
@@ -209,19 +230,24 @@ impl Transport for TcpTransport {
 /// Serves quorum requests from peers on `listener` until the task is dropped (Raft only:
 /// requests for the active controller are refused).
 pub async fn serve(listener: TcpListener, raft: Raft<QuorumConfig>) {
-    serve_inner(listener, raft, None).await
+    serve_inner(listener, raft, None, Arc::default()).await
 }
 
 /// Serves Raft and active-controller requests for `member` on `listener` until the task is
-/// dropped.
-pub async fn serve_member(listener: TcpListener, member: Arc<QuorumMetadataLog>) {
-    serve_inner(listener, member.raft.clone(), Some(member)).await
+/// dropped; while `isolated` is set, requests are dropped unanswered with their connection.
+pub async fn serve_member(
+    listener: TcpListener,
+    member: Arc<QuorumMetadataLog>,
+    isolated: Arc<AtomicBool>,
+) {
+    serve_inner(listener, member.raft.clone(), Some(member), isolated).await
 }
 
 async fn serve_inner(
     listener: TcpListener,
     raft: Raft<QuorumConfig>,
     member: Option<Arc<QuorumMetadataLog>>,
+    isolated: Arc<AtomicBool>,
 ) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
@@ -231,6 +257,7 @@ async fn serve_inner(
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let member = member.clone();
+        let isolated = isolated.clone();
         tokio::spawn(async move {
             loop {
                 let req: Request = match read_frame(&mut stream).await {
@@ -242,6 +269,9 @@ async fn serve_inner(
                         return;
                     }
                 };
+                if isolated.load(Ordering::Acquire) {
+                    return;
+                }
                 let resp = match req {
                     Request::AppendEntries(r) => {
                         Response::AppendEntries(raft.append_entries(r).await)

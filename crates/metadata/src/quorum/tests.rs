@@ -162,7 +162,11 @@ async fn quorum_over_tcp() {
                 .await
                 .unwrap(),
         );
-        servers.push(tokio::spawn(tcp::serve_member(listener, m.clone())));
+        servers.push(tokio::spawn(tcp::serve_member(
+            listener,
+            m.clone(),
+            Arc::default(),
+        )));
         members.push(m);
     }
     members[0].initialize(&[1, 2, 3]).await.unwrap();
