@@ -409,3 +409,167 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
         .collect();
     assert_eq!(values, expected);
 }
+
+/// Replicas of each partition of `topic`, in partition order.
+fn replicas(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
+    let producer: BaseProducer = client_config(bootstrap).create().unwrap();
+    let md = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let t = md.topics().iter().find(|t| t.name() == topic).unwrap();
+    let mut out: Vec<(i32, Vec<i32>)> = t
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.replicas().to_vec()))
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+#[test]
+fn reassignment_moves_replicas_under_load_without_loss_or_duplicates() {
+    const N: u64 = 150_000;
+    let mut cluster = Cluster::start(4, PROPS);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[0].cli(&[
+        "topics",
+        "create",
+        "moving",
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "moving", 3, Duration::from_secs(30));
+    assert_eq!(replicas(&bootstrap, "moving"), vec![vec![1, 2, 3]]);
+
+    let acked: Acked = Arc::default();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let producer: ThreadedProducer<AckContext> = client_config(&bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "120000")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create_with_context(AckContext(acked.clone(), errors.clone()))
+        .unwrap();
+    let plan = cluster.nodes[0].data_dir().join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"version":1,"partitions":[{"topic":"moving","partition":0,"replicas":[2,3,4]}]}"#,
+    )
+    .unwrap();
+    let plan = plan.to_str().unwrap().to_string();
+    for n in 0..N {
+        let key = n.to_string();
+        loop {
+            match producer.send(
+                BaseRecord::to("moving")
+                    .partition(0)
+                    .key(&key)
+                    .payload(&key),
+            ) {
+                Ok(()) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        if n == N / 3 {
+            let (ok, out, err) = cluster.nodes[1].cli(&[
+                "partitions",
+                "reassign",
+                "--execute",
+                "--reassignment-json-file",
+                &plan,
+            ]);
+            assert!(ok && out.contains("started"), "{out}{err}");
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len() as u64, N);
+
+    // The move completes: replicas {2,3,4}, all in sync; broker 1 no longer holds the log.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, _) = cluster.nodes[1].cli(&[
+            "partitions",
+            "reassign",
+            "--verify",
+            "--reassignment-json-file",
+            &plan,
+        ]);
+        if ok && out.contains("1 of 1 moves complete") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reassignment never completed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(replicas(&bootstrap, "moving"), vec![vec![2, 3, 4]]);
+    wait_in_sync(&bootstrap, "moving", 3, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.nodes[0].data_dir().join("moving-0").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "broker 1 kept the moved partition"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let values = read_values(&bootstrap, "moving", N as usize);
+    let numbers: Vec<u64> = values.iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(
+        numbers,
+        (0..N).collect::<Vec<_>>(),
+        "lost, duplicated or reordered records"
+    );
+    let logs: Vec<Vec<u8>> = (2..=4)
+        .map(|id| log_bytes(cluster.node(id).data_dir(), "moving", 0))
+        .collect();
+    assert!(logs[0] == logs[1] && logs[1] == logs[2], "replicas differ");
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() {
+    let mut cluster = Cluster::start(3, PROPS);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[0].cli(&[
+        "topics",
+        "create",
+        "led",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(30));
+    assert_eq!(partitions(&bootstrap, "led")[0].0, 1);
+    // A clean stop hands leadership over before the process exits.
+    assert!(cluster.node(1).stop());
+    let others = format!(
+        "{},{}",
+        cluster.nodes[1].bootstrap(),
+        cluster.nodes[2].bootstrap()
+    );
+    let leaders: Vec<i32> = partitions(&others, "led").iter().map(|p| p.0).collect();
+    assert!(
+        !leaders.contains(&1) && !leaders.contains(&-1),
+        "{leaders:?}"
+    );
+    cluster.node(1).restart();
+    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(60));
+    assert_ne!(partitions(&bootstrap, "led")[0].0, 1);
+    let (ok, out, err) = cluster.nodes[0].cli(&["leaders", "elect", "--all-topic-partitions"]);
+    assert!(ok && out.contains("elected"), "{out}{err}");
+    assert_eq!(partitions(&bootstrap, "led")[0].0, 1);
+}

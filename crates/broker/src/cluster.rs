@@ -132,6 +132,8 @@ fn changed(
             p.leader_epoch
         },
         partition_epoch: p.partition_epoch + 1,
+        adding: p.adding.clone(),
+        removing: p.removing.clone(),
     }
 }
 
@@ -211,6 +213,224 @@ pub fn elect_offline(
         }
     }
     out
+}
+
+/// The record that starts moving `p` to `target` replicas (AlterPartitionReassignments): the
+/// replica set becomes target + the replicas leaving, the new ones catch up as followers, and
+/// [`complete_reassignments`] finishes once they are all in the ISR. A reassignment already
+/// in progress is replaced, starting from the replicas it began with.
+pub fn reassign_record(
+    image: &MetadataImage,
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+    target: &[i32],
+) -> Result<MetadataRecord, (i16, String)> {
+    use strom_protocol::error_code as ec;
+    let mut seen = BTreeSet::new();
+    if target.is_empty() || !target.iter().all(|r| seen.insert(*r)) {
+        return Err((
+            ec::INVALID_REPLICA_ASSIGNMENT,
+            format!("replicas {target:?} must be distinct and not empty"),
+        ));
+    }
+    if let Some(r) = target.iter().find(|r| !image.brokers.contains_key(r)) {
+        return Err((
+            ec::INVALID_REPLICA_ASSIGNMENT,
+            format!("broker {r} is not registered"),
+        ));
+    }
+    let original: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !p.adding.contains(r))
+        .collect();
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    let mut replicas = target.to_vec();
+    replicas.extend(removing.iter().copied());
+    // Replicas of an abandoned earlier target leave the ISR.
+    let isr: Vec<i32> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
+    Ok(finish_if_ready(
+        image, topic, p, replicas, isr, adding, removing,
+    ))
+}
+
+/// Cancels the reassignment of `p`: back to the replicas it started with.
+pub fn cancel_record(
+    image: &MetadataImage,
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+) -> Result<MetadataRecord, (i16, String)> {
+    if p.adding.is_empty() && p.removing.is_empty() {
+        return Err((
+            strom_protocol::error_code::NO_REASSIGNMENT_IN_PROGRESS,
+            format!(
+                "no reassignment of {}-{} is in progress",
+                topic.name, p.partition
+            ),
+        ));
+    }
+    let original: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !p.adding.contains(r))
+        .collect();
+    let isr: Vec<i32> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| original.contains(r))
+        .collect();
+    Ok(finish_if_ready(
+        image,
+        topic,
+        p,
+        original,
+        isr,
+        Vec::new(),
+        Vec::new(),
+    ))
+}
+
+/// A partition record with these replicas: when nothing is being added any more, the
+/// replicas being removed go, and the leader moves into the remaining ISR if it was leaving.
+fn finish_if_ready(
+    image: &MetadataImage,
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+    mut replicas: Vec<i32>,
+    mut isr: Vec<i32>,
+    adding: Vec<i32>,
+    mut removing: Vec<i32>,
+) -> MetadataRecord {
+    let adding_in_sync = adding.iter().all(|r| isr.contains(r));
+    if adding_in_sync {
+        replicas.retain(|r| !removing.contains(r));
+        let kept: Vec<i32> = isr
+            .iter()
+            .copied()
+            .filter(|r| replicas.contains(r))
+            .collect();
+        if !kept.is_empty() {
+            isr = kept;
+        }
+        removing.clear();
+    }
+    let mut leader = p.leader;
+    if !replicas.contains(&leader) || !isr.contains(&leader) || !is_live(image, leader) {
+        leader = replicas
+            .iter()
+            .copied()
+            .find(|r| isr.contains(r) && is_live(image, *r))
+            .unwrap_or(-1);
+    }
+    let adding = if adding_in_sync { Vec::new() } else { adding };
+    MetadataRecord::Partition {
+        topic_id: topic.topic_id,
+        partition: p.partition,
+        replicas,
+        isr,
+        leader,
+        leader_epoch: if leader != p.leader {
+            p.leader_epoch + 1
+        } else {
+            p.leader_epoch
+        },
+        partition_epoch: p.partition_epoch + 1,
+        adding,
+        removing,
+    }
+}
+
+/// Finishes the reassignments whose new replicas have all joined the ISR.
+pub fn complete_reassignments(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for topic in image.topics.values() {
+        for p in &topic.partitions {
+            if (p.adding.is_empty() && p.removing.is_empty())
+                || !p.adding.iter().all(|r| p.isr.contains(r))
+            {
+                continue;
+            }
+            out.push(finish_if_ready(
+                image,
+                topic,
+                p,
+                p.replicas.clone(),
+                p.isr.clone(),
+                p.adding.clone(),
+                p.removing.clone(),
+            ));
+        }
+    }
+    out
+}
+
+/// A leader election asked for by ElectLeaders: preferred (the first replica, if it is live
+/// and in sync) or unclean (any live replica, only for a partition without a leader).
+pub fn elect_record(
+    image: &MetadataImage,
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+    unclean: bool,
+) -> Result<MetadataRecord, (i16, String)> {
+    use strom_protocol::error_code as ec;
+    let name = format!("{}-{}", topic.name, p.partition);
+    if unclean {
+        if p.leader >= 0 && is_live(image, p.leader) {
+            return Err((ec::ELECTION_NOT_NEEDED, format!("{name} has a leader")));
+        }
+        return match elect(image, p, &p.isr, true, -1) {
+            Some((leader, isr)) => Ok(changed(topic, p, leader, isr)),
+            None => Err((
+                ec::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                format!("no replica of {name} is alive"),
+            )),
+        };
+    }
+    let preferred = p.target_replicas().first().copied().unwrap_or(-1);
+    if p.leader == preferred {
+        return Err((
+            ec::ELECTION_NOT_NEEDED,
+            format!("{name} is led by its preferred replica"),
+        ));
+    }
+    if !p.isr.contains(&preferred) || !is_live(image, preferred) {
+        return Err((
+            ec::PREFERRED_LEADER_NOT_AVAILABLE,
+            format!("preferred replica {preferred} of {name} is not alive and in sync"),
+        ));
+    }
+    Ok(changed(topic, p, preferred, p.isr.clone()))
+}
+
+/// Preferred leader elections for every partition whose preferred replica can lead and does
+/// not (`auto.leader.rebalance.enable`).
+pub fn preferred_elections(image: &MetadataImage) -> Vec<MetadataRecord> {
+    image
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(move |p| elect_record(image, t, p, false).ok())
+        })
+        .collect()
 }
 
 /// Runs the cluster's background work of this broker until shutdown: following the metadata
@@ -325,6 +545,18 @@ async fn controller(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_since: Option<Instant> = None;
+    let rebalance_every = broker
+        .config
+        .get_bool("auto.leader.rebalance.enable")
+        .then(|| {
+            Duration::from_secs(
+                broker
+                    .config
+                    .get_i64("leader.imbalance.check.interval.seconds")
+                    .max(1) as u64,
+            )
+        });
+    let mut last_rebalance = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -344,7 +576,7 @@ async fn controller(
             let last = beats.get(&b.broker_id).map_or(since, |t| (*t).max(since));
             now.duration_since(last) > session
         });
-        let records = match expired {
+        let mut records = match expired {
             Some(b) => {
                 tracing::warn!(
                     broker = b.broker_id,
@@ -354,6 +586,24 @@ async fn controller(
             }
             None => elect_offline(&image, unclean),
         };
+        if records.is_empty() {
+            records = complete_reassignments(&image);
+            if !records.is_empty() {
+                tracing::info!(partitions = records.len(), "reassignment complete");
+            }
+        }
+        if records.is_empty()
+            && rebalance_every.is_some_and(|every| last_rebalance.elapsed() >= every)
+        {
+            last_rebalance = Instant::now();
+            records = preferred_elections(&image);
+            if !records.is_empty() {
+                tracing::info!(
+                    partitions = records.len(),
+                    "moving leadership back to preferred replicas"
+                );
+            }
+        }
         if records.is_empty() {
             continue;
         }
@@ -425,6 +675,8 @@ pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange
         leader: broker.node_id,
         leader_epoch: info.leader_epoch,
         partition_epoch: info.partition_epoch + 1,
+        adding: info.adding.clone(),
+        removing: info.removing.clone(),
     };
     match broker.commit_metadata_async(vec![record]).await {
         Ok(_) => tracing::info!(topic = %p.topic, partition = p.index, ?isr, "ISR changed"),
@@ -495,6 +747,8 @@ mod tests {
                 leader: *leader,
                 leader_epoch: 4,
                 partition_epoch: 7,
+                adding: vec![],
+                removing: vec![],
             });
         }
         img

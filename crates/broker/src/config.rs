@@ -153,6 +153,18 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "On a clean shutdown, move leadership of this broker's partitions to other in-sync replicas before stopping.",
     ),
     def(
+        "auto.leader.rebalance.enable",
+        "true",
+        ConfigType::Bool,
+        "The active controller moves leadership back to each partition's preferred (first) replica when it is alive and in sync, every leader.imbalance.check.interval.seconds.",
+    ),
+    def(
+        "leader.imbalance.check.interval.seconds",
+        "300",
+        ConfigType::Long { min: 1 },
+        "How often the active controller looks for partitions not led by their preferred replica.",
+    ),
+    def(
         "fault.injection.enable",
         "false",
         ConfigType::Bool,

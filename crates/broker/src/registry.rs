@@ -61,6 +61,9 @@ registry! {
     CreatePartitions 0..=3 => handlers::create_partitions::handle;
     IncrementalAlterConfigs 0..=1 => handlers::incremental_alter_configs::handle;
     DescribeCluster 0..=2 => handlers::describe_cluster::handle;
+    ElectLeaders 0..=2 => handlers::elect_leaders::handle;
+    AlterPartitionReassignments 0..=1 => handlers::alter_partition_reassignments::handle;
+    ListPartitionReassignments 0..=0 => handlers::list_partition_reassignments::handle;
     FindCoordinator 0..=6 => handlers::find_coordinator::handle;
     JoinGroup 0..=9 => handlers::join_group::handle;
     SyncGroup 0..=5 => handlers::sync_group::handle;

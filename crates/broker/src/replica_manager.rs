@@ -125,8 +125,10 @@ impl Partition {
         let leo = self.with_log(|l| l.log_end_offset());
         match &mut *role {
             Role::Leader(state) if info.leader == me && !epoch_changed => {
-                // The same leadership; the ISR may have changed (ours or the controller's).
+                // The same leadership; the ISR or the replicas may have changed (ours, the
+                // controller's, a reassignment's).
                 if info.partition_epoch > state.partition_epoch {
+                    state.update_replicas(&info.replicas, now_ms);
                     let isr = info.isr.iter().copied().collect();
                     if state.on_isr_committed(Some((isr, info.partition_epoch)), leo) {
                         self.high_watermark

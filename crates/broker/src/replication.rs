@@ -109,6 +109,20 @@ impl LeaderState {
         self.high_watermark
     }
 
+    /// The replica set changed under the same leadership (a reassignment adds or removes
+    /// replicas): new followers start unknown, removed ones are forgotten.
+    pub fn update_replicas(&mut self, replicas: &[ReplicaId], now_ms: i64) {
+        self.followers.retain(|r, _| replicas.contains(r));
+        for r in replicas {
+            if *r != self.leader {
+                self.followers.entry(*r).or_insert(Follower {
+                    log_end_offset: -1,
+                    caught_up_ms: now_ms,
+                });
+            }
+        }
+    }
+
     /// Whether an acks=all write may be appended now (min.insync.replicas).
     pub fn check_acks_all(&self, min_isr: usize) -> Result<(), AppendRefusal> {
         if self.isr.len() < min_isr {

@@ -187,6 +187,8 @@ fn partition_records(
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
         })
 }
 

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+pub mod replicas;
 pub mod security;
 #[cfg(test)]
 mod test_peer;
@@ -31,6 +32,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
+pub use replicas::{PartitionOutcome, Reassignment};
 pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};

@@ -25,6 +25,20 @@ pub struct PartitionInfo {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (catching up) and removing (until it completes).
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+impl PartitionInfo {
+    /// The replica set a reassignment in progress moves to (the replicas otherwise).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
 }
 
 /// A topic with its partitions (index = partition id) and its config overrides.
@@ -187,6 +201,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding,
+                removing,
             } => {
                 let Some(name) = self.topic_names.get(topic_id) else {
                     return;
@@ -202,6 +218,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding: adding.clone(),
+                    removing: removing.clone(),
                 };
                 let idx = *partition as usize;
                 if idx < topic.partitions.len() {
@@ -309,6 +327,10 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
+                adding: vec![],
+                removing: vec![],
             });
         }
         img.apply(&MetadataRecord::Config {

@@ -33,6 +33,12 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// During a reassignment: replicas being added (in `replicas`, catching up) and
+        /// being removed (in `replicas` until the new ones are in sync).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing: Vec<i32>,
     },
     /// A config was set (`value: Some`) or removed back to its default (`value: None`).
     Config {

@@ -518,6 +518,10 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
+                adding: vec![],
+                removing: vec![],
             });
         }
         ImageTopics(Arc::new(img))

@@ -6,6 +6,7 @@ mod bench;
 mod common;
 mod consume;
 mod groups;
+mod partitions;
 mod produce;
 mod quotas;
 mod topics;
@@ -44,6 +45,12 @@ pub enum ClientCommand {
     /// Manage SCRAM user credentials
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Move partition replicas between brokers (reassignments)
+    #[command(subcommand)]
+    Partitions(partitions::PartitionsCommand),
+    /// Elect partition leaders (preferred or unclean)
+    #[command(subcommand)]
+    Leaders(partitions::LeadersCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -59,5 +66,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Acls(cmd) => acls::run(cmd).await,
         ClientCommand::Users(cmd) => users::run(cmd).await,
         ClientCommand::Quotas(cmd) => quotas::run(cmd).await,
+        ClientCommand::Partitions(cmd) => partitions::run(cmd).await,
+        ClientCommand::Leaders(cmd) => partitions::run_leaders(cmd).await,
     }
 }
