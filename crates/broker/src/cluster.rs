@@ -806,6 +806,76 @@ mod tests {
     }
 
     #[test]
+    fn a_reassignment_adds_first_and_removes_once_the_new_replicas_are_in_sync() {
+        let mut img = image(&[], &[(1, &[1, 2, 3], &[1, 2, 3])]);
+        img.apply(&MetadataRecord::RegisterBroker {
+            broker_id: 4,
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        });
+        let topic = img.topic("t").unwrap().clone();
+        let p = topic.partitions[0].clone();
+        let start = reassign_record(&img, &topic, &p, &[2, 3, 4]).unwrap();
+        img.validate(std::slice::from_ref(&start)).unwrap();
+        img.apply(&start);
+        let p = &img.topic("t").unwrap().partitions[0];
+        assert_eq!(
+            (
+                p.replicas.clone(),
+                p.adding.clone(),
+                p.removing.clone(),
+                p.leader
+            ),
+            (vec![2, 3, 4, 1], vec![4], vec![1], 1)
+        );
+        // Not done until 4 is in sync.
+        assert!(complete_reassignments(&img).is_empty());
+        let mut joined = p.clone();
+        joined.isr = vec![1, 2, 3, 4];
+        joined.partition_epoch += 1;
+        img.apply(&MetadataRecord::Partition {
+            topic_id: topic.topic_id,
+            partition: 0,
+            replicas: joined.replicas.clone(),
+            isr: joined.isr.clone(),
+            leader: 1,
+            leader_epoch: joined.leader_epoch,
+            partition_epoch: joined.partition_epoch,
+            adding: joined.adding.clone(),
+            removing: joined.removing.clone(),
+        });
+        let done = complete_reassignments(&img);
+        assert_eq!(done.len(), 1);
+        img.apply(&done[0]);
+        let p = &img.topic("t").unwrap().partitions[0];
+        assert_eq!(p.replicas, vec![2, 3, 4]);
+        assert_eq!(p.isr, vec![2, 3, 4]);
+        // The leader was leaving: the first in-sync target replica takes over.
+        assert_eq!((p.leader, p.leader_epoch), (2, 5));
+        assert!(p.adding.is_empty() && p.removing.is_empty());
+        // Errors: unknown broker, duplicates; cancelling with nothing in progress.
+        assert!(reassign_record(&img, &topic, p, &[2, 9]).is_err());
+        assert!(reassign_record(&img, &topic, p, &[2, 2]).is_err());
+        assert!(cancel_record(&img, &topic, p).is_err());
+    }
+
+    #[test]
+    fn preferred_election_needs_the_first_replica_alive_and_in_sync() {
+        let img = image(
+            &[3],
+            &[
+                (2, &[1, 2], &[1, 2]),
+                (2, &[3, 2], &[3, 2]),
+                (1, &[1], &[1]),
+            ],
+        );
+        let records = preferred_elections(&img);
+        assert_eq!(records.len(), 1);
+        assert_eq!(partition(&records[0]), (1, vec![1, 2], 5, 8));
+    }
+
+    #[test]
     fn cluster_ids_agree_across_members_and_differ_between_clusters() {
         let a = vec![(1, "h:1".to_string()), (2, "h:2".to_string())];
         let b = vec![(1, "h:1".to_string()), (2, "h:3".to_string())];

@@ -329,8 +329,6 @@ mod tests {
                 partition_epoch: 0,
                 adding: vec![],
                 removing: vec![],
-                adding: vec![],
-                removing: vec![],
             });
         }
         img.apply(&MetadataRecord::Config {

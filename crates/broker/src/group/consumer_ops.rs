@@ -520,8 +520,6 @@ mod tests {
                 partition_epoch: 0,
                 adding: vec![],
                 removing: vec![],
-                adding: vec![],
-                removing: vec![],
             });
         }
         ImageTopics(Arc::new(img))
