@@ -573,3 +573,107 @@ fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() 
     assert!(ok && out.contains("elected"), "{out}{err}");
     assert_eq!(partitions(&bootstrap, "led")[0].0, 1);
 }
+
+/// Java's `String.hashCode`, as Kafka maps a group to its `__consumer_offsets` partition.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+#[test]
+fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    use rdkafka::consumer::CommitMode;
+    let mut props = PROPS.to_vec();
+    props.extend([
+        "offsets.topic.replication.factor=3",
+        "offsets.topic.num.partitions=3",
+    ]);
+    let mut cluster = Cluster::start(3, &props);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[0].cli(&[
+        "topics",
+        "create",
+        "work",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "work", 3, Duration::from_secs(30));
+    let producer: BaseProducer = client_config(&bootstrap)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for n in 0..3000u32 {
+        let v = n.to_string();
+        producer
+            .send(
+                BaseRecord::<(), _>::to("work")
+                    .partition((n % 3) as i32)
+                    .payload(&v),
+            )
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let group = "survivors";
+    let consume = |bootstrap: &str, want: usize| -> Vec<u32> {
+        let consumer: BaseConsumer = consumer_config(bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // A member whose leave was lost with the coordinator expires quickly.
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["work"]).unwrap();
+        let mut got = Vec::new();
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < want && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                got.push(
+                    std::str::from_utf8(m.payload().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
+                next.insert(m.partition(), m.offset() + 1);
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &next {
+            tpl.add_partition_offset("work", *p, Offset::Offset(*o))
+                .unwrap();
+        }
+        if !next.is_empty() {
+            consumer.commit(&tpl, CommitMode::Sync).unwrap();
+        }
+        got
+    };
+    let first = consume(&bootstrap, 1500);
+    assert_eq!(first.len(), 1500);
+
+    // The coordinator leads the group's partition of __consumer_offsets; SIGKILL it.
+    let partition = (java_hash(group) & 0x7fff_ffff) % 3;
+    let coordinator = partitions(&bootstrap, "__consumer_offsets")[partition as usize].0;
+    assert!(coordinator > 0);
+    cluster.node(coordinator).kill9();
+    let rest: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i32 + 1 != coordinator)
+        .map(|(_, s)| s.bootstrap())
+        .collect();
+    let rest = rest.join(",");
+    // A new coordinator takes over with the committed offsets: the group resumes after them.
+    let second = consume(&rest, 1500);
+    let mut all: Vec<u32> = first.iter().chain(&second).copied().collect();
+    all.sort_unstable();
+    let dups = all.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(dups, 0, "{dups} records read twice");
+    assert_eq!(all.len(), 3000, "records never read");
+}

@@ -239,6 +239,7 @@ impl Broker {
         let image = self.metadata.append(records)?;
         self.replicas
             .reconcile(&image, &self.config, crate::now_ms())?;
+        self.on_metadata(&image);
         Ok(image)
     }
 
@@ -259,7 +260,10 @@ impl Broker {
     }
 
     /// Called with every new metadata image after the partitions took it.
-    pub fn on_metadata(&self, _image: &MetadataImage) {}
+    /// The group coordinator follows the leadership of `__consumer_offsets` partitions.
+    pub fn on_metadata(&self, _image: &MetadataImage) {
+        self.groups.follow_leadership(self);
+    }
 
     /// The active controller: the metadata quorum's leader (this broker on a single node;
     /// -1 during an election).

@@ -268,7 +268,9 @@ async fn handle_frame(
             remote: ctx.remote.get(),
         })
     };
-    if let Some(mut denied) = crate::security::gate::gate(broker, &ctx, &body) {
+    let denied = crate::security::gate::gate(broker, &ctx, &body)
+        .or_else(|| crate::group::ownership::not_coordinator(broker, version, &body));
+    if let Some(mut denied) = denied {
         broker.metrics.response_errors(prefix.api_key, &denied);
         *throttle = apply_quotas(broker, &ctx, frame_len, 0, &mut denied);
         if no_response {

@@ -394,6 +394,38 @@ impl ReplicaManager {
         }
     }
 
+    /// Waits until the high watermark of `p` reaches `end` (every in-sync replica has what
+    /// is below it): NOT_LEADER_OR_FOLLOWER if the leadership moves meanwhile,
+    /// REQUEST_TIMED_OUT after `timeout`. Returns at once for a partition with one replica.
+    pub async fn wait_replicated(
+        &self,
+        p: &Partition,
+        end: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), i16> {
+        use strom_protocol::error_code as ec;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let epoch = p.leader_epoch();
+        loop {
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if p.high_watermark() >= end {
+                return Ok(());
+            }
+            if p.leader_epoch() != epoch || !p.is_leader() {
+                return Err(ec::NOT_LEADER_OR_FOLLOWER);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return if p.high_watermark() >= end {
+                    Ok(())
+                } else {
+                    Err(ec::REQUEST_TIMED_OUT)
+                };
+            }
+        }
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()

@@ -10,6 +10,7 @@
 pub mod assignor;
 pub mod consumer;
 pub mod consumer_ops;
+pub mod ownership;
 pub mod state;
 pub mod store;
 
@@ -150,6 +151,9 @@ pub struct GroupOffsets {
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
+    /// The `__consumer_offsets` partitions this broker leads and has loaded: it coordinates
+    /// the groups that map to them, and answers NOT_COORDINATOR for the others.
+    loaded: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 fn now_ms() -> i64 {
@@ -161,6 +165,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Default::default()),
         }
     }
 
@@ -172,8 +177,66 @@ impl GroupCoordinator {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Rebuilds groups and offsets from `__consumer_offsets` (called at start-up).
+    /// Rebuilds groups and offsets from the `__consumer_offsets` partitions this broker leads
+    /// (called at start-up).
     pub fn load(&self, broker: &Broker) {
+        self.follow_leadership(broker);
+    }
+
+    /// Whether this broker coordinates `group_id`: it leads and has loaded the group's
+    /// partition of `__consumer_offsets` (any group before that topic exists).
+    pub fn owns(&self, broker: &Broker, group_id: &str) -> bool {
+        let image = broker.image();
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return true;
+        };
+        let partition = store::partition_for(group_id, topic.partitions.len() as i32);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&partition)
+    }
+
+    /// Loads the groups of `__consumer_offsets` partitions this broker has come to lead and
+    /// drops those of partitions it no longer leads (they moved to another coordinator).
+    pub fn follow_leadership(&self, broker: &Broker) {
+        let led: std::collections::BTreeSet<i32> = broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == OFFSETS_TOPIC && p.is_leader())
+            .map(|p| p.index)
+            .collect();
+        let (gained, lost) = {
+            let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                led.difference(&loaded).copied().collect::<Vec<_>>(),
+                loaded.difference(&led).copied().collect::<Vec<_>>(),
+            )
+        };
+        if !lost.is_empty() {
+            let partitions = broker
+                .image()
+                .topic(OFFSETS_TOPIC)
+                .map_or(self.config.offsets_partitions, |t| {
+                    t.partitions.len() as i32
+                });
+            let mut groups = self.lock();
+            let before = groups.len();
+            groups.retain(|id, _| !lost.contains(&store::partition_for(id, partitions)));
+            self.loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|p| !lost.contains(p));
+            tracing::info!(partitions = ?lost, groups = before - groups.len(), "no longer coordinating the groups of these __consumer_offsets partitions");
+        }
+        if !gained.is_empty() {
+            self.load_partitions(broker, &gained);
+        }
+    }
+
+    /// Rebuilds the groups and offsets of these `__consumer_offsets` partitions.
+    fn load_partitions(&self, broker: &Broker, partitions: &[i32]) {
         let mut groups = self.lock();
         let now = Instant::now();
         let topics = consumer_ops::ImageTopics(broker.image());
@@ -182,7 +245,7 @@ impl GroupCoordinator {
             .replicas
             .all()
             .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC)
+            .filter(|p| p.topic == OFFSETS_TOPIC && partitions.contains(&p.index))
         {
             read_partition(&p, |data| {
                 // Transactional offset commits count once their transaction commits.
@@ -217,11 +280,24 @@ impl GroupCoordinator {
                 }
             });
         }
-        for g in groups.values_mut() {
+        let count = broker
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.config.offsets_partitions, |t| {
+                t.partitions.len() as i32
+            });
+        for (id, g) in groups.iter_mut() {
+            if !partitions.contains(&store::partition_for(id, count)) {
+                continue;
+            }
             if let Some(c) = g.consumer.as_mut() {
                 consumer_ops::restore(c, &topics, now);
             }
         }
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(partitions.iter().copied());
         if records > 0 {
             tracing::info!(
                 groups = groups.len(),
@@ -1059,6 +1135,32 @@ pub fn persist(
             ec::KAFKA_STORAGE_ERROR
         })?;
     Ok(())
+}
+
+/// [`persist`], then (in a cluster) waits until every in-sync replica of the partition has the
+/// records, as Kafka's coordinator does before it answers a commit: a coordinator that dies
+/// right after answering loses nothing.
+pub async fn persist_replicated(
+    broker: &Broker,
+    group_id: &str,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), i16> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    persist(broker, group_id, records)?;
+    let partitions = broker.groups.config().offsets_partitions;
+    let Some(p) = broker
+        .replicas
+        .get(OFFSETS_TOPIC, store::partition_for(group_id, partitions))
+    else {
+        return Ok(());
+    };
+    let end = p.with_log(|l| l.log_end_offset());
+    broker
+        .replicas
+        .wait_replicated(&p, end, std::time::Duration::from_secs(5))
+        .await
 }
 
 /// One partition's offset in a commit request: (topic, partition, offset, leader epoch,

@@ -27,6 +27,11 @@ pub async fn handle(
                     .with_group_id(id)
                     .with_error_code(strom_protocol::error_code::GROUP_AUTHORIZATION_FAILED);
             }
+            if !broker.groups.owns(broker, id.as_str()) {
+                return g
+                    .with_group_id(id)
+                    .with_error_code(strom_protocol::error_code::NOT_COORDINATOR);
+            }
             match broker.groups.describe(id.as_str()) {
                 // An unknown group is described as Dead with no members, as Kafka does.
                 None => g.with_group_id(id).with_group_state(str_bytes("Dead")),

@@ -67,7 +67,7 @@ pub async fn handle(
         "offset commit"
     );
     // All offsets of the request go to the log in one batch, then become visible.
-    let written = group::persist(broker, &group_id, records);
+    let written = group::persist_replicated(broker, &group_id, records).await;
     match written {
         Ok(()) => broker.groups.committed(&group_id, committed),
         Err(code) => {

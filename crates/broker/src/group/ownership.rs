@@ -1,0 +1,109 @@
+//! In a cluster, the coordinator of a group is the leader of the group's `__consumer_offsets`
+//! partition. A request about a group this broker does not coordinate (its partition is led
+//! elsewhere, or is still loading) answers NOT_COORDINATOR before it reaches a handler, and the
+//! client looks the coordinator up again with FindCoordinator.
+
+use strom_protocol::messages::*;
+use strom_protocol::{RequestKind, ResponseKind, error_code as ec};
+
+use crate::broker::Broker;
+
+const NOT_COORDINATOR: i16 = ec::NOT_COORDINATOR;
+
+/// The NOT_COORDINATOR answer to a group request for a group coordinated elsewhere, or None.
+pub fn not_coordinator(broker: &Broker, version: i16, body: &RequestKind) -> Option<ResponseKind> {
+    let owns = |id: &str| broker.groups.owns(broker, id);
+    match body {
+        RequestKind::JoinGroup(r) if !owns(&r.group_id) => Some(ResponseKind::JoinGroup(
+            JoinGroupResponse::default()
+                .with_error_code(NOT_COORDINATOR)
+                .with_member_id(r.member_id.clone()),
+        )),
+        RequestKind::SyncGroup(r) if !owns(&r.group_id) => Some(ResponseKind::SyncGroup(
+            SyncGroupResponse::default().with_error_code(NOT_COORDINATOR),
+        )),
+        RequestKind::Heartbeat(r) if !owns(&r.group_id) => Some(ResponseKind::Heartbeat(
+            HeartbeatResponse::default().with_error_code(NOT_COORDINATOR),
+        )),
+        RequestKind::LeaveGroup(r) if !owns(&r.group_id) => Some(ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR),
+        )),
+        RequestKind::ConsumerGroupHeartbeat(r) if !owns(&r.group_id) => {
+            Some(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(NOT_COORDINATOR),
+            ))
+        }
+        RequestKind::OffsetCommit(r) if !owns(&r.group_id) => {
+            use offset_commit_response::*;
+            Some(ResponseKind::OffsetCommit(
+                OffsetCommitResponse::default().with_topics(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            OffsetCommitResponseTopic::default()
+                                .with_name(t.name.clone())
+                                .with_topic_id(t.topic_id)
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            OffsetCommitResponsePartition::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(NOT_COORDINATOR)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        RequestKind::TxnOffsetCommit(r) if !owns(&r.group_id) => {
+            use txn_offset_commit_response::*;
+            Some(ResponseKind::TxnOffsetCommit(
+                TxnOffsetCommitResponse::default().with_topics(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            TxnOffsetCommitResponseTopic::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            TxnOffsetCommitResponsePartition::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(NOT_COORDINATOR)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        RequestKind::OffsetFetch(r) if version < 8 && !owns(&r.group_id) => {
+            Some(ResponseKind::OffsetFetch(
+                OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR),
+            ))
+        }
+        RequestKind::OffsetFetch(r)
+            if version >= 8 && r.groups.iter().any(|g| !owns(&g.group_id)) =>
+        {
+            use offset_fetch_response::*;
+            Some(ResponseKind::OffsetFetch(
+                OffsetFetchResponse::default().with_groups(
+                    r.groups
+                        .iter()
+                        .map(|g| {
+                            OffsetFetchResponseGroup::default()
+                                .with_group_id(g.group_id.clone())
+                                .with_error_code(NOT_COORDINATOR)
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
