@@ -677,3 +677,138 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     assert_eq!(dups, 0, "{dups} records read twice");
     assert_eq!(all.len(), 3000, "records never read");
 }
+
+/// Values of every partition of `topic` read from the start with `isolation`.
+fn read_all_values(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
+    let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("group.id", "read-all")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Read until nothing new arrives for 3 s.
+    while idle.elapsed() < Duration::from_secs(3) && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            idle = Instant::now();
+        }
+    }
+    out
+}
+
+#[test]
+fn transactions_span_brokers_and_survive_the_loss_of_their_coordinator() {
+    let mut props = PROPS.to_vec();
+    props.extend([
+        "offsets.topic.replication.factor=3",
+        "offsets.topic.num.partitions=3",
+        "transaction.state.log.replication.factor=3",
+        "transaction.state.log.num.partitions=3",
+        "transaction.state.log.min.isr=2",
+    ]);
+    let mut cluster = Cluster::start(3, &props);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[0].cli(&[
+        "topics",
+        "create",
+        "tx",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "tx", 3, Duration::from_secs(30));
+    // The three partitions have three different leaders: markers cross brokers.
+    let leaders: std::collections::BTreeSet<i32> =
+        partitions(&bootstrap, "tx").iter().map(|p| p.0).collect();
+    assert_eq!(leaders.len(), 3);
+
+    let id = "spanning";
+    let producer =
+        |bootstrap: &str| -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+            let p: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+                client_config(bootstrap)
+                    .set("transactional.id", id)
+                    .set("transaction.timeout.ms", "30000")
+                    .create()
+                    .unwrap();
+            p.init_transactions(Duration::from_secs(30)).unwrap();
+            p
+        };
+    let run = |p: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+               txn: usize,
+               commit: bool| {
+        p.begin_transaction().unwrap();
+        for i in 0..30 {
+            let v = format!("txn{txn}-{i}");
+            loop {
+                match p.send(BaseRecord::<(), _>::to("tx").partition(i % 3).payload(&v)) {
+                    Ok(()) => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        // Delivered before the end, so that aborted records are in the logs too.
+        p.flush(Duration::from_secs(30)).unwrap();
+        if commit {
+            p.commit_transaction(Duration::from_secs(30)).unwrap();
+        } else {
+            p.abort_transaction(Duration::from_secs(30)).unwrap();
+        }
+    };
+    let first = producer(&bootstrap);
+    for txn in 0..6 {
+        run(&first, txn, txn % 2 == 0);
+    }
+    drop(first);
+
+    // The coordinator leads the id's partition of __transaction_state; SIGKILL it.
+    let partition = (java_hash(id) & 0x7fff_ffff) % 3;
+    let coordinator = partitions(&bootstrap, "__transaction_state")[partition as usize].0;
+    assert!(coordinator > 0);
+    cluster.node(coordinator).kill9();
+    let rest: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i32 + 1 != coordinator)
+        .map(|(_, s)| s.bootstrap())
+        .collect();
+    let rest = rest.join(",");
+    let second = producer(&rest);
+    run(&second, 6, true);
+    drop(second);
+
+    let committed = read_all_values(&rest, "tx", 3, "read_committed");
+    let mut expected: Vec<String> = [0, 2, 4, 6]
+        .iter()
+        .flat_map(|t| (0..30).map(move |i| format!("txn{t}-{i}")))
+        .collect();
+    let mut got = committed.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "read_committed saw {} records",
+        got.len()
+    );
+    assert!(
+        got == expected,
+        "read_committed saw records of aborted transactions"
+    );
+    let all = read_all_values(&rest, "tx", 3, "read_uncommitted");
+    assert_eq!(all.len(), 7 * 30);
+}

@@ -447,6 +447,10 @@ pub fn start(
         broker.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::txn::send_remote_markers(
+        broker.clone(),
+        shutdown.clone(),
+    )));
     if let Some(q) = &broker.quorum {
         tasks.push(tokio::spawn(follow_metadata(
             broker.clone(),

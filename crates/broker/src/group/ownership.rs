@@ -1,7 +1,8 @@
 //! In a cluster, the coordinator of a group is the leader of the group's `__consumer_offsets`
-//! partition. A request about a group this broker does not coordinate (its partition is led
-//! elsewhere, or is still loading) answers NOT_COORDINATOR before it reaches a handler, and the
-//! client looks the coordinator up again with FindCoordinator.
+//! partition, and that of a transactional id the leader of its `__transaction_state`
+//! partition. A request about a group or transactional id this broker does not coordinate
+//! answers NOT_COORDINATOR before it reaches a handler, and the client looks the coordinator
+//! up again with FindCoordinator.
 
 use strom_protocol::messages::*;
 use strom_protocol::{RequestKind, ResponseKind, error_code as ec};
@@ -104,6 +105,52 @@ pub fn not_coordinator(broker: &Broker, version: i16, body: &RequestKind) -> Opt
                 ),
             ))
         }
+        RequestKind::InitProducerId(r)
+            if r.transactional_id
+                .as_ref()
+                .is_some_and(|id| !broker.txns.owns(broker, id)) =>
+        {
+            Some(ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(NOT_COORDINATOR)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ))
+        }
+        RequestKind::AddPartitionsToTxn(r)
+            if version < 4 && !broker.txns.owns(broker, &r.v3_and_below_transactional_id) =>
+        {
+            use add_partitions_to_txn_response::*;
+            Some(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
+                    r.v3_and_below_topics
+                        .iter()
+                        .map(|t| {
+                            AddPartitionsToTxnTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_results_by_partition(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            AddPartitionsToTxnPartitionResult::default()
+                                                .with_partition_index(*p)
+                                                .with_partition_error_code(NOT_COORDINATOR)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        RequestKind::AddOffsetsToTxn(r) if !broker.txns.owns(broker, &r.transactional_id) => {
+            Some(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(NOT_COORDINATOR),
+            ))
+        }
+        RequestKind::EndTxn(r) if !broker.txns.owns(broker, &r.transactional_id) => Some(
+            ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(NOT_COORDINATOR)),
+        ),
         _ => None,
     }
 }

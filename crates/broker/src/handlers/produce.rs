@@ -357,6 +357,15 @@ fn transaction_verified(
     version: i16,
 ) -> bool {
     match strom_storage::BatchHeader::parse(records) {
+        // In a cluster the producer's coordinator may be another broker: only the
+        // coordinator's own partitions are checked here.
+        Ok(h)
+            if h.is_transactional()
+                && broker.quorum.is_some()
+                && !broker.txns.knows_producer(h.producer_id) =>
+        {
+            true
+        }
         Ok(h) if h.is_transactional() && h.producer_id >= 0 => {
             broker
                 .txns

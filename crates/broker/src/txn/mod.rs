@@ -104,12 +104,31 @@ struct State {
     /// Producer ids handed out: [next, end).
     next_pid: i64,
     end_pid: i64,
+    /// `__transaction_state` partitions loaded, with the leader epoch they were loaded at.
+    loaded: HashMap<i32, i32>,
+    /// Markers for partitions led by other brokers, waiting to be sent.
+    remote_markers: Vec<RemoteMarkers>,
+}
+
+/// A decided transaction's markers for partitions other brokers lead: sent by
+/// [`send_remote_markers`] with WriteTxnMarkers; the transaction stays PrepareCommit /
+/// PrepareAbort until every one is written, and is then completed.
+#[derive(Clone, Debug)]
+pub struct RemoteMarkers {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub coordinator_epoch: i32,
+    pub commit: bool,
+    pub partitions: Vec<(String, i32)>,
 }
 
 pub struct TransactionCoordinator {
     config: TxnConfig,
     state: Mutex<State>,
     pending_offsets: Mutex<PendingOffsets>,
+    /// Woken when remote markers are queued.
+    markers_queued: tokio::sync::Notify,
 }
 
 /// Result of InitProducerId.
@@ -129,6 +148,7 @@ impl TransactionCoordinator {
             config,
             state: Mutex::new(State::default()),
             pending_offsets: Mutex::new(HashMap::new()),
+            markers_queued: tokio::sync::Notify::new(),
         }
     }
 
@@ -534,15 +554,37 @@ impl TransactionCoordinator {
             .replicas
             .get(TXN_TOPIC, self.partition_for(transactional_id))
             .map_or(0, |p| p.leader_epoch());
-        let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        let (local, remote): (Vec<(String, i32)>, Vec<(String, i32)>) =
+            meta.partitions.iter().cloned().partition(|(t, p)| {
+                broker
+                    .replicas
+                    .get(t, *p)
+                    .is_some_and(|part| part.is_leader())
+                    || broker.quorum.is_none()
+            });
         self.write_markers(
             broker,
             meta.producer_id,
             meta.epoch,
             coordinator_epoch,
             commit,
-            &partitions,
+            &local,
         );
+        if !remote.is_empty() {
+            // Decided; complete once the other brokers have their markers.
+            s.remote_markers
+                .retain(|m| m.transactional_id != transactional_id);
+            s.remote_markers.push(RemoteMarkers {
+                transactional_id: transactional_id.to_string(),
+                producer_id: meta.producer_id,
+                epoch: meta.epoch,
+                coordinator_epoch,
+                commit,
+                partitions: remote,
+            });
+            self.markers_queued.notify_one();
+            return Ok(());
+        }
         meta.status = if commit {
             TxnStatus::CompleteCommit
         } else {
@@ -585,6 +627,10 @@ impl TransactionCoordinator {
                 codes.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
             };
+            if !p.is_leader() {
+                codes.push(ec::NOT_LEADER_OR_FOLLOWER);
+                continue;
+            }
             match p.with_log(|l| {
                 l.append_control(
                     producer_id,
@@ -713,14 +759,44 @@ impl TransactionCoordinator {
     /// Rebuilds transactional ids from `__transaction_state` and completes transactions whose
     /// decision was written but whose markers may not have been (called at start-up).
     pub fn load(&self, broker: &Broker) {
+        let led: Vec<i32> = broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == TXN_TOPIC && p.is_leader())
+            .map(|p| p.index)
+            .collect();
+        self.load_partitions(broker, &led);
+    }
+
+    /// (Re)loads the transactional ids of these `__transaction_state` partitions and completes
+    /// their decided transactions.
+    fn load_partitions(&self, broker: &Broker, partitions: &[i32]) {
         let mut s = self.lock();
         let mut records = 0usize;
+        let count = broker
+            .image()
+            .topic(TXN_TOPIC)
+            .map_or(self.config.partitions, |t| t.partitions.len() as i32);
+        let stale: Vec<String> = s
+            .txns
+            .keys()
+            .filter(|id| partitions.contains(&crate::group::store::partition_for(id, count)))
+            .cloned()
+            .collect();
+        for id in stale {
+            if let Some(m) = s.txns.remove(&id) {
+                s.by_producer.remove(&m.producer_id);
+            }
+        }
+        let mut loaded = Vec::new();
         for p in broker
             .replicas
             .all()
             .into_iter()
-            .filter(|p| p.topic == TXN_TOPIC)
+            .filter(|p| p.topic == TXN_TOPIC && partitions.contains(&p.index) && p.is_leader())
         {
+            loaded.push((p.index, p.leader_epoch()));
             crate::group::read_partition(&p, |data| {
                 let recs = match decode_batches(data) {
                     Ok(r) => r,
@@ -764,9 +840,11 @@ impl TransactionCoordinator {
                 }
             });
         }
+        s.loaded.extend(loaded);
         let unfinished: Vec<(String, TxnMeta)> = s
             .txns
             .iter()
+            .filter(|(id, _)| partitions.contains(&crate::group::store::partition_for(id, count)))
             .filter(|(_, m)| matches!(m.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort))
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect();
@@ -791,11 +869,22 @@ impl TransactionCoordinator {
     pub fn abort_timed_out(&self, broker: &Broker) -> usize {
         let now = crate::now_ms();
         let mut s = self.lock();
+        let count = broker
+            .image()
+            .topic(TXN_TOPIC)
+            .map_or(self.config.partitions, |t| t.partitions.len() as i32);
+        let led = |id: &str| {
+            broker
+                .replicas
+                .get(TXN_TOPIC, crate::group::store::partition_for(id, count))
+                .is_some_and(|p| p.is_leader())
+        };
         let expired: Vec<(String, TxnMeta)> = s
             .txns
             .iter()
-            .filter(|(_, m)| {
-                m.status == TxnStatus::Ongoing
+            .filter(|(id, m)| {
+                led(id)
+                    && m.status == TxnStatus::Ongoing
                     && m.start_ms >= 0
                     && now.saturating_sub(m.start_ms) > i64::from(m.timeout_ms)
             })
@@ -839,6 +928,77 @@ impl TransactionCoordinator {
                 all
             }
         }
+    }
+
+    /// Whether this broker coordinates the transactional producer `producer_id`.
+    pub fn knows_producer(&self, producer_id: i64) -> bool {
+        self.lock().by_producer.contains_key(&producer_id)
+    }
+
+    /// Remote markers waiting to be sent.
+    pub fn queued_markers(&self) -> Vec<RemoteMarkers> {
+        self.lock().remote_markers.clone()
+    }
+
+    /// The remote markers of `job` are written: the transaction completes (unless something
+    /// else happened to it meanwhile).
+    pub fn remote_markers_written(&self, broker: &Broker, job: &RemoteMarkers) {
+        let mut s = self.lock();
+        s.remote_markers.retain(|m| {
+            !(m.transactional_id == job.transactional_id
+                && m.producer_id == job.producer_id
+                && m.epoch == job.epoch)
+        });
+        let Some(mut meta) = s.txns.get(&job.transactional_id).cloned() else {
+            return;
+        };
+        let prepared = if job.commit {
+            TxnStatus::PrepareCommit
+        } else {
+            TxnStatus::PrepareAbort
+        };
+        if meta.status != prepared || meta.producer_id != job.producer_id || meta.epoch != job.epoch
+        {
+            return;
+        }
+        meta.status = if job.commit {
+            TxnStatus::CompleteCommit
+        } else {
+            TxnStatus::CompleteAbort
+        };
+        meta.partitions.clear();
+        meta.last_update_ms = crate::now_ms();
+        match self.persist(broker, &job.transactional_id, &meta) {
+            Ok(()) => {
+                s.txns.insert(job.transactional_id.clone(), meta);
+            }
+            Err(code) => {
+                tracing::warn!(transactional_id = %job.transactional_id, code, "cannot complete the transaction yet");
+                s.remote_markers.push(job.clone());
+            }
+        }
+    }
+
+    /// Whether this broker coordinates `transactional_id`: it leads the id's partition of
+    /// `__transaction_state` (loading that partition first if it has just come to lead it).
+    /// Any id before that topic exists.
+    pub fn owns(&self, broker: &Broker, transactional_id: &str) -> bool {
+        let Some(topic) = broker.image().topic(TXN_TOPIC).cloned() else {
+            return true;
+        };
+        let partition =
+            crate::group::store::partition_for(transactional_id, topic.partitions.len() as i32);
+        let Some(p) = broker.replicas.get(TXN_TOPIC, partition) else {
+            return false;
+        };
+        if !p.is_leader() {
+            return false;
+        }
+        let epoch = p.leader_epoch();
+        if self.lock().loaded.get(&partition) != Some(&epoch) {
+            self.load_partitions(broker, &[partition]);
+        }
+        true
     }
 
     /// Writes a transactional id's metadata to its `__transaction_state` partition.
@@ -916,4 +1076,144 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
         }
         broker.txns.abort_timed_out(&broker);
     }
+}
+
+/// Sends the markers of decided transactions to the brokers that lead their partitions
+/// (WriteTxnMarkers), retrying until each is written, then completes the transactions.
+pub async fn send_remote_markers(
+    broker: Arc<Broker>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections: HashMap<i32, strom_client::Connection> = HashMap::new();
+    loop {
+        let jobs = broker.txns.queued_markers();
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = broker.txns.markers_queued.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        let mut failed = false;
+        for job in jobs {
+            if send_markers(&broker, &mut connections, &job).await {
+                broker.txns.remote_markers_written(&broker, &job);
+            } else {
+                failed = true;
+            }
+        }
+        if failed {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Writes one transaction's markers on the current leaders of its partitions; true when all
+/// of them are written.
+async fn send_markers(
+    broker: &Broker,
+    connections: &mut HashMap<i32, strom_client::Connection>,
+    job: &RemoteMarkers,
+) -> bool {
+    use strom_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use strom_protocol::messages::{ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest};
+    use strom_protocol::{RequestKind, ResponseKind, str_bytes};
+    let image = broker.image();
+    let mut by_leader: std::collections::BTreeMap<i32, Vec<(String, i32)>> = Default::default();
+    for (topic, index) in &job.partitions {
+        let leader = image
+            .topic(topic)
+            .and_then(|t| t.partitions.get(*index as usize))
+            .map_or(-1, |p| p.leader);
+        if leader < 0 {
+            return false;
+        }
+        by_leader
+            .entry(leader)
+            .or_default()
+            .push((topic.clone(), *index));
+    }
+    for (leader, partitions) in by_leader {
+        if leader == broker.node_id {
+            let codes = broker.txns.write_markers(
+                broker,
+                job.producer_id,
+                job.epoch,
+                job.coordinator_epoch,
+                job.commit,
+                &partitions,
+            );
+            if codes.iter().any(|c| *c != ec::NONE) {
+                return false;
+            }
+            continue;
+        }
+        let Some(b) = image.brokers.get(&leader) else {
+            return false;
+        };
+        if connections.get(&leader).is_none_or(|c| c.is_broken()) {
+            let addr = format!("{}:{}", b.host, b.port);
+            match strom_client::Connection::connect(&addr, Default::default()).await {
+                Ok(c) => {
+                    connections.insert(leader, c);
+                }
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "cannot reach a partition leader for markers");
+                    return false;
+                }
+            }
+        }
+        let Some(conn) = connections.get_mut(&leader) else {
+            return false;
+        };
+        let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+        for (topic, index) in &partitions {
+            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(t) => t.partition_indexes.push(*index),
+                None => topics.push(
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(str_bytes(topic.clone())))
+                        .with_partition_indexes(vec![*index]),
+                ),
+            }
+        }
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(job.producer_id))
+            .with_producer_epoch(job.epoch)
+            .with_transaction_result(job.commit)
+            .with_topics(topics)
+            .with_coordinator_epoch(job.coordinator_epoch);
+        let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+        match conn
+            .send(
+                ApiKey::WriteTxnMarkers,
+                1,
+                RequestKind::WriteTxnMarkers(req),
+            )
+            .await
+        {
+            Ok(ResponseKind::WriteTxnMarkers(r)) => {
+                let all_written = r.markers.iter().all(|m| {
+                    m.topics
+                        .iter()
+                        .all(|t| t.partitions.iter().all(|p| p.error_code == ec::NONE))
+                });
+                if !all_written {
+                    tracing::debug!(leader, transactional_id = %job.transactional_id, "markers refused; retrying");
+                    return false;
+                }
+            }
+            Ok(_) | Err(_) => {
+                connections.remove(&leader);
+                return false;
+            }
+        }
+    }
+    true
 }
