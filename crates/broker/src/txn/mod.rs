@@ -554,7 +554,8 @@ impl TransactionCoordinator {
             .replicas
             .get(TXN_TOPIC, self.partition_for(transactional_id))
             .map_or(0, |p| p.leader_epoch());
-        let (local, remote): (Vec<(String, i32)>, Vec<(String, i32)>) =
+        type Partitions = Vec<(String, i32)>;
+        let (local, remote): (Partitions, Partitions) =
             meta.partitions.iter().cloned().partition(|(t, p)| {
                 broker
                     .replicas
