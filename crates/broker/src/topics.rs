@@ -86,14 +86,36 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
     Ok(())
 }
 
-/// Picks replicas for new partitions, spreading leaders across brokers.
+/// Live brokers in placement order: alternating between racks (`broker.rack`) so that
+/// consecutive brokers, and so the replicas of a partition, sit on different racks when
+/// there are several; by id within a rack.
+fn placement_order(image: &MetadataImage) -> Vec<i32> {
+    let mut by_rack: BTreeMap<Option<String>, Vec<i32>> = BTreeMap::new();
+    for b in image.live_brokers() {
+        by_rack.entry(b.rack.clone()).or_default().push(b.broker_id);
+    }
+    let mut racks: Vec<std::collections::VecDeque<i32>> =
+        by_rack.into_values().map(Into::into).collect();
+    let mut out = Vec::new();
+    while racks.iter().any(|r| !r.is_empty()) {
+        for r in racks.iter_mut() {
+            if let Some(b) = r.pop_front() {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Picks replicas for new partitions, spreading leaders across brokers and replicas across
+/// racks.
 fn place(
     image: &MetadataImage,
     first_partition: i32,
     count: i32,
     replication_factor: i32,
 ) -> Result<Vec<Vec<i32>>, ApiError> {
-    let brokers: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+    let brokers = placement_order(image);
     if replication_factor < 1 || replication_factor as usize > brokers.len().max(1) {
         return Err(ApiError::new(
             ec::INVALID_REPLICATION_FACTOR,
@@ -292,4 +314,36 @@ pub fn alter_topic_configs(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_spread_across_racks() {
+        let mut img = MetadataImage::default();
+        for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+            img.apply(&MetadataRecord::RegisterBroker {
+                broker_id: id,
+                host: "h".into(),
+                port: 1,
+                rack: Some(rack.into()),
+            });
+        }
+        let racks = |b: i32| (b + 1) / 2;
+        for replicas in place(&img, 0, 12, 3).unwrap() {
+            let mut seen: Vec<i32> = replicas.iter().map(|b| racks(*b)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 3, "{replicas:?} shares a rack");
+        }
+        // Leaders spread over every broker.
+        let leaders: std::collections::BTreeSet<i32> =
+            place(&img, 0, 6, 3).unwrap().iter().map(|r| r[0]).collect();
+        assert_eq!(leaders.len(), 6);
+        // Fenced brokers get nothing.
+        img.apply(&MetadataRecord::FenceBroker { broker_id: 6 });
+        assert!(place(&img, 0, 12, 3).unwrap().iter().all(|r| !r.contains(&6)));
+    }
 }
