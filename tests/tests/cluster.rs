@@ -343,6 +343,9 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
         .admin_put("/v1/fault/network", "isolate")
         .unwrap();
     assert_eq!(status, 200);
+    // Follower fetches already waiting at the leader finish within replica.fetch.wait.max.ms;
+    // after that nothing reaches the followers.
+    std::thread::sleep(Duration::from_millis(1000));
     // acks=1 writes land on the isolated leader only: a tail the others never see.
     let (acked, _) = produce_some(&isolated, "split", "1", "divergent", 20, 5_000);
     assert_eq!(acked, 20, "the isolated leader takes acks=1 writes");
@@ -407,7 +410,14 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
         .map(|i| format!("before-{i}"))
         .chain((0..50).map(|i| format!("after-{i}")))
         .collect();
-    assert_eq!(values, expected);
+    let first_difference = values.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        values == expected,
+        "read {} records, expected {}; first difference at {first_difference:?}: {:?}",
+        values.len(),
+        expected.len(),
+        first_difference.map(|i| (&values[i], &expected[i]))
+    );
 }
 
 /// Replicas of each partition of `topic`, in partition order.
