@@ -582,6 +582,15 @@ fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() 
     let (ok, out, err) = cluster.nodes[0].cli(&["leaders", "elect", "--all-topic-partitions"]);
     assert!(ok && out.contains("elected"), "{out}{err}");
     assert_eq!(partitions(&bootstrap, "led")[0].0, 1);
+
+    // New partitions of a replicated topic get three replicas, led by different brokers.
+    let (ok, out, err) = cluster.nodes[2].cli(&["topics", "alter", "led", "--partitions", "6"]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(30));
+    let parts = partitions(&bootstrap, "led");
+    assert_eq!(parts.len(), 6);
+    let new_leaders: std::collections::BTreeSet<i32> = parts[3..].iter().map(|p| p.0).collect();
+    assert_eq!(new_leaders.len(), 3, "{parts:?}");
 }
 
 /// Java's `String.hashCode`, as Kafka maps a group to its `__consumer_offsets` partition.

@@ -177,7 +177,7 @@ impl Collector for BrokerCollector {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             for p in &topic.partitions {
-                if p.leader < 0 || !image.brokers.contains_key(&p.leader) {
+                if p.leader < 0 || image.brokers.get(&p.leader).is_none_or(|b| b.fenced) {
                     offline += 1;
                 }
                 if !p.replicas.contains(&broker.node_id) {
