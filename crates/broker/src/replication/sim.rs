@@ -1,14 +1,20 @@
 //! A seeded simulation of one partition replicated on three brokers, driven through the rules
 //! of [`super`]: produce with acks=all and min.insync.replicas=2, follower fetches, ISR changes
-//! through a controller, crashes and restarts, lost and reordered fetch messages, leader
-//! elections from the ISR only. After every step it checks that each leader epoch has one
+//! through the controller, crashes and restarts, lost and reordered fetch messages, leader
+//! elections from the ISR only. The controller is the real one: a metadata image changed only
+//! by records that pass its checks (`MetadataImage::validate`), with the active controller's
+//! decisions of `cluster.rs` (fencing a crashed broker, electing leaders for offline
+//! partitions) and the ISR changes leaders ask for as `cluster::alter_isr` writes them. After every step it checks that each leader epoch has one
 //! leader, that a leader's high watermark never moves back, and that every acknowledged write
 //! is in the current leader's log at its offset; at the end, with the network healed, that all
 //! replicas hold the same log.
 
 use std::collections::{BTreeSet, HashMap};
 
+use strom_metadata::{MetadataImage, MetadataRecord, PartitionInfo, Uuid};
+
 use super::*;
+use crate::cluster;
 
 const REPLICAS: [ReplicaId; 3] = [1, 2, 3];
 const MIN_ISR: usize = 2;
@@ -63,12 +69,78 @@ impl Replica {
     }
 }
 
-/// What the controller (a reliable quorum here) holds for the partition.
+/// The controller's metadata (a reliable quorum here): three brokers and one partition.
 struct Controller {
+    image: MetadataImage,
+    /// Set when a change moved the leadership (a new leader epoch).
     leader: Option<ReplicaId>,
     leader_epoch: i32,
     partition_epoch: i32,
     isr: BTreeSet<ReplicaId>,
+}
+
+const TOPIC: Uuid = Uuid::from_u128(7);
+
+impl Controller {
+    fn new() -> Controller {
+        let mut image = MetadataImage::default();
+        for b in REPLICAS {
+            image.apply(&MetadataRecord::RegisterBroker {
+                broker_id: b,
+                host: "sim".into(),
+                port: 1,
+                rack: None,
+            });
+        }
+        image.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: TOPIC,
+        });
+        image.apply(&MetadataRecord::Partition {
+            topic_id: TOPIC,
+            partition: 0,
+            replicas: REPLICAS.to_vec(),
+            isr: REPLICAS.to_vec(),
+            leader: REPLICAS[0],
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
+        });
+        let mut c = Controller {
+            image,
+            leader: None,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: BTreeSet::new(),
+        };
+        c.refresh();
+        c
+    }
+
+    fn partition(&self) -> &PartitionInfo {
+        &self.image.topic("t").expect("topic").partitions[0]
+    }
+
+    fn refresh(&mut self) {
+        let p = self.partition().clone();
+        self.leader = (p.leader >= 0).then_some(p.leader);
+        self.leader_epoch = p.leader_epoch;
+        self.partition_epoch = p.partition_epoch;
+        self.isr = p.isr.iter().copied().collect();
+    }
+
+    /// Applies records the way the metadata log does: all of them if they pass the checks.
+    fn commit(&mut self, records: &[MetadataRecord]) -> bool {
+        if self.image.validate(records).is_err() {
+            return false;
+        }
+        for r in records {
+            self.image.apply(r);
+        }
+        self.refresh();
+        true
+    }
 }
 
 enum Msg {
@@ -118,12 +190,7 @@ impl Sim {
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             now: 0,
             replicas,
-            ctl: Controller {
-                leader: None,
-                leader_epoch: -1,
-                partition_epoch: 0,
-                isr: REPLICAS.iter().copied().collect(),
-            },
+            ctl: Controller::new(),
             net: Vec::new(),
             acked: HashMap::new(),
             waiting: Vec::new(),
@@ -131,35 +198,41 @@ impl Sim {
             next_value: 1,
             lossy: true,
         };
-        sim.elect();
+        sim.leadership_changed();
         sim
     }
 
-    /// The controller picks a live ISR member as leader with a new epoch and tells everyone.
-    fn elect(&mut self) {
-        let candidates: Vec<ReplicaId> = self
-            .ctl
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| self.replicas[r].up)
-            .collect();
-        if candidates.is_empty() {
-            self.ctl.leader = None;
+    /// The controller's image moved the leadership: one leader per epoch, and every live
+    /// replica takes its new role.
+    fn leadership_changed(&mut self) {
+        let Some(leader) = self.ctl.leader else {
             return;
-        }
-        let leader = candidates[self.rng.below(candidates.len())];
-        self.ctl.leader = Some(leader);
-        self.ctl.leader_epoch += 1;
-        self.ctl.partition_epoch += 1;
+        };
         let epoch = self.ctl.leader_epoch;
-        assert!(
-            self.leaders_by_epoch.insert(epoch, leader).is_none(),
-            "two leaders for epoch {epoch}"
-        );
+        let previous = *self.leaders_by_epoch.entry(epoch).or_insert(leader);
+        assert_eq!(previous, leader, "two leaders for epoch {epoch}");
         let replicas: Vec<ReplicaId> = REPLICAS.to_vec();
         for r in REPLICAS {
             self.become_follower_or_leader(r, &replicas);
+        }
+    }
+
+    /// A change of the controller's image reaches the leader: the ISR and partition epoch of
+    /// the same leadership, or a new leadership.
+    fn after_change(&mut self, epoch_before: i32) {
+        if self.ctl.leader_epoch != epoch_before {
+            self.leadership_changed();
+            return;
+        }
+        let (isr, partition_epoch) = (self.ctl.isr.clone(), self.ctl.partition_epoch);
+        if let Some(l) = self.ctl.leader {
+            let rep = self.replicas.get_mut(&l).unwrap();
+            let leo = rep.leo();
+            if let Some(s) = rep.leader.as_mut()
+                && s.partition_epoch < partition_epoch
+            {
+                s.on_isr_committed(Some((isr, partition_epoch)), leo);
+            }
         }
     }
 
@@ -214,15 +287,31 @@ impl Sim {
         rep.leader = None;
     }
 
+    /// The leader asks for an ISR change, written as `cluster::alter_isr` does: a partition
+    /// record with the next partition epoch, refused if the partition changed meanwhile.
     fn propose(&mut self, change: IsrChange) {
         let leader = self.ctl.leader.expect("a leader proposes");
-        let accepted = change.leader_epoch == self.ctl.leader_epoch
-            && change.partition_epoch == self.ctl.partition_epoch
-            && change.new_isr.contains(&leader);
-        if accepted {
-            self.ctl.isr = change.new_isr.clone();
-            self.ctl.partition_epoch += 1;
-        }
+        let p = self.ctl.partition().clone();
+        let record = MetadataRecord::Partition {
+            topic_id: TOPIC,
+            partition: 0,
+            replicas: p.replicas.clone(),
+            isr: p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| change.new_isr.contains(r))
+                .collect(),
+            leader,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch + 1,
+            adding: vec![],
+            removing: vec![],
+        };
+        let current = p.leader == leader
+            && p.leader_epoch == change.leader_epoch
+            && p.partition_epoch == change.partition_epoch;
+        let accepted = current && self.ctl.commit(&[record]);
         let answer = accepted.then(|| (self.ctl.isr.clone(), self.ctl.partition_epoch));
         let rep = self.replicas.get_mut(&leader).unwrap();
         let leo = rep.leo();
@@ -361,21 +450,33 @@ impl Sim {
         rep.up = false;
         rep.leader = None;
         rep.epoch = -1;
-        // The controller fences it: out of the ISR (unless it is the last member), and a new
-        // leader if it led.
-        if self.ctl.isr.len() > 1 && self.ctl.isr.contains(&r) {
-            self.ctl.isr.remove(&r);
-            self.ctl.partition_epoch += 1;
-            if let Some(l) = self.ctl.leader
-                && l != r
-                && let Some(s) = self.replicas.get_mut(&l).unwrap().leader.as_mut()
-            {
-                s.isr = self.ctl.isr.clone();
-                s.partition_epoch = self.ctl.partition_epoch;
-            }
-        }
-        if self.ctl.leader == Some(r) {
-            self.elect();
+        // The active controller fences it: out of the ISR (unless it is the last member), and
+        // a new leader from the ISR if it led.
+        let before = self.ctl.leader_epoch;
+        let records = cluster::fence_records(&self.ctl.image, r, |_| false);
+        assert!(self.ctl.commit(&records), "fencing refused by the image");
+        self.after_change(before);
+    }
+
+    /// A replica comes back: it registers (lifting its fence) and the controller gives a
+    /// leader to the partition if it had none.
+    fn start_again(&mut self, r: ReplicaId) {
+        self.replicas.get_mut(&r).unwrap().up = true;
+        let before = self.ctl.leader_epoch;
+        let register = MetadataRecord::RegisterBroker {
+            broker_id: r,
+            host: "sim".into(),
+            port: 1,
+            rack: None,
+        };
+        assert!(self.ctl.commit(&[register]));
+        let elections = cluster::elect_offline(&self.ctl.image, |_| false);
+        assert!(self.ctl.commit(&elections), "election refused by the image");
+        if self.ctl.leader_epoch != before {
+            self.leadership_changed();
+        } else {
+            let replicas = REPLICAS.to_vec();
+            self.become_follower_or_leader(r, &replicas);
         }
     }
 
@@ -384,13 +485,7 @@ impl Sim {
         if self.replicas[&r].up {
             return;
         }
-        self.replicas.get_mut(&r).unwrap().up = true;
-        if self.ctl.leader.is_none() || !self.replicas[&self.ctl.leader.unwrap()].up {
-            self.elect();
-        } else {
-            let replicas = REPLICAS.to_vec();
-            self.become_follower_or_leader(r, &replicas);
-        }
+        self.start_again(r);
     }
 
     fn shrink(&mut self) {
@@ -461,16 +556,8 @@ impl Sim {
         self.lossy = false;
         for r in REPLICAS {
             if !self.replicas[&r].up {
-                self.replicas.get_mut(&r).unwrap().up = true;
-                if self.ctl.leader.is_none() || !self.replicas[&self.ctl.leader.unwrap()].up {
-                    self.elect();
-                } else {
-                    self.become_follower_or_leader(r, &REPLICAS);
-                }
+                self.start_again(r);
             }
-        }
-        if self.ctl.leader.is_none() {
-            self.elect();
         }
         for _ in 0..4000 {
             self.now += 10;
