@@ -287,7 +287,11 @@ impl Cluster {
     pub fn wait_brokers(&self, n: usize) {
         use rdkafka::producer::{BaseProducer, Producer};
         let deadline = Instant::now() + Duration::from_secs(30);
-        for s in self.nodes.iter().filter(|s| s.child.is_some()) {
+        for s in self
+            .nodes
+            .iter()
+            .filter(|s| s.child.is_some() && !Self::controller_only(s))
+        {
             let producer: BaseProducer = client_config(&s.bootstrap()).create().expect("client");
             loop {
                 let seen = producer
@@ -308,10 +312,61 @@ impl Cluster {
         }
     }
 
+    /// A cluster with separate roles: `controllers` controller-only nodes (ids 1..) forming
+    /// the metadata quorum, and `brokers` broker-only nodes after them that follow it.
+    pub fn start_roles(controllers: usize, brokers: usize, props: &[&str]) -> Cluster {
+        let quorum_ports: Vec<u16> = (0..controllers).map(|_| free_port()).collect();
+        let voters = quorum_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for i in 0..controllers + brokers {
+            let controller = i < controllers;
+            let mut extra = vec![
+                format!("node.id={}", i + 1),
+                format!("controller.quorum.voters={voters}"),
+                format!(
+                    "process.roles={}",
+                    if controller { "controller" } else { "broker" }
+                ),
+            ];
+            extra.extend(props.iter().map(|s| s.to_string()));
+            let mut s = Strom {
+                child: None,
+                // A controller serves only its quorum address: that is what start-up waits for.
+                port: if controller {
+                    quorum_ports[i]
+                } else {
+                    free_port()
+                },
+                admin_port: free_port(),
+                data: tempfile::tempdir().expect("tempdir"),
+                extra,
+            };
+            s.spawn_process();
+            nodes.push(s);
+        }
+        for s in &mut nodes {
+            s.wait_listening();
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_brokers(brokers);
+        cluster
+    }
+
+    /// Whether node `s` is a controller only (it serves no clients).
+    fn controller_only(s: &Strom) -> bool {
+        s.extra.iter().any(|p| p == "process.roles=controller")
+    }
+
     /// Every broker's address, comma-separated.
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
+            .filter(|s| !Self::controller_only(s))
             .map(Strom::bootstrap)
             .collect::<Vec<_>>()
             .join(",")

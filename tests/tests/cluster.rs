@@ -831,3 +831,89 @@ fn transactions_span_brokers_and_survive_the_loss_of_their_coordinator() {
     let all = read_all_values(&rest, "tx", 3, "read_uncommitted");
     assert_eq!(all.len(), 7 * 30);
 }
+
+#[test]
+fn controllers_and_brokers_in_separate_processes() {
+    // Three controller-only nodes (1-3) hold the metadata quorum; three brokers (4-6) follow
+    // it as observers and hold the data.
+    let mut cluster = Cluster::start_roles(3, 3, PROPS);
+    let bootstrap = cluster.bootstrap();
+    let (ok, out, err) = cluster.nodes[3].cli(&[
+        "topics",
+        "create",
+        "split-roles",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    assert!(ok, "{out}{err}");
+    wait_in_sync(&bootstrap, "split-roles", 3, Duration::from_secs(30));
+    for r in replicas(&bootstrap, "split-roles") {
+        let mut r = r.clone();
+        r.sort_unstable();
+        assert_eq!(r, vec![4, 5, 6], "controllers hold no replicas");
+    }
+    let write = |bootstrap: &str, prefix: &str| {
+        let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+            client_config(bootstrap)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("message.timeout.ms", "60000")
+                .create()
+                .unwrap();
+        for i in 0..300 {
+            let v = format!("{prefix}-{i}");
+            producer
+                .send(
+                    BaseRecord::<(), _>::to("split-roles")
+                        .partition(i % 3)
+                        .payload(&v),
+                )
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    };
+    write(&bootstrap, "a");
+
+    // The active controller goes away: another takes over, and still fails over a broker.
+    let producer: BaseProducer = client_config(&bootstrap).create().unwrap();
+    let controller = producer
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap()
+        .orig_broker_id();
+    drop(producer);
+    let _ = controller;
+    let (ok, out, _) = cluster.nodes[3].cli(&["cluster", "describe", "--output", "json"]);
+    let active: i32 = if ok {
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["controller_id"]
+            .as_i64()
+            .unwrap_or(1) as i32
+    } else {
+        1
+    };
+    assert!((1..=3).contains(&active), "controller {active}");
+    cluster.node(active).kill9();
+    let leader = partitions(&bootstrap, "split-roles")[0].0;
+    cluster.node(leader).kill9();
+    let rest: Vec<String> = (4..=6)
+        .filter(|id| *id != leader)
+        .map(|id| cluster.nodes[id as usize - 1].bootstrap())
+        .collect();
+    let rest = rest.join(",");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts = partitions(&rest, "split-roles");
+        if parts.iter().all(|(l, _)| *l > 0 && *l != leader) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover: {parts:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    write(&rest, "b");
+    let values = read_all_values(&rest, "split-roles", 3, "read_uncommitted");
+    assert_eq!(values.len(), 600);
+}

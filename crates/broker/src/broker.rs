@@ -135,6 +135,11 @@ impl Broker {
             return Err(BrokerError::Locked(data_dir.display().to_string()));
         }
         let voters = config.quorum_voters().map_err(BrokerError::Config)?;
+        if !crate::cluster::roles(&config).0 {
+            return Err(BrokerError::Config(
+                "process.roles has no broker role: run the node as a controller".into(),
+            ));
+        }
         let metadata_dir = data_dir.join("__cluster_metadata-0");
         let isolated: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let (metadata, quorum): (Arc<dyn MetadataLog>, _) = if voters.is_empty() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strom_metadata::quorum::{QuorumMetadataLog, QuorumSettings, tcp};
-use strom_metadata::{MetadataImage, MetadataRecord, TopicInfo};
+use strom_metadata::{MetadataImage, MetadataLog, MetadataRecord, TopicInfo};
 use tokio::sync::watch;
 
 use crate::broker::{Broker, BrokerError};
@@ -35,18 +35,18 @@ pub fn start_quorum(
     isolated: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Arc<QuorumMetadataLog>, BrokerError> {
     let me = config.node_id();
-    if config.get("process.roles").replace(' ', "") != "broker,controller"
-        && config.get("process.roles").replace(' ', "") != "controller,broker"
-    {
-        return Err(BrokerError::Config(
-            "process.roles: only combined broker,controller nodes can form a cluster in this version".into(),
-        ));
-    }
-    let Some((_, my_addr)) = voters.iter().find(|(id, _)| *id == me) else {
+    let (_, controller) = roles(config);
+    let voter = voters.iter().any(|(id, _)| *id == me);
+    if controller && !voter {
         return Err(BrokerError::Config(format!(
-            "node.id {me} is not one of controller.quorum.voters; every node of a cluster is a voter in this version"
+            "node.id {me} has the controller role but is not one of controller.quorum.voters"
         )));
-    };
+    }
+    if !controller && voter {
+        return Err(BrokerError::Config(format!(
+            "node.id {me} is one of controller.quorum.voters but process.roles has no controller"
+        )));
+    }
     let mut peers: HashMap<u64, SocketAddr> = HashMap::new();
     for (id, addr) in voters {
         let resolved = addr
@@ -57,7 +57,22 @@ pub fn start_quorum(
         peers.insert(*id as u64, resolved);
     }
     let ids: Vec<u64> = voters.iter().map(|(id, _)| *id as u64).collect();
-    let my_addr = my_addr.clone();
+    if !voter {
+        // A broker only: it follows the voters' log as an observer.
+        let dir = dir.to_path_buf();
+        return tokio::runtime::Handle::current().block_on(async move {
+            let transport = Arc::new(tcp::TcpTransport::new(peers).with_isolation(isolated));
+            let member =
+                QuorumMetadataLog::start_observer(me as u64, &dir, ids.clone(), transport).await?;
+            tracing::info!(node_id = me, voters = ?ids, "following the metadata quorum as an observer");
+            Ok(member)
+        });
+    }
+    let my_addr = voters
+        .iter()
+        .find(|(id, _)| *id == me)
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default();
     let dir = dir.to_path_buf();
     tokio::runtime::Handle::current().block_on(async move {
         let listener = tokio::net::TcpListener::bind(&my_addr)
@@ -80,6 +95,60 @@ pub fn start_quorum(
         tracing::info!(node_id = me, quorum = %my_addr, voters = ?ids, "metadata quorum member started");
         Ok(member)
     })
+}
+
+/// The roles of this process (`process.roles`): (broker, controller).
+pub fn roles(config: &BrokerConfig) -> (bool, bool) {
+    let roles: Vec<String> = config
+        .get("process.roles")
+        .split(',')
+        .map(|r| r.trim().to_ascii_lowercase())
+        .collect();
+    (
+        roles.iter().any(|r| r == "broker"),
+        roles.iter().any(|r| r == "controller"),
+    )
+}
+
+/// A controller-only node (`process.roles=controller`): a voter of the metadata quorum that
+/// serves no clients; while it leads the quorum it is the active controller. Runs until
+/// `shutdown` turns true.
+pub async fn run_controller(
+    config: BrokerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let voters = config.quorum_voters().map_err(BrokerError::Config)?;
+    if voters.is_empty() {
+        return Err(BrokerError::Config(
+            "process.roles=controller needs controller.quorum.voters".into(),
+        ));
+    }
+    let data_dir = config.log_dir();
+    std::fs::create_dir_all(&data_dir)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        return Err(BrokerError::Locked(data_dir.display().to_string()));
+    }
+    let metadata_dir = data_dir.join("__cluster_metadata-0");
+    let config = Arc::new(config);
+    let q = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            start_quorum(&config, &voters, &metadata_dir, Arc::default())
+        })
+        .await
+        .map_err(|e| BrokerError::Config(format!("quorum start-up panicked: {e}")))??
+    };
+    tracing::info!(node_id = config.node_id(), "strom controller running");
+    controller(config, q.clone(), shutdown).await;
+    q.shutdown().await;
+    drop(lock);
+    tracing::info!("strom controller stopped");
+    Ok(())
 }
 
 /// A cluster id all members agree on without talking: derived from the voters.
@@ -463,7 +532,7 @@ pub fn start(
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(controller(
-            broker.clone(),
+            Arc::new(broker.config.clone()),
             q.clone(),
             shutdown,
         )));
@@ -539,27 +608,22 @@ async fn heartbeats(
 
 /// The active controller's periodic work (only while this member leads the quorum): fence
 /// brokers that stopped heartbeating and elect leaders where there are none.
-async fn controller(
-    broker: Arc<Broker>,
+pub async fn controller(
+    config: Arc<BrokerConfig>,
     q: Arc<QuorumMetadataLog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let session =
-        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
+    let session = Duration::from_millis(config.get_i64("broker.session.timeout.ms").max(1) as u64);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_since: Option<Instant> = None;
-    let rebalance_every = broker
-        .config
-        .get_bool("auto.leader.rebalance.enable")
-        .then(|| {
-            Duration::from_secs(
-                broker
-                    .config
-                    .get_i64("leader.imbalance.check.interval.seconds")
-                    .max(1) as u64,
-            )
-        });
+    let rebalance_every = config.get_bool("auto.leader.rebalance.enable").then(|| {
+        Duration::from_secs(
+            config
+                .get_i64("leader.imbalance.check.interval.seconds")
+                .max(1) as u64,
+        )
+    });
     let mut last_rebalance = Instant::now();
     loop {
         tokio::select! {
@@ -573,9 +637,9 @@ async fn controller(
         let now = Instant::now();
         // A new active controller gives every broker a full session to show up.
         let since = *leading_since.get_or_insert(now);
-        let image = broker.image();
+        let image = q.image();
         let beats = q.last_heartbeats();
-        let unclean = |t: &TopicInfo| unclean_allowed(&broker.config, t);
+        let unclean = |t: &TopicInfo| unclean_allowed(&config, t);
         let expired = image.live_brokers().find(|b| {
             let last = beats.get(&b.broker_id).map_or(since, |t| (*t).max(since));
             now.duration_since(last) > session
@@ -615,7 +679,7 @@ async fn controller(
             .iter()
             .filter(|r| matches!(r, MetadataRecord::Partition { .. }))
             .count();
-        match broker.commit_metadata_async(records).await {
+        match q.append_async(records).await {
             Ok(_) => tracing::info!(
                 partitions = elections,
                 "controller changed partition leadership"
@@ -698,24 +762,30 @@ pub async fn controlled_shutdown(broker: &Arc<Broker>) {
     if broker.quorum.is_none() || !broker.config.get_bool("controlled.shutdown.enable") {
         return;
     }
-    for _ in 0..5 {
-        let image = broker.image();
-        if image.brokers.get(&broker.node_id).is_none_or(|b| b.fenced) {
-            return;
-        }
-        let records = fence_records(&image, broker.node_id, |t| {
-            unclean_allowed(&broker.config, t)
-        });
-        match broker.commit_metadata_async(records).await {
-            Ok(_) => {
-                tracing::info!("controlled shutdown: leadership moved to other replicas");
-                return;
+    // Bounded: without a quorum (the controllers stopped first) the broker stops anyway.
+    let moved = tokio::time::timeout(Duration::from_secs(10), async {
+        for _ in 0..5 {
+            let image = broker.image();
+            if image.brokers.get(&broker.node_id).is_none_or(|b| b.fenced) {
+                return true;
             }
-            Err(e) => {
-                tracing::info!(error = %e, "controlled shutdown not done yet; trying again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let records = fence_records(&image, broker.node_id, |t| {
+                unclean_allowed(&broker.config, t)
+            });
+            match broker.commit_metadata_async(records).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::info!(error = %e, "controlled shutdown not done yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
+        false
+    })
+    .await;
+    match moved {
+        Ok(true) => tracing::info!("controlled shutdown: leadership moved to other replicas"),
+        _ => tracing::warn!("controlled shutdown could not reach the controller; stopping anyway"),
     }
 }
 

@@ -344,6 +344,11 @@ mod tests {
         assert_eq!(leaders.len(), 6);
         // Fenced brokers get nothing.
         img.apply(&MetadataRecord::FenceBroker { broker_id: 6 });
-        assert!(place(&img, 0, 12, 3).unwrap().iter().all(|r| !r.contains(&6)));
+        assert!(
+            place(&img, 0, 12, 3)
+                .unwrap()
+                .iter()
+                .all(|r| !r.contains(&6))
+        );
     }
 }

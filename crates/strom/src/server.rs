@@ -59,6 +59,20 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
         .enable_all()
         .thread_name("strom")
         .build()?;
+    if strom_broker::cluster::roles(&config) == (false, true) {
+        // A controller only: the metadata quorum, no clients, no admin listener.
+        return runtime.block_on(async move {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                let _ = tx.send(true);
+            });
+            strom_broker::cluster::run_controller(config, rx)
+                .await
+                .context("controller failed")
+        });
+    }
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let admin = AdminState::new(metrics.clone(), Some(log_control));

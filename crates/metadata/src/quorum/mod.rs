@@ -57,6 +57,9 @@ pub enum ControllerRequest {
     Append(Vec<MetadataRecord>),
     /// The broker is alive.
     Heartbeat { broker_id: i32 },
+    /// An observer asks for the records after the first `after` (waiting a moment for new
+    /// ones when it has them all).
+    Records { after: u64 },
 }
 
 /// The active controller's answer.
@@ -67,6 +70,12 @@ pub enum ControllerResponse {
         offset: u64,
     },
     HeartbeatTaken,
+    /// Records of the log starting at offset `start`, and the leader as this member knows it.
+    Records {
+        start: u64,
+        records: Vec<MetadataRecord>,
+        leader: Option<MemberId>,
+    },
     /// Not the leader (the leader's id when known).
     NotLeader(Option<MemberId>),
     /// The records no longer fit the metadata.
@@ -308,7 +317,17 @@ pub struct QuorumStatus {
 /// One member of the metadata quorum, serving the [`MetadataLog`] trait.
 pub struct QuorumMetadataLog {
     pub id: MemberId,
-    pub raft: Raft<QuorumConfig>,
+    /// The Raft member; `None` on an observer (a broker that is not a voter), which copies
+    /// the log from the voters instead.
+    raft: Option<Raft<QuorumConfig>>,
+    /// The voters (for an observer: whom to ask).
+    voters: Vec<MemberId>,
+    /// The leader as an observer last heard of it.
+    leader_hint: Mutex<Option<MemberId>>,
+    /// Which voter an observer asks next when it knows no leader.
+    ask_turn: std::sync::atomic::AtomicUsize,
+    /// An observer's last fetch brought nothing: the next one asks the next voter.
+    rotate: std::sync::atomic::AtomicBool,
     state: StateMachine,
     runtime: tokio::runtime::Handle,
     /// Appends on the leader one at a time, so each is checked against the image before it.
@@ -353,7 +372,11 @@ impl QuorumMetadataLog {
             .map_err(|e| MetadataError::Quorum(e.to_string()))?;
         Ok(QuorumMetadataLog {
             id,
-            raft,
+            raft: Some(raft),
+            voters: Vec::new(),
+            leader_hint: Mutex::new(None),
+            ask_turn: Default::default(),
+            rotate: Default::default(),
             state,
             runtime: tokio::runtime::Handle::current(),
             write_lock: tokio::sync::Mutex::new(()),
@@ -362,21 +385,113 @@ impl QuorumMetadataLog {
         })
     }
 
+    /// Starts an observer: not a voter, it copies the committed log from the voters (asking
+    /// them with [`ControllerRequest::Records`]) and forwards appends and heartbeats to the
+    /// leader. Its copy lives in memory and is fetched again after a restart.
+    pub async fn start_observer<T: Transport>(
+        id: MemberId,
+        dir: &Path,
+        voters: Vec<MemberId>,
+        transport: Arc<T>,
+    ) -> Result<Arc<QuorumMetadataLog>, MetadataError> {
+        let state = StateMachine::in_memory(dir)?;
+        let forwarder = transport.clone();
+        let forward: ForwardFn = Arc::new(move |to, req| {
+            let t = forwarder.clone();
+            Box::pin(async move { t.controller_call(id, to, req).await })
+        });
+        let member = Arc::new(QuorumMetadataLog {
+            id,
+            raft: None,
+            voters,
+            leader_hint: Mutex::new(None),
+            ask_turn: Default::default(),
+            rotate: Default::default(),
+            state,
+            runtime: tokio::runtime::Handle::current(),
+            write_lock: tokio::sync::Mutex::new(()),
+            heartbeats: Mutex::new(HashMap::new()),
+            forward,
+        });
+        let weak = Arc::downgrade(&member);
+        tokio::spawn(async move {
+            let mut turn = 0usize;
+            loop {
+                let Some(m) = weak.upgrade() else { return };
+                if !m.observe_once(&mut turn).await {
+                    drop(m);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Ok(member)
+    }
+
+    /// One fetch of new records from the leader (or the next voter); false when none answered.
+    async fn observe_once(&self, turn: &mut usize) -> bool {
+        let next_voter = self.voters[*turn % self.voters.len().max(1)];
+        let target = if self.rotate.load(std::sync::atomic::Ordering::Relaxed) {
+            next_voter
+        } else {
+            self.leader_hint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(next_voter)
+        };
+        let after = self.state.image().offset;
+        match (self.forward)(target, ControllerRequest::Records { after }).await {
+            Ok(ControllerResponse::Records {
+                start,
+                records,
+                leader,
+            }) => {
+                // Nothing new: the next fetch goes to another voter, so that a voter cut off
+                // from the quorum (answering from a stale copy) cannot hold the observer back.
+                let idle = records.is_empty();
+                if idle {
+                    *turn += 1;
+                }
+                *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = leader;
+                self.rotate
+                    .store(idle, std::sync::atomic::Ordering::Relaxed);
+                self.state.apply_fetched(start, records);
+                true
+            }
+            _ => {
+                *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *turn += 1;
+                false
+            }
+        }
+    }
+
+    /// Whether this member is an observer rather than a voter.
+    pub fn is_observer(&self) -> bool {
+        self.raft.is_none()
+    }
+
+    /// The Raft member (voters only).
+    pub fn raft(&self) -> Option<&Raft<QuorumConfig>> {
+        self.raft.as_ref()
+    }
+
     /// Forms a new quorum of `voters` (once, on one member of a fresh cluster).
     pub async fn initialize(&self, voters: &[MemberId]) -> Result<(), MetadataError> {
         let members: BTreeMap<MemberId, BasicNode> = voters
             .iter()
             .map(|id| (*id, BasicNode::new(format!("member-{id}"))))
             .collect();
-        self.raft
-            .initialize(members)
+        let Some(raft) = &self.raft else {
+            return Ok(());
+        };
+        raft.initialize(members)
             .await
             .map_err(|e| MetadataError::Quorum(e.to_string()))
     }
 
     /// The current leader, if one is known.
     pub async fn leader(&self) -> Option<MemberId> {
-        self.raft.current_leader().await
+        self.leader_id()
     }
 
     /// Appends records through Raft on the leader, checked against its image first
@@ -385,11 +500,13 @@ impl QuorumMetadataLog {
         &self,
         records: Vec<MetadataRecord>,
     ) -> Result<Arc<MetadataImage>, MetadataError> {
+        let Some(raft) = &self.raft else {
+            return Err(MetadataError::NotLeader(self.leader_id()));
+        };
         let _turn = self.write_lock.lock().await;
         // Everything committed before this member became leader is applied first, so the
         // check sees the whole log.
-        self.raft
-            .ensure_linearizable()
+        raft.ensure_linearizable()
             .await
             .map_err(|e| match e.forward_to_leader() {
                 Some(f) => MetadataError::NotLeader(f.leader_id),
@@ -399,8 +516,7 @@ impl QuorumMetadataLog {
             .image()
             .validate(&records)
             .map_err(MetadataError::Conflict)?;
-        self.raft
-            .client_write(MetadataBatch(records))
+        raft.client_write(MetadataBatch(records))
             .await
             .map_err(|e| match e.forward_to_leader() {
                 Some(f) => MetadataError::NotLeader(f.leader_id),
@@ -422,6 +538,16 @@ impl QuorumMetadataLog {
                 Err(MetadataError::NotLeader(leader)) => leader,
                 other => return other,
             };
+            let leader = leader.or_else(|| {
+                // An observer without a known leader asks the voters in turn.
+                let turn = self
+                    .ask_turn
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.raft
+                    .is_none()
+                    .then(|| self.voters.get(turn % self.voters.len().max(1)).copied())
+                    .flatten()
+            });
             if let Some(l) = leader.filter(|l| *l != self.id) {
                 match (self.forward)(l, ControllerRequest::Append(records.clone())).await {
                     Ok(ControllerResponse::Appended { offset }) => {
@@ -448,6 +574,21 @@ impl QuorumMetadataLog {
                 },
                 Err(e) => ControllerResponse::from_error(e),
             },
+            ControllerRequest::Records { after } => {
+                if self.state.image().offset <= after {
+                    let _ = self.wait_newer(after, Duration::from_secs(1)).await;
+                }
+                match self.state.records_after(after) {
+                    Some(records) => ControllerResponse::Records {
+                        start: after,
+                        records,
+                        leader: self.leader_id(),
+                    },
+                    None => ControllerResponse::Failed(format!(
+                        "this member has fewer than {after} records"
+                    )),
+                }
+            }
             ControllerRequest::Heartbeat { broker_id } => {
                 if self.is_leader() {
                     self.note_heartbeat(broker_id);
@@ -491,17 +632,32 @@ impl QuorumMetadataLog {
 
     /// Whether this member is the quorum leader (the active controller).
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+        self.raft
+            .as_ref()
+            .is_some_and(|r| r.metrics().borrow().current_leader == Some(self.id))
     }
 
     /// The quorum leader as this member knows it.
     pub fn leader_id(&self) -> Option<MemberId> {
-        self.raft.metrics().borrow().current_leader
+        match &self.raft {
+            Some(r) => r.metrics().borrow().current_leader,
+            None => *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     /// The quorum's state as this member sees it, for DescribeQuorum and the CLI.
     pub fn status(&self) -> QuorumStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let Some(raft) = &self.raft else {
+            return QuorumStatus {
+                leader: self.leader_id(),
+                term: 0,
+                last_log_index: None,
+                committed: None,
+                voters: self.voters.clone(),
+                replication: BTreeMap::new(),
+            };
+        };
+        let m = raft.metrics().borrow().clone();
         let voters: Vec<MemberId> = m.membership_config.membership().voter_ids().collect();
         let replication = m
             .replication
@@ -542,7 +698,9 @@ impl QuorumMetadataLog {
     }
 
     pub async fn shutdown(&self) {
-        let _ = self.raft.shutdown().await;
+        if let Some(raft) = &self.raft {
+            let _ = raft.shutdown().await;
+        }
     }
 }
 

@@ -291,6 +291,22 @@ impl StateMachine {
         })
     }
 
+    /// A state machine that keeps nothing on disk (an observer's copy of the log).
+    pub fn in_memory(dir: &Path) -> io::Result<StateMachine> {
+        Ok(StateMachine {
+            inner: Arc::new(Mutex::new(SmInner {
+                dir: dir.to_path_buf(),
+                last_applied: None,
+                membership: StoredMembership::default(),
+                records: Vec::new(),
+                snapshot: None,
+                snapshot_count: 0,
+            })),
+            image: Arc::new(RwLock::new(Arc::new(MetadataImage::default()))),
+            applied: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SmInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -303,6 +319,37 @@ impl StateMachine {
     /// Woken after every apply.
     pub fn applied(&self) -> Arc<tokio::sync::Notify> {
         self.applied.clone()
+    }
+
+    /// The records after the first `after` (what an observer lacks), if this state machine
+    /// has that many.
+    pub fn records_after(&self, after: u64) -> Option<Vec<MetadataRecord>> {
+        let inner = self.lock();
+        let after = usize::try_from(after).ok()?;
+        (after <= inner.records.len()).then(|| inner.records[after..].to_vec())
+    }
+
+    /// Applies records fetched from the quorum (an observer's copy of the log); `start` is
+    /// the offset of the first one, records already applied are skipped.
+    pub fn apply_fetched(&self, start: u64, records: Vec<MetadataRecord>) {
+        {
+            let mut inner = self.lock();
+            let have = inner.records.len() as u64;
+            if start > have {
+                return;
+            }
+            let skip = (have - start) as usize;
+            if skip >= records.len() {
+                return;
+            }
+            let mut image = (*self.image()).clone();
+            for r in records.into_iter().skip(skip) {
+                image.apply(&r);
+                inner.records.push(r);
+            }
+            *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(image);
+        }
+        self.applied.notify_waiters();
     }
 
     fn rebuild_image(&self, records: &[MetadataRecord]) {

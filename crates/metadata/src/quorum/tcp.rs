@@ -83,10 +83,11 @@ pub fn check_request_body(body: &[u8]) -> Result<(), String> {
 /// Calls peers at their controller addresses.
 pub struct TcpTransport {
     peers: HashMap<MemberId, SocketAddr>,
-    /// Per peer: the connection for Raft's RPCs and the one for controller requests (an
-    /// append forwarded to the leader may take a while; Raft's heartbeats must not wait
-    /// behind it).
-    connections: HashMap<MemberId, [Arc<Mutex<Option<TcpStream>>>; 2]>,
+    /// Per peer: a connection for Raft's RPCs, one for controller requests (appends and
+    /// heartbeats) and one for an observer's fetches of the log, so that none waits behind
+    /// another (a fetch waits at the peer for new records; a forwarded append may take a
+    /// while; Raft's and the brokers' heartbeats must not wait behind either).
+    connections: HashMap<MemberId, [Arc<Mutex<Option<TcpStream>>>; 3]>,
     /// While set, every call fails as if the network were cut (fault injection).
     isolated: Arc<AtomicBool>,
 }
@@ -98,7 +99,11 @@ impl TcpTransport {
             .map(|id| {
                 (
                     *id,
-                    [Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None))],
+                    [
+                        Arc::new(Mutex::new(None)),
+                        Arc::new(Mutex::new(None)),
+                        Arc::new(Mutex::new(None)),
+                    ],
                 )
             })
             .collect();
@@ -120,7 +125,11 @@ impl TcpTransport {
         let (Some(addr), Some(slots)) = (self.peers.get(&to), self.connections.get(&to)) else {
             return Err(std::io::Error::other(format!("unknown quorum member {to}")));
         };
-        let slot = &slots[usize::from(matches!(req, Request::Controller(_)))];
+        let slot = match &req {
+            Request::Controller(ControllerRequest::Records { .. }) => &slots[2],
+            Request::Controller(_) => &slots[1],
+            _ => &slots[0],
+        };
         let mut conn = slot.lock().await;
         if self.isolated.load(Ordering::Acquire) {
             *conn = None;
@@ -240,7 +249,11 @@ pub async fn serve_member(
     member: Arc<QuorumMetadataLog>,
     isolated: Arc<AtomicBool>,
 ) {
-    serve_inner(listener, member.raft.clone(), Some(member), isolated).await
+    let Some(raft) = member.raft().cloned() else {
+        tracing::warn!("an observer does not serve the quorum");
+        return;
+    };
+    serve_inner(listener, raft, Some(member), isolated).await
 }
 
 async fn serve_inner(

@@ -51,7 +51,7 @@ async fn quorum_replicates_elects_and_catches_up() {
         let m = QuorumMetadataLog::start(id, d.path(), &settings(), router.clone())
             .await
             .unwrap();
-        router.add(id, m.raft.clone());
+        router.add(id, m.raft().cloned().unwrap());
         members.push(m);
     }
     members[0].initialize(&[1, 2, 3]).await.unwrap();
@@ -107,7 +107,7 @@ async fn quorum_replicates_elects_and_catches_up() {
     let m = QuorumMetadataLog::start(restart_id, dirs[idx].path(), &settings(), router.clone())
         .await
         .unwrap();
-    router.add(restart_id, m.raft.clone());
+    router.add(restart_id, m.raft().cloned().unwrap());
     let image = m.wait_for(40, Duration::from_secs(10)).await;
     assert_eq!(image.brokers.len(), 40);
     for x in &members {
@@ -199,6 +199,30 @@ async fn quorum_over_tcp() {
     // Heartbeats from a follower's broker reach the leader.
     follower.heartbeat(7).await.unwrap();
     assert!(lm.last_heartbeats().contains_key(&7));
+    // An observer (not a voter) copies the log from the voters and appends through the leader.
+    let observer_dir = tempfile::tempdir().unwrap();
+    let observer = QuorumMetadataLog::start_observer(
+        9,
+        observer_dir.path(),
+        vec![1, 2, 3],
+        Arc::new(tcp::TcpTransport::new(peers.clone())),
+    )
+    .await
+    .unwrap();
+    assert!(observer.is_observer());
+    assert_eq!(
+        observer
+            .wait_for(26, Duration::from_secs(10))
+            .await
+            .brokers
+            .len(),
+        25
+    );
+    let image = observer.append_async(vec![broker(300)]).await.unwrap();
+    assert!(image.brokers.contains_key(&300));
+    observer.heartbeat(9).await.unwrap();
+    assert!(lm.last_heartbeats().contains_key(&9));
+    assert_eq!(observer.leader_id(), Some(leader));
     // The leader's process goes away: the other two carry on.
     lm.shutdown().await;
     servers[leader as usize - 1].abort();
@@ -212,10 +236,19 @@ async fn quorum_over_tcp() {
     nm.append_async(vec![broker(100)]).await.unwrap();
     for m in &rest {
         assert_eq!(
-            m.wait_for(27, Duration::from_secs(10)).await.brokers.len(),
-            26
+            m.wait_for(28, Duration::from_secs(10)).await.brokers.len(),
+            27
         );
     }
+    // The observer follows the new leader.
+    assert_eq!(
+        observer
+            .wait_for(28, Duration::from_secs(10))
+            .await
+            .brokers
+            .len(),
+        27
+    );
     for m in &members {
         m.shutdown().await;
     }
