@@ -337,11 +337,7 @@ impl Cluster {
             let mut s = Strom {
                 child: None,
                 // A controller serves only its quorum address: that is what start-up waits for.
-                port: if controller {
-                    quorum_ports[i]
-                } else {
-                    free_port()
-                },
+                port: quorum_ports.get(i).copied().unwrap_or_else(free_port),
                 admin_port: free_port(),
                 data: tempfile::tempdir().expect("tempdir"),
                 extra,
