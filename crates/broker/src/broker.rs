@@ -56,6 +56,9 @@ pub struct Broker {
     pub sasl: crate::security::sasl::SaslConfig,
     /// ACL checks (all allowed unless `authorizer.class.name` is set).
     pub authorizer: crate::security::acl::Authorizer,
+    /// `strom.audit.admin.operations.enable`: every admin operation is logged on
+    /// `strom::audit` (see [`crate::security::audit`]).
+    pub audit_admin: bool,
     /// `max.connections` and `max.connections.per.ip`.
     pub connection_limits: Arc<crate::security::limits::ConnectionLimits>,
     /// Measured client byte rates against their quotas.
@@ -146,6 +149,7 @@ impl Broker {
         let sasl =
             crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
         let authorizer = crate::security::acl::Authorizer::from_config(&config);
+        let audit_admin = config.get_bool("strom.audit.admin.operations.enable");
         let principal_mapper = crate::security::principal::PrincipalMapper::parse(
             config.get("ssl.principal.mapping.rules"),
         )
@@ -190,6 +194,7 @@ impl Broker {
             endpoints: RwLock::new(BTreeMap::new()),
             sasl,
             authorizer,
+            audit_admin,
             connection_limits,
             quotas: Default::default(),
             _lock: lock,
@@ -289,6 +294,24 @@ impl Broker {
             operation,
             resource_type,
             name,
+        )
+    }
+
+    /// The authorized-operations bit set of a resource for the request's principal: each
+    /// operation that applies to the resource type and that the principal may perform (all of
+    /// them without an authorizer). Nothing is logged: the principal did not ask to act.
+    pub fn authorized_operations(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> i32 {
+        crate::security::acl::operations_bits(
+            resource_type
+                .supported_operations()
+                .iter()
+                .copied()
+                .filter(|op| self.authorize_quietly(ctx, *op, resource_type, name)),
         )
     }
 

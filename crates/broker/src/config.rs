@@ -231,6 +231,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "With the authorizer on: whether a resource without any matching ACL is open to everyone.",
     ),
     def(
+        "strom.audit.admin.operations.enable",
+        "false",
+        ConfigType::Bool,
+        "Log every admin operation (topics, partitions, records deletion, configs, ACLs, SCRAM credentials, client quotas, group and offset deletion) with principal, resource, request and result on the strom::audit log target; config values and credentials are not written.",
+    ),
+    def(
         "admin.listener",
         "127.0.0.1:9644",
         ConfigType::String,

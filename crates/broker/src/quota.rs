@@ -1,6 +1,7 @@
-//! Client quotas: byte rates for produce and fetch per user, client id or both (with
-//! defaults), as metadata records. A client over its rate gets `throttle_time_ms` in its
-//! response and its connection reads nothing more for that long.
+//! Client quotas: byte rates for produce and fetch and the share of request handling time
+//! (`request_percentage`) per user, client id or both (with defaults), as metadata records. A
+//! client over its rate gets `throttle_time_ms` in its response and its connection reads
+//! nothing more for that long.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -74,6 +75,24 @@ impl Rate {
         total * 1000.0 / window_ms
     }
 
+    /// Takes back `amount` recorded at `now_ms` (a response that was not sent after all).
+    fn unrecord(&mut self, amount: f64, now_ms: i64) {
+        let second = now_ms.div_euclid(1000);
+        if let Some((s, b)) = self.samples.back_mut()
+            && *s == second
+        {
+            *b = (*b - amount).max(0.0);
+        }
+    }
+
+    /// Whether anything was recorded in the window ending at `now_ms`.
+    fn active(&self, now_ms: i64) -> bool {
+        let second = now_ms.div_euclid(1000);
+        self.samples
+            .iter()
+            .any(|(s, b)| *s > second - SAMPLES as i64 && *b > 0.0)
+    }
+
     fn window_ms(&self, now_ms: i64) -> f64 {
         let first = self.samples.front().map(|(s, _)| *s).unwrap_or(0);
         ((now_ms - first * 1000).max(1000)) as f64
@@ -86,7 +105,38 @@ pub struct QuotaManager {
     rates: Mutex<HashMap<(String, Entity), Rate>>,
 }
 
+/// Time in request handling as a percentage of one thread: `request_percentage` measures
+/// percent-seconds per second.
+pub fn handling_percent(handling: Duration) -> f64 {
+    handling.as_secs_f64() * 100.0
+}
+
+/// What recording a Fetch response against `consumer_byte_rate` decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FetchDecision {
+    /// How long the client waits (zero within quota).
+    pub throttle: Duration,
+    /// Whether the records go out. A client over its quota gets an empty response and its
+    /// bytes are not counted; a client that fetched nothing in the whole window gets its data
+    /// (and the wait), so that one response larger than the quota cannot block it for ever.
+    pub send_records: bool,
+}
+
 impl QuotaManager {
+    /// The quota that applies to a client, if any (a finite positive value).
+    pub fn quota(
+        &self,
+        image: &MetadataImage,
+        key: &str,
+        principal: &str,
+        client_id: &str,
+    ) -> Option<f64> {
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
+        lookup(&image.client_quotas, key, user, client_id)
+            .map(|(_, q)| q)
+            .filter(|q| *q > 0.0 && q.is_finite())
+    }
+
     /// Records `bytes` for the client and returns how long it must wait (zero within quota).
     pub fn record(
         &self,
@@ -97,23 +147,108 @@ impl QuotaManager {
         bytes: usize,
         now_ms: i64,
     ) -> Duration {
+        self.record_amount(image, key, principal, client_id, bytes as f64, now_ms)
+            .0
+    }
+
+    /// Records `amount` (bytes, or percent-seconds for `request_percentage`) and returns the
+    /// wait, with the entity and amount to take it back with.
+    fn record_amount(
+        &self,
+        image: &MetadataImage,
+        key: &str,
+        principal: &str,
+        client_id: &str,
+        amount: f64,
+        now_ms: i64,
+    ) -> (Duration, Option<(Entity, bool)>) {
         let user = principal.strip_prefix("User:").unwrap_or(principal);
         let Some((entity, quota)) = lookup(&image.client_quotas, key, user, client_id) else {
-            return Duration::ZERO;
+            return (Duration::ZERO, None);
         };
         if quota <= 0.0 || !quota.is_finite() {
-            return Duration::ZERO;
+            return (Duration::ZERO, None);
         }
         let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
-        let rate = rates.entry((key.to_string(), entity)).or_default();
-        let observed = rate.record(bytes as f64, now_ms);
+        let rate = rates.entry((key.to_string(), entity.clone())).or_default();
+        let was_active = rate.active(now_ms);
+        let observed = rate.record(amount, now_ms);
         if observed <= quota {
-            return Duration::ZERO;
+            return (Duration::ZERO, Some((entity, was_active)));
         }
         // Long enough for the rate over the window to come back to the quota.
         let window = rate.window_ms(now_ms);
         let ms = ((observed - quota) / quota * window).min((SAMPLES * 1000) as f64);
-        Duration::from_millis(ms.max(0.0) as u64)
+        (
+            Duration::from_millis(ms.max(0.0) as u64),
+            Some((entity, was_active)),
+        )
+    }
+
+    /// Records the time a request took to handle against `request_percentage`; returns the wait.
+    pub fn record_request_time(
+        &self,
+        image: &MetadataImage,
+        principal: &str,
+        client_id: &str,
+        handling: Duration,
+        now_ms: i64,
+    ) -> Duration {
+        self.record_amount(
+            image,
+            REQUEST_PERCENTAGE,
+            principal,
+            client_id,
+            handling_percent(handling),
+            now_ms,
+        )
+        .0
+    }
+
+    /// Records the record bytes of a Fetch response against `consumer_byte_rate` and decides
+    /// whether they are sent. `other_throttle` is a wait the request already has for another
+    /// quota (request_percentage): a throttled fetch answers empty whatever the reason.
+    pub fn record_fetch(
+        &self,
+        image: &MetadataImage,
+        principal: &str,
+        client_id: &str,
+        bytes: usize,
+        other_throttle: Duration,
+        now_ms: i64,
+    ) -> FetchDecision {
+        let (throttle, recorded) = self.record_amount(
+            image,
+            CONSUMER_BYTE_RATE,
+            principal,
+            client_id,
+            bytes as f64,
+            now_ms,
+        );
+        let wait = throttle.max(other_throttle);
+        if wait.is_zero() || bytes == 0 {
+            return FetchDecision {
+                throttle: wait,
+                send_records: true,
+            };
+        }
+        let was_active = recorded.as_ref().is_none_or(|(_, a)| *a);
+        if !was_active && other_throttle.is_zero() {
+            return FetchDecision {
+                throttle: wait,
+                send_records: true,
+            };
+        }
+        if let Some((entity, _)) = recorded {
+            let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(rate) = rates.get_mut(&(CONSUMER_BYTE_RATE.to_string(), entity)) {
+                rate.unrecord(bytes as f64, now_ms);
+            }
+        }
+        FetchDecision {
+            throttle: wait,
+            send_records: false,
+        }
     }
 }
 
@@ -165,5 +300,70 @@ mod tests {
             m.record(&image, PRODUCER_BYTE_RATE, "User:b", "c", 1 << 30, t0)
                 .is_zero()
         );
+    }
+
+    #[test]
+    fn request_time_is_a_percentage_of_one_thread() {
+        let mut image = MetadataImage::default();
+        image.client_quotas.insert(
+            vec![(ENTITY_CLIENT_ID.into(), Some("busy".into()))],
+            [(REQUEST_PERCENTAGE.to_string(), 10.0)].into(),
+        );
+        let m = QuotaManager::default();
+        let t0 = 5_000_000;
+        // 50 ms of handling in one second: 5% of a thread, within 10%.
+        let ms = Duration::from_millis;
+        assert!(
+            m.record_request_time(&image, "User:a", "busy", ms(50), t0)
+                .is_zero()
+        );
+        // 300 ms in all: 30% against 10%, a wait of (30 - 10) / 10 x 1 s.
+        let t = m.record_request_time(&image, "User:a", "busy", ms(250), t0 + 10);
+        assert!(t >= ms(1900) && t <= ms(2100), "{t:?}");
+        assert!(
+            m.record_request_time(&image, "User:a", "idle", ms(900), t0)
+                .is_zero()
+        );
+    }
+
+    #[test]
+    fn a_fetch_over_quota_sends_nothing_and_is_not_counted() {
+        let mut image = MetadataImage::default();
+        image.client_quotas.insert(
+            vec![(ENTITY_CLIENT_ID.into(), Some("r".into()))],
+            [(CONSUMER_BYTE_RATE.to_string(), 1000.0)].into(),
+        );
+        let m = QuotaManager::default();
+        let t0 = 7_000_000;
+        let fetch = |bytes, now| m.record_fetch(&image, "User:a", "r", bytes, Duration::ZERO, now);
+        // Within quota.
+        assert_eq!(
+            fetch(600, t0),
+            FetchDecision {
+                throttle: Duration::ZERO,
+                send_records: true
+            }
+        );
+        // Over it: nothing sent, and the 900 bytes are not counted...
+        let d = fetch(900, t0 + 10);
+        assert!(!d.send_records && !d.throttle.is_zero(), "{d:?}");
+        // ... so 400 more still fit.
+        assert!(fetch(400, t0 + 20).throttle.is_zero());
+        // A client idle for the whole window gets one large response (and the wait).
+        let d = fetch(50_000, t0 + 60_000);
+        assert!(d.send_records && !d.throttle.is_zero(), "{d:?}");
+        // Throttled by another quota: empty as well.
+        let d = m.record_fetch(
+            &image,
+            "User:a",
+            "r",
+            10,
+            Duration::from_millis(5),
+            t0 + 60_500,
+        );
+        assert!(!d.send_records, "{d:?}");
+        // No quota: always sent.
+        let d = m.record_fetch(&image, "User:a", "other", 1 << 30, Duration::ZERO, t0);
+        assert!(d.send_records && d.throttle.is_zero());
     }
 }

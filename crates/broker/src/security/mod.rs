@@ -1,6 +1,7 @@
 //! Listeners, TLS, SASL authentication and the session state of one connection.
 
 pub mod acl;
+pub mod audit;
 pub mod gate;
 pub mod limits;
 pub mod listener;
