@@ -1,12 +1,14 @@
 //! The audit log of admin operations (`strom.audit.admin.operations.enable`): one line per
 //! resource an admin request touched (topic, config resource, ACL, SCRAM user, quota entity,
-//! partition, group) with the principal, its address, the API, what was asked and the result,
-//! on the tracing target `strom::audit`. Config values and credentials are never written; config
+//! partition, group) with the principal, its address, the API, the resource, what was asked
+//! (`request`) and the result (an error name, NONE for success), on the tracing target
+//! `strom::audit`. Config values and credentials are never written; config
 //! names are.
 
 use strom_protocol::error_code;
 use strom_protocol::{RequestKind, ResponseKind};
 
+use super::acl::{self, Operation, ResourceType};
 use crate::registry::RequestContext;
 
 /// What an admin request asks, resource by resource, in the order its response answers.
@@ -124,14 +126,18 @@ pub fn admin_request(body: &RequestKind) -> Option<AdminRequest> {
         RequestKind::CreateAcls(r) => {
             for a in &r.creations {
                 items.push((
-                    format!("acl:{}:{}", a.resource_type, a.resource_name.as_str()),
                     format!(
-                        "create pattern={} principal={} host={} operation={} permission={}",
-                        a.resource_pattern_type,
+                        "acl:{}:{}",
+                        resource_type_name(a.resource_type),
+                        a.resource_name.as_str()
+                    ),
+                    format!(
+                        "create {} {} from host {} for {} ({})",
+                        permission_name(a.permission_type),
                         a.principal.as_str(),
                         a.host.as_str(),
-                        a.operation,
-                        a.permission_type
+                        operation_name(a.operation),
+                        pattern_name(a.resource_pattern_type)
                     ),
                 ));
             }
@@ -144,16 +150,16 @@ pub fn admin_request(body: &RequestKind) -> Option<AdminRequest> {
                 items.push((
                     format!(
                         "acl:{}:{}",
-                        f.resource_type_filter,
+                        resource_type_name(f.resource_type_filter),
                         opt(&f.resource_name_filter)
                     ),
                     format!(
-                        "delete matching pattern={} principal={} host={} operation={} permission={}",
-                        f.pattern_type_filter,
+                        "delete matching {} {} from host {} for {} ({})",
+                        permission_name(f.permission_type),
                         opt(&f.principal_filter),
                         opt(&f.host_filter),
-                        f.operation,
-                        f.permission_type
+                        operation_name(f.operation),
+                        pattern_name(f.pattern_type_filter)
                     ),
                 ));
             }
@@ -238,6 +244,33 @@ pub fn admin_request(body: &RequestKind) -> Option<AdminRequest> {
     Some(AdminRequest { items })
 }
 
+fn resource_type_name(code: i8) -> String {
+    ResourceType::from_code(code).map_or_else(|| code.to_string(), |t| format!("{t:?}"))
+}
+
+fn operation_name(code: i8) -> String {
+    Operation::from_code(code).map_or_else(|| code.to_string(), |o| format!("{o:?}"))
+}
+
+fn pattern_name(code: i8) -> &'static str {
+    match code {
+        acl::PATTERN_ANY => "ANY",
+        acl::PATTERN_MATCH => "MATCH",
+        acl::PATTERN_LITERAL => "LITERAL",
+        acl::PATTERN_PREFIXED => "PREFIXED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn permission_name(code: i8) -> &'static str {
+    match code {
+        acl::PERMISSION_ANY => "ANY",
+        acl::PERMISSION_DENY => "DENY",
+        acl::PERMISSION_ALLOW => "ALLOW",
+        _ => "UNKNOWN",
+    }
+}
+
 /// `topic:NAME`, `broker:ID`, ... for a config resource type code.
 fn config_resource(resource_type: i8, name: &str) -> String {
     let kind = match resource_type {
@@ -307,7 +340,7 @@ pub fn log_admin(ctx: &RequestContext, request: AdminRequest, response: &Respons
             %host,
             %api,
             %resource,
-            operation = %detail,
+            request = %detail,
             result = %error_code::name(code),
             "admin operation"
         );
