@@ -584,6 +584,56 @@ async fn metadata_and_cluster_report_authorized_operations() {
             .with_endpoint_type(1)
     );
     assert_eq!(r.cluster_authorized_operations, all_cluster_ops);
+
+    // DescribeLogDirs: DESCRIBE on the cluster. v4 says so; v1 (no error field) lists nothing.
+    let r = call!(alice, DescribeLogDirs, 4, DescribeLogDirsRequest::default());
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    let r = call!(
+        alice,
+        DescribeLogDirs,
+        1,
+        DescribeLogDirsRequest::default().with_topics(None)
+    );
+    assert!(r.results.is_empty(), "{:?}", r.results);
+    let r = call!(
+        bob,
+        DescribeLogDirs,
+        1,
+        DescribeLogDirsRequest::default().with_topics(None)
+    );
+    assert_eq!(r.results.len(), 1);
+    assert!(!r.results[0].topics.is_empty());
+
+    // CreateTopics answers with the new topic's configs only to those who may describe them.
+    acl(
+        &strom,
+        &[
+            "--principal",
+            "User:alice",
+            "--operation",
+            "Create",
+            "--topic",
+            "alice-new",
+        ],
+    );
+    let create = |name: &str| {
+        CreateTopicsRequest::default()
+            .with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(topic(name))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000)
+    };
+    let r = call!(alice, CreateTopics, 7, create("alice-new"));
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].topic_config_error_code, TOPIC_DENIED);
+    assert!(r.topics[0].configs.as_ref().is_none_or(|c| c.is_empty()));
+    assert_eq!(r.topics[0].num_partitions, 1);
+    let r = call!(admin, CreateTopics, 7, create("admin-new"));
+    assert_eq!(r.topics[0].topic_config_error_code, 0);
+    assert!(r.topics[0].configs.as_ref().is_some_and(|c| !c.is_empty()));
 }
 
 #[tokio::test]
@@ -613,11 +663,44 @@ async fn transaction_and_producer_apis_check_acls() {
             "Describe",
             "--transactional-id",
             "tx-a",
+            "--prefixed",
         ],
     );
+    // A transaction left open over both topics.
+    let open: BaseProducer = client_config(&strom.bootstrap())
+        .set("transactional.id", "tx-a-open")
+        .create()
+        .unwrap();
+    open.init_transactions(Duration::from_secs(10)).unwrap();
+    open.begin_transaction().unwrap();
+    for t in ["visible", "hidden"] {
+        open.send(BaseRecord::<(), _>::to(t).payload("v")).unwrap();
+    }
+    open.flush(Duration::from_secs(10)).unwrap();
     let mut alice = login(&strom, Some("alice")).await;
 
-    // DescribeTransactions: DESCRIBE on each transactional id.
+    // DescribeTransactions: DESCRIBE on each transactional id; of an open transaction's
+    // partitions only the describable topics are shown.
+    let r = call!(
+        alice,
+        DescribeTransactions,
+        0,
+        DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s("tx-a-open"))])
+    );
+    let t = &r.transaction_states[0];
+    assert_eq!((t.error_code, t.transaction_state.as_str()), (0, "Ongoing"));
+    let names: Vec<String> = t.topics.iter().map(|t| t.topic.to_string()).collect();
+    assert_eq!(names, vec!["visible".to_string()]);
+    let mut admin = login(&strom, None).await;
+    let r = call!(
+        admin,
+        DescribeTransactions,
+        0,
+        DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s("tx-a-open"))])
+    );
+    assert_eq!(r.transaction_states[0].topics.len(), 2);
     let r = call!(
         alice,
         DescribeTransactions,
@@ -640,20 +723,20 @@ async fn transaction_and_producer_apis_check_acls() {
         ListTransactionsRequest::default().with_duration_filter(-1)
     );
     assert_eq!(r.error_code, 0);
-    let ids: Vec<String> = r
+    let mut ids: Vec<String> = r
         .transaction_states
         .iter()
         .map(|t| t.transactional_id.to_string())
         .collect();
-    assert_eq!(ids, vec!["tx-a".to_string()]);
-    let mut admin = login(&strom, None).await;
+    ids.sort();
+    assert_eq!(ids, vec!["tx-a".to_string(), "tx-a-open".to_string()]);
     let r = call!(
         admin,
         ListTransactions,
         1,
         ListTransactionsRequest::default().with_duration_filter(-1)
     );
-    assert_eq!(r.transaction_states.len(), 2);
+    assert_eq!(r.transaction_states.len(), 3);
 
     // DescribeProducers: READ on the topic.
     let r = call!(
@@ -672,7 +755,7 @@ async fn transaction_and_producer_apis_check_acls() {
         )
     );
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
-    assert_eq!(r.topics[0].partitions[0].active_producers.len(), 2);
+    assert_eq!(r.topics[0].partitions[0].active_producers.len(), 3);
     assert_eq!(r.topics[1].partitions[0].error_code, TOPIC_DENIED);
     assert!(r.topics[1].partitions[0].active_producers.is_empty());
 

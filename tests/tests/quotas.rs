@@ -29,7 +29,7 @@ async fn metadata_throttle(c: &mut Connection) -> i32 {
         .send(
             ApiKey::Metadata,
             12,
-            RequestKind::Metadata(MetadataRequest::default()),
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
         )
         .await
         .unwrap()

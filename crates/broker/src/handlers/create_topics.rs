@@ -81,8 +81,18 @@ pub async fn handle(
                 if ctx.api_version >= 5 {
                     result = result
                         .with_num_partitions(partitions)
-                        .with_replication_factor(rf as i16)
-                        .with_configs(Some(configs));
+                        .with_replication_factor(rf as i16);
+                    // The configs are shown to those who may describe them.
+                    result = if broker.authorize_quietly(
+                        ctx,
+                        crate::security::acl::Operation::DescribeConfigs,
+                        crate::security::acl::ResourceType::Topic,
+                        &name,
+                    ) {
+                        result.with_configs(Some(configs))
+                    } else {
+                        result.with_topic_config_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                    };
                 }
                 if ctx.api_version >= 7 && !req.validate_only {
                     result = result.with_topic_id(id);
