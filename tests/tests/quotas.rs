@@ -170,8 +170,11 @@ async fn fetch_over_byte_rate_answers_without_records() {
     quota(&strom, "reader", "consumer_byte_rate=10000");
 
     // Without a quota, one Fetch takes everything, unthrottled.
+    // Record bytes the clients received, to compare with what the broker counts as sent.
+    let mut received = 0usize;
     let mut free = connect(&strom, "free").await;
     let all = fetch(&mut free, "fq", 0).await;
+    received += record_bytes(&all);
     assert_eq!(all.throttle_time_ms, 0);
     assert!(record_bytes(&all) >= 40 * 5000, "{}", record_bytes(&all));
 
@@ -180,11 +183,13 @@ async fn fetch_over_byte_rate_answers_without_records() {
     // batches, so one 5 KB batch or two).
     let first = fetch(&mut reader, "fq", 0).await;
     let got = record_bytes(&first);
+    received += got;
     assert!(got > 0 && got <= 12_000, "first fetch returned {got} bytes");
     // Fetching on at once: over the quota, so the answer carries no records, only the wait.
     let mut empty = None;
     for _ in 0..5 {
         let r = fetch(&mut reader, "fq", 1).await;
+        received += record_bytes(&r);
         if r.throttle_time_ms > 0 {
             empty = Some(r);
             break;
@@ -199,11 +204,18 @@ async fn fetch_over_byte_rate_answers_without_records() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = fetch(&mut reader, "fq", 1).await;
+        received += record_bytes(&r);
         if record_bytes(&r) > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "the reader got nothing for 30 s");
     }
     // The client without a quota was never throttled meanwhile.
-    assert_eq!(fetch(&mut free, "fq", 0).await.throttle_time_ms, 0);
+    let again = fetch(&mut free, "fq", 0).await;
+    assert_eq!(again.throttle_time_ms, 0);
+    received += record_bytes(&again);
+    // Withheld records are not counted as sent.
+    let (_, text) = strom.admin_get("/metrics").expect("metrics");
+    let out = metric_value(&text, "strom_topic_out_bytes_total", &[("topic", "fq")]).unwrap();
+    assert_eq!(out as usize, received);
 }

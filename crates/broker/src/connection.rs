@@ -354,13 +354,15 @@ async fn handle_frame(
                 &mut response,
             );
             *throttle = quota.throttle;
-            if !quota.send_records {
-                parts.records.clear();
-            }
             let ResponseKind::Fetch(r) = response else {
                 unreachable!("a fetch response stays one");
             };
             parts.response = r;
+            if quota.send_records {
+                parts.count_bytes_out();
+            } else {
+                parts.records.clear();
+            }
             let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
             let out = match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
                 Ok(pieces) => Outgoing::Fetch {
