@@ -759,6 +759,24 @@ async fn transaction_and_producer_apis_check_acls() {
     assert_eq!(r.topics[1].partitions[0].error_code, TOPIC_DENIED);
     assert!(r.topics[1].partitions[0].active_producers.is_empty());
 
+    // AddPartitionsToTxn v4+ is the brokers' verification form: CLUSTER_ACTION.
+    let req = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s("tx-a")))
+            .with_producer_id(ProducerId(0))
+            .with_producer_epoch(0)
+            .with_verify_only(true)
+            .with_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(topic("visible"))
+                    .with_partitions(vec![0]),
+            ]),
+    ]);
+    let r = call!(alice, AddPartitionsToTxn, 5, req.clone());
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    let r = call!(admin, AddPartitionsToTxn, 5, req);
+    assert_eq!(r.error_code, 0);
+
     // OffsetForLeaderEpoch: DESCRIBE on the topic.
     let r = call!(
         alice,
@@ -891,6 +909,29 @@ fn admin_operations_are_audited_when_enabled() {
             .unwrap();
         assert!(r[0].is_err());
     });
+    cli(
+        &strom,
+        &[
+            "users",
+            "scram",
+            "set",
+            "carol",
+            "--password",
+            "Carol-Secret-42",
+        ],
+    );
+    commit(&strom, "audited-group", &["audited"], 1);
+    cli(
+        &strom,
+        &[
+            "groups",
+            "delete-offsets",
+            "audited-group",
+            "--topic",
+            "audited",
+        ],
+    );
+    cli(&strom, &["groups", "delete", "audited-group"]);
     cli(&strom, &["topics", "delete", "audited"]);
 
     // The log is written asynchronously: wait for the last line.
@@ -965,6 +1006,32 @@ fn admin_operations_are_audited_when_enabled() {
             "topic:audited",
             "result=NONE"
         ]),
+        "{log}"
+    );
+    assert!(
+        has(&[
+            "AlterUserScramCredentials",
+            "user:carol",
+            "SCRAM-SHA-256",
+            "result=NONE"
+        ]),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Carol-Secret-42"),
+        "credentials are not logged: {log}"
+    );
+    assert!(
+        has(&[
+            "OffsetDelete",
+            "group:audited-group",
+            "audited-0",
+            "result=NONE"
+        ]),
+        "{log}"
+    );
+    assert!(
+        has(&["DeleteGroups", "group:audited-group", "result=NONE"]),
         "{log}"
     );
     // Reads are not admin operations.

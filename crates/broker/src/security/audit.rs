@@ -168,15 +168,16 @@ pub fn admin_request(body: &RequestKind) -> Option<AdminRequest> {
             for d in &r.deletions {
                 items.push((
                     format!("user:{}", d.name.as_str()),
-                    format!("delete SCRAM credential mechanism={}", d.mechanism),
+                    format!("delete {} credential", scram_mechanism(d.mechanism)),
                 ));
             }
             for u in &r.upsertions {
                 items.push((
                     format!("user:{}", u.name.as_str()),
                     format!(
-                        "set SCRAM credential mechanism={} iterations={}",
-                        u.mechanism, u.iterations
+                        "set {} credential iterations={}",
+                        scram_mechanism(u.mechanism),
+                        u.iterations
                     ),
                 ));
             }
@@ -242,6 +243,14 @@ pub fn admin_request(body: &RequestKind) -> Option<AdminRequest> {
         _ => return None,
     }
     Some(AdminRequest { items })
+}
+
+fn scram_mechanism(code: i8) -> String {
+    match code {
+        1 => "SCRAM-SHA-256".into(),
+        2 => "SCRAM-SHA-512".into(),
+        other => format!("SCRAM mechanism {other}"),
+    }
 }
 
 fn resource_type_name(code: i8) -> String {
