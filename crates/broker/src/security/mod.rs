@@ -5,6 +5,7 @@ pub mod audit;
 pub mod gate;
 pub mod limits;
 pub mod listener;
+pub mod oauth;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
