@@ -92,6 +92,52 @@ async fn unsecured_tokens_name_the_principal() {
         produce(&as_user("mallory")).await,
         Err(RDKafkaErrorCode::TopicAuthorizationFailed)
     );
+    // The strom CLI with Kafka's unsecured login option.
+    let dir = tempfile::tempdir().unwrap();
+    for (user, allowed) in [("alice", true), ("mallory", false)] {
+        let props = dir.path().join(format!("{user}.properties"));
+        std::fs::write(
+            &props,
+            format!(
+                "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule \
+                 required unsecuredLoginStringClaim_sub=\"{user}\";\n"
+            ),
+        )
+        .unwrap();
+        let out = cli_produce(&strom, &props);
+        assert_eq!(
+            out.status.success(),
+            allowed,
+            "{user}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `strom produce` of one record to oauth-topic over SASL_PLAINTEXT with the client
+/// properties in `props`.
+fn cli_produce(strom: &Strom, props: &std::path::Path) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(strom_e2e::strom_bin())
+        .args(["produce", "--topic", "oauth-topic", "--command-config"])
+        .arg(props)
+        .args(["--bootstrap-server", &strom.listener("SASL_PLAINTEXT")])
+        .env("STROM_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-cli\n")
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn now_s() -> i64 {
@@ -262,6 +308,29 @@ async fn signed_tokens_are_checked_against_the_jwks() {
         let (code, _, _) = authenticate(&mut c, vec![1]).await;
         assert_eq!(code, SASL_AUTHENTICATION_FAILED, "{what}");
     }
+    // The strom CLI logs in with a token file, and is refused with another key's token.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &good).unwrap();
+    let props = dir.path().join("client.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n\
+             sasl.oauthbearer.token.endpoint.url=file://{}\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let out = cli_produce(&strom, &props);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&token_file, stranger.token(&claims("alice", "strom", 60))).unwrap();
+    let out = cli_produce(&strom, &props);
+    assert!(!out.status.success());
+
     let bad: FutureProducer<FixedToken> = oauth_client(&strom)
         .set("message.timeout.ms", "3000")
         .create_with_context(FixedToken(stranger.token(&claims("alice", "strom", 60))))
