@@ -286,6 +286,16 @@ async fn signed_tokens_are_checked_against_the_jwks() {
         "session lifetime {lifetime} ms for a token valid 60 s"
     );
 
+    let failures = || {
+        let (_, m) = strom.admin_get("/metrics").expect("metrics");
+        strom_e2e::metric_value(
+            &m,
+            "strom_authentication_failures_total",
+            &[("listener", "SASL_PLAINTEXT")],
+        )
+        .unwrap_or(-1.0)
+    };
+    assert_eq!(failures(), 0.0);
     // Refused tokens: the error challenge, then the failure once the client acknowledges it.
     let unsecured = format!(
         "{}.{}.",
@@ -308,6 +318,7 @@ async fn signed_tokens_are_checked_against_the_jwks() {
         let (code, _, _) = authenticate(&mut c, vec![1]).await;
         assert_eq!(code, SASL_AUTHENTICATION_FAILED, "{what}");
     }
+    assert_eq!(failures(), 4.0);
     // The strom CLI logs in with a token file, and is refused with another key's token.
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &good).unwrap();

@@ -488,6 +488,11 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
                                     Ok(Ok(tls)) => tls,
                                     Ok(Err(e)) => {
                                         tracing::info!(%peer, listener = %spec.name, error = %e, "TLS handshake failed");
+                                        // A TLS error (refused certificate, not TLS at all), not a
+                                        // peer that closed before saying anything (a port probe).
+                                        if e.kind() == std::io::ErrorKind::InvalidData {
+                                            broker.metrics.authentication_failed(&spec.name);
+                                        }
                                         return;
                                     }
                                     Err(_) => {

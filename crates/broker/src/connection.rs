@@ -113,6 +113,7 @@ pub async fn serve<S: ClientStream>(
             match handle_frame(&broker, &session, frame, received, &mut throttle).await {
                 Ok((Some(out), timing)) => {
                     if session.auth_failed() {
+                        broker.metrics.authentication_failed(&session.listener.name);
                         // Answer after a delay, then close: a client guessing passwords is
                         // slowed down, and every failure looks the same.
                         let delay_ms = broker

@@ -453,6 +453,16 @@ impl Metrics {
         ConnectionGuard { gauge }
     }
 
+    /// Counts a failed authentication on `listener`: SASL credentials refused, or a TLS
+    /// handshake that failed (an untrusted or missing client certificate among others).
+    pub fn authentication_failed(&self, listener: &str) {
+        self.auth_failures
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
     /// Makes the per-listener series exist before the first connection.
     pub fn declare_listener(&self, listener: &str) {
         let l = ListenerLabels {
