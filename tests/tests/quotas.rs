@@ -1,7 +1,8 @@
 //! Quotas seen in the protocol: `request_percentage` throttles a client that keeps the broker
 //! busy (throttle_time_ms in its responses, its connection muted for that long, the request
 //! throttle metric growing) while another client doing the same work is not; a Fetch from a
-//! client over its `consumer_byte_rate` answers without records.
+//! client over its `consumer_byte_rate` answers without records; a client over its
+//! `controller_mutation_rate` gets THROTTLING_QUOTA_EXCEEDED for further topics.
 //!
 //! Assertions are on throttle fields and metrics, not on measured speeds.
 
@@ -9,8 +10,12 @@ use std::time::{Duration, Instant};
 
 use strom_client::{Connection, ConnectionConfig};
 use strom_e2e::{Strom, metric_value};
+use strom_protocol::messages::create_topics_request::CreatableTopic;
 use strom_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use strom_protocol::messages::{FetchRequest, FetchResponse, MetadataRequest, TopicName};
+use strom_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    TopicName,
+};
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
 async fn connect(strom: &Strom, client_id: &str) -> Connection {
@@ -218,4 +223,57 @@ async fn fetch_over_byte_rate_answers_without_records() {
     let (_, text) = strom.admin_get("/metrics").expect("metrics");
     let out = metric_value(&text, "strom_topic_out_bytes_total", &[("topic", "fq")]).unwrap();
     assert_eq!(out as usize, received);
+}
+
+async fn create(c: &mut Connection, topics: &[(&str, i32)]) -> CreateTopicsResponse {
+    let req = CreateTopicsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|(name, partitions)| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(str_bytes(name.to_string())))
+                        .with_num_partitions(*partitions)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        )
+        .with_timeout_ms(30_000);
+    let ResponseKind::CreateTopics(r) = c
+        .send(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+        .await
+        .unwrap()
+    else {
+        panic!("not a CreateTopics response")
+    };
+    r
+}
+
+#[tokio::test]
+async fn controller_mutation_rate_refuses_topics_beyond_the_burst() {
+    let strom = Strom::start(&[]);
+    // 2 partitions per second, with a burst of 11 seconds' worth (22).
+    quota(&strom, "slow-admin", "controller_mutation_rate=2");
+    let mut slow = connect(&strom, "slow-admin").await;
+    let r = create(&mut slow, &[("m-a", 20)]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.throttle_time_ms, 0, "within the burst");
+    // m-b takes the client below zero (it is still created); m-c, in the same request, is
+    // refused, and the client is told to wait about (10 - 2) / 2 s.
+    let r = create(&mut slow, &[("m-b", 10), ("m-c", 1)]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[1].error_code, 89, "THROTTLING_QUOTA_EXCEEDED");
+    assert!(
+        r.throttle_time_ms > 0 && r.throttle_time_ms <= 4000,
+        "{}",
+        r.throttle_time_ms
+    );
+    assert!(throttle_metric(&strom, "controller_mutation") > 0.0);
+    // Another client is not limited.
+    let mut other = connect(&strom, "other-admin").await;
+    let r = create(&mut other, &[("m-d", 30), ("m-e", 1)]).await;
+    assert_eq!((r.topics[0].error_code, r.topics[1].error_code), (0, 0));
+    assert_eq!(r.throttle_time_ms, 0);
+    let (ok, out, _) = strom.cli(&["topics", "list"]);
+    assert!(ok && out.contains("m-b") && !out.contains("m-c"), "{out}");
 }

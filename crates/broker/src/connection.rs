@@ -303,19 +303,21 @@ async fn handle_frame(
                 // The response waits for an fsync; the next request need not. The fsync runs
                 // now, and the writer sends the response in its turn once it is there.
                 let b = broker.clone();
-                // The fsync is not handling time: measured before it.
+                // Quotas are charged now (the fsync is not handling time), so that the
+                // connection waits out a throttle like any other; the response gets the field
+                // once it is there.
                 let handling = (!no_response).then(|| handling_time(&ctx, started));
-                let quota_ctx = RequestContext {
-                    header: ctx.header.clone(),
-                    api_version: ctx.api_version,
-                    peer: ctx.peer,
-                    remote: RemoteTime::default(),
-                    session: ctx.session.clone(),
+                let mut charged = ResponseKind::Produce(Default::default());
+                *throttle =
+                    apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut charged).throttle;
+                let throttle_ms = match &charged {
+                    ResponseKind::Produce(r) => r.throttle_time_ms,
+                    _ => 0,
                 };
                 let finished = tokio::spawn(async move {
                     let mut response = ResponseKind::Produce(appended.finish().await);
                     b.metrics.response_errors(prefix.api_key, &response);
-                    apply_quotas(&b, &quota_ctx, quota_bytes, 0, handling, &mut response);
+                    set_throttle_time(&mut response, throttle_ms);
                     encode_response(api_key, version, correlation_id, &response)
                 });
                 return Ok((
@@ -437,12 +439,7 @@ fn apply_quotas(
     if image.client_quotas.is_empty() {
         return outcome;
     }
-    let client_id = ctx
-        .header
-        .client_id
-        .as_ref()
-        .map(|c| c.as_str())
-        .unwrap_or("");
+    let client_id = ctx.client_id();
     let principal = ctx.session.principal();
     let now = crate::now_ms();
     let exempt = handling.is_none()
@@ -510,6 +507,17 @@ fn apply_quotas(
                 broker.metrics.throttled("fetch", decision.throttle);
             }
             decision.throttle
+        }
+        ResponseKind::CreateTopics(_)
+        | ResponseKind::CreatePartitions(_)
+        | ResponseKind::DeleteTopics(_) => {
+            let t = broker
+                .quotas
+                .mutation_throttle(&image, &principal, client_id, now);
+            if !t.is_zero() {
+                broker.metrics.throttled("controller_mutation", t);
+            }
+            t
         }
         _ => std::time::Duration::ZERO,
     };

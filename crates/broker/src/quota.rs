@@ -1,7 +1,8 @@
-//! Client quotas: byte rates for produce and fetch and the share of request handling time
-//! (`request_percentage`) per user, client id or both (with defaults), as metadata records. A
-//! client over its rate gets `throttle_time_ms` in its response and its connection reads
-//! nothing more for that long.
+//! Client quotas: byte rates for produce and fetch, the share of request handling time
+//! (`request_percentage`) and the rate of partition creations and deletions
+//! (`controller_mutation_rate`) per user, client id or both (with defaults), as metadata
+//! records. A client over its rate gets `throttle_time_ms` in its response and its connection
+//! reads nothing more for that long.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -103,6 +104,124 @@ impl Rate {
 #[derive(Default)]
 pub struct QuotaManager {
     rates: Mutex<HashMap<(String, Entity), Rate>>,
+    /// `controller_mutation_rate`: a token bucket per entity.
+    mutations: Mutex<HashMap<Entity, Bucket>>,
+}
+
+/// Partition mutations a client may still make: refilled at the quota per second up to
+/// SAMPLES seconds' worth (the burst), spent by each created or deleted partition; below
+/// zero, the client waits until it is back at zero.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at_ms: i64,
+}
+
+impl Bucket {
+    fn refill(&mut self, quota: f64, now_ms: i64) {
+        let burst = quota * SAMPLES as f64;
+        let elapsed_s = (now_ms - self.at_ms).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + quota * elapsed_s).min(burst);
+        self.at_ms = now_ms;
+    }
+}
+
+/// The `controller_mutation_rate` of one request (CreateTopics, CreatePartitions,
+/// DeleteTopics) for its client. In strict mode (the request versions that know
+/// THROTTLING_QUOTA_EXCEEDED) a topic is refused while the client is over its quota; older
+/// versions are served and only throttled.
+pub struct MutationQuota<'a> {
+    manager: &'a QuotaManager,
+    quota: Option<(Entity, f64)>,
+    strict: bool,
+}
+
+impl MutationQuota<'_> {
+    /// Whether the next topic must be refused (THROTTLING_QUOTA_EXCEEDED).
+    pub fn exceeded(&self) -> bool {
+        let Some((entity, quota)) = &self.quota else {
+            return false;
+        };
+        if !self.strict {
+            return false;
+        }
+        let now = crate::now_ms();
+        let mut buckets = self
+            .manager
+            .mutations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        buckets.get_mut(entity).is_some_and(|b| {
+            b.refill(*quota, now);
+            b.tokens < 0.0
+        })
+    }
+
+    /// Spends `partitions` mutations.
+    pub fn record(&self, partitions: usize) {
+        let Some((entity, quota)) = &self.quota else {
+            return;
+        };
+        let now = crate::now_ms();
+        let mut buckets = self
+            .manager
+            .mutations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let b = buckets.entry(entity.clone()).or_insert(Bucket {
+            tokens: quota * SAMPLES as f64,
+            at_ms: now,
+        });
+        b.refill(*quota, now);
+        b.tokens -= partitions as f64;
+    }
+}
+
+impl QuotaManager {
+    /// The mutation quota of a request from `principal` / `client_id`.
+    pub fn mutations<'a>(
+        &'a self,
+        image: &MetadataImage,
+        principal: &str,
+        client_id: &str,
+        strict: bool,
+    ) -> MutationQuota<'a> {
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
+        let quota = lookup(
+            &image.client_quotas,
+            CONTROLLER_MUTATION_RATE,
+            user,
+            client_id,
+        )
+        .filter(|(_, q)| *q > 0.0 && q.is_finite());
+        MutationQuota {
+            manager: self,
+            quota,
+            strict,
+        }
+    }
+
+    /// How long the client waits for its mutation bucket to be back at zero.
+    pub fn mutation_throttle(
+        &self,
+        image: &MetadataImage,
+        principal: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Duration {
+        let q = self.mutations(image, principal, client_id, false);
+        let Some((entity, quota)) = q.quota else {
+            return Duration::ZERO;
+        };
+        let mut buckets = self.mutations.lock().unwrap_or_else(|e| e.into_inner());
+        match buckets.get_mut(&entity) {
+            Some(b) => {
+                b.refill(quota, now_ms);
+                Duration::from_secs_f64((-b.tokens / quota).clamp(0.0, 3600.0))
+            }
+            None => Duration::ZERO,
+        }
+    }
 }
 
 /// Time in request handling as a percentage of one thread: `request_percentage` measures
@@ -324,6 +443,36 @@ mod tests {
             m.record_request_time(&image, "User:a", "idle", ms(900), t0)
                 .is_zero()
         );
+    }
+
+    #[test]
+    fn controller_mutations_spend_a_bucket() {
+        let mut image = MetadataImage::default();
+        image.client_quotas.insert(
+            vec![(ENTITY_CLIENT_ID.into(), Some("admin".into()))],
+            [(CONTROLLER_MUTATION_RATE.to_string(), 2.0)].into(),
+        );
+        let m = QuotaManager::default();
+        let strict = m.mutations(&image, "User:a", "admin", true);
+        // A burst of 11 seconds' worth: 22 partitions.
+        assert!(!strict.exceeded());
+        strict.record(20);
+        assert!(!strict.exceeded());
+        strict.record(10);
+        assert!(strict.exceeded());
+        let t = m.mutation_throttle(&image, "User:a", "admin", crate::now_ms());
+        // 8 partitions over at 2 per second: about 4 s (less what refilled meanwhile).
+        assert!(
+            t > Duration::from_millis(3500) && t <= Duration::from_secs(4),
+            "{t:?}"
+        );
+        // Old request versions are never refused, only throttled.
+        assert!(!m.mutations(&image, "User:a", "admin", false).exceeded());
+        // Other clients have no quota.
+        let other = m.mutations(&image, "User:a", "other", true);
+        other.record(1000);
+        assert!(!other.exceeded());
+        assert!(m.mutation_throttle(&image, "User:a", "other", 0).is_zero());
     }
 
     #[test]
