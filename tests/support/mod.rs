@@ -39,6 +39,9 @@ pub struct Strom {
     pub admin_port: u16,
     pub data: tempfile::TempDir,
     extra: Vec<String>,
+    /// With [`Strom::start_logged`]: the log filter and the file that holds the broker's
+    /// stderr.
+    log: Option<(String, tempfile::NamedTempFile)>,
 }
 
 impl Strom {
@@ -51,15 +54,42 @@ impl Strom {
             admin_port: free_port(),
             data,
             extra: props.iter().map(|s| s.to_string()).collect(),
+            log: None,
         };
         s.spawn();
         s
+    }
+
+    /// Starts a broker (as [`Strom::start_listeners`]) whose log lines, filtered by `filter`
+    /// (`STROM_LOG` syntax), are kept for [`Strom::log_text`].
+    pub fn start_logged(names: &[&str], props: &[&str], filter: &str) -> Strom {
+        let mut s = Strom::start_listeners_unstarted(names, props);
+        s.log = Some((
+            filter.to_string(),
+            tempfile::NamedTempFile::new().expect("log file"),
+        ));
+        s.spawn();
+        s
+    }
+
+    /// What the broker has logged so far (empty unless started with [`Strom::start_logged`]).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|(_, f)| std::fs::read_to_string(f.path()).ok())
+            .unwrap_or_default()
     }
 
     /// Starts a broker with one listener per name (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`,
     /// `SASL_SSL`, each on its own free loopback port) and extra properties. The first listener
     /// is the one `port` and `bootstrap` name.
     pub fn start_listeners(names: &[&str], props: &[&str]) -> Strom {
+        let mut s = Strom::start_listeners_unstarted(names, props);
+        s.spawn();
+        s
+    }
+
+    fn start_listeners_unstarted(names: &[&str], props: &[&str]) -> Strom {
         let ports: Vec<(String, u16)> =
             names.iter().map(|n| (n.to_string(), free_port())).collect();
         let listeners = ports
@@ -70,15 +100,14 @@ impl Strom {
         let data = tempfile::tempdir().expect("tempdir");
         let mut extra = vec![format!("listeners={listeners}")];
         extra.extend(props.iter().map(|s| s.to_string()));
-        let mut s = Strom {
+        Strom {
             child: None,
             port: ports[0].1,
             admin_port: free_port(),
             data,
             extra,
-        };
-        s.spawn();
-        s
+            log: None,
+        }
     }
 
     /// The port of the listener named `name` (as given in `listeners`).
@@ -135,6 +164,13 @@ impl Strom {
                 std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null());
+        if let Some((filter, file)) = &self.log {
+            let out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(file.path())
+                .expect("log file");
+            cmd.env("STROM_LOG", filter).stderr(out);
+        }
         for p in &self.extra {
             cmd.arg("--set").arg(p);
         }

@@ -257,10 +257,22 @@ async fn mutual_tls_requires_a_certificate_from_the_trusted_ca() {
     let alice = ssl_config(&bootstrap, &pki, Some("alice"));
     assert!(brokers(&alice).is_ok());
     assert_eq!(produce(&alice, "mtls", "hello").await.unwrap(), 0);
+    let failures = || {
+        let (_, m) = strom.admin_get("/metrics").expect("metrics");
+        strom_e2e::metric_value(
+            &m,
+            "strom_authentication_failures_total",
+            &[("listener", "SSL")],
+        )
+        .unwrap_or(-1.0)
+    };
+    assert_eq!(failures(), 0.0);
     // No certificate, or one from an untrusted CA with the same subject: refused.
     assert!(brokers(&ssl_config(&bootstrap, &pki, None)).is_err());
     assert!(brokers(&ssl_config(&bootstrap, &pki, Some("mallory"))).is_err());
     assert!(brokers(&alice).is_ok());
+    // Each refused handshake counts as a failed authentication.
+    assert!(failures() >= 2.0, "{}", failures());
 }
 
 fn sasl_config(

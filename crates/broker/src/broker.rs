@@ -65,6 +65,9 @@ pub struct Broker {
     pub sasl: crate::security::sasl::SaslConfig,
     /// ACL checks (all allowed unless `authorizer.class.name` is set).
     pub authorizer: crate::security::acl::Authorizer,
+    /// `strom.audit.admin.operations.enable`: every admin operation is logged on
+    /// `strom::audit` (see [`crate::security::audit`]).
+    pub audit_admin: bool,
     /// `max.connections` and `max.connections.per.ip`.
     pub connection_limits: Arc<crate::security::limits::ConnectionLimits>,
     /// Measured client byte rates against their quotas.
@@ -173,6 +176,7 @@ impl Broker {
         let sasl =
             crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
         let authorizer = crate::security::acl::Authorizer::from_config(&config);
+        let audit_admin = config.get_bool("strom.audit.admin.operations.enable");
         let principal_mapper = crate::security::principal::PrincipalMapper::parse(
             config.get("ssl.principal.mapping.rules"),
         )
@@ -220,6 +224,7 @@ impl Broker {
             endpoints: RwLock::new(BTreeMap::new()),
             sasl,
             authorizer,
+            audit_admin,
             connection_limits,
             quotas: Default::default(),
             _lock: lock,
@@ -409,6 +414,24 @@ impl Broker {
             operation,
             resource_type,
             name,
+        )
+    }
+
+    /// The authorized-operations bit set of a resource for the request's principal: each
+    /// operation that applies to the resource type and that the principal may perform (all of
+    /// them without an authorizer). Nothing is logged: the principal did not ask to act.
+    pub fn authorized_operations(
+        &self,
+        ctx: &crate::registry::RequestContext,
+        resource_type: crate::security::acl::ResourceType,
+        name: &str,
+    ) -> i32 {
+        crate::security::acl::operations_bits(
+            resource_type
+                .supported_operations()
+                .iter()
+                .copied()
+                .filter(|op| self.authorize_quietly(ctx, *op, resource_type, name)),
         )
     }
 
@@ -606,6 +629,11 @@ async fn accept_loop(broker: Arc<Broker>, l: BoundListener, mut shutdown: watch:
                                     Ok(Ok(tls)) => tls,
                                     Ok(Err(e)) => {
                                         tracing::info!(%peer, listener = %spec.name, error = %e, "TLS handshake failed");
+                                        // A TLS error (refused certificate, not TLS at all), not a
+                                        // peer that closed before saying anything (a port probe).
+                                        if e.kind() == std::io::ErrorKind::InvalidData {
+                                            broker.metrics.authentication_failed(&spec.name);
+                                        }
                                         return;
                                     }
                                     Err(_) => {

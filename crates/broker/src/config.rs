@@ -245,8 +245,38 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def(
         "sasl.enabled.mechanisms",
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
-        ConfigType::ChoiceList(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        ConfigType::ChoiceList(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
         "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners.",
+    ),
+    def(
+        "sasl.oauthbearer.jwks.endpoint.url",
+        "",
+        ConfigType::String,
+        "OAUTHBEARER: JSON Web Key Set that signs accepted tokens, as a local file (file:///path or a path), read again when it changes. Empty accepts unsecured tokens (alg none), for development only.",
+    ),
+    def(
+        "sasl.oauthbearer.expected.audience",
+        "",
+        ConfigType::String,
+        "OAUTHBEARER: comma-separated audiences a token's aud claim must contain one of (empty: not checked).",
+    ),
+    def(
+        "sasl.oauthbearer.expected.issuer",
+        "",
+        ConfigType::String,
+        "OAUTHBEARER: the iss claim a token must have (empty: not checked).",
+    ),
+    def(
+        "sasl.oauthbearer.sub.claim.name",
+        "sub",
+        ConfigType::String,
+        "OAUTHBEARER: the claim that names the principal (User:<value>).",
+    ),
+    def(
+        "sasl.oauthbearer.clock.skew.seconds",
+        "30",
+        ConfigType::Int { min: 0 },
+        "OAUTHBEARER: tolerance in seconds when checking a token's exp, nbf and iat.",
     ),
     def(
         "sasl.plain.users",
@@ -313,6 +343,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "false",
         ConfigType::Bool,
         "With the authorizer on: whether a resource without any matching ACL is open to everyone.",
+    ),
+    def(
+        "strom.audit.admin.operations.enable",
+        "false",
+        ConfigType::Bool,
+        "Log every admin operation (topics, partitions, records deletion, configs, ACLs, SCRAM credentials, client quotas, group and offset deletion) with principal, resource, request and result on the strom::audit log target; config values and credentials are not written.",
     ),
     def(
         "admin.listener",

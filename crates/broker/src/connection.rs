@@ -113,6 +113,7 @@ pub async fn serve<S: ClientStream>(
             match handle_frame(&broker, &session, frame, received, &mut throttle).await {
                 Ok((Some(out), timing)) => {
                     if session.auth_failed() {
+                        broker.metrics.authentication_failed(&session.listener.name);
                         // Answer after a delay, then close: a client guessing passwords is
                         // slowed down, and every failure looks the same.
                         let delay_ms = broker
@@ -268,11 +269,27 @@ async fn handle_frame(
             remote: ctx.remote.get(),
         })
     };
+    let admin = if broker.audit_admin {
+        crate::security::audit::admin_request(&body)
+    } else {
+        None
+    };
     let denied = crate::security::gate::gate(broker, &ctx, &body)
         .or_else(|| crate::group::ownership::not_coordinator(broker, version, &body));
     if let Some(mut denied) = denied {
         broker.metrics.response_errors(prefix.api_key, &denied);
-        *throttle = apply_quotas(broker, &ctx, frame_len, 0, &mut denied);
+        if let Some(admin) = admin {
+            crate::security::audit::log_admin(&ctx, admin, &denied);
+        }
+        *throttle = apply_quotas(
+            broker,
+            &ctx,
+            frame_len,
+            0,
+            Some(handling_time(&ctx, started)),
+            &mut denied,
+        )
+        .throttle;
         if no_response {
             return Ok((None, timing(&ctx)));
         }
@@ -288,17 +305,21 @@ async fn handle_frame(
                 // The response waits for an fsync; the next request need not. The fsync runs
                 // now, and the writer sends the response in its turn once it is there.
                 let b = broker.clone();
-                let quota_ctx = RequestContext {
-                    header: ctx.header.clone(),
-                    api_version: ctx.api_version,
-                    peer: ctx.peer,
-                    remote: RemoteTime::default(),
-                    session: ctx.session.clone(),
+                // Quotas are charged now (the fsync is not handling time), so that the
+                // connection waits out a throttle like any other; the response gets the field
+                // once it is there.
+                let handling = (!no_response).then(|| handling_time(&ctx, started));
+                let mut charged = ResponseKind::Produce(Default::default());
+                *throttle =
+                    apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut charged).throttle;
+                let throttle_ms = match &charged {
+                    ResponseKind::Produce(r) => r.throttle_time_ms,
+                    _ => 0,
                 };
                 let finished = tokio::spawn(async move {
                     let mut response = ResponseKind::Produce(appended.finish().await);
                     b.metrics.response_errors(prefix.api_key, &response);
-                    apply_quotas(&b, &quota_ctx, quota_bytes, 0, &mut response);
+                    set_throttle_time(&mut response, throttle_ms);
                     encode_response(api_key, version, correlation_id, &response)
                 });
                 return Ok((
@@ -308,7 +329,10 @@ async fn handle_frame(
             }
             let mut response = ResponseKind::Produce(appended.finish().await);
             broker.metrics.response_errors(prefix.api_key, &response);
-            *throttle = apply_quotas(broker, &ctx, quota_bytes, 0, &mut response);
+            // acks=0: the byte rate counts; request time is not charged (as Kafka does).
+            let handling = (!no_response).then(|| handling_time(&ctx, started));
+            *throttle =
+                apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut response).throttle;
             if no_response {
                 return Ok((None, timing(&ctx)));
             }
@@ -316,16 +340,34 @@ async fn handle_frame(
                 .map_err(|e| e.to_string())?;
             return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
         }
-        RequestKind::Fetch(req) => {
+        RequestKind::Fetch(mut req) => {
+            if let Some(limit) = fetch_max_bytes_for_quota(broker, &ctx)
+                && (req.max_bytes <= 0 || req.max_bytes > limit)
+            {
+                req.max_bytes = limit;
+            }
             let mut parts = fetch::handle_parts(broker, &ctx, req).await;
             let fetched: usize = parts.records.iter().map(|r| r.len as usize).sum();
             let mut response = ResponseKind::Fetch(parts.response);
             broker.metrics.response_errors(prefix.api_key, &response);
-            *throttle = apply_quotas(broker, &ctx, frame_len, fetched, &mut response);
+            let quota = apply_quotas(
+                broker,
+                &ctx,
+                frame_len,
+                fetched,
+                Some(handling_time(&ctx, started)),
+                &mut response,
+            );
+            *throttle = quota.throttle;
             let ResponseKind::Fetch(r) = response else {
                 unreachable!("a fetch response stays one");
             };
             parts.response = r;
+            if quota.send_records {
+                parts.count_bytes_out();
+            } else {
+                parts.records.clear();
+            }
             let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
             let out = match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
                 Ok(pieces) => Outgoing::Fetch {
@@ -354,7 +396,18 @@ async fn handle_frame(
         .await
         .ok_or_else(|| format!("no handler for {api_key:?}"))?;
     broker.metrics.response_errors(prefix.api_key, &response);
-    *throttle = apply_quotas(broker, &ctx, frame_len, 0, &mut response);
+    if let Some(admin) = admin {
+        crate::security::audit::log_admin(&ctx, admin, &response);
+    }
+    *throttle = apply_quotas(
+        broker,
+        &ctx,
+        frame_len,
+        0,
+        Some(handling_time(&ctx, started)),
+        &mut response,
+    )
+    .throttle;
     let out = if no_response {
         None
     } else {
@@ -366,38 +419,72 @@ async fn handle_frame(
     Ok((out, timing(&ctx)))
 }
 
-/// Records produced and fetched bytes against the client's quotas; sets `throttle_time_ms`
-/// and returns how long the connection waits. `fetched_bytes` are the records of a Fetch
-/// response (written separately from the response body).
+/// Records the request against the client's quotas (produced or fetched bytes, and the time
+/// its handling took against `request_percentage`); sets `throttle_time_ms` to the longest wait
+/// and returns it: the connection reads nothing more for that long. `fetched_bytes` are the
+/// records of a Fetch response (written separately from the response body). A Fetch that is
+/// throttled answers without records, as its bytes would take the client further over.
 fn apply_quotas(
     broker: &Broker,
     ctx: &RequestContext,
     request_bytes: usize,
     fetched_bytes: usize,
+    handling: Option<std::time::Duration>,
     response: &mut ResponseKind,
-) -> std::time::Duration {
-    use crate::quota::{CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
+) -> QuotaOutcome {
+    use crate::quota::{PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE};
+    let mut outcome = QuotaOutcome {
+        throttle: std::time::Duration::ZERO,
+        send_records: true,
+    };
     let image = broker.image();
     if image.client_quotas.is_empty() {
-        return std::time::Duration::ZERO;
+        return outcome;
     }
-    let client_id = ctx
-        .header
-        .client_id
-        .as_ref()
-        .map(|c| c.as_str())
-        .unwrap_or("");
+    let client_id = ctx.client_id();
     let principal = ctx.session.principal();
     let now = crate::now_ms();
-    let throttle = match response {
-        ResponseKind::Produce(_) => broker.quotas.record(
+    let exempt = handling.is_none()
+        || matches!(
+            response,
+            ResponseKind::WriteTxnMarkers(_)
+                | ResponseKind::SaslHandshake(_)
+                | ResponseKind::SaslAuthenticate(_)
+        );
+    let request_throttle = if exempt
+        || broker
+            .quotas
+            .quota(&image, REQUEST_PERCENTAGE, &principal, client_id)
+            .is_none()
+    {
+        std::time::Duration::ZERO
+    } else {
+        broker.quotas.record_request_time(
             &image,
-            PRODUCER_BYTE_RATE,
             &principal,
             client_id,
-            request_bytes,
+            handling.unwrap_or_default(),
             now,
-        ),
+        )
+    };
+    if !request_throttle.is_zero() {
+        broker.metrics.throttled("request", request_throttle);
+    }
+    let byte_throttle = match response {
+        ResponseKind::Produce(_) => {
+            let t = broker.quotas.record(
+                &image,
+                PRODUCER_BYTE_RATE,
+                &principal,
+                client_id,
+                request_bytes,
+                now,
+            );
+            if !t.is_zero() {
+                broker.metrics.throttled("produce", t);
+            }
+            t
+        }
         ResponseKind::Fetch(r) => {
             let inline: usize = r
                 .responses
@@ -405,24 +492,138 @@ fn apply_quotas(
                 .flat_map(|t| &t.partitions)
                 .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
                 .sum();
-            broker.quotas.record(
+            let decision = broker.quotas.record_fetch(
                 &image,
-                CONSUMER_BYTE_RATE,
                 &principal,
                 client_id,
                 inline + fetched_bytes,
+                request_throttle,
                 now,
-            )
+            );
+            if !decision.send_records {
+                r.responses.clear();
+                outcome.send_records = false;
+            }
+            let t = decision.throttle.saturating_sub(request_throttle);
+            if !t.is_zero() {
+                broker.metrics.throttled("fetch", decision.throttle);
+            }
+            decision.throttle
+        }
+        ResponseKind::CreateTopics(_)
+        | ResponseKind::CreatePartitions(_)
+        | ResponseKind::DeleteTopics(_) => {
+            let t = broker
+                .quotas
+                .mutation_throttle(&image, &principal, client_id, now);
+            if !t.is_zero() {
+                broker.metrics.throttled("controller_mutation", t);
+            }
+            t
         }
         _ => std::time::Duration::ZERO,
     };
-    let ms = throttle.as_millis().min(i32::MAX as u128) as i32;
-    match response {
-        ResponseKind::Produce(r) if ctx.api_version >= 1 => r.throttle_time_ms = ms,
-        ResponseKind::Fetch(r) => r.throttle_time_ms = ms,
-        _ => {}
+    outcome.throttle = request_throttle.max(byte_throttle);
+    let ms = outcome.throttle.as_millis().min(i32::MAX as u128) as i32;
+    set_throttle_time(response, ms);
+    outcome
+}
+
+/// Time a request spent being handled: from the start of handling to now, less what the
+/// handler spent waiting on other work (a long-poll fetch, a rebalance), which holds no thread.
+fn handling_time(ctx: &RequestContext, started: Instant) -> std::time::Duration {
+    started.elapsed().saturating_sub(ctx.remote.get())
+}
+
+/// What the quotas decided about a response.
+struct QuotaOutcome {
+    /// How long the connection reads nothing more.
+    throttle: std::time::Duration,
+    /// False for a throttled Fetch: its records stay unsent.
+    send_records: bool,
+}
+
+/// Sets `throttle_time_ms` in a response that has the field (encoding leaves it out of the
+/// versions without it).
+fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+    macro_rules! set {
+        ($($v:ident),* $(,)?) => {
+            match response {
+                $( ResponseKind::$v(r) => r.throttle_time_ms = ms, )*
+                _ => {}
+            }
+        };
     }
-    throttle
+    set!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        DescribeConfigs,
+        AlterConfigs,
+        DescribeLogDirs,
+        CreatePartitions,
+        IncrementalAlterConfigs,
+        DescribeCluster,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        DescribeGroups,
+        ListGroups,
+        DeleteGroups,
+        OffsetDelete,
+        OffsetForLeaderEpoch,
+        InitProducerId,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeProducers,
+        DescribeTransactions,
+        ListTransactions,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+    );
+}
+
+/// The largest Fetch response a client with a `consumer_byte_rate` quota is asked to take:
+/// one second of its quota (the shortest window rates are measured over), so that a response
+/// within it does not put an idle client over its quota.
+fn fetch_max_bytes_for_quota(broker: &Broker, ctx: &RequestContext) -> Option<i32> {
+    let image = broker.image();
+    if image.client_quotas.is_empty() {
+        return None;
+    }
+    let client_id = ctx
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str())
+        .unwrap_or("");
+    broker
+        .quotas
+        .quota(
+            &image,
+            crate::quota::CONSUMER_BYTE_RATE,
+            &ctx.session.principal(),
+            client_id,
+        )
+        .map(|q| q.clamp(1.0, i32::MAX as f64) as i32)
 }
 
 /// The first bytes of a frame in hex, for logs about frames that do not decode.

@@ -29,6 +29,32 @@ pub struct RequestContext {
     pub session: Arc<crate::security::Session>,
 }
 
+impl RequestContext {
+    /// The client id of the request header ("" when there is none).
+    pub fn client_id(&self) -> &str {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str())
+            .unwrap_or("")
+    }
+
+    /// The `controller_mutation_rate` quota of this request's client; `strict` for the request
+    /// versions that can answer THROTTLING_QUOTA_EXCEEDED.
+    pub fn mutation_quota<'a>(
+        &self,
+        broker: &'a Broker,
+        strict: bool,
+    ) -> crate::quota::MutationQuota<'a> {
+        broker.quotas.mutations(
+            &broker.image(),
+            &self.session.principal(),
+            self.client_id(),
+            strict,
+        )
+    }
+}
+
 macro_rules! registry {
     ($( $variant:ident $min:literal ..= $max:literal => $handler:path; )*) => {
         /// Every implemented API with its advertised version range.

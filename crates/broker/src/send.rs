@@ -212,11 +212,13 @@ mod tests {
             PartitionRecords {
                 slices: vec![slice(10, 1000), slice(5_000, 4_000_000)],
                 len: 4_001_000,
+                bytes_out: None,
             },
             PartitionRecords::default(),
             PartitionRecords {
                 slices: vec![slice(0, 1_500_000)],
                 len: 1_500_000,
+                bytes_out: None,
             },
         ];
         let pieces: Vec<Bytes> = vec![

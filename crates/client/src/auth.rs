@@ -1,9 +1,11 @@
 //! TLS and SASL for strom's own client: the stream under a connection (plain TCP or TLS) and
-//! the SASL login (PLAIN, SCRAM-SHA-256/512) after ApiVersions. Settings use the client
-//! property names of Kafka and librdkafka (`security.protocol`, `ssl.truststore.location` /
-//! `ssl.ca.location`, `ssl.keystore.location` or `ssl.certificate.location` +
+//! the SASL login (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) after ApiVersions. Settings use the
+//! client property names of Kafka and librdkafka (`security.protocol`, `ssl.truststore.location`
+//! / `ssl.ca.location`, `ssl.keystore.location` or `ssl.certificate.location` +
 //! `ssl.key.location`, `sasl.mechanism`, `sasl.username` / `sasl.password` or a
-//! `sasl.jaas.config` with username="..." password="...").
+//! `sasl.jaas.config` with username="..." password="..."; for OAUTHBEARER a token file in
+//! `sasl.oauthbearer.token.endpoint.url=file:///path` or `unsecuredLoginStringClaim_sub="..."`
+//! in `sasl.jaas.config`).
 
 use std::collections::HashMap;
 use std::io;
@@ -73,7 +75,9 @@ impl AsyncWrite for ClientStream {
 #[derive(Debug, Clone)]
 pub struct SaslLogin {
     pub mechanism: String,
+    /// The user (for OAUTHBEARER: the subject of an unsecured token, or empty).
     pub username: String,
+    /// The password, or for OAUTHBEARER the bearer token.
     pub password: String,
 }
 
@@ -95,6 +99,60 @@ impl std::fmt::Debug for ClientSecurity {
 
 fn invalid(message: String) -> ClientError {
     ClientError::InvalidArgument(message)
+}
+
+/// OAUTHBEARER login: the token of `sasl.oauthbearer.token.endpoint.url` when it names a file
+/// (`file:///path`: a token issued beforehand), else an unsecured token for the subject of the
+/// JAAS option `unsecuredLoginStringClaim_sub` (for brokers without a JWKS; lifetime
+/// `unsecuredLoginLifetimeSeconds`, one hour by default).
+fn oauthbearer_login(token_url: Option<String>, jaas: &str) -> Result<SaslLogin, ClientError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if let Some(url) = token_url {
+        let path = url.strip_prefix("file://").ok_or_else(|| {
+            invalid(format!(
+                "sasl.oauthbearer.token.endpoint.url {url}: only file:// URLs are supported"
+            ))
+        })?;
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("{path}: {e}")))?
+            .trim()
+            .to_string();
+        return Ok(SaslLogin {
+            mechanism: "OAUTHBEARER".into(),
+            username: String::new(),
+            password: token,
+        });
+    }
+    let sub = jaas_option(jaas, "unsecuredLoginStringClaim_sub").ok_or_else(|| {
+        invalid(
+            "OAUTHBEARER needs sasl.oauthbearer.token.endpoint.url=file://... or \
+             unsecuredLoginStringClaim_sub in sasl.jaas.config"
+                .into(),
+        )
+    })?;
+    let lifetime_s: u64 = jaas_option(jaas, "unsecuredLoginLifetimeSeconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let escaped = sub.replace('\\', "\\\\").replace('"', "\\\"");
+    let claims = format!(
+        r#"{{"sub":"{escaped}","iat":{now},"exp":{}}}"#,
+        now + lifetime_s
+    );
+    let token = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    Ok(SaslLogin {
+        mechanism: "OAUTHBEARER".into(),
+        username: sub,
+        password: token,
+    })
 }
 
 /// A `key="value"` option of a JAAS line.
@@ -166,6 +224,13 @@ impl ClientSecurity {
                 .or_else(|| get("sasl.mechanisms"))
                 .unwrap_or_else(|| "PLAIN".into())
                 .to_ascii_uppercase();
+            if mechanism == "OAUTHBEARER" {
+                out.sasl = Some(oauthbearer_login(
+                    get("sasl.oauthbearer.token.endpoint.url"),
+                    &jaas,
+                )?);
+                return Ok(out);
+            }
             let username = get("sasl.username")
                 .or_else(|| jaas_option(&jaas, "username"))
                 .ok_or_else(|| invalid("SASL needs sasl.username (or sasl.jaas.config)".into()))?;

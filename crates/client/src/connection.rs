@@ -179,6 +179,20 @@ impl Connection {
             )?;
             Ok(r.auth_bytes.to_vec())
         };
+        if login.mechanism == "OAUTHBEARER" {
+            let msg = format!("n,,\x01auth=Bearer {}\x01\x01", login.password);
+            let challenge = round(self, msg.into_bytes()).await?;
+            if !challenge.is_empty() {
+                // The broker refused the token (RFC 7628 error challenge): acknowledge it; its
+                // answer is the failure.
+                round(self, vec![1]).await?;
+                return Err(ClientError::InvalidArgument(format!(
+                    "OAUTHBEARER token refused: {}",
+                    String::from_utf8_lossy(&challenge)
+                )));
+            }
+            return Ok(());
+        }
         if login.mechanism == "PLAIN" {
             let msg = format!("\0{}\0{}", login.username, login.password);
             round(self, msg.into_bytes()).await?;

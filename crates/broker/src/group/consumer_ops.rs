@@ -37,6 +37,24 @@ impl Topics for ImageTopics {
     }
 }
 
+/// The topics of the image with pattern subscriptions limited to those a member may see
+/// (with an authorizer: DESCRIBE on the topic).
+struct VisibleTopics<'a> {
+    topics: &'a ImageTopics,
+    visible: &'a dyn Fn(&str) -> bool,
+}
+
+impl Topics for VisibleTopics<'_> {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topics.partitions(topic)
+    }
+    fn matching(&self, re: &regex::Regex) -> Vec<String> {
+        let mut found = self.topics.matching(re);
+        found.retain(|t| (self.visible)(t));
+        found
+    }
+}
+
 impl ImageTopics {
     pub fn id(&self, topic: &str) -> Option<Uuid> {
         self.0.topic(topic).map(|t| t.topic_id)
@@ -306,12 +324,14 @@ pub fn classic_subscription(topics: &std::collections::BTreeSet<String>) -> Byte
 
 impl GroupCoordinator {
     /// Handles a ConsumerGroupHeartbeat. `write` stores the records of what changed; it runs
-    /// under the coordinator lock so that a group's records reach the log in order.
+    /// under the coordinator lock so that a group's records reach the log in order. A pattern
+    /// subscription resolves to the topics for which `visible` holds.
     pub fn consumer_heartbeat(
         &self,
         group_id: &str,
         req: HeartbeatIn,
         topics: &ImageTopics,
+        visible: &dyn Fn(&str) -> bool,
         write: &dyn Fn(Vec<Record>) -> Result<(), i16>,
     ) -> Result<HeartbeatOut, Refused> {
         let now = Instant::now();
@@ -353,7 +373,8 @@ impl GroupCoordinator {
         }
         let c = group.consumer.as_mut().expect("consumer group");
         let was_empty = c.members.is_empty();
-        let out = c.heartbeat(req, &self.config.consumer, topics, now);
+        let member_topics = VisibleTopics { topics, visible };
+        let out = c.heartbeat(req, &self.config.consumer, &member_topics, now);
         let records = drain_records(group_id, c, topics);
         if !was_empty && c.members.is_empty() {
             group.empty_since_ms = now_ms();
@@ -525,6 +546,11 @@ mod tests {
         ImageTopics(Arc::new(img))
     }
 
+    /// Every topic visible to the member.
+    fn all(_: &str) -> bool {
+        true
+    }
+
     fn coordinator() -> GroupCoordinator {
         GroupCoordinator::new(GroupConfig {
             initial_rebalance_delay: Duration::ZERO,
@@ -580,7 +606,7 @@ mod tests {
         let topics = image();
         let ok = |_: Vec<Record>| Ok(());
         let a = c
-            .consumer_heartbeat("g", join_in("a"), &topics, &ok)
+            .consumer_heartbeat("g", join_in("a"), &topics, &all, &ok)
             .unwrap();
         assert_eq!(a.member_epoch, 1);
         // A classic member cannot join a consumer group with members.
@@ -615,7 +641,7 @@ mod tests {
         // A consumer member cannot join a classic group with members.
         assert_eq!(classic_join(&c, "k"), ec::MEMBER_ID_REQUIRED);
         assert_eq!(
-            c.consumer_heartbeat("k", join_in("b"), &topics, &ok)
+            c.consumer_heartbeat("k", join_in("b"), &topics, &all, &ok)
                 .unwrap_err()
                 .0,
             ec::GROUP_ID_NOT_FOUND
@@ -624,7 +650,7 @@ mod tests {
         let mut leave = join_in("a");
         leave.member_epoch = -1;
         assert_eq!(
-            c.consumer_heartbeat("g", leave, &topics, &ok)
+            c.consumer_heartbeat("g", leave, &topics, &all, &ok)
                 .unwrap()
                 .member_epoch,
             -1
@@ -647,7 +673,7 @@ mod tests {
         let mut bad = join_in("z");
         bad.server_assignor = Some("sticky".into());
         assert_eq!(
-            c.consumer_heartbeat("new", bad, &topics, &ok)
+            c.consumer_heartbeat("new", bad, &topics, &all, &ok)
                 .unwrap_err()
                 .0,
             ec::UNSUPPORTED_ASSIGNOR
@@ -655,10 +681,11 @@ mod tests {
         assert!(c.describe("new").is_none());
         // The empty consumer group "g2" (no offsets) goes once its retention has passed.
         let mut leave = join_in("q");
-        c.consumer_heartbeat("g2", leave.clone(), &topics, &ok)
+        c.consumer_heartbeat("g2", leave.clone(), &topics, &all, &ok)
             .unwrap();
         leave.member_epoch = -1;
-        c.consumer_heartbeat("g2", leave, &topics, &ok).unwrap();
+        c.consumer_heartbeat("g2", leave, &topics, &all, &ok)
+            .unwrap();
         assert!(c.consumer_tick(&topics, true).is_empty(), "not yet");
         c.lock().get_mut("g2").unwrap().empty_since_ms -= 120_000;
         let out = c.consumer_tick(&topics, true);
@@ -677,9 +704,9 @@ mod tests {
             Ok(())
         };
         let a = c
-            .consumer_heartbeat("g", join_in("a"), &topics, &write)
+            .consumer_heartbeat("g", join_in("a"), &topics, &all, &write)
             .unwrap();
-        c.consumer_heartbeat("g", join_in("b"), &topics, &write)
+        c.consumer_heartbeat("g", join_in("b"), &topics, &all, &write)
             .unwrap();
         // a revokes half and confirms.
         let mut beat = join_in("a");
@@ -687,15 +714,16 @@ mod tests {
         beat.subscribed_topics = None;
         beat.owned = Some(a.assignment.clone().unwrap());
         let kept = c
-            .consumer_heartbeat("g", beat.clone(), &topics, &write)
+            .consumer_heartbeat("g", beat.clone(), &topics, &all, &write)
             .unwrap()
             .assignment
             .unwrap();
         beat.owned = Some(kept);
-        c.consumer_heartbeat("g", beat, &topics, &write).unwrap();
+        c.consumer_heartbeat("g", beat, &topics, &all, &write)
+            .unwrap();
         let mut m = join_in("m");
         m.member_epoch = -1;
-        let _ = c.consumer_heartbeat("g", m, &topics, &write);
+        let _ = c.consumer_heartbeat("g", m, &topics, &all, &write);
         // Replay into a fresh coordinator.
         let mut groups = HashMap::new();
         let now = Instant::now();

@@ -29,6 +29,11 @@ pub async fn handle(
         );
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics);
     }
+    // v4+ is the brokers' batched form (verification): a cluster action.
+    if !broker.authorize_cluster(ctx, crate::security::acl::Operation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(strom_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let results = req
         .transactions
         .iter()

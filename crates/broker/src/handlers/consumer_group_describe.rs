@@ -1,5 +1,7 @@
 //! ConsumerGroupDescribe (KIP-848): a consumer group's epochs, assignor and members with their
-//! current and target assignments.
+//! current and target assignments. With an authorizer, each group needs DESCRIBE
+//! (GROUP_AUTHORIZATION_FAILED), and a group whose members subscribe to or are assigned a
+//! topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use strom_protocol::messages::consumer_group_describe_response::{
 use strom_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName,
 };
-use strom_protocol::str_bytes;
+use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::assignor::Partitions;
@@ -17,6 +19,7 @@ use crate::group::consumer::Refused;
 use crate::group::consumer_ops::ImageTopics;
 use crate::handlers::since;
 use crate::registry::RequestContext;
+use crate::security::acl::{OPERATIONS_NOT_REQUESTED, Operation, ResourceType};
 
 fn assignment(topics: &ImageTopics, p: &Partitions) -> Assignment {
     Assignment::default().with_topic_partitions(
@@ -45,11 +48,44 @@ pub async fn handle(
         .map(|id| {
             let g = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED);
+            if !broker.authorize(ctx, Operation::Describe, ResourceType::Group, id.as_str()) {
+                return g.with_error_code(ec::GROUP_AUTHORIZATION_FAILED);
+            }
+            let g = if req.include_authorized_operations {
+                g.with_authorized_operations(broker.authorized_operations(
+                    ctx,
+                    ResourceType::Group,
+                    id.as_str(),
+                ))
+            } else {
+                g
+            };
             match broker.groups.consumer_describe(id.as_str()) {
                 Err(Refused(code, message)) => g
                     .with_error_code(code)
                     .with_error_message(Some(str_bytes(message))),
+                Ok(view)
+                    if view.members.iter().any(|m| {
+                        m.subscribed_topics
+                            .iter()
+                            .chain(m.assigned.keys())
+                            .chain(m.target.keys())
+                            .any(|t| {
+                                !broker.authorize_quietly(
+                                    ctx,
+                                    Operation::Describe,
+                                    ResourceType::Topic,
+                                    t,
+                                )
+                            })
+                    }) =>
+                {
+                    g.with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                        .with_error_message(Some(str_bytes(
+                            "the group uses topics the principal may not describe".to_string(),
+                        )))
+                }
                 Ok(view) => g
                     .with_group_state(str_bytes(view.state))
                     .with_group_epoch(view.group_epoch)

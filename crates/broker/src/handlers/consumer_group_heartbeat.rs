@@ -1,5 +1,9 @@
 //! ConsumerGroupHeartbeat (KIP-848): join, stay in and leave a consumer group; the coordinator
 //! answers with the member epoch and, when it changed, the member's assignment.
+//!
+//! With an authorizer (READ on the group is checked before dispatch), a subscription by name
+//! needs DESCRIBE on every named topic (else TOPIC_AUTHORIZATION_FAILED and no change), and a
+//! pattern subscription resolves only to topics the member's principal may describe.
 
 use std::sync::Arc;
 
@@ -13,6 +17,7 @@ use crate::group::assignor::Partitions;
 use crate::group::consumer::{HeartbeatIn, Refused, STATIC_LEAVE_EPOCH};
 use crate::group::{self, consumer_ops::ImageTopics};
 use crate::registry::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
 
 fn error(code: i16, message: String) -> ConsumerGroupHeartbeatResponse {
     ConsumerGroupHeartbeatResponse::default()
@@ -59,6 +64,21 @@ pub async fn handle(
 ) -> ConsumerGroupHeartbeatResponse {
     if let Err(Refused(code, message)) = validate(ctx.api_version, &req) {
         return error(code, message);
+    }
+    if let Some(names) = &req.subscribed_topic_names {
+        let denied: Vec<&str> = names
+            .iter()
+            .map(|t| t.as_str())
+            .filter(|t| !broker.authorize_topic(ctx, Operation::Describe, t))
+            .collect();
+        if !denied.is_empty() {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                .with_error_message(Some(str_bytes(format!(
+                    "not authorized to describe topics {}",
+                    denied.join(", ")
+                ))));
+        }
     }
     if let Err(code) = group::ensure_offsets_topic(broker).await {
         return error(code, "the group coordinator is not available".into());
@@ -115,9 +135,11 @@ pub async fn handle(
         "consumer group heartbeat"
     );
     let write = |records| group::persist(broker, &group_id, records);
+    let visible =
+        |t: &str| broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, t);
     match broker
         .groups
-        .consumer_heartbeat(&group_id, input, &topics, &write)
+        .consumer_heartbeat(&group_id, input, &topics, &visible, &write)
     {
         Err(Refused(code, message)) => error(code, message),
         Ok(out) => {

@@ -15,6 +15,7 @@ pub async fn handle(
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let _guard = broker.controller.lock().await;
+    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 3);
     let results = req
         .topics
         .into_iter()
@@ -28,13 +29,27 @@ pub async fn handle(
                     ec::TOPIC_AUTHORIZATION_FAILED,
                     "ALTER on the topic is not allowed",
                 ))
+            } else if mutations.exceeded() {
+                Err(ApiError::new(
+                    ec::THROTTLING_QUOTA_EXCEEDED,
+                    "the client is over its controller_mutation_rate quota",
+                ))
             } else if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
                 Err(ApiError::new(
                     ec::INVALID_REPLICA_ASSIGNMENT,
                     "manual replica assignment is not supported yet",
                 ))
             } else {
-                topics::create_partitions(broker, t.name.as_str(), t.count, req.validate_only)
+                let before = broker
+                    .image()
+                    .topic(t.name.as_str())
+                    .map_or(0, |i| i.partitions.len());
+                let created =
+                    topics::create_partitions(broker, t.name.as_str(), t.count, req.validate_only);
+                if created.is_ok() && !req.validate_only {
+                    mutations.record((t.count.max(0) as usize).saturating_sub(before));
+                }
+                created
             };
             let result = CreatePartitionsTopicResult::default().with_name(t.name);
             match outcome {

@@ -19,6 +19,7 @@ pub async fn handle(
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let _guard = broker.controller.lock().await;
+    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 6);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
         .topics
@@ -42,6 +43,11 @@ pub async fn handle(
             Err(ApiError::new(
                 ec::TOPIC_AUTHORIZATION_FAILED,
                 "CREATE on the cluster or the topic is not allowed",
+            ))
+        } else if mutations.exceeded() {
+            Err(ApiError::new(
+                ec::THROTTLING_QUOTA_EXCEEDED,
+                "the client is over its controller_mutation_rate quota",
             ))
         } else if !t.assignments.is_empty() {
             Err(ApiError::new(
@@ -67,6 +73,9 @@ pub async fn handle(
         };
         match outcome {
             Ok(((id, partitions, rf), overrides)) => {
+                if !req.validate_only {
+                    mutations.record(partitions.max(0) as usize);
+                }
                 let configs = topic_config_entries(broker, &overrides, None)
                     .into_iter()
                     .map(|e| {
@@ -81,8 +90,18 @@ pub async fn handle(
                 if ctx.api_version >= 5 {
                     result = result
                         .with_num_partitions(partitions)
-                        .with_replication_factor(rf as i16)
-                        .with_configs(Some(configs));
+                        .with_replication_factor(rf as i16);
+                    // The configs are shown to those who may describe them.
+                    result = if broker.authorize_quietly(
+                        ctx,
+                        crate::security::acl::Operation::DescribeConfigs,
+                        crate::security::acl::ResourceType::Topic,
+                        &name,
+                    ) {
+                        result.with_configs(Some(configs))
+                    } else {
+                        result.with_topic_config_error_code(ec::TOPIC_AUTHORIZATION_FAILED)
+                    };
                 }
                 if ctx.api_version >= 7 && !req.validate_only {
                     result = result.with_topic_id(id);

@@ -15,6 +15,7 @@ pub async fn handle(
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let _guard = broker.controller.lock().await;
+    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 5);
     let targets: Vec<(Option<String>, Option<strom_metadata::Uuid>)> = if ctx.api_version >= 6 {
         req.topics
             .into_iter()
@@ -49,10 +50,28 @@ pub async fn handle(
                     message(code, "DELETE on the topic is not allowed".into()),
                 ));
             }
+            if mutations.exceeded() {
+                let code = strom_protocol::error_code::THROTTLING_QUOTA_EXCEEDED;
+                return result.with_error_code(code).with_error_message(since(
+                    v,
+                    5,
+                    message(
+                        code,
+                        "the client is over its controller_mutation_rate quota".into(),
+                    ),
+                ));
+            }
+            let partitions = target
+                .as_ref()
+                .and_then(|n| broker.image().topic(n).map(|t| t.partitions.len()))
+                .unwrap_or(0);
             match topics::delete_topic(broker, name.as_deref(), id) {
-                Ok((name, id)) => result
-                    .with_name(Some(TopicName(str_bytes(name))))
-                    .with_topic_id(since(v, 6, id)),
+                Ok((name, id)) => {
+                    mutations.record(partitions);
+                    result
+                        .with_name(Some(TopicName(str_bytes(name))))
+                        .with_topic_id(since(v, 6, id))
+                }
                 Err(e) => result.with_error_code(e.code).with_error_message(since(
                     v,
                     5,

@@ -6,6 +6,7 @@ use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
+use crate::security::acl::{CLUSTER_NAME, OPERATIONS_NOT_REQUESTED, ResourceType};
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -37,5 +38,9 @@ pub async fn handle(
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.controller_id()))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            broker.authorized_operations(ctx, ResourceType::Cluster, CLUSTER_NAME)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        })
 }

@@ -16,7 +16,8 @@ pub async fn handle(
         .groups
         .into_iter()
         .map(|id| {
-            let g = DescribedGroup::default().with_authorized_operations(i32::MIN);
+            let g = DescribedGroup::default()
+                .with_authorized_operations(crate::security::acl::OPERATIONS_NOT_REQUESTED);
             if !broker.authorize(
                 ctx,
                 crate::security::acl::Operation::Describe,
@@ -32,6 +33,15 @@ pub async fn handle(
                     .with_group_id(id)
                     .with_error_code(strom_protocol::error_code::NOT_COORDINATOR);
             }
+            let g = if req.include_authorized_operations {
+                g.with_authorized_operations(broker.authorized_operations(
+                    ctx,
+                    crate::security::acl::ResourceType::Group,
+                    id.as_str(),
+                ))
+            } else {
+                g
+            };
             match broker.groups.describe(id.as_str()) {
                 // An unknown group is described as Dead with no members, as Kafka does.
                 None => g.with_group_id(id).with_group_state(str_bytes("Dead")),

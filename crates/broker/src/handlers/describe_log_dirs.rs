@@ -12,9 +12,14 @@ use crate::registry::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    // DESCRIBE on the cluster; v3+ is answered with the error before dispatch, older versions
+    // (without an error field) get no log dirs.
+    if !broker.authorize_cluster(ctx, crate::security::acl::Operation::Describe) {
+        return DescribeLogDirsResponse::default();
+    }
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.as_str().to_string(), t.partitions))

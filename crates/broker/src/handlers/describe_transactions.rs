@@ -53,6 +53,11 @@ pub async fn handle(
             Some(v) => {
                 let mut topics: Vec<TopicData> = Vec::new();
                 for (t, p) in v.partitions {
+                    // Only topics the principal may describe are shown.
+                    if !broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, &t)
+                    {
+                        continue;
+                    }
                     match topics.last_mut() {
                         Some(last) if last.topic.as_str() == t => last.partitions.push(p),
                         _ => topics.push(

@@ -42,6 +42,9 @@ pub struct PartitionRecords {
     pub slices: Vec<FileSlice>,
     /// Sum of the slices' lengths.
     pub len: u32,
+    /// The topic's bytes-out counter, counted when the records are sent
+    /// ([`FetchParts::count_bytes_out`]): a throttled fetch drops them unsent.
+    pub bytes_out: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl PartitionRecords {
@@ -65,6 +68,15 @@ pub struct FetchParts {
 }
 
 impl FetchParts {
+    /// Counts the records about to be sent in their topics' bytes-out metric.
+    pub fn count_bytes_out(&self) {
+        for r in &self.records {
+            if let Some(c) = &r.bytes_out {
+                c.inc_by(u64::from(r.len));
+            }
+        }
+    }
+
     /// The response with the records copied in. A partition whose records cannot be read
     /// answers KAFKA_STORAGE_ERROR.
     pub fn into_response(self) -> FetchResponse {
@@ -93,7 +105,9 @@ pub async fn handle(
     ctx: &RequestContext,
     req: FetchRequest,
 ) -> FetchResponse {
-    handle_parts(broker, ctx, req).await.into_response()
+    let parts = handle_parts(broker, ctx, req).await;
+    parts.count_bytes_out();
+    parts.into_response()
 }
 
 /// Fetch with the records left in the logs as file slices.
@@ -219,11 +233,11 @@ pub async fn handle_parts(
     };
     // `wanted` lists the partitions topic by topic, in request order: response order.
     let mut records = Vec::with_capacity(results.len());
-    for (w, (data, recs)) in wanted.iter().zip(results) {
+    for (w, (data, mut recs)) in wanted.iter().zip(results) {
         if let Ok(p) = &w.hosted
             && let Some(m) = &p.metrics
         {
-            m.bytes_out.inc_by(u64::from(recs.len));
+            recs.bytes_out = Some(m.bytes_out.clone());
         }
         topics_out[w.topic_index].partitions.push(data);
         records.push(recs);
@@ -316,6 +330,7 @@ fn read_all(
                     // At most max_bytes, or one batch of at most max.message.bytes.
                     len: u32::try_from(r.total_bytes).unwrap_or(u32::MAX),
                     slices: r.slices,
+                    bytes_out: None,
                 };
                 out.push((
                     base.with_high_watermark(hw)

@@ -13,8 +13,7 @@ use crate::topics;
 
 use super::since;
 
-/// Value of an authorized-operations field that was not asked for.
-const OPS_NOT_REQUESTED: i32 = i32::MIN;
+use crate::security::acl::OPERATIONS_NOT_REQUESTED as OPS_NOT_REQUESTED;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -29,7 +28,7 @@ pub async fn handle(
     };
     let auto_create = broker.config.get_bool("auto.create.topics.enable")
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
-    use crate::security::acl::{Operation, ResourceType};
+    use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
     let describable =
         |name: &str| broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, name);
     let mut topics = Vec::new();
@@ -91,6 +90,22 @@ pub async fn handle(
         }
     }
     let v = ctx.api_version;
+    if req.include_topic_authorized_operations {
+        for t in &mut topics {
+            if t.error_code != ec::TOPIC_AUTHORIZATION_FAILED
+                && let Some(name) = &t.name
+            {
+                t.topic_authorized_operations =
+                    broker.authorized_operations(ctx, ResourceType::Topic, name.as_str());
+            }
+        }
+    }
+    // Asked for in v8-v10 only (later versions have DescribeCluster for it).
+    let cluster_ops = if req.include_cluster_authorized_operations && (8..=10).contains(&v) {
+        broker.authorized_operations(ctx, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        OPS_NOT_REQUESTED
+    };
     MetadataResponse::default()
         .with_brokers(brokers(broker, ctx, &image))
         .with_cluster_id(since(v, 2, Some(str_bytes(broker.cluster_id.clone()))))
@@ -100,7 +115,7 @@ pub async fn handle(
             BrokerId(-1)
         })
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }
 
 /// The brokers of the image; this broker is given at the address of the listener the client

@@ -1,3 +1,7 @@
+//! OffsetDelete: drops a group's committed offsets for topics it is not subscribed to. With an
+//! authorizer, the group needs DELETE (GROUP_AUTHORIZATION_FAILED) and each topic READ
+//! (TOPIC_AUTHORIZATION_FAILED per partition).
+
 use std::sync::Arc;
 
 use strom_protocol::error_code as ec;
@@ -9,13 +13,17 @@ use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use crate::broker::Broker;
 use crate::group;
 use crate::registry::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = req.group_id.as_str().to_string();
+    if !broker.authorize(ctx, Operation::Delete, ResourceType::Group, &group_id) {
+        return OffsetDeleteResponse::default().with_error_code(ec::GROUP_AUTHORIZATION_FAILED);
+    }
     let subscribed = match broker.groups.offset_delete_check(&group_id) {
         Ok(s) => s,
         Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
@@ -28,11 +36,14 @@ pub async fn handle(
         .map(|t| {
             let name = t.name.as_str().to_string();
             let busy = subscribed.contains(&name);
+            let readable = broker.authorize_topic(ctx, Operation::Read, &name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if busy {
+                    let code = if !readable {
+                        ec::TOPIC_AUTHORIZATION_FAILED
+                    } else if busy {
                         ec::GROUP_SUBSCRIBED_TO_TOPIC
                     } else {
                         records.push(group::offset_record(

@@ -1,3 +1,8 @@
+//! OffsetFetch: a group's committed offsets. With an authorizer, each group needs DESCRIBE
+//! (GROUP_AUTHORIZATION_FAILED) and each topic DESCRIBE: a named topic the principal may not
+//! describe answers TOPIC_AUTHORIZATION_FAILED per partition, and a request for all topics
+//! leaves such topics out.
+
 use std::sync::Arc;
 
 use strom_protocol::messages::offset_fetch_response::{
@@ -5,11 +10,47 @@ use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use strom_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
-use strom_protocol::str_bytes;
+use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::state::Committed;
 use crate::registry::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
+
+/// Offsets of one group as the principal may see them: (topic, partitions with their commit or
+/// an error code).
+type Visible = Vec<(String, Vec<(i32, Result<Option<Committed>, i16>)>)>;
+
+/// The group's offsets with the topic checks applied (see the module comment).
+fn visible_offsets(
+    broker: &Broker,
+    ctx: &RequestContext,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Visible {
+    let all = wanted.is_none();
+    broker
+        .groups
+        .fetch_offsets(group_id, wanted)
+        .into_iter()
+        .filter_map(|(t, ps)| {
+            if all {
+                // Left out without a word: the principal asked for whatever it may see.
+                broker
+                    .authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, &t)
+                    .then(|| (t, ps.into_iter().map(|(p, c)| (p, Ok(c))).collect()))
+            } else if broker.authorize_topic(ctx, Operation::Describe, &t) {
+                Some((t, ps.into_iter().map(|(p, c)| (p, Ok(c))).collect()))
+            } else {
+                let denied = ps
+                    .into_iter()
+                    .map(|(p, _)| (p, Err(ec::TOPIC_AUTHORIZATION_FAILED)))
+                    .collect();
+                Some((t, denied))
+            }
+        })
+        .collect()
+}
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -22,6 +63,16 @@ pub async fn handle(
             .groups
             .into_iter()
             .map(|g| {
+                if !broker.authorize(
+                    ctx,
+                    Operation::Describe,
+                    ResourceType::Group,
+                    g.group_id.as_str(),
+                ) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ec::GROUP_AUTHORIZATION_FAILED);
+                }
                 if v >= 9
                     && let Err(code) = broker.groups.check_fetch(
                         g.group_id.as_str(),
@@ -38,7 +89,7 @@ pub async fn handle(
                         .map(|t| (t.name.as_str().to_string(), t.partition_indexes))
                         .collect()
                 });
-                let offsets = broker.groups.fetch_offsets(g.group_id.as_str(), wanted);
+                let offsets = visible_offsets(broker, ctx, g.group_id.as_str(), wanted);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(
@@ -50,12 +101,13 @@ pub async fn handle(
                                     .with_partitions(
                                         ps.into_iter()
                                             .map(|(p, c)| {
-                                                let (offset, epoch, meta) = unpack(c);
+                                                let (offset, epoch, meta, code) = unpack(c);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(str_bytes(meta)))
+                                                    .with_error_code(code)
                                             })
                                             .collect(),
                                     )
@@ -66,13 +118,43 @@ pub async fn handle(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.as_str().to_string(), t.partition_indexes))
             .collect()
     });
-    let offsets: crate::group::TopicOffsets =
-        broker.groups.fetch_offsets(req.group_id.as_str(), wanted);
+    // v1 has no group-level error code (v2-v7 are answered before dispatch when the group is
+    // refused): each requested partition carries it.
+    if v < 2
+        && !broker.authorize(
+            ctx,
+            Operation::Describe,
+            ResourceType::Group,
+            req.group_id.as_str(),
+        )
+    {
+        let topics = wanted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(str_bytes(t)))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_metadata(Some(str_bytes(String::new())))
+                                    .with_error_code(ec::GROUP_AUTHORIZATION_FAILED)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let offsets = visible_offsets(broker, ctx, req.group_id.as_str(), wanted);
     let topics = offsets
         .into_iter()
         .map(|(t, ps)| {
@@ -81,11 +163,12 @@ pub async fn handle(
                 .with_partitions(
                     ps.into_iter()
                         .map(|(p, c)| {
-                            let (offset, epoch, meta) = unpack(c);
+                            let (offset, epoch, meta, code) = unpack(c);
                             let part = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(str_bytes(meta)));
+                                .with_metadata(Some(str_bytes(meta)))
+                                .with_error_code(code);
                             if v >= 5 {
                                 part.with_committed_leader_epoch(epoch)
                             } else {
@@ -99,10 +182,12 @@ pub async fn handle(
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-/// Offset, leader epoch and metadata of a commit; -1 and "" where there is none.
-fn unpack(c: Option<Committed>) -> (i64, i32, String) {
+/// Offset, leader epoch, metadata and error code of a commit; -1 and "" where there is none
+/// or the topic is refused.
+fn unpack(c: Result<Option<Committed>, i16>) -> (i64, i32, String, i16) {
     match c {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-        None => (-1, -1, String::new()),
+        Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata, ec::NONE),
+        Ok(None) => (-1, -1, String::new(), ec::NONE),
+        Err(code) => (-1, -1, String::new(), code),
     }
 }

@@ -19,9 +19,9 @@ pub async fn handle(
         .session
         .sasl_authenticate(&broker.sasl, &image, &req.auth_bytes, reauth_ms)
     {
-        Ok(reply) => SaslAuthenticateResponse::default()
+        Ok((reply, lifetime_ms)) => SaslAuthenticateResponse::default()
             .with_auth_bytes(reply.into())
-            .with_session_lifetime_ms(since(ctx.api_version, 1, reauth_ms)),
+            .with_session_lifetime_ms(since(ctx.api_version, 1, lifetime_ms)),
         Err((code, message)) => SaslAuthenticateResponse::default()
             .with_error_code(code)
             .with_error_message(Some(str_bytes(message))),

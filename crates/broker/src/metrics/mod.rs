@@ -261,11 +261,11 @@ impl Metrics {
         let throttle_seconds = Family::<QuotaLabels, Counter<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "throttle_time",
-            "Time responses were throttled by quotas, by quota type (Kafka: Produce/Fetch/Request throttle-time)",
+            "Time responses were throttled by quotas, by quota type (Kafka: Produce/Fetch/Request/ControllerMutation throttle-time)",
             Unit::Seconds,
             throttle_seconds.clone(),
         );
-        for quota in ["produce", "fetch", "request"] {
+        for quota in ["produce", "fetch", "request", "controller_mutation"] {
             drop(throttle_seconds.get_or_create(&QuotaLabels { quota }));
         }
         let cleaner = CleanerMetrics::default();
@@ -453,6 +453,16 @@ impl Metrics {
         ConnectionGuard { gauge }
     }
 
+    /// Counts a failed authentication on `listener`: SASL credentials refused, or a TLS
+    /// handshake that failed (an untrusted or missing client certificate among others).
+    pub fn authentication_failed(&self, listener: &str) {
+        self.auth_failures
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
     /// Makes the per-listener series exist before the first connection.
     pub fn declare_listener(&self, listener: &str) {
         let l = ListenerLabels {
@@ -463,7 +473,8 @@ impl Metrics {
         drop(self.auth_failures.get_or_create(&l));
     }
 
-    /// Adds throttle time for a quota type (`produce`, `fetch`, `request`).
+    /// Adds throttle time for a quota type (`produce`, `fetch`, `request`,
+    /// `controller_mutation`).
     pub fn throttled(&self, quota: &'static str, time: Duration) {
         self.throttle_seconds
             .get_or_create(&QuotaLabels { quota })

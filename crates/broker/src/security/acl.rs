@@ -68,6 +68,49 @@ impl ResourceType {
     }
 }
 
+impl ResourceType {
+    /// The operations that apply to a resource of this type: what an authorized-operations
+    /// field reports on.
+    pub fn supported_operations(self) -> &'static [Operation] {
+        use Operation::*;
+        match self {
+            ResourceType::Topic => &[
+                Read,
+                Write,
+                Create,
+                Delete,
+                Alter,
+                Describe,
+                DescribeConfigs,
+                AlterConfigs,
+            ],
+            ResourceType::Group => &[Read, Describe, Delete],
+            ResourceType::Cluster => &[
+                Create,
+                ClusterAction,
+                DescribeConfigs,
+                AlterConfigs,
+                IdempotentWrite,
+                Alter,
+                Describe,
+            ],
+            ResourceType::TransactionalId => &[Describe, Write],
+            ResourceType::DelegationToken => &[Describe],
+            ResourceType::User => &[CreateTokens, DescribeTokens],
+            ResourceType::Any => &[],
+        }
+    }
+}
+
+/// An authorized-operations field that was not asked for.
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// The bit set of an authorized-operations field: bit `code` for each operation.
+pub fn operations_bits(ops: impl IntoIterator<Item = Operation>) -> i32 {
+    ops.into_iter()
+        .fold(0u32, |bits, op| bits | (1u32 << (op as u8 as u32))) as i32
+}
+
 impl Operation {
     pub fn from_code(code: i8) -> Option<Operation> {
         Some(match code {

@@ -73,27 +73,6 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
                 OffsetFetchResponse::default().with_error_code(GROUP_DENIED),
             ))
         }
-        RequestKind::OffsetFetch(r)
-            if v >= 8
-                && !r.groups.is_empty()
-                && r.groups
-                    .iter()
-                    .all(|g| !group(Operation::Describe, &g.group_id)) =>
-        {
-            use offset_fetch_response::*;
-            Some(ResponseKind::OffsetFetch(
-                OffsetFetchResponse::default().with_groups(
-                    r.groups
-                        .iter()
-                        .map(|g| {
-                            OffsetFetchResponseGroup::default()
-                                .with_group_id(g.group_id.clone())
-                                .with_error_code(GROUP_DENIED)
-                        })
-                        .collect(),
-                ),
-            ))
-        }
         RequestKind::InitProducerId(r) => {
             let allowed = match &r.transactional_id {
                 Some(id) => txn(id),

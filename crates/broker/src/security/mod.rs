@@ -1,9 +1,11 @@
 //! Listeners, TLS, SASL authentication and the session state of one connection.
 
 pub mod acl;
+pub mod audit;
 pub mod gate;
 pub mod limits;
 pub mod listener;
+pub mod oauth;
 pub mod principal;
 pub mod sasl;
 pub mod scram;

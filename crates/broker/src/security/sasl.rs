@@ -1,6 +1,7 @@
 //! SASL on SASL_PLAINTEXT and SASL_SSL listeners: SaslHandshake picks a mechanism, then
 //! SaslAuthenticate carries its messages. PLAIN checks users from the configuration; SCRAM
-//! checks credentials stored as metadata records.
+//! checks credentials stored as metadata records; OAUTHBEARER checks a JSON Web Token
+//! (`oauth.rs`).
 
 use std::collections::HashMap;
 
@@ -17,6 +18,8 @@ pub struct SaslConfig {
     /// Enabled mechanisms, in configuration order.
     pub mechanisms: Vec<String>,
     plain_users: HashMap<String, String>,
+    /// OAUTHBEARER settings, when the mechanism is enabled.
+    oauth: Option<super::oauth::OAuthConfig>,
     /// Key for the made-up salts of users that do not exist.
     fake_salt_key: [u8; 32],
 }
@@ -31,6 +34,9 @@ pub(crate) enum SaslStage {
     Chosen(String),
     /// SCRAM: the server-first message was sent; waiting for the client-final one.
     Scram(Box<ScramExchange>),
+    /// OAUTHBEARER: the token was refused and the error challenge sent; the client's next
+    /// message (0x01) ends the exchange with the failure.
+    OAuthRefused(String),
 }
 
 /// The message of every failed authentication: it never says which part was wrong.
@@ -42,12 +48,17 @@ pub fn failure_message(mechanism: &str) -> String {
 
 impl SaslConfig {
     pub fn from_broker(config: &BrokerConfig) -> Result<SaslConfig, String> {
-        let mechanisms = config
+        let mechanisms: Vec<String> = config
             .get("sasl.enabled.mechanisms")
             .split(',')
             .map(|m| m.trim().to_ascii_uppercase())
             .filter(|m| !m.is_empty())
             .collect();
+        let oauth = if mechanisms.iter().any(|m| m == "OAUTHBEARER") {
+            Some(super::oauth::OAuthConfig::from_broker(config)?)
+        } else {
+            None
+        };
         let mut plain_users = HashMap::new();
         for item in config.get("sasl.plain.users").split(',') {
             add_user(&mut plain_users, item, "sasl.plain.users")?;
@@ -67,6 +78,7 @@ impl SaslConfig {
         Ok(SaslConfig {
             mechanisms,
             plain_users,
+            oauth,
             fake_salt_key,
         })
     }
@@ -109,7 +121,7 @@ impl Session {
             return ec::ILLEGAL_SASL_STATE;
         }
         let mut state = self.state();
-        if matches!(state.sasl, SaslStage::Scram(_)) {
+        if matches!(state.sasl, SaslStage::Scram(_) | SaslStage::OAuthRefused(_)) {
             return ec::ILLEGAL_SASL_STATE;
         }
         if !config.enabled(mechanism) {
@@ -119,15 +131,19 @@ impl Session {
         ec::NONE
     }
 
-    /// SaslAuthenticate: the bytes to send back, or an error code and message. A failure
-    /// marks the session failed, so the connection answers after a delay and closes.
+    /// SaslAuthenticate: the bytes to send back and the session's lifetime in ms (0: no
+    /// limit), or an error code and message. A failure marks the session failed, so the
+    /// connection answers after a delay and closes.
     pub fn sasl_authenticate(
         &self,
         config: &SaslConfig,
         image: &MetadataImage,
         auth_bytes: &[u8],
         reauth_ms: i64,
-    ) -> Result<Vec<u8>, (i16, String)> {
+    ) -> Result<(Vec<u8>, i64), (i16, String)> {
+        let now_ms = crate::now_ms();
+        // A token ends the session when it expires, if sooner than connections.max.reauth.ms.
+        let mut token_expiry_ms: Option<i64> = None;
         let mut state = self.state();
         let stage = std::mem::take(&mut state.sasl);
         let (result, mechanism) = match stage {
@@ -141,6 +157,41 @@ impl Session {
             SaslStage::Chosen(m) if m == "PLAIN" => {
                 let result = plain(config, auth_bytes).map(|user| (user, Vec::new()));
                 (result, m)
+            }
+            SaslStage::Chosen(m) if m == "OAUTHBEARER" => {
+                let checked = config
+                    .oauth
+                    .as_ref()
+                    .ok_or_else(|| "OAUTHBEARER is not configured".to_string())
+                    .and_then(|o| {
+                        let (authzid, token) = super::oauth::parse_client_message(auth_bytes)?;
+                        let valid = o.validate(&token, now_ms)?;
+                        if authzid.as_ref().is_some_and(|a| *a != valid.subject) {
+                            return Err("authorization id differs from the token's subject".into());
+                        }
+                        Ok(valid)
+                    });
+                match checked {
+                    Ok(valid) => {
+                        token_expiry_ms = Some(valid.expires_at_ms);
+                        (Ok((valid.subject, Vec::new())), m)
+                    }
+                    Err(reason) => {
+                        // RFC 7628: an error challenge first; the failure follows the client's
+                        // answer to it.
+                        tracing::info!(peer = %self.peer, listener = %self.listener.name, mechanism = %m, %reason, "SASL authentication failed");
+                        state.sasl = SaslStage::OAuthRefused(reason);
+                        return Ok((super::oauth::INVALID_TOKEN_CHALLENGE.to_vec(), 0));
+                    }
+                }
+            }
+            SaslStage::OAuthRefused(reason) => {
+                state.failed = true;
+                tracing::debug!(peer = %self.peer, %reason, "OAUTHBEARER exchange ends in failure");
+                return Err((
+                    ec::SASL_AUTHENTICATION_FAILED,
+                    failure_message("OAUTHBEARER"),
+                ));
             }
             SaslStage::Chosen(m) => {
                 let Some(mech) = ScramMechanism::from_name(&m) else {
@@ -170,7 +221,7 @@ impl Session {
                 match started {
                     Ok((exchange, reply)) => {
                         state.sasl = SaslStage::Scram(Box::new(exchange));
-                        return Ok(reply);
+                        return Ok((reply, 0));
                     }
                     Err(e) => (Err(e), m),
                 }
@@ -194,10 +245,14 @@ impl Session {
                 tracing::debug!(peer = %self.peer, %user, %mechanism, "SASL authentication succeeded");
                 state.principal = format!("User:{user}");
                 state.authenticated = true;
-                state.expires_at = (reauth_ms > 0).then(|| {
-                    std::time::Instant::now() + std::time::Duration::from_millis(reauth_ms as u64)
+                let lifetime_ms = match token_expiry_ms {
+                    Some(exp) if reauth_ms > 0 => reauth_ms.min((exp - now_ms).max(1)),
+                    _ => reauth_ms.max(0),
+                };
+                state.expires_at = (lifetime_ms > 0).then(|| {
+                    std::time::Instant::now() + std::time::Duration::from_millis(lifetime_ms as u64)
                 });
-                Ok(reply)
+                Ok((reply, lifetime_ms))
             }
             Err(reason) => {
                 tracing::info!(peer = %self.peer, listener = %self.listener.name, %mechanism, %reason, "SASL authentication failed");

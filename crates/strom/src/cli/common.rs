@@ -15,7 +15,9 @@ pub struct ConnectArgs {
     pub bootstrap_server: String,
     /// Client properties for TLS and SASL (Kafka's --command-config): security.protocol,
     /// ssl.truststore.location, ssl.keystore.location (or ssl.certificate.location and
-    /// ssl.key.location), sasl.mechanism, sasl.username, sasl.password or sasl.jaas.config
+    /// ssl.key.location), sasl.mechanism, sasl.username, sasl.password or sasl.jaas.config;
+    /// for OAUTHBEARER sasl.oauthbearer.token.endpoint.url=file:///token-file or
+    /// unsecuredLoginStringClaim_sub in sasl.jaas.config
     #[arg(long, value_name = "FILE", env = "STROM_COMMAND_CONFIG")]
     pub command_config: Option<std::path::PathBuf>,
 }
