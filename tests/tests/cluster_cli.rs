@@ -1,0 +1,301 @@
+//! `strom cluster describe|quorum` (DescribeCluster, Metadata, DescribeQuorum) against a
+//! three-broker cluster on loopback and a single node, a new quorum leader after SIGKILL of the
+//! old one, and `scripts/cluster` start/status/stop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strom_e2e::{Cluster, Strom, strom_bin};
+
+/// Brokers of the tests: heartbeats and fencing fast enough that a failover takes seconds.
+const PROPS: &[&str] = &[
+    "broker.session.timeout.ms=3000",
+    "broker.heartbeat.interval.ms=300",
+    "replica.fetch.wait.max.ms=200",
+];
+
+/// Runs `strom ARGS --output json` against `node` and parses what it prints.
+fn json(node: &Strom, args: &[&str]) -> Result<Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let (ok, out, err) = node.cli(&all);
+    if !ok {
+        return Err(format!("strom {args:?} failed: {out}{err}"));
+    }
+    serde_json::from_str(&out).map_err(|e| format!("strom {args:?}: {e}: {out}"))
+}
+
+fn ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Polls `strom cluster quorum` on `node` until `done` holds (or `within` passes).
+fn quorum_until(node: &Strom, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last: String;
+    loop {
+        match json(node, &["cluster", "quorum"]) {
+            Ok(q) if done(&q) => return q,
+            Ok(q) => last = q.to_string(),
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the quorum did not get there within {within:?}; last answer: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn cluster_describe_lists_the_brokers_the_controller_and_their_partitions() {
+    let cluster = Cluster::start(3, PROPS);
+    let node = &cluster.nodes[0];
+    let (ok, out, err) = node.cli(&[
+        "topics",
+        "create",
+        "spread",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]);
+    assert!(ok, "{out}{err}");
+
+    // Every broker holds a replica of each partition; the leaders add up to 3.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let d = loop {
+        let d = json(node, &["cluster", "describe"]).unwrap();
+        let leaders: i64 = d["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["leaders"].as_i64().unwrap())
+            .sum();
+        if d["controller_id"].as_i64().unwrap() > 0 && leaders == 3 {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "cluster never settled: {d}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ids(&d["brokers"]), vec![1, 2, 3], "{d}");
+    assert!(!d["cluster_id"].as_str().unwrap().is_empty());
+    let controller = d["controller_id"].as_i64().unwrap();
+    for (b, s) in d["brokers"].as_array().unwrap().iter().zip(&cluster.nodes) {
+        assert_eq!(b["host"], "127.0.0.1");
+        assert_eq!(b["port"].as_i64().unwrap(), i64::from(s.port), "{d}");
+        assert_eq!(b["replicas"].as_i64().unwrap(), 3, "{d}");
+        assert_eq!(
+            b["is_controller"].as_bool().unwrap(),
+            b["id"].as_i64() == Some(controller)
+        );
+    }
+    assert_eq!(d["partitions"].as_i64().unwrap(), 3);
+    assert_eq!(d["offline_partitions"].as_i64().unwrap(), 0);
+
+    // Every broker agrees on the cluster id and the controller.
+    for s in &cluster.nodes[1..] {
+        let other = json(s, &["cluster", "describe"]).unwrap();
+        assert_eq!(other["cluster_id"], d["cluster_id"]);
+        assert_eq!(other["controller_id"], d["controller_id"]);
+    }
+
+    // The table names the controller and every broker.
+    let (ok, out, err) = node.cli(&["cluster", "describe"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("Controller:  {controller} (127.0.0.1:")),
+        "{out}"
+    );
+    for s in &cluster.nodes {
+        assert!(out.contains(&s.port.to_string()), "{out}");
+    }
+}
+
+#[test]
+fn cluster_quorum_shows_three_voters_and_a_new_leader_after_sigkill_of_the_old_one() {
+    let mut cluster = Cluster::start(3, PROPS);
+    // Answered by the leader once every voter has caught up: every log end offset known.
+    let q = quorum_until(&cluster.nodes[0], Duration::from_secs(20), |q| {
+        q["leader_id"].as_i64().unwrap() > 0
+            && q["voters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["lag"].as_i64() == Some(0))
+    });
+    assert_eq!(ids(&q["voters"]), vec![1, 2, 3], "{q}");
+    assert_eq!(q["observers"].as_array().unwrap().len(), 0);
+    let leader = q["leader_id"].as_i64().unwrap();
+    let epoch = q["leader_epoch"].as_i64().unwrap();
+    let hw = q["high_watermark"].as_i64().unwrap();
+    assert!(epoch >= 1 && hw > 0, "{q}");
+    for v in q["voters"].as_array().unwrap() {
+        let expected = if v["id"].as_i64() == Some(leader) {
+            "Leader"
+        } else {
+            "Follower"
+        };
+        assert_eq!(v["status"], expected, "{q}");
+        assert!(v["log_end_offset"].as_i64().unwrap() >= hw, "{q}");
+    }
+    let (ok, out, err) = cluster.nodes[0].cli(&["cluster", "quorum"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("Leader:            {leader}")),
+        "{out}"
+    );
+    assert!(out.contains("Voters:            1,2,3"), "{out}");
+
+    // SIGKILL the quorum leader: the other two elect one of themselves within seconds.
+    cluster.node(leader as i32).kill9();
+    let survivor = cluster
+        .nodes
+        .iter()
+        .find(|s| s.pid().is_some())
+        .expect("a running broker");
+    let killed_at = Instant::now();
+    let q = quorum_until(survivor, Duration::from_secs(20), |q| {
+        let l = q["leader_id"].as_i64().unwrap();
+        l > 0 && l != leader
+    });
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(15), "election took {took:?}");
+    assert!(q["leader_epoch"].as_i64().unwrap() > epoch, "{q}");
+    assert_eq!(ids(&q["voters"]), vec![1, 2, 3], "{q}");
+    assert!(q["high_watermark"].as_i64().unwrap() >= hw, "{q}");
+}
+
+#[test]
+fn a_single_node_is_a_quorum_of_one() {
+    let node = Strom::start(&[]);
+    let q = json(&node, &["cluster", "quorum"]).unwrap();
+    assert_eq!(q["leader_id"].as_i64(), Some(1), "{q}");
+    assert_eq!(ids(&q["voters"]), vec![1], "{q}");
+    assert_eq!(q["voters"][0]["status"], "Leader");
+    assert_eq!(q["voters"][0]["lag"].as_i64(), Some(0));
+    let d = json(&node, &["cluster", "describe"]).unwrap();
+    assert_eq!(d["controller_id"].as_i64(), Some(1), "{d}");
+    assert_eq!(ids(&d["brokers"]), vec![1]);
+}
+
+/// `n` base ports, each with base+1..=base+3 free and no two blocks overlapping.
+fn free_port_blocks(n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..200 {
+        if bases.len() == n {
+            return bases;
+        }
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60_000 {
+            continue;
+        }
+        let block: Vec<_> = (1..=3)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if block.len() == 3 {
+            held.extend(block);
+            bases.push(base);
+        }
+    }
+    panic!("no {n} blocks of three free ports");
+}
+
+#[test]
+fn scripts_cluster_starts_reports_and_stops_three_nodes() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = free_port_blocks(3);
+    let (kafka, quorum, admin) = (blocks[0], blocks[1], blocks[2]);
+    let run = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("STROM_BIN", strom_bin())
+            .env("KAFKA_PORT_BASE", kafka.to_string())
+            .env("QUORUM_PORT_BASE", quorum.to_string())
+            .env("ADMIN_PORT_BASE", admin.to_string())
+            .env("STROM_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/cluster");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cluster_dir = dir.path().join("c");
+    let d = cluster_dir.to_str().unwrap();
+    // Whatever happens below, no node outlives the test.
+    struct StopOnDrop<'a>(&'a dyn Fn(&[&str]) -> (bool, String, String), &'a str);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["stop", self.1]);
+        }
+    }
+    let _guard = StopOnDrop(&run, d);
+
+    let (ok, out, err) = run(&["start", d, "--set", "broker.session.timeout.ms=3000"]);
+    assert!(ok, "start: {out}{err}");
+    assert!(out.contains("cluster up"), "{out}");
+    for n in 1..=3 {
+        assert!(cluster_dir.join(format!("node-{n}.log")).exists());
+        assert!(cluster_dir.join(format!("node-{n}")).is_dir());
+    }
+
+    // status: three running nodes and a quorum with a leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = run(&["status", d]);
+        assert!(ok, "status: {out}{err}");
+        if out.matches(" running ").count() == 3 && out.contains("Leader ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the cluster: {out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A topic replicated on all three is served through the script's bootstrap addresses.
+    let bootstrap = (1..=3)
+        .map(|i| format!("127.0.0.1:{}", kafka + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(strom_bin())
+        .args(["topics", "create", "t", "--replication-factor", "3"])
+        .args(["--bootstrap-server", &bootstrap])
+        .env("STROM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let started = Instant::now();
+    let (ok, out, err) = run(&["stop", d]);
+    assert!(ok, "stop: {out}{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let (ok, out, err) = run(&["status", d]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches(" stopped ").count(), 3, "{out}");
+    for n in 1..=3 {
+        assert!(!cluster_dir.join(format!("node-{n}.pid")).exists());
+    }
+}
