@@ -240,7 +240,8 @@ fn scripts_cluster_starts_reports_and_stops_three_nodes() {
     let cluster_dir = dir.path().join("c");
     let d = cluster_dir.to_str().unwrap();
     // Whatever happens below, no node outlives the test.
-    struct StopOnDrop<'a>(&'a dyn Fn(&[&str]) -> (bool, String, String), &'a str);
+    type Run<'a> = &'a dyn Fn(&[&str]) -> (bool, String, String);
+    struct StopOnDrop<'a>(Run<'a>, &'a str);
     impl Drop for StopOnDrop<'_> {
         fn drop(&mut self) {
             let _ = (self.0)(&["stop", self.1]);
