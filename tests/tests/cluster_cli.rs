@@ -8,7 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use strom_client::{Connection, ConnectionConfig};
 use strom_e2e::{Cluster, Strom, strom_bin};
+use strom_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use strom_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
 /// Brokers of the tests: heartbeats and fencing fast enough that a failover takes seconds.
 const PROPS: &[&str] = &[
@@ -184,6 +188,80 @@ fn a_single_node_is_a_quorum_of_one() {
     let d = json(&node, &["cluster", "describe"]).unwrap();
     assert_eq!(d["controller_id"].as_i64(), Some(1), "{d}");
     assert_eq!(ids(&d["brokers"]), vec![1]);
+}
+
+/// DescribeQuorum at `version` for partition `partition` of `topic`, sent raw to `bootstrap`.
+fn describe_quorum(
+    bootstrap: &str,
+    version: i16,
+    topic: &str,
+    partition: i32,
+) -> DescribeQuorumResponse {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Connection::connect(bootstrap, ConnectionConfig::default())
+            .await
+            .unwrap();
+        let req = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(TopicName(str_bytes(topic)))
+                .with_partitions(vec![
+                    PartitionData::default().with_partition_index(partition),
+                ]),
+        ]);
+        match c
+            .send(
+                ApiKey::DescribeQuorum,
+                version,
+                RequestKind::DescribeQuorum(req),
+            )
+            .await
+            .unwrap()
+        {
+            ResponseKind::DescribeQuorum(r) => r,
+            other => panic!("not a DescribeQuorum response: {other:?}"),
+        }
+    })
+}
+
+#[test]
+fn describe_quorum_answers_each_version_and_refuses_other_partitions_and_principals() {
+    let node = Strom::start(&[]);
+    for version in 0..=2 {
+        let r = describe_quorum(&node.bootstrap(), version, "__cluster_metadata", 0);
+        assert_eq!(r.error_code, 0, "v{version}: {r:?}");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (0, 1), "v{version}: {r:?}");
+        assert!(
+            p.leader_epoch >= 1 && p.high_watermark > 0,
+            "v{version}: {r:?}"
+        );
+        assert_eq!(p.current_voters.len(), 1);
+        assert_eq!(p.current_voters[0].log_end_offset, p.high_watermark);
+        assert!(p.observers.is_empty());
+        // The leader is caught up now (v1+); v2 names the voters' endpoints.
+        assert_eq!(
+            p.current_voters[0].last_caught_up_timestamp > 0,
+            version >= 1
+        );
+        assert_eq!(r.nodes.len(), if version >= 2 { 1 } else { 0 });
+    }
+    let r = describe_quorum(&node.bootstrap(), 2, "__cluster_metadata", 1);
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST: {r:?}");
+    let r = describe_quorum(&node.bootstrap(), 2, "orders", 0);
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST: {r:?}");
+
+    // DESCRIBE on the cluster is required.
+    let locked = Strom::start(&["authorizer.class.name=strom", "super.users=User:admin"]);
+    let r = describe_quorum(&locked.bootstrap(), 2, "__cluster_metadata", 0);
+    assert_eq!(r.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED: {r:?}");
+    assert!(r.topics.is_empty());
+    let (ok, out, err) = locked.cli(&["cluster", "quorum"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("CLUSTER_AUTHORIZATION_FAILED"), "{err}");
 }
 
 /// `n` base ports, each with base+1..=base+3 free and no two blocks overlapping.
