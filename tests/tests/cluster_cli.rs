@@ -175,6 +175,32 @@ fn cluster_quorum_shows_three_voters_and_a_new_leader_after_sigkill_of_the_old_o
     assert!(q["leader_epoch"].as_i64().unwrap() > epoch, "{q}");
     assert_eq!(ids(&q["voters"]), vec![1, 2, 3], "{q}");
     assert!(q["high_watermark"].as_i64().unwrap() >= hw, "{q}");
+
+    // After its session times out the killed broker is fenced; describe still lists it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = json(survivor, &["cluster", "describe"]).unwrap();
+        let fenced: Vec<i64> = d["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["fenced"].as_bool().unwrap())
+            .map(|b| b["id"].as_i64().unwrap())
+            .collect();
+        if fenced == vec![leader] {
+            assert_eq!(ids(&d["brokers"]), vec![1, 2, 3], "{d}");
+            assert_eq!(d["controller_id"], q["leader_id"], "{d}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {leader} never fenced: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, out, err) = survivor.cli(&["cluster", "describe"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("fenced"), "{out}");
 }
 
 #[test]

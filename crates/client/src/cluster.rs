@@ -29,6 +29,8 @@ pub struct ClusterDescription {
     pub controller_id: i32,
     /// Sorted by id.
     pub brokers: Vec<BrokerMetadata>,
+    /// Ids of the fenced brokers among them (asked for with DescribeCluster v2).
+    pub fenced: Vec<i32>,
 }
 
 /// One member of the metadata quorum as DescribeQuorum reports it.
@@ -101,6 +103,15 @@ impl GroupAdmin {
     /// Cluster id, active controller and live brokers (DescribeCluster), from the first
     /// bootstrap server that answers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription, ClientError> {
+        self.describe_cluster_with(false).await
+    }
+
+    /// [`GroupAdmin::describe_cluster`], with fenced brokers too when `include_fenced` (and
+    /// the broker speaks DescribeCluster v2).
+    pub async fn describe_cluster_with(
+        &self,
+        include_fenced: bool,
+    ) -> Result<ClusterDescription, ClientError> {
         let (_, response) = self
             .request_any(
                 ApiKey::DescribeCluster,
@@ -110,6 +121,9 @@ impl GroupAdmin {
                     if v >= 1 {
                         req.endpoint_type = ENDPOINT_TYPE_BROKERS;
                     }
+                    if v >= 2 {
+                        req.include_fenced_brokers = include_fenced;
+                    }
                     Ok(RequestKind::DescribeCluster(req))
                 },
             )
@@ -118,21 +132,26 @@ impl GroupAdmin {
             return Err(unexpected("DescribeCluster"));
         };
         check(r.error_code, "DescribeCluster", r.error_message.as_deref())?;
-        let mut brokers: Vec<BrokerMetadata> = r
-            .brokers
-            .iter()
-            .map(|b| BrokerMetadata {
+        let mut brokers: Vec<BrokerMetadata> = Vec::new();
+        let mut fenced = Vec::new();
+        for b in &r.brokers {
+            brokers.push(BrokerMetadata {
                 id: b.broker_id.0,
                 host: b.host.to_string(),
                 port: b.port,
                 rack: b.rack.as_ref().map(|s| s.to_string()),
-            })
-            .collect();
+            });
+            if b.is_fenced {
+                fenced.push(b.broker_id.0);
+            }
+        }
         brokers.sort_by_key(|b| b.id);
+        fenced.sort();
         Ok(ClusterDescription {
             cluster_id: r.cluster_id.to_string(),
             controller_id: r.controller_id.0,
             brokers,
+            fenced,
         })
     }
 

@@ -23,9 +23,9 @@ Examples:
   strom cluster quorum --output json | jq .leader_id";
 
 pub const DESCRIBE_LONG_ABOUT: &str = "\
-Show the cluster id, the active controller and every live broker with its address, rack, and
-how many partition replicas it holds and how many partitions it leads (from Metadata of all
-topics). Offline partitions (no leader) and under-replicated ones (ISR smaller than the
+Show the cluster id, the active controller and every registered broker with its address,
+rack, status (controller, live, or fenced: it stopped heartbeating and leads nothing), how many
+partition replicas it holds and how many partitions it leads (from Metadata of all topics). Offline partitions (no leader) and under-replicated ones (ISR smaller than the
 replicas) are counted below the table.
 
 Examples:
@@ -103,13 +103,14 @@ fn load(md: &ClusterMetadata) -> Load {
 async fn describe(a: Args) -> anyhow::Result<()> {
     let admin = a.connect.group_admin()?;
     let md = admin.client().metadata(None).await.map_err(friendly)?;
-    let cluster = match admin.describe_cluster().await {
+    let cluster = match admin.describe_cluster_with(true).await {
         Ok(c) => c,
         // A broker without DescribeCluster: Metadata says the same.
         Err(ClientError::UnsupportedVersion { .. }) => ClusterDescription {
             cluster_id: md.cluster_id.clone().unwrap_or_default(),
             controller_id: md.controller_id,
             brokers: md.brokers.clone(),
+            fenced: Vec::new(),
         },
         Err(e) => return Err(friendly(e)),
     };
@@ -129,6 +130,7 @@ async fn describe(a: Args) -> anyhow::Result<()> {
                 "port": b.port,
                 "rack": b.rack,
                 "is_controller": b.id == cluster.controller_id,
+                "fenced": cluster.fenced.contains(&b.id),
                 "replicas": count(&load.replicas, b.id),
                 "leaders": count(&load.leaders, b.id),
             })).collect::<Vec<_>>(),
@@ -148,16 +150,10 @@ async fn describe(a: Args) -> anyhow::Result<()> {
             );
             println!();
             let mut t = table(vec![
-                "ID",
-                "HOST",
-                "PORT",
-                "RACK",
-                "REPLICAS",
-                "LEADERS",
-                "CONTROLLER",
+                "ID", "HOST", "PORT", "RACK", "REPLICAS", "LEADERS", "STATUS",
             ]);
             for b in &cluster.brokers {
-                t.add_row(broker_row(b, &load, cluster.controller_id));
+                t.add_row(broker_row(b, &load, &cluster));
             }
             println!("{t}");
             println!();
@@ -170,7 +166,7 @@ async fn describe(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn broker_row(b: &BrokerMetadata, load: &Load, controller_id: i32) -> Vec<String> {
+fn broker_row(b: &BrokerMetadata, load: &Load, cluster: &ClusterDescription) -> Vec<String> {
     let count = |m: &BTreeMap<i32, usize>| m.get(&b.id).copied().unwrap_or(0).to_string();
     vec![
         b.id.to_string(),
@@ -179,7 +175,14 @@ fn broker_row(b: &BrokerMetadata, load: &Load, controller_id: i32) -> Vec<String
         b.rack.clone().unwrap_or_else(|| "-".into()),
         count(&load.replicas),
         count(&load.leaders),
-        if b.id == controller_id { "yes" } else { "" }.to_string(),
+        if cluster.fenced.contains(&b.id) {
+            "fenced"
+        } else if b.id == cluster.controller_id {
+            "controller"
+        } else {
+            "live"
+        }
+        .to_string(),
     ]
 }
 
