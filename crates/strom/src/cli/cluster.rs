@@ -13,8 +13,9 @@ use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
 pub const LONG_ABOUT: &str = "\
 Show a cluster: its id, the active controller and the brokers (`describe`), or the metadata
-quorum that orders every metadata change (`quorum`). Both work against a single node too (a
-quorum of one) and against any Kafka 4.x cluster.
+quorum that orders every metadata change (`quorum`). Both use Kafka's own APIs
+(DescribeCluster, Metadata, DescribeQuorum) and work against a single node too (a quorum of
+one).
 
 Examples:
   strom cluster describe
