@@ -126,14 +126,14 @@ fn cluster_describe_lists_the_brokers_the_controller_and_their_partitions() {
 #[test]
 fn cluster_quorum_shows_three_voters_and_a_new_leader_after_sigkill_of_the_old_one() {
     let mut cluster = Cluster::start(3, PROPS);
-    // Answered by the leader once every voter has caught up: every log end offset known.
-    let q = quorum_until(&cluster.nodes[0], Duration::from_secs(20), |q| {
+    // Answered by the leader, which knows every voter's log end offset and lag.
+    let q = quorum_until(&cluster.nodes[0], Duration::from_secs(30), |q| {
         q["leader_id"].as_i64().unwrap() > 0
             && q["voters"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|v| v["lag"].as_i64() == Some(0))
+                .all(|v| v["lag"].as_i64().is_some())
     });
     assert_eq!(ids(&q["voters"]), vec![1, 2, 3], "{q}");
     assert_eq!(q["observers"].as_array().unwrap().len(), 0);
@@ -148,7 +148,12 @@ fn cluster_quorum_shows_three_voters_and_a_new_leader_after_sigkill_of_the_old_o
             "Follower"
         };
         assert_eq!(v["status"], expected, "{q}");
-        assert!(v["log_end_offset"].as_i64().unwrap() >= hw, "{q}");
+        let leo = v["log_end_offset"].as_i64().unwrap();
+        let lag = v["lag"].as_i64().unwrap();
+        assert!(leo > 0 && lag >= 0, "{q}");
+        if expected == "Leader" {
+            assert!(leo >= hw && lag == 0, "{q}");
+        }
     }
     let (ok, out, err) = cluster.nodes[0].cli(&["cluster", "quorum"]);
     assert!(ok, "{out}{err}");
@@ -166,12 +171,13 @@ fn cluster_quorum_shows_three_voters_and_a_new_leader_after_sigkill_of_the_old_o
         .find(|s| s.pid().is_some())
         .expect("a running broker");
     let killed_at = Instant::now();
-    let q = quorum_until(survivor, Duration::from_secs(20), |q| {
+    let q = quorum_until(survivor, Duration::from_secs(30), |q| {
         let l = q["leader_id"].as_i64().unwrap();
         l > 0 && l != leader
     });
+    // About the election timeout (1-2 s) on an idle machine; generous for a loaded one.
     let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(15), "election took {took:?}");
+    assert!(took < Duration::from_secs(20), "election took {took:?}");
     assert!(q["leader_epoch"].as_i64().unwrap() > epoch, "{q}");
     assert_eq!(ids(&q["voters"]), vec![1, 2, 3], "{q}");
     assert!(q["high_watermark"].as_i64().unwrap() >= hw, "{q}");
