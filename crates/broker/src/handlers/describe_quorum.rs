@@ -133,8 +133,7 @@ pub async fn handle(
             ReplicaState::default()
                 .with_replica_id(BrokerId(id))
                 .with_log_end_offset(leo)
-                // Kafka reports the leader as caught up now and leaves fetch times it does
-                // not track at -1.
+                // The leader is caught up by definition; fetch times are not tracked (-1).
                 .with_last_fetch_timestamp(-1)
                 .with_last_caught_up_timestamp(since(v, 1, if is_leader { now } else { -1 }))
         })
@@ -157,8 +156,9 @@ pub async fn handle(
     response
 }
 
-/// The voters' quorum addresses (v2 `nodes`), from `controller.quorum.voters`; a single node
-/// lists the listener the client connected to.
+/// The voters' quorum addresses (v2 `nodes`), from `controller.quorum.voters`, under the
+/// listener name CONTROLLER (quorum addresses have no name of their own); a single node lists
+/// the listener the client connected to.
 fn voter_nodes(broker: &Broker, ctx: &RequestContext) -> Vec<Node> {
     let voters = broker.config.quorum_voters().unwrap_or_default();
     if voters.is_empty() {
