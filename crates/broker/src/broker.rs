@@ -518,15 +518,27 @@ impl Broker {
             // A heartbeat first, so that the controller does not fence the broker it is
             // about to register; the registration waits until this member has the metadata
             // up to it, so the partitions take their current roles before clients come.
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while let Err(e) = q.heartbeat(self.node_id).await {
-                if std::time::Instant::now() >= deadline {
-                    return Err(BrokerError::Metadata(e));
+            // A stop asked for meanwhile ends the wait: nothing is served yet.
+            let join = async {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while let Err(e) = q.heartbeat(self.node_id).await {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(BrokerError::Metadata(e));
+                    }
+                    tracing::info!(error = %e, "waiting for the metadata quorum");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tracing::info!(error = %e, "waiting for the metadata quorum");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            let image = self.register_incarnation().await?;
+                self.register_incarnation().await
+            };
+            let mut stop = shutdown.clone();
+            let image = tokio::select! {
+                joined = join => joined?,
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    tracing::info!("stopped before joining the cluster");
+                    self.flush_all();
+                    return Ok(());
+                }
+            };
             tracing::info!(node_id = self.node_id, brokers = image.brokers.len(), leader = ?q.leader_id(), "registered with the controller");
             cluster_tasks = crate::cluster::start(&self, shutdown.clone());
         } else {

@@ -758,12 +758,17 @@ pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange
 /// Moves leadership away from this broker before it stops (controlled shutdown): it fences
 /// itself, so the controller elects other leaders from the ISRs now rather than after the
 /// session timeout.
+///
+/// It tries for at most `broker.session.timeout.ms`: by then a live controller fences this
+/// broker anyway, and without a quorum (the last nodes of a cluster stopping) nothing can be
+/// committed at all, so waiting longer would only delay the stop.
 pub async fn controlled_shutdown(broker: &Arc<Broker>) {
     if broker.quorum.is_none() || !broker.config.get_bool("controlled.shutdown.enable") {
         return;
     }
-    // Bounded: without a quorum (the controllers stopped first) the broker stops anyway.
-    let moved = tokio::time::timeout(Duration::from_secs(10), async {
+    let session =
+        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
+    let moved = tokio::time::timeout(session, async {
         for _ in 0..5 {
             let image = broker.image();
             if image.brokers.get(&broker.node_id).is_none_or(|b| b.fenced) {

@@ -90,6 +90,7 @@ registry! {
     ElectLeaders 0..=2 => handlers::elect_leaders::handle;
     AlterPartitionReassignments 0..=1 => handlers::alter_partition_reassignments::handle;
     ListPartitionReassignments 0..=0 => handlers::list_partition_reassignments::handle;
+    DescribeQuorum 0..=2 => handlers::describe_quorum::handle;
     FindCoordinator 0..=6 => handlers::find_coordinator::handle;
     JoinGroup 0..=9 => handlers::join_group::handle;
     SyncGroup 0..=5 => handlers::sync_group::handle;

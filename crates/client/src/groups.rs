@@ -251,6 +251,11 @@ impl GroupAdmin {
         &self.client
     }
 
+    /// The bootstrap servers, in the order given.
+    pub fn bootstrap_servers(&self) -> Vec<String> {
+        self.bootstrap.clone()
+    }
+
     // -----------------------------------------------------------------------------------------
     // connections
 

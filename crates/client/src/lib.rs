@@ -7,10 +7,13 @@
 //!   by correlation id (for throughput: the bench tool).
 //! - [`Client`]: metadata and topic admin, produce, fetch and list offsets, routed to partition
 //!   leaders.
+//! - [`GroupAdmin`]: consumer groups, ACLs, SCRAM users, quotas, and the cluster and its
+//!   metadata quorum (DescribeCluster, DescribeQuorum).
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod groups;
@@ -26,6 +29,7 @@ pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
     TopicId, TopicMetadata, config_source, offset_spec, versions,
 };
+pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use connection::{BrokerApiRange, Connection, ConnectionConfig, pick_version};
 pub use error::{ClientError, error_description, error_name};
 pub use groups::{

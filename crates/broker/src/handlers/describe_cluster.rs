@@ -5,6 +5,7 @@ use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::since;
 use crate::registry::RequestContext;
 use crate::security::acl::{CLUSTER_NAME, OPERATIONS_NOT_REQUESTED, ResourceType};
 
@@ -14,8 +15,12 @@ pub async fn handle(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = broker.image();
+    // v2 may ask for fenced brokers too, marked as such.
+    let with_fenced = ctx.api_version >= 2 && req.include_fenced_brokers;
     let brokers = image
-        .live_brokers()
+        .brokers
+        .values()
+        .filter(|b| with_fenced || !b.fenced)
         .map(|b| {
             let (host, port) = if b.broker_id == broker.node_id {
                 broker.endpoint(&ctx.session.listener.name)
@@ -27,6 +32,7 @@ pub async fn handle(
                 .with_host(str_bytes(host))
                 .with_port(port as i32)
                 .with_rack(b.rack.clone().map(str_bytes))
+                .with_is_fenced(since(ctx.api_version, 2, b.fenced))
         })
         .collect();
     DescribeClusterResponse::default()

@@ -1,8 +1,10 @@
 //! The client-side subcommands of `strom`: topic administration, a console producer and a
-//! console consumer. They talk to any Kafka-compatible broker through `strom-client`.
+//! console consumer, groups, transactions, security, quotas and the cluster. They talk to any
+//! Kafka-compatible broker through `strom-client`.
 
 mod acls;
 mod bench;
+mod cluster;
 mod common;
 mod consume;
 mod groups;
@@ -51,6 +53,9 @@ pub enum ClientCommand {
     /// Elect partition leaders (preferred or unclean)
     #[command(subcommand)]
     Leaders(partitions::LeadersCommand),
+    /// Show the cluster: brokers, controller and the metadata quorum
+    #[command(subcommand, long_about = cluster::LONG_ABOUT)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// Runs one client subcommand to completion.
@@ -68,5 +73,6 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Quotas(cmd) => quotas::run(cmd).await,
         ClientCommand::Partitions(cmd) => partitions::run(cmd).await,
         ClientCommand::Leaders(cmd) => partitions::run_leaders(cmd).await,
+        ClientCommand::Cluster(cmd) => cluster::run(cmd).await,
     }
 }
