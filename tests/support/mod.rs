@@ -306,6 +306,7 @@ impl Cluster {
                 admin_port: free_port(),
                 data: tempfile::tempdir().expect("tempdir"),
                 extra,
+                log: None,
             };
             // A broker serves once a quorum exists: start them all before waiting.
             s.spawn_process();
@@ -377,6 +378,7 @@ impl Cluster {
                 admin_port: free_port(),
                 data: tempfile::tempdir().expect("tempdir"),
                 extra,
+                log: None,
             };
             s.spawn_process();
             nodes.push(s);
