@@ -208,6 +208,7 @@ fn panel(
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
         .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .max_light_lines(1)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
     draw_curves(&mut chart, curves)?;
@@ -433,7 +434,7 @@ fn main() {
         by_producers.push(curve(*target, &prod_x, &runs[t][n..]));
     }
     let subtitle = format!(
-        "strom bench produce, {} x {} B records per run, acks={}, median of {} runs{}; {} cores",
+        "strom bench produce, {} x {} B records per run, acks={}, median of {} runs (bars: range){}; {} cores",
         args.records,
         args.record_size,
         args.acks,
