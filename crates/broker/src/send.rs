@@ -59,7 +59,7 @@ const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Memory for the copy path of fetch responses (streams without sendfile: TLS), shared by all
 /// connections of a broker. A connection borrows one chunk of it (256 KiB, or the whole
-/// budget when that is smaller) while it writes a fetch response, fills that chunk with pieces
+/// budget or the whole response when smaller) while it writes a fetch response, fills that chunk with pieces
 /// and records, writes it, refills it, and gives it back when the response is written; a
 /// connection that finds the budget taken waits for a chunk.
 #[derive(Debug)]
@@ -125,7 +125,10 @@ async fn write_fetch_copied<W: AsyncWrite + Unpin>(
     records: &[PartitionRecords],
     memory: &FetchMemory,
 ) -> io::Result<()> {
-    let chunk = memory.chunk_bytes;
+    // A small response takes only what it needs.
+    let frame_bytes = pieces.iter().map(Bytes::len).sum::<usize>()
+        + records.iter().map(|r| r.len as usize).sum::<usize>();
+    let chunk = memory.chunk_bytes.min(frame_bytes.max(1));
     let _permit = memory
         .permits
         .acquire_many(chunk as u32)
