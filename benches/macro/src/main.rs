@@ -11,9 +11,7 @@
 //!   target/release/strom-macro-bench                    # 5,000,000 records of 100 bytes
 //!   target/release/strom-macro-bench --records 20000000 --partitions 16
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use strom_macro_bench::{Broker, cpu_seconds, create_topic, reset_peak_rss, status_kib, strom_bin};
 
 #[derive(Parser, Debug)]
 #[command(about = "strom vs librdkafka's mock cluster under the same librdkafka load")]
@@ -63,106 +62,6 @@ struct Args {
         default_value = "produce-acks1,produce-acksall,consume"
     )]
     scenarios: Vec<String>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// the broker process
-
-struct Broker {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start(bin: &Path) -> Broker {
-        let data = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(bin)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            // No admin listener: the default port may be taken by another broker.
-            .args(["--set", "admin.listener="])
-            .env("STROM_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "strom did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            port,
-            _data: data,
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks as f64 / hz
-}
-
-/// A `VmXXX:` line of /proc/PID/status in KiB.
-fn status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resets the peak RSS of a process (VmHWM) to its current RSS.
-fn reset_peak_rss(pid: &str) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,29 +247,9 @@ fn consume(bootstrap: &str, topic: &str, expected: u64, args: &Args) -> Measured
 // ---------------------------------------------------------------------------------------------
 // report
 
-fn strom_bin(args: &Args) -> PathBuf {
-    if let Some(p) = &args.strom_bin {
-        return p.clone();
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().expect("exe dir").join("strom")
-}
-
-fn create_topic(bin: &Path, bootstrap: &str, topic: &str, partitions: i32) {
-    let status = Command::new(bin)
-        .args(["topics", "create", topic, "--partitions"])
-        .arg(partitions.to_string())
-        .arg("--bootstrap-server")
-        .arg(bootstrap)
-        .stdout(Stdio::null())
-        .status()
-        .expect("strom topics create");
-    assert!(status.success(), "creating {topic} failed");
-}
-
 fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
-    let bin = strom_bin(args);
+    let bin = strom_bin(args.strom_bin.as_deref());
     assert!(
         bin.exists(),
         "{} not found: cargo build --release -p strom",

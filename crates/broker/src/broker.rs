@@ -74,6 +74,8 @@ pub struct Broker {
     pub quotas: crate::quota::QuotaManager,
     /// Counters and histograms of this broker, and the scrape-time gauges.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `fetch.memory.budget.bytes`: record copies of fetch responses on TLS connections.
+    pub fetch_memory: Arc<crate::send::FetchMemory>,
     _lock: std::fs::File,
 }
 
@@ -204,7 +206,11 @@ impl Broker {
             crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
         let txns =
             crate::txn::TransactionCoordinator::new(crate::txn::TxnConfig::from_broker(&config));
+        let fetch_memory = Arc::new(crate::send::FetchMemory::new(
+            config.get_i64("fetch.memory.budget.bytes").max(1) as usize,
+        ));
         let broker = Arc::new(Broker {
+            fetch_memory,
             config,
             node_id,
             cluster_id,

@@ -387,6 +387,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Largest request frame accepted; a larger one closes the connection.",
     ),
     def(
+        "fetch.memory.budget.bytes",
+        "67108864",
+        ConfigType::Long { min: 1 },
+        "strom only: most bytes of record data that fetch responses on TLS connections hold in memory at once, over all connections (each borrows up to 256 KiB of it while it writes a response; plaintext connections send records with sendfile and need none).",
+    ),
+    def(
         "message.max.bytes",
         "1048588",
         ConfigType::Int { min: 0 },

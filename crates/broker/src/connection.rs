@@ -78,10 +78,11 @@ pub async fn serve<S: ClientStream>(
     let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::channel::<(Outgoing, Option<RequestTiming>)>(RESPONSE_QUEUE);
     let metrics = broker.metrics.clone();
+    let fetch_memory = broker.fetch_memory.clone();
     let writer = tokio::spawn(async move {
         while let Some((out, timing)) = rx.recv().await {
             let dequeued = Instant::now();
-            if let Err(e) = write_outgoing(&mut wr, out).await {
+            if let Err(e) = write_outgoing(&mut wr, out, &fetch_memory).await {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
                 break;
             }

@@ -322,6 +322,10 @@ impl Partition {
         if self.durable_end.load(Ordering::Acquire) >= end_offset {
             return Ok(());
         }
+        // Let requests that have already arrived on other connections append first, so that
+        // this fsync covers them too: a yielded task runs again only after the runtime has
+        // polled the sockets and run what became ready. Nothing waits when nothing arrived.
+        tokio::task::yield_now().await;
         let (file, log_end) = self.with_log(|l| (l.active_file(), l.log_end_offset()));
         tokio::task::spawn_blocking(move || file.sync_data())
             .await

@@ -1,7 +1,9 @@
 //! Writing responses to a connection. Fetch responses are encoded pieces around each
 //! partition's records; on a plaintext TCP connection the records go from the segment files to
 //! the socket with `sendfile(2)` (no copy through user space), on any other stream (TLS) they
-//! are read into memory and written with the pieces.
+//! are read into memory chunk by chunk and written with the pieces. The chunks come out of a
+//! broker-wide budget ([`FetchMemory`], `fetch.memory.budget.bytes`), so the record bytes that
+//! all connections hold in memory at once never exceed it, however large the responses.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -12,6 +14,7 @@ use strom_storage::FileSlice;
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::handlers::fetch::PartitionRecords;
@@ -51,8 +54,52 @@ impl ResponseStream for tokio::io::DuplexStream {}
 /// The writing half of a TLS (or any other wrapped) stream: the copy path.
 impl<S: tokio::io::AsyncWrite + Send> ResponseStream for tokio::io::WriteHalf<S> {}
 
+/// The largest buffer one connection's copy path fills before writing it out.
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Memory for the copy path of fetch responses (streams without sendfile: TLS), shared by all
+/// connections of a broker. A connection borrows one chunk of it (256 KiB, or the whole
+/// budget or the whole response when smaller) while it writes a fetch response, fills that chunk with pieces
+/// and records, writes it, refills it, and gives it back when the response is written; a
+/// connection that finds the budget taken waits for a chunk.
+#[derive(Debug)]
+pub struct FetchMemory {
+    permits: Semaphore,
+    budget_bytes: usize,
+    chunk_bytes: usize,
+}
+
+impl FetchMemory {
+    /// A budget of `budget_bytes` (at least one byte of it is always available).
+    pub fn new(budget_bytes: usize) -> FetchMemory {
+        let budget = budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        FetchMemory {
+            permits: Semaphore::new(budget),
+            budget_bytes: budget,
+            chunk_bytes: budget.min(COPY_CHUNK_BYTES),
+        }
+    }
+
+    /// Bytes of the budget in use right now.
+    pub fn in_use(&self) -> usize {
+        self.budget_bytes
+            .saturating_sub(self.permits.available_permits())
+    }
+}
+
+impl Default for FetchMemory {
+    /// The default of `fetch.memory.budget.bytes` (64 MiB).
+    fn default() -> FetchMemory {
+        FetchMemory::new(64 * 1024 * 1024)
+    }
+}
+
 /// Writes one response.
-pub async fn write_outgoing<W: ResponseStream>(w: &mut W, out: Outgoing) -> io::Result<()> {
+pub async fn write_outgoing<W: ResponseStream>(
+    w: &mut W,
+    out: Outgoing,
+    memory: &FetchMemory,
+) -> io::Result<()> {
     match out {
         Outgoing::Frame(buf) => w.write_all(&buf).await,
         Outgoing::Later(pending) => match pending.await {
@@ -64,30 +111,64 @@ pub async fn write_outgoing<W: ResponseStream>(w: &mut W, out: Outgoing) -> io::
             if let Some(socket) = w.plaintext_socket() {
                 write_fetch_zero_copy(socket, &pieces, &records).await
             } else {
-                write_fetch_copied(w, &pieces, &records).await
+                write_fetch_copied(w, &pieces, &records, memory).await
             }
         }
     }
 }
 
-/// The copy path: the whole frame assembled in memory.
+/// The copy path: the frame goes out in chunks of at most `memory.chunk_bytes`, each filled
+/// with pieces and record bytes read from the segment files.
 async fn write_fetch_copied<W: AsyncWrite + Unpin>(
     w: &mut W,
     pieces: &[Bytes],
     records: &[PartitionRecords],
+    memory: &FetchMemory,
 ) -> io::Result<()> {
-    let total = pieces.iter().map(Bytes::len).sum::<usize>()
+    // A small response takes only what it needs.
+    let frame_bytes = pieces.iter().map(Bytes::len).sum::<usize>()
         + records.iter().map(|r| r.len as usize).sum::<usize>();
-    let mut buf = Vec::with_capacity(total);
+    let chunk = memory.chunk_bytes.min(frame_bytes.max(1));
+    let _permit = memory
+        .permits
+        .acquire_many(chunk as u32)
+        .await
+        .map_err(io::Error::other)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     for (i, piece) in pieces.iter().enumerate() {
-        buf.extend_from_slice(piece);
-        if let Some(r) = records.get(i) {
-            for slice in &r.slices {
-                slice.read_into(&mut buf)?;
+        let mut piece = &piece[..];
+        while !piece.is_empty() {
+            let n = piece.len().min(chunk - buf.len());
+            buf.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            if buf.len() == chunk {
+                w.write_all(&buf).await?;
+                buf.clear();
+            }
+        }
+        let Some(r) = records.get(i) else { continue };
+        for slice in &r.slices {
+            let mut done = 0u32;
+            while done < slice.len {
+                let n = (slice.len - done).min((chunk - buf.len()) as u32);
+                FileSlice {
+                    file: slice.file.clone(),
+                    position: slice.position + u64::from(done),
+                    len: n,
+                }
+                .read_into(&mut buf)?;
+                done += n;
+                if buf.len() == chunk {
+                    w.write_all(&buf).await?;
+                    buf.clear();
+                }
             }
         }
     }
-    w.write_all(&buf).await
+    if !buf.is_empty() {
+        w.write_all(&buf).await?;
+    }
+    w.flush().await
 }
 
 /// The zero-copy path: pieces with `send` (MSG_MORE while more of the frame follows, so the
@@ -259,7 +340,9 @@ mod tests {
             pieces: pieces.clone(),
             records: records.clone(),
         };
-        write_outgoing(&mut wr, out).await.unwrap();
+        write_outgoing(&mut wr, out, &FetchMemory::default())
+            .await
+            .unwrap();
         wr.shutdown().await.unwrap();
         drop(wr);
         let got = client.await.unwrap();
@@ -271,7 +354,9 @@ mod tests {
             b.read_to_end(&mut got).await.unwrap();
             got
         });
-        write_outgoing(&mut a, Outgoing::Fetch { pieces, records })
+        // A budget smaller than one chunk: the frame goes out in many small chunks.
+        let memory = FetchMemory::new(100_000);
+        write_outgoing(&mut a, Outgoing::Fetch { pieces, records }, &memory)
             .await
             .unwrap();
         drop(a);
@@ -279,6 +364,52 @@ mod tests {
             reader.await.unwrap() == expected,
             "copy path wrote different bytes"
         );
+        assert_eq!(memory.in_use(), 0, "the chunk went back to the budget");
+    }
+
+    #[tokio::test]
+    async fn a_response_waits_while_the_budget_is_taken() {
+        let (pieces, records, expected, _file) = sample();
+        let memory = Arc::new(FetchMemory::new(COPY_CHUNK_BYTES));
+        let write = |mut a: tokio::io::DuplexStream| {
+            let (pieces, records, memory) = (pieces.clone(), records.clone(), memory.clone());
+            tokio::spawn(async move {
+                write_outgoing(&mut a, Outgoing::Fetch { pieces, records }, &memory)
+                    .await
+                    .unwrap();
+            })
+        };
+        // The first response's reader does not read yet: its writer holds the whole budget.
+        let (a1, mut b1) = tokio::io::duplex(16 * 1024);
+        let w1 = write(a1);
+        let (a2, mut b2) = tokio::io::duplex(16 * 1024);
+        let w2 = write(a2);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(memory.in_use(), COPY_CHUNK_BYTES);
+        let mut first = [0u8; 1];
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            b2.read_exact(&mut first),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "the second response started without budget"
+        );
+        let r1 = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b1.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut got2 = Vec::new();
+        b2.read_to_end(&mut got2).await.unwrap();
+        w1.await.unwrap();
+        w2.await.unwrap();
+        assert!(r1.await.unwrap() == expected);
+        assert!(got2 == expected);
+        assert_eq!(memory.in_use(), 0, "both chunks went back to the budget");
     }
 
     #[tokio::test]
@@ -294,9 +425,13 @@ mod tests {
         });
         let (server, _) = listener.accept().await.unwrap();
         let (_rd, mut wr) = server.into_split();
-        let err = write_outgoing(&mut wr, Outgoing::Fetch { pieces, records })
-            .await
-            .unwrap_err();
+        let err = write_outgoing(
+            &mut wr,
+            Outgoing::Fetch { pieces, records },
+            &FetchMemory::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         drop(wr);
         drop(_rd);

@@ -103,8 +103,21 @@ impl EpochCache {
         }))
     }
 
-    /// Writes the checkpoint atomically.
+    /// Writes the checkpoint atomically and durably (fsynced before the rename).
     pub fn store(&self, dir: &Path) -> Result<(), StorageError> {
+        self.write(dir, true)
+    }
+
+    /// Writes the checkpoint atomically without waiting for the disk: after a crash the file
+    /// may hold an older version or nothing readable. The log makes it durable before it
+    /// writes a producer snapshot, so recovery, which replays every batch header from the
+    /// newest snapshot on (or from the start without a readable checkpoint), finds any entry
+    /// that was lost.
+    pub fn store_unsynced(&self, dir: &Path) -> Result<(), StorageError> {
+        self.write(dir, false)
+    }
+
+    fn write(&self, dir: &Path, sync: bool) -> Result<(), StorageError> {
         let path = dir.join(LEADER_EPOCH_CHECKPOINT);
         let tmp = dir.join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
         {
@@ -114,7 +127,9 @@ impl EpochCache {
                 text.push_str(&format!("{epoch} {start}\n"));
             }
             f.write_all(text.as_bytes())?;
-            f.sync_all()?;
+            if sync {
+                f.sync_all()?;
+            }
         }
         fs::rename(&tmp, &path)?;
         Ok(())

@@ -172,6 +172,9 @@ pub struct Log {
     producers: ProducerState,
     /// First offset of each leader epoch.
     epochs: EpochCache,
+    /// The epoch checkpoint on disk may lag `epochs` (written without fsync when an epoch
+    /// began); made durable before the next producer snapshot.
+    epochs_unsynced: bool,
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -282,6 +285,7 @@ impl Log {
             cleaner,
             producers: ProducerState::default(),
             epochs: EpochCache::default(),
+            epochs_unsynced: false,
         };
         if checkpoint.is_some_and(|c| c != log_start_offset) {
             log.write_checkpoint()?;
@@ -586,6 +590,7 @@ impl Log {
     /// Writes a producer state snapshot at the log end offset (on shutdown, so that the next
     /// open need not replay anything).
     pub fn snapshot_producer_state(&mut self) -> Result<(), StorageError> {
+        self.sync_epochs()?;
         producer::sync_aborted(&self.dir)?;
         self.producers
             .write_snapshot(&self.dir, self.log_end_offset())
@@ -673,10 +678,25 @@ impl Log {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
-    /// Notes that `epoch` begins at `offset`, persisting the cache when it changed.
+    /// Notes that `epoch` begins at `offset`, writing the checkpoint when it changed. The
+    /// write is not fsynced here (an fsync per partition on the append path costs every new
+    /// partition's first produce a disk round trip): recovery replays batch headers from the
+    /// newest producer snapshot on, and [`Self::sync_epochs`] makes the checkpoint durable
+    /// before any snapshot is written, so an entry lost in a crash starts at or after that
+    /// snapshot and is found again.
     fn note_epoch(&mut self, epoch: i32, offset: i64) -> Result<(), StorageError> {
         if self.epochs.assign(epoch, offset) {
+            self.epochs.store_unsynced(&self.dir)?;
+            self.epochs_unsynced = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the epoch checkpoint durable if it was written without fsync since.
+    fn sync_epochs(&mut self) -> Result<(), StorageError> {
+        if self.epochs_unsynced {
             self.epochs.store(&self.dir)?;
+            self.epochs_unsynced = false;
         }
         Ok(())
     }
@@ -1090,6 +1110,7 @@ impl Log {
         let base = self.log_end_offset();
         let segment = Segment::create(&self.dir, base, now_ms)?;
         self.segments.push(segment);
+        self.sync_epochs()?;
         producer::sync_aborted(&self.dir)?;
         self.producers.write_snapshot(&self.dir, base)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
@@ -1116,6 +1137,7 @@ impl Log {
             self.log_start_offset = base;
             self.write_checkpoint()?;
         }
+        self.sync_epochs()?;
         producer::sync_aborted(&self.dir)?;
         self.producers.write_snapshot(&self.dir, base)?;
         Ok(())

@@ -142,3 +142,34 @@ fn follower_continues_after_a_compaction_gap() {
     let follower = Log::open(fd.path(), config(), 0).unwrap();
     assert_eq!(follower.log_end_offset(), 7);
 }
+
+#[test]
+fn an_epoch_checkpoint_that_lost_its_unsynced_entries_is_completed_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::epoch::LEADER_EPOCH_CHECKPOINT);
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    // Enough batches at epoch 0 to roll segments: each roll makes the checkpoint durable
+    // before it writes a producer snapshot.
+    for i in 0..8 {
+        log.append(&mut batch(1, i * 2, 2, false), 0, 1_000)
+            .unwrap();
+    }
+    assert!(log.segments.len() > 1, "the log rolled");
+    let durable = std::fs::read(&path).unwrap();
+    // Epoch 1 begins: the checkpoint is rewritten without fsync.
+    let epoch_start = log.log_end_offset();
+    log.append(&mut batch(1, 16, 2, false), 1, 1_000).unwrap();
+    assert_eq!(log.epochs().entries(), &[(0, 0), (1, epoch_start)]);
+    drop(log);
+
+    // A crash took the unsynced write back: the file holds the durable version.
+    std::fs::write(&path, &durable).unwrap();
+    let log = Log::open(dir.path(), config(), 0).unwrap();
+    assert_eq!(log.epochs().entries(), &[(0, 0), (1, epoch_start)]);
+    drop(log);
+
+    // Or left nothing readable.
+    std::fs::write(&path, b"").unwrap();
+    let log = Log::open(dir.path(), config(), 0).unwrap();
+    assert_eq!(log.epochs().entries(), &[(0, 0), (1, epoch_start)]);
+}

@@ -39,8 +39,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     );
     let client = args.common.connect.client()?;
     let origin = Instant::now();
+    let mut options = args.producer.clone();
+    // Latency is what this mode measures: without a linger, the records accumulated so far
+    // go out whenever the paced producer waits for its next record's turn, instead of
+    // collecting for 5 ms (--linger-ms sets it as in `produce`).
+    options.linger_ms.get_or_insert(0);
     let plan = ProducerPlan {
-        options: args.producer.clone(),
+        options,
         limit: Limit::Duration(args.duration_secs),
         rate: Some(args.rate),
         payload: Payload::Stamped {

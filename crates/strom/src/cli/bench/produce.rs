@@ -50,9 +50,10 @@ pub struct ProducerOptions {
     /// Compression codec of the batches
     #[arg(long, value_enum, default_value_t = Compression::None)]
     pub compression: Compression,
-    /// How long a batch may wait for more records before it is sent
-    #[arg(long, value_name = "MS", default_value_t = 5)]
-    pub linger_ms: u64,
+    /// How long a batch may wait for more records before it is sent (default: 5 for
+    /// `produce`, 0 for `e2e`, which measures latency)
+    #[arg(long, value_name = "MS")]
+    pub linger_ms: Option<u64>,
     /// Largest batch, in bytes before compression (keep it under the topic's
     /// max.message.bytes, 1048588 by default)
     #[arg(long, value_name = "BYTES", default_value_t = 1_000_000)]
@@ -64,6 +65,16 @@ pub struct ProducerOptions {
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub producers: usize,
 }
+
+impl ProducerOptions {
+    /// --linger-ms as given, else the default of `produce`.
+    pub fn linger_ms(&self) -> u64 {
+        self.linger_ms.unwrap_or(DEFAULT_LINGER_MS)
+    }
+}
+
+/// The linger of `strom bench produce` unless --linger-ms says otherwise.
+pub const DEFAULT_LINGER_MS: u64 = 5;
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {
@@ -171,7 +182,7 @@ pub fn settings_json(plan: &ProducerPlan) -> serde_json::Value {
     json!({
         "acks": o.acks,
         "compression": Codec::from(o.compression).name(),
-        "linger_ms": o.linger_ms,
+        "linger_ms": o.linger_ms(),
         "batch_size": o.batch_size,
         "max_in_flight": o.max_in_flight,
         "producers": o.producers,
@@ -423,7 +434,7 @@ impl Producer {
         let o = self.plan.options.clone();
         let partitions = self.leaders.len();
         let codec: Codec = o.compression.into();
-        let linger = Duration::from_millis(o.linger_ms);
+        let linger = Duration::from_millis(o.linger_ms());
         let mut accs: Vec<Accumulator> = (0..partitions).map(|_| Accumulator::default()).collect();
         let mut sticky = self.index % partitions;
         let mut rng = XorShift::new(self.index as u64 + 7);
