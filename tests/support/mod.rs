@@ -110,6 +110,20 @@ impl Strom {
         }
     }
 
+    /// A node started without waiting for it: on `port`, with `extra` properties.
+    fn spawn_node(port: u16, extra: Vec<String>) -> Strom {
+        let mut s = Strom {
+            child: None,
+            port,
+            admin_port: free_port(),
+            data: tempfile::tempdir().expect("tempdir"),
+            extra,
+            log: None,
+        };
+        s.spawn_process();
+        s
+    }
+
     /// The port of the listener named `name` (as given in `listeners`).
     pub fn listener_port(&self, name: &str) -> u16 {
         let listeners = self
@@ -300,17 +314,8 @@ impl Cluster {
                 format!("controller.quorum.voters={voters}"),
             ];
             extra.extend(props.iter().map(|s| s.to_string()));
-            let mut s = Strom {
-                child: None,
-                port: free_port(),
-                admin_port: free_port(),
-                data: tempfile::tempdir().expect("tempdir"),
-                extra,
-                log: None,
-            };
             // A broker serves once a quorum exists: start them all before waiting.
-            s.spawn_process();
-            nodes.push(s);
+            nodes.push(Strom::spawn_node(free_port(), extra));
         }
         for s in &mut nodes {
             s.wait_listening();
@@ -371,17 +376,9 @@ impl Cluster {
                 ),
             ];
             extra.extend(props.iter().map(|s| s.to_string()));
-            let mut s = Strom {
-                child: None,
-                // A controller serves only its quorum address: that is what start-up waits for.
-                port: quorum_ports.get(i).copied().unwrap_or_else(free_port),
-                admin_port: free_port(),
-                data: tempfile::tempdir().expect("tempdir"),
-                extra,
-                log: None,
-            };
-            s.spawn_process();
-            nodes.push(s);
+            // A controller serves only its quorum address: that is what start-up waits for.
+            let port = quorum_ports.get(i).copied().unwrap_or_else(free_port);
+            nodes.push(Strom::spawn_node(port, extra));
         }
         for s in &mut nodes {
             s.wait_listening();
@@ -389,6 +386,69 @@ impl Cluster {
         let cluster = Cluster { nodes };
         cluster.wait_brokers(brokers);
         cluster
+    }
+
+    /// Creates a topic through `strom topics create` on the first broker and waits until every
+    /// partition has a leader and `replication_factor` replicas in sync.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &[&str],
+    ) {
+        let first = self
+            .nodes
+            .iter()
+            .find(|s| !Self::controller_only(s) && s.child.is_some())
+            .expect("a running broker");
+        let (p, rf) = (partitions.to_string(), replication_factor.to_string());
+        let mut args = vec![
+            "topics",
+            "create",
+            name,
+            "--partitions",
+            &p,
+            "--replication-factor",
+            &rf,
+        ];
+        for c in configs {
+            args.extend(["--config", c]);
+        }
+        let (ok, out, err) = first.cli(&args);
+        assert!(ok, "topics create {name}: {out}{err}");
+        self.wait_in_sync(name, replication_factor as usize, Duration::from_secs(30));
+    }
+
+    /// Waits until every partition of `topic` has a leader and `replicas` in its ISR.
+    pub fn wait_in_sync(&self, topic: &str, replicas: usize, within: Duration) {
+        use rdkafka::producer::{BaseProducer, Producer};
+        let bootstrap = self.bootstrap();
+        let deadline = Instant::now() + within;
+        loop {
+            let producer: BaseProducer = client_config(&bootstrap).create().expect("client");
+            let parts: Vec<(i32, usize)> = producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .ok()
+                .and_then(|md| {
+                    md.topics().iter().find(|t| t.name() == topic).map(|t| {
+                        t.partitions()
+                            .iter()
+                            .map(|p| (p.leader(), p.isr().len()))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            if !parts.is_empty() && parts.iter().all(|(l, isr)| *l >= 0 && *isr == replicas) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions of {topic} not in sync: {parts:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Whether node `s` is a controller only (it serves no clients).
@@ -409,6 +469,32 @@ impl Cluster {
     /// The broker with node id `id`.
     pub fn node(&mut self, id: i32) -> &mut Strom {
         &mut self.nodes[(id - 1) as usize]
+    }
+}
+
+/// Acknowledged deliveries: (partition, offset, the record's key as a number).
+pub type Acked = std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>>;
+
+/// A producer context that records each acknowledgement (keys are decimal numbers) and each
+/// delivery error.
+pub struct AckContext(pub Acked, pub std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl rdkafka::ClientContext for AckContext {}
+
+impl rdkafka::producer::ProducerContext for AckContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        use rdkafka::message::Message;
+        match result {
+            Ok(m) => {
+                let n: u64 = std::str::from_utf8(m.key().expect("keyed record"))
+                    .expect("UTF-8 key")
+                    .parse()
+                    .expect("numeric key");
+                self.0.lock().unwrap().push((m.partition(), m.offset(), n));
+            }
+            Err((e, _)) => self.1.lock().unwrap().push(e.to_string()),
+        }
     }
 }
 

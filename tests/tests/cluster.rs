@@ -12,7 +12,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use strom_e2e::{Cluster, client_config, consumer_config};
+use strom_e2e::{AckContext, Acked, Cluster, client_config, consumer_config};
 
 /// Brokers of the tests: heartbeats and fencing fast enough that a failover takes seconds.
 const PROPS: &[&str] = &[
@@ -40,45 +40,6 @@ fn partitions(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>)> {
     out.into_iter().map(|(_, l, isr)| (l, isr)).collect()
 }
 
-/// Waits until every partition of `topic` has a leader and all `replicas` in its ISR.
-fn wait_in_sync(bootstrap: &str, topic: &str, replicas: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let parts = partitions(bootstrap, topic);
-        if !parts.is_empty()
-            && parts
-                .iter()
-                .all(|(l, isr)| *l >= 0 && isr.len() == replicas)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partitions of {topic} not in sync: {parts:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-type Acked = Arc<Mutex<Vec<(i32, i64, u64)>>>;
-struct AckContext(Acked, Arc<Mutex<Vec<String>>>);
-impl ClientContext for AckContext {}
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                let n: u64 = std::str::from_utf8(m.key().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                self.0.lock().unwrap().push((m.partition(), m.offset(), n));
-            }
-            Err((e, _)) => self.1.lock().unwrap().push(e.to_string()),
-        }
-    }
-}
-
 /// The bytes of a partition's log on one broker: its segments in offset order, concatenated.
 fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Vec<u8> {
     let dir = data_dir.join(format!("{topic}-{partition}"));
@@ -102,19 +63,7 @@ fn acknowledged_writes_survive_sigkill_of_each_leader_in_turn() {
     const PARTITIONS: i32 = 3;
     let mut cluster = Cluster::start(3, PROPS);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "replicated",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "replicated", 3, Duration::from_secs(30));
+    cluster.create_topic("replicated", 3, 3, &["min.insync.replicas=2"]);
 
     let acked: Acked = Arc::default();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -159,7 +108,7 @@ fn acknowledged_writes_survive_sigkill_of_each_leader_in_turn() {
             let down = if k == 1 { 4500 } else { 1500 };
             std::thread::sleep(Duration::from_millis(down));
             cluster.node(leader).restart();
-            wait_in_sync(&bootstrap, "replicated", 3, Duration::from_secs(90));
+            cluster.wait_in_sync("replicated", 3, Duration::from_secs(90));
         }
     }
     producer.flush(Duration::from_secs(180)).unwrap();
@@ -171,7 +120,7 @@ fn acknowledged_writes_survive_sigkill_of_each_leader_in_turn() {
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len() as u64, N);
     eprintln!("{} records acknowledged", acked.len());
-    wait_in_sync(&bootstrap, "replicated", 3, Duration::from_secs(60));
+    cluster.wait_in_sync("replicated", 3, Duration::from_secs(60));
 
     // Every record once, each partition in production order, and every acknowledgement
     // names where the record is.
@@ -319,17 +268,7 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
     props.push("fault.injection.enable=true");
     let mut cluster = Cluster::start(3, &props);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "split",
-        "--replication-factor",
-        "3",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "split", 3, Duration::from_secs(30));
+    cluster.create_topic("split", 1, 3, &["min.insync.replicas=2"]);
     assert_eq!(
         produce_some(&bootstrap, "split", "all", "before", 100, 10_000),
         (100, 0)
@@ -389,7 +328,7 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
         .admin_put("/v1/fault/network", "heal")
         .unwrap();
     assert_eq!(status, 200);
-    wait_in_sync(&bootstrap, "split", 3, Duration::from_secs(60));
+    cluster.wait_in_sync("split", 3, Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let a = log_bytes(cluster.node(old).data_dir(), "split", 0);
@@ -442,17 +381,7 @@ fn reassignment_moves_replicas_under_load_without_loss_or_duplicates() {
     const N: u64 = 150_000;
     let mut cluster = Cluster::start(4, PROPS);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "moving",
-        "--replication-factor",
-        "3",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "moving", 3, Duration::from_secs(30));
+    cluster.create_topic("moving", 1, 3, &["min.insync.replicas=2"]);
     assert_eq!(replicas(&bootstrap, "moving"), vec![vec![1, 2, 3]]);
 
     let acked: Acked = Arc::default();
@@ -525,7 +454,7 @@ fn reassignment_moves_replicas_under_load_without_loss_or_duplicates() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(replicas(&bootstrap, "moving"), vec![vec![2, 3, 4]]);
-    wait_in_sync(&bootstrap, "moving", 3, Duration::from_secs(30));
+    cluster.wait_in_sync("moving", 3, Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.nodes[0].data_dir().join("moving-0").exists() {
         assert!(
@@ -552,17 +481,7 @@ fn reassignment_moves_replicas_under_load_without_loss_or_duplicates() {
 fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() {
     let mut cluster = Cluster::start(3, PROPS);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "led",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(30));
+    cluster.create_topic("led", 3, 3, &[]);
     assert_eq!(partitions(&bootstrap, "led")[0].0, 1);
     // A clean stop hands leadership over before the process exits.
     assert!(cluster.node(1).stop());
@@ -577,7 +496,7 @@ fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() 
         "{leaders:?}"
     );
     cluster.node(1).restart();
-    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(60));
+    cluster.wait_in_sync("led", 3, Duration::from_secs(60));
     assert_ne!(partitions(&bootstrap, "led")[0].0, 1);
     let (ok, out, err) = cluster.nodes[0].cli(&["leaders", "elect", "--all-topic-partitions"]);
     assert!(ok && out.contains("elected"), "{out}{err}");
@@ -586,7 +505,7 @@ fn controlled_shutdown_moves_leadership_and_preferred_election_brings_it_back() 
     // New partitions of a replicated topic get three replicas, led by different brokers.
     let (ok, out, err) = cluster.nodes[2].cli(&["topics", "alter", "led", "--partitions", "6"]);
     assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "led", 3, Duration::from_secs(30));
+    cluster.wait_in_sync("led", 3, Duration::from_secs(30));
     let parts = partitions(&bootstrap, "led");
     assert_eq!(parts.len(), 6);
     let new_leaders: std::collections::BTreeSet<i32> = parts[3..].iter().map(|p| p.0).collect();
@@ -609,17 +528,7 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     ]);
     let mut cluster = Cluster::start(3, &props);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "work",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "work", 3, Duration::from_secs(30));
+    cluster.create_topic("work", 3, 3, &[]);
     let producer: BaseProducer = client_config(&bootstrap)
         .set("acks", "all")
         .create()
@@ -736,19 +645,7 @@ fn transactions_span_brokers_and_survive_the_loss_of_their_coordinator() {
     ]);
     let mut cluster = Cluster::start(3, &props);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[0].cli(&[
-        "topics",
-        "create",
-        "tx",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "tx", 3, Duration::from_secs(30));
+    cluster.create_topic("tx", 3, 3, &["min.insync.replicas=2"]);
     // The three partitions have three different leaders: markers cross brokers.
     let leaders: std::collections::BTreeSet<i32> =
         partitions(&bootstrap, "tx").iter().map(|p| p.0).collect();
@@ -838,19 +735,7 @@ fn controllers_and_brokers_in_separate_processes() {
     // it as observers and hold the data.
     let mut cluster = Cluster::start_roles(3, 3, PROPS);
     let bootstrap = cluster.bootstrap();
-    let (ok, out, err) = cluster.nodes[3].cli(&[
-        "topics",
-        "create",
-        "split-roles",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_in_sync(&bootstrap, "split-roles", 3, Duration::from_secs(30));
+    cluster.create_topic("split-roles", 3, 3, &["min.insync.replicas=2"]);
     for r in replicas(&bootstrap, "split-roles") {
         let mut r = r.clone();
         r.sort_unstable();

@@ -12,11 +12,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use strom_e2e::{Strom, client_config, consumer_config};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_e2e::{AckContext, Acked, Strom, client_config, consumer_config};
 
 fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create().unwrap();
@@ -243,25 +241,6 @@ fn a_second_producer_fences_the_first() {
     let values: Vec<&str> = committed.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(values.len(), 10, "{values:?}");
     assert!(values.iter().all(|v| v.starts_with("fresh-")), "{values:?}");
-}
-
-type Acked = Arc<Mutex<Vec<(i32, i64, u64)>>>;
-struct AckContext(Acked, Arc<Mutex<Vec<String>>>);
-impl ClientContext for AckContext {}
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                let n: u64 = std::str::from_utf8(m.key().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                self.0.lock().unwrap().push((m.partition(), m.offset(), n));
-            }
-            Err((e, _)) => self.1.lock().unwrap().push(e.to_string()),
-        }
-    }
 }
 
 #[test]

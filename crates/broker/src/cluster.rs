@@ -181,18 +181,21 @@ fn is_live(image: &MetadataImage, broker: i32) -> bool {
     image.brokers.get(&broker).is_some_and(|b| !b.fenced)
 }
 
-/// A partition record for a changed leader or ISR: the next partition epoch, and the next
+/// The record that moves partition `p` to a new state: the next partition epoch, and the next
 /// leader epoch when the leader changes.
-fn changed(
-    topic: &TopicInfo,
+fn next_record(
+    topic_id: strom_metadata::Uuid,
     p: &strom_metadata::PartitionInfo,
-    leader: i32,
+    replicas: Vec<i32>,
     isr: Vec<i32>,
+    leader: i32,
+    adding: Vec<i32>,
+    removing: Vec<i32>,
 ) -> MetadataRecord {
     MetadataRecord::Partition {
-        topic_id: topic.topic_id,
+        topic_id,
         partition: p.partition,
-        replicas: p.replicas.clone(),
+        replicas,
         isr,
         leader,
         leader_epoch: if leader != p.leader {
@@ -201,9 +204,27 @@ fn changed(
             p.leader_epoch
         },
         partition_epoch: p.partition_epoch + 1,
-        adding: p.adding.clone(),
-        removing: p.removing.clone(),
+        adding,
+        removing,
     }
+}
+
+/// A partition record for a changed leader or ISR, replicas unchanged.
+fn changed(
+    topic: &TopicInfo,
+    p: &strom_metadata::PartitionInfo,
+    leader: i32,
+    isr: Vec<i32>,
+) -> MetadataRecord {
+    next_record(
+        topic.topic_id,
+        p,
+        p.replicas.clone(),
+        isr,
+        leader,
+        p.adding.clone(),
+        p.removing.clone(),
+    )
 }
 
 /// Picks a leader among `p`'s live in-sync replicas (in replica order), or among any live
@@ -409,21 +430,7 @@ fn finish_if_ready(
             .unwrap_or(-1);
     }
     let adding = if adding_in_sync { Vec::new() } else { adding };
-    MetadataRecord::Partition {
-        topic_id: topic.topic_id,
-        partition: p.partition,
-        replicas,
-        isr,
-        leader,
-        leader_epoch: if leader != p.leader {
-            p.leader_epoch + 1
-        } else {
-            p.leader_epoch
-        },
-        partition_epoch: p.partition_epoch + 1,
-        adding,
-        removing,
-    }
+    next_record(topic.topic_id, p, replicas, isr, leader, adding, removing)
 }
 
 /// Finishes the reassignments whose new replicas have all joined the ISR.
@@ -735,17 +742,15 @@ pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange
         .copied()
         .filter(|r| wanted.contains(r))
         .collect();
-    let record = MetadataRecord::Partition {
-        topic_id: p.topic_id,
-        partition: p.index,
-        replicas: info.replicas.clone(),
-        isr: isr.clone(),
-        leader: broker.node_id,
-        leader_epoch: info.leader_epoch,
-        partition_epoch: info.partition_epoch + 1,
-        adding: info.adding.clone(),
-        removing: info.removing.clone(),
-    };
+    let record = next_record(
+        p.topic_id,
+        &info,
+        info.replicas.clone(),
+        isr.clone(),
+        broker.node_id,
+        info.adding.clone(),
+        info.removing.clone(),
+    );
     match broker.commit_metadata_async(vec![record]).await {
         Ok(_) => tracing::info!(topic = %p.topic, partition = p.index, ?isr, "ISR changed"),
         Err(e) => {

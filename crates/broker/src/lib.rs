@@ -15,6 +15,7 @@ mod handlers;
 mod log_cleaner;
 pub mod metrics;
 pub mod quota;
+mod refusal;
 pub mod registry;
 mod replica_fetcher;
 pub mod replica_manager;

@@ -34,55 +34,12 @@ pub fn not_coordinator(broker: &Broker, version: i16, body: &RequestKind) -> Opt
                 ConsumerGroupHeartbeatResponse::default().with_error_code(NOT_COORDINATOR),
             ))
         }
-        RequestKind::OffsetCommit(r) if !owns(&r.group_id) => {
-            use offset_commit_response::*;
-            Some(ResponseKind::OffsetCommit(
-                OffsetCommitResponse::default().with_topics(
-                    r.topics
-                        .iter()
-                        .map(|t| {
-                            OffsetCommitResponseTopic::default()
-                                .with_name(t.name.clone())
-                                .with_topic_id(t.topic_id)
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            OffsetCommitResponsePartition::default()
-                                                .with_partition_index(p.partition_index)
-                                                .with_error_code(NOT_COORDINATOR)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
-            ))
-        }
-        RequestKind::TxnOffsetCommit(r) if !owns(&r.group_id) => {
-            use txn_offset_commit_response::*;
-            Some(ResponseKind::TxnOffsetCommit(
-                TxnOffsetCommitResponse::default().with_topics(
-                    r.topics
-                        .iter()
-                        .map(|t| {
-                            TxnOffsetCommitResponseTopic::default()
-                                .with_name(t.name.clone())
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            TxnOffsetCommitResponsePartition::default()
-                                                .with_partition_index(p.partition_index)
-                                                .with_error_code(NOT_COORDINATOR)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
-            ))
-        }
+        RequestKind::OffsetCommit(r) if !owns(&r.group_id) => Some(ResponseKind::OffsetCommit(
+            crate::refusal::offset_commit(r, NOT_COORDINATOR),
+        )),
+        RequestKind::TxnOffsetCommit(r) if !owns(&r.group_id) => Some(
+            ResponseKind::TxnOffsetCommit(crate::refusal::txn_offset_commit(r, NOT_COORDINATOR)),
+        ),
         RequestKind::OffsetFetch(r) if version < 8 && !owns(&r.group_id) => {
             Some(ResponseKind::OffsetFetch(
                 OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR),
@@ -120,26 +77,11 @@ pub fn not_coordinator(broker: &Broker, version: i16, body: &RequestKind) -> Opt
         RequestKind::AddPartitionsToTxn(r)
             if version < 4 && !broker.txns.owns(broker, &r.v3_and_below_transactional_id) =>
         {
-            use add_partitions_to_txn_response::*;
             Some(ResponseKind::AddPartitionsToTxn(
                 AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
-                    r.v3_and_below_topics
-                        .iter()
-                        .map(|t| {
-                            AddPartitionsToTxnTopicResult::default()
-                                .with_name(t.name.clone())
-                                .with_results_by_partition(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            AddPartitionsToTxnPartitionResult::default()
-                                                .with_partition_index(*p)
-                                                .with_partition_error_code(NOT_COORDINATOR)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
+                    crate::refusal::add_partitions_results(&r.v3_and_below_topics, |_, _| {
+                        NOT_COORDINATOR
+                    }),
                 ),
             ))
         }

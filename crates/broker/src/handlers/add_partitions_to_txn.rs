@@ -3,7 +3,7 @@ use std::sync::Arc;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use strom_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use strom_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
@@ -116,21 +116,5 @@ fn add(
         vec![code; wanted.len()]
     };
     let mut codes = codes.into_iter();
-    topics
-        .iter()
-        .map(|t| {
-            AddPartitionsToTxnTopicResult::default()
-                .with_name(t.name.clone())
-                .with_results_by_partition(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(codes.next().unwrap_or(ec::NONE))
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+    crate::refusal::add_partitions_results(topics, |_, _| codes.next().unwrap_or(ec::NONE))
 }

@@ -41,31 +41,9 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
                 ConsumerGroupHeartbeatResponse::default().with_error_code(GROUP_DENIED),
             ))
         }
-        RequestKind::OffsetCommit(r) if !group(Operation::Read, &r.group_id) => {
-            use offset_commit_response::*;
-            Some(ResponseKind::OffsetCommit(
-                OffsetCommitResponse::default().with_topics(
-                    r.topics
-                        .iter()
-                        .map(|t| {
-                            OffsetCommitResponseTopic::default()
-                                .with_name(t.name.clone())
-                                .with_topic_id(t.topic_id)
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            OffsetCommitResponsePartition::default()
-                                                .with_partition_index(p.partition_index)
-                                                .with_error_code(GROUP_DENIED)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
-            ))
-        }
+        RequestKind::OffsetCommit(r) if !group(Operation::Read, &r.group_id) => Some(
+            ResponseKind::OffsetCommit(crate::refusal::offset_commit(r, GROUP_DENIED)),
+        ),
         RequestKind::OffsetFetch(r)
             if (2..8).contains(&v) && !group(Operation::Describe, &r.group_id) =>
         {
@@ -102,33 +80,15 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             if txn_ok && !denied_topics.iter().any(|d| *d) {
                 return None;
             }
-            use add_partitions_to_txn_response::*;
-            let results = r
-                .v3_and_below_topics
-                .iter()
-                .zip(&denied_topics)
-                .map(|(t, denied)| {
-                    let code = if !txn_ok {
-                        TXN_DENIED
-                    } else if *denied {
-                        ec::TOPIC_AUTHORIZATION_FAILED
-                    } else {
-                        ec::OPERATION_NOT_ATTEMPTED
-                    };
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(t.name.clone())
-                        .with_results_by_partition(
-                            t.partitions
-                                .iter()
-                                .map(|p| {
-                                    AddPartitionsToTxnPartitionResult::default()
-                                        .with_partition_index(*p)
-                                        .with_partition_error_code(code)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let results = crate::refusal::add_partitions_results(&r.v3_and_below_topics, |i, _| {
+                if !txn_ok {
+                    TXN_DENIED
+                } else if denied_topics[i] {
+                    ec::TOPIC_AUTHORIZATION_FAILED
+                } else {
+                    ec::OPERATION_NOT_ATTEMPTED
+                }
+            });
             Some(ResponseKind::AddPartitionsToTxn(
                 AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
             ))
@@ -159,27 +119,8 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             } else {
                 return None;
             };
-            use txn_offset_commit_response::*;
             Some(ResponseKind::TxnOffsetCommit(
-                TxnOffsetCommitResponse::default().with_topics(
-                    r.topics
-                        .iter()
-                        .map(|t| {
-                            TxnOffsetCommitResponseTopic::default()
-                                .with_name(t.name.clone())
-                                .with_partitions(
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| {
-                                            TxnOffsetCommitResponsePartition::default()
-                                                .with_partition_index(p.partition_index)
-                                                .with_error_code(code)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
+                crate::refusal::txn_offset_commit(r, code),
             ))
         }
         RequestKind::WriteTxnMarkers(r)
