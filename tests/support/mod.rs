@@ -466,6 +466,17 @@ impl Cluster {
             .join(",")
     }
 
+    /// The addresses of the brokers other than `id`, comma-separated.
+    pub fn bootstrap_without(&self, id: i32) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i as i32 + 1 != id && !Self::controller_only(s))
+            .map(|(_, s)| s.bootstrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The broker with node id `id`.
     pub fn node(&mut self, id: i32) -> &mut Strom {
         &mut self.nodes[(id - 1) as usize]

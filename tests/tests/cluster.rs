@@ -297,14 +297,7 @@ fn an_isolated_leader_cannot_acknowledge_and_drops_its_divergent_tail_when_heale
     );
 
     // The majority fences it and elects a leader among themselves.
-    let majority: Vec<String> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as i32 + 1 != old)
-        .map(|(_, s)| s.bootstrap())
-        .collect();
-    let majority = majority.join(",");
+    let majority = cluster.bootstrap_without(old);
     let deadline = Instant::now() + Duration::from_secs(30);
     let new = loop {
         let (leader, _) = partitions(&majority, "split")[0].clone();
@@ -589,14 +582,7 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     let coordinator = partitions(&bootstrap, "__consumer_offsets")[partition as usize].0;
     assert!(coordinator > 0);
     cluster.node(coordinator).kill9();
-    let rest: Vec<String> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as i32 + 1 != coordinator)
-        .map(|(_, s)| s.bootstrap())
-        .collect();
-    let rest = rest.join(",");
+    let rest = cluster.bootstrap_without(coordinator);
     // A new coordinator takes over with the committed offsets: the group resumes after them.
     let second = consume(&rest, 1500);
     let mut all: Vec<u32> = first.iter().chain(&second).copied().collect();
@@ -695,14 +681,7 @@ fn transactions_span_brokers_and_survive_the_loss_of_their_coordinator() {
     let coordinator = partitions(&bootstrap, "__transaction_state")[partition as usize].0;
     assert!(coordinator > 0);
     cluster.node(coordinator).kill9();
-    let rest: Vec<String> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as i32 + 1 != coordinator)
-        .map(|(_, s)| s.bootstrap())
-        .collect();
-    let rest = rest.join(",");
+    let rest = cluster.bootstrap_without(coordinator);
     let second = producer(&rest);
     run(&second, 6, true);
     drop(second);

@@ -130,15 +130,7 @@ impl Broker {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Broker>, BrokerError> {
         let data_dir = config.log_dir();
-        std::fs::create_dir_all(&data_dir)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(data_dir.join(".lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(BrokerError::Locked(data_dir.display().to_string()));
-        }
+        let lock = lock_data_dir(&data_dir)?;
         let voters = config.quorum_voters().map_err(BrokerError::Config)?;
         if !crate::cluster::roles(&config).0 {
             return Err(BrokerError::Config(
@@ -730,6 +722,20 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Creates the data directory and takes its lock file, so that two processes never share it.
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, BrokerError> {
+    std::fs::create_dir_all(data_dir)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        return Err(BrokerError::Locked(data_dir.display().to_string()));
+    }
+    Ok(lock)
 }
 
 /// Reads the cluster id from `meta.properties`, creating the file on first start.

@@ -124,15 +124,7 @@ pub async fn run_controller(
         ));
     }
     let data_dir = config.log_dir();
-    std::fs::create_dir_all(&data_dir)?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data_dir.join(".lock"))?;
-    if lock.try_lock().is_err() {
-        return Err(BrokerError::Locked(data_dir.display().to_string()));
-    }
+    let lock = crate::broker::lock_data_dir(&data_dir)?;
     let metadata_dir = data_dir.join("__cluster_metadata-0");
     let config = Arc::new(config);
     let q = {
@@ -329,12 +321,7 @@ pub fn reassign_record(
             format!("broker {r} is not registered"),
         ));
     }
-    let original: Vec<i32> = p
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| !p.adding.contains(r))
-        .collect();
+    let original = original_replicas(p);
     let adding: Vec<i32> = target
         .iter()
         .copied()
@@ -359,6 +346,16 @@ pub fn reassign_record(
     ))
 }
 
+/// The replicas `p` had before the reassignment in progress (its replicas without those being
+/// added).
+fn original_replicas(p: &strom_metadata::PartitionInfo) -> Vec<i32> {
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| !p.adding.contains(r))
+        .collect()
+}
+
 /// Cancels the reassignment of `p`: back to the replicas it started with.
 pub fn cancel_record(
     image: &MetadataImage,
@@ -374,12 +371,7 @@ pub fn cancel_record(
             ),
         ));
     }
-    let original: Vec<i32> = p
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| !p.adding.contains(r))
-        .collect();
+    let original = original_replicas(p);
     let isr: Vec<i32> = p
         .isr
         .iter()
