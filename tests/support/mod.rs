@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `strom` binary built next to this test (target/<profile>/strom), or `STROM_BIN`.
+/// The `strom` binary built next to this test (target/<profile>/strom), or `STROM_BIN` (a
+/// relative path is taken from the workspace root, where the commands in the docs run).
 pub fn strom_bin() -> PathBuf {
     if let Ok(p) = std::env::var("STROM_BIN") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        return if p.is_relative() {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+        } else {
+            p
+        };
     }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
