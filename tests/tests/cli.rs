@@ -167,3 +167,36 @@ fn topics_produce_consume_round_trip() {
         "consume of a deleted topic: {err}"
     );
 }
+
+/// `strom topics describe big | head -1`: the tool stops quietly once its reader has gone
+/// (status 141, as after SIGPIPE), without a panic report.
+#[test]
+fn output_into_a_closed_pipe_stops_quietly() {
+    use std::io::{BufRead, BufReader};
+    let strom = Strom::start(&[]);
+    // A table of far more than a pipe holds (64 KiB), so that printing meets the closed pipe.
+    let (ok, _, err) = strom_cli(
+        &strom,
+        &["topics", "create", "pipe", "--partitions", "1500"],
+        None,
+    );
+    assert!(ok, "create: {err}");
+    let mut child = Command::new(strom_bin())
+        .args(["topics", "describe", "pipe"])
+        .env("STROM_BOOTSTRAP_SERVER", strom.bootstrap())
+        .env("STROM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty(), "a first line");
+    // The reader (and with it the pipe) is gone here.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "status; stderr: {err}");
+    assert!(!err.contains("panicked"), "no panic report: {err}");
+}

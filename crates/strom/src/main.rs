@@ -61,11 +61,10 @@ fn main() -> std::process::ExitCode {
     let log_control = logging::init(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Server(args) => server::run(args, log_control),
-        Command::Client(cmd) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(cli::run(cmd))),
+        Command::Client(cmd) => {
+            exit_quietly_when_stdout_closes();
+            client_runtime(cmd)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -74,4 +73,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn client_runtime(cmd: cli::ClientCommand) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(cli::run(cmd)))
+}
+
+/// `strom consume --topic t | head`: once whoever reads standard output has gone, a tool stops
+/// quietly with the status a shell reports for SIGPIPE (128 + 13), as other command-line tools
+/// do, instead of reporting a panic. (The broker keeps SIGPIPE ignored: its sockets report a
+/// closed peer as an error.)
+fn exit_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
