@@ -521,6 +521,29 @@ impl Drop for Strom {
     }
 }
 
+/// Hands a record to a `BaseProducer`, serving its callbacks while librdkafka's queue is full;
+/// any other refusal fails the test.
+pub fn send_queued<'a, C, K, P>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) where
+    C: rdkafka::producer::ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => panic!("send failed: {e}"),
+        }
+    }
+}
+
 /// rdkafka client config pointing at a broker, with quick failure on a dead broker.
 pub fn client_config(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();

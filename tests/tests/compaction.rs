@@ -52,17 +52,7 @@ fn produce(p: &BaseProducer, topic: &str, records: &[(String, Option<String>)]) 
         if let Some(v) = value {
             rec = rec.payload(v);
         }
-        let mut rec = rec;
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("send failed: {e}"),
-            }
-        }
+        strom_e2e::send_queued(p, rec);
     }
     p.flush(Duration::from_secs(30)).unwrap();
 }

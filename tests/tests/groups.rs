@@ -51,19 +51,11 @@ fn produce(bootstrap: &str, topic: &str, partitions: i32, count: u64) {
         .unwrap();
     for n in 0..count {
         let key = n.to_string();
-        let mut rec = BaseRecord::to(topic)
+        let rec = BaseRecord::to(topic)
             .partition((n % partitions as u64) as i32)
             .key(&key)
             .payload(&key);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        strom_e2e::send_queued(&p, rec);
     }
     p.flush(Duration::from_secs(60)).unwrap();
 }

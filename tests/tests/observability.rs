@@ -57,19 +57,11 @@ fn produce(
     for n in 0..count {
         let key = n.to_string();
         let value = strom_e2e::payload(n, len);
-        let mut rec = BaseRecord::to(topic)
+        let rec = BaseRecord::to(topic)
             .partition((n % partitions as u64) as i32)
             .key(&key)
             .payload(&value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        strom_e2e::send_queued(&p, rec);
     }
     p.flush(Duration::from_secs(120)).unwrap();
     assert_eq!(p.in_flight_count(), 0);
@@ -450,16 +442,8 @@ fn cleaner_state_in_metrics_and_topics_describe() {
     for n in 0..2_000u64 {
         let key = format!("key-{}", n % 50);
         let value = format!("value-{n}");
-        let mut rec = BaseRecord::to(TOPIC).partition(0).key(&key).payload(&value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        let rec = BaseRecord::to(TOPIC).partition(0).key(&key).payload(&value);
+        strom_e2e::send_queued(&p, rec);
     }
     p.flush(Duration::from_secs(60)).unwrap();
 

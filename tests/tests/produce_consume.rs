@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_e2e::{Strom, client_config, consumer_config, payload};
 
@@ -76,21 +74,12 @@ fn produce_all(bootstrap: &str, topic: &str, codec: &str, acks: &str) {
             key: "seq",
             value: Some(&nbytes[..]),
         });
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition((n % PARTITIONS as u64) as i32)
             .key(&k)
             .payload(&value)
             .headers(headers);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("send failed: {e}"),
-            }
-        }
+        strom_e2e::send_queued(&producer, record);
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
     assert_eq!(

@@ -18,7 +18,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
 };
 use rdkafka::{Offset, TopicPartitionList};
-use strom_e2e::{AckContext, Acked, Strom, client_config, consumer_config, payload};
+use strom_e2e::{AckContext, Acked, Strom, client_config, consumer_config, payload, send_queued};
 
 const TOPICS: usize = 10;
 const PARTITIONS_PER_TOPIC: usize = 1_000;
@@ -151,19 +151,11 @@ fn two_gigabytes_unflushed_recover_after_sigkill_quickly() {
     for n in 0..RECOVERY_RECORDS {
         let key = n.to_string();
         let value = payload(n, RECOVERY_VALUE_BYTES);
-        let mut record = BaseRecord::to(RECOVERY_TOPIC)
+        let record = BaseRecord::to(RECOVERY_TOPIC)
             .partition((n % RECOVERY_PARTITIONS as u64) as i32)
             .key(&key)
             .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send_queued(&producer, record);
         if n % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
