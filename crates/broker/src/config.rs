@@ -447,6 +447,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Bytes of log between two offset index entries (topic: index.interval.bytes).",
     ),
     def(
+        "log.direct.writes",
+        "true",
+        ConfigType::Bool,
+        "strom only: append to the active segments with direct I/O, bypassing the page cache (a fraction of the CPU per produced byte; consumers that fall behind read from the disk). Where the file system refuses direct I/O, appends are buffered. false writes through the page cache as Apache Kafka does.",
+    ),
+    def(
         "log.message.timestamp.type",
         "CreateTime",
         ConfigType::Choice(TIMESTAMP_TYPES),
@@ -1095,6 +1101,10 @@ impl BrokerConfig {
                 .topic_value(overrides, "min.cleanable.dirty.ratio")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0.5),
+            direct_writes: self
+                .get("log.direct.writes")
+                .trim()
+                .eq_ignore_ascii_case("true"),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 
 use bytes::{Bytes, BytesMut};
 use strom_protocol::ProtocolError;
-use strom_storage::FileSlice;
+use strom_storage::{FileSlice, LogSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -149,14 +149,9 @@ async fn write_fetch_copied<W: AsyncWrite + Unpin>(
         let Some(r) = records.get(i) else { continue };
         for slice in &r.slices {
             let mut done = 0u32;
-            while done < slice.len {
-                let n = (slice.len - done).min((chunk - buf.len()) as u32);
-                FileSlice {
-                    file: slice.file.clone(),
-                    position: slice.position + u64::from(done),
-                    len: n,
-                }
-                .read_into(&mut buf)?;
+            while done < slice.len() {
+                let n = (slice.len() - done).min((chunk - buf.len()) as u32);
+                slice.read_range_into(done, n, &mut buf)?;
                 done += n;
                 if buf.len() == chunk {
                     w.write_all(&buf).await?;
@@ -193,8 +188,13 @@ async fn write_fetch_zero_copy(
         let records_here = records.get(i).map_or(0, |r| u64::from(r.len));
         send_all(socket, piece, records_here + after[i] > 0).await?;
         if let Some(r) = records.get(i) {
+            let mut left = records_here;
             for slice in &r.slices {
-                sendfile_all(socket, slice).await?;
+                left = left.saturating_sub(u64::from(slice.len()));
+                match slice {
+                    LogSlice::File(f) => sendfile_all(socket, f).await?,
+                    LogSlice::Memory(b) => send_all(socket, b, left + after[i] > 0).await?,
+                }
             }
         }
     }
@@ -284,11 +284,14 @@ mod tests {
         let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&data).unwrap();
         let f = Arc::new(std::fs::File::open(file.path()).unwrap());
-        let slice = |position: u64, len: u32| FileSlice {
-            file: Arc::clone(&f),
-            position,
-            len,
+        let slice = |position: u64, len: u32| {
+            LogSlice::File(FileSlice {
+                file: Arc::clone(&f),
+                position,
+                len,
+            })
         };
+        let tail = LogSlice::Memory(Bytes::from_static(b"the end of an active segment"));
         let records = vec![
             PartitionRecords {
                 slices: vec![slice(10, 1000), slice(5_000, 4_000_000)],
@@ -297,8 +300,8 @@ mod tests {
             },
             PartitionRecords::default(),
             PartitionRecords {
-                slices: vec![slice(0, 1_500_000)],
-                len: 1_500_000,
+                slices: vec![slice(0, 1_500_000), tail.clone()],
+                len: 1_500_000 + tail.len(),
                 bytes_out: None,
             },
         ];
@@ -313,8 +316,13 @@ mod tests {
             expected.extend_from_slice(p);
             if let Some(r) = records.get(i) {
                 for s in &r.slices {
-                    let start = s.position as usize;
-                    expected.extend_from_slice(&data[start..start + s.len as usize]);
+                    match s {
+                        LogSlice::File(f) => {
+                            let start = f.position as usize;
+                            expected.extend_from_slice(&data[start..start + f.len as usize]);
+                        }
+                        LogSlice::Memory(b) => expected.extend_from_slice(b),
+                    }
                 }
             }
         }
@@ -415,7 +423,9 @@ mod tests {
     #[tokio::test]
     async fn a_truncated_file_fails_the_write() {
         let (pieces, mut records, _, _file) = sample();
-        records[2].slices[0].position = 5_999_000;
+        if let LogSlice::File(f) = &mut records[2].slices[0] {
+            f.position = 5_999_000;
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {

@@ -651,7 +651,12 @@ impl CleanTask {
             self.config.index_interval_bytes,
             true,
         )?;
-        if let Some(reason) = built.corruption {
+        let problem = built.corruption.or_else(|| {
+            built
+                .padding
+                .then(|| "zeros after the last batch".to_string())
+        });
+        if let Some(reason) = problem {
             return Err(StorageError::CorruptRecord(format!(
                 "cleaned segment {} does not read back: {reason}",
                 log_path.display()

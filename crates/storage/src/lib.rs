@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod cleaner;
 mod codec;
+mod direct;
 pub mod epoch;
 mod error;
 mod index;
@@ -23,5 +24,5 @@ pub use batch::{BATCH_HEADER_SIZE, BatchHeader};
 pub use cleaner::{CleanStats, CleanTask, CleanerConfig};
 pub use epoch::EpochCache;
 pub use error::StorageError;
-pub use log::{AppendInfo, FileSlice, Log, LogConfig, ReadInfo};
+pub use log::{AppendInfo, FileSlice, Log, LogConfig, LogSlice, ReadInfo};
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, ProducerState};

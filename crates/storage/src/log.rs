@@ -20,7 +20,7 @@ use crate::epoch::EpochCache;
 use crate::producer::{self, AbortedTxn, Check, ControlType, ProducerState};
 use crate::record;
 use crate::segment::{
-    ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, READ_CHUNK, Segment, TIME_INDEX_SUFFIX, segment_path,
+    INDEX_SUFFIX, LOG_SUFFIX, READ_CHUNK, Segment, TIME_INDEX_SUFFIX, segment_path,
 };
 
 /// Name of the log start offset checkpoint file in a partition directory.
@@ -65,6 +65,9 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// min.cleanable.dirty.ratio
     pub min_cleanable_dirty_ratio: f64,
+    /// log.direct.writes (strom only): appends to the active segment bypass the page cache
+    /// (see the `direct` module); where the file system refuses, they are buffered.
+    pub direct_writes: bool,
 }
 
 impl Default for LogConfig {
@@ -85,6 +88,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            direct_writes: true,
         }
     }
 }
@@ -103,6 +107,49 @@ pub struct AppendInfo {
     /// The batch was a producer's retry of one already in the log: nothing was written and the
     /// offsets are the original ones.
     pub duplicate: bool,
+}
+
+/// Part of a read: a region of a segment file, or bytes held in memory (the last partial block
+/// of an active segment written with direct I/O, which must not be read through the page
+/// cache). Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum LogSlice {
+    File(FileSlice),
+    Memory(bytes::Bytes),
+}
+
+impl LogSlice {
+    pub fn len(&self) -> u32 {
+        match self {
+            LogSlice::File(f) => f.len,
+            LogSlice::Memory(b) => b.len() as u32,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the bytes `[from, from + len)` of the slice to `out`.
+    pub fn read_range_into(&self, from: u32, len: u32, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            LogSlice::File(f) => FileSlice {
+                file: Arc::clone(&f.file),
+                position: f.position + u64::from(from),
+                len,
+            }
+            .read_into(out),
+            LogSlice::Memory(b) => {
+                out.extend_from_slice(&b[from as usize..(from + len) as usize]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the slice's bytes to `out`.
+    pub fn read_into(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.read_range_into(0, self.len(), out)
+    }
 }
 
 /// A region of a segment file to be sent to a consumer. Cheap to clone; the `Arc` keeps the
@@ -137,7 +184,7 @@ impl FileSlice {
 /// Result of a read: whole batches, in offset order, possibly spanning segments.
 #[derive(Clone, Debug)]
 pub struct ReadInfo {
-    pub slices: Vec<FileSlice>,
+    pub slices: Vec<LogSlice>,
     pub total_bytes: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -458,6 +505,7 @@ impl Log {
         }
 
         let interval = self.config.index_interval_bytes;
+        let direct = self.config.direct_writes;
         let active = self.active_mut();
         if active.is_empty() {
             active.created_ms = now_ms;
@@ -469,7 +517,7 @@ impl Log {
             parts.push(&records[part_pos + BATCH_HEADER_SIZE..part_pos + total]);
             part_pos += total;
         }
-        let write_pos = active.write_parts(&parts)?;
+        let write_pos = active.write_parts(&parts, direct)?;
         for (rel_pos, header) in &patched {
             active.on_appended(header, write_pos + rel_pos, interval);
         }
@@ -532,11 +580,12 @@ impl Log {
         batch::patch_leader_epoch(&mut bytes, leader_epoch);
         let header = BatchHeader::parse(&bytes)?;
         let interval = self.config.index_interval_bytes;
+        let direct = self.config.direct_writes;
         let active = self.active_mut();
         if active.is_empty() {
             active.created_ms = now_ms;
         }
-        let pos = active.write(&bytes)?;
+        let pos = active.write(&bytes, direct)?;
         active.on_appended(&header, pos, interval);
         self.note_epoch(leader_epoch, offset)?;
         if let Some(aborted) = self.producers.apply_marker(
@@ -625,7 +674,7 @@ impl Log {
                 Some((pos, _)) => pos,
                 None => continue,
             };
-            let mut reader = ChunkReader::new(&segment.log, segment.size, READ_CHUNK);
+            let mut reader = segment.reader(READ_CHUNK);
             let mut pos = start;
             while pos < segment.size {
                 let header = reader.header_at(pos)?;
@@ -728,11 +777,12 @@ impl Log {
             self.roll_to(first, now_ms)?;
         }
         let interval = self.config.index_interval_bytes;
+        let direct = self.config.direct_writes;
         let active = self.active_mut();
         if active.is_empty() {
             active.created_ms = now_ms;
         }
-        let write_pos = active.write(records)?;
+        let write_pos = active.write(records, direct)?;
         let mut pos = 0u64;
         let mut record_count = 0i64;
         let mut max_timestamp = i64::MIN;
@@ -834,7 +884,7 @@ impl Log {
             let Some((start, _)) = segment.find_batch(fetch_offset)? else {
                 continue;
             };
-            let mut reader = ChunkReader::new(&segment.log, segment.size, READ_CHUNK);
+            let mut reader = segment.reader(READ_CHUNK);
             let mut pos = start;
             let mut done = false;
             while pos < segment.size {
@@ -857,12 +907,17 @@ impl Log {
                 info.total_bytes += total;
                 info.next_offset = Some(header.last_offset() + 1);
             }
-            if pos > start {
-                info.slices.push(FileSlice {
+            let file_end = segment.file_end().clamp(start, pos);
+            if file_end > start {
+                info.slices.push(LogSlice::File(FileSlice {
                     file: Arc::clone(&segment.log),
                     position: start,
-                    len: (pos - start) as u32,
-                });
+                    len: (file_end - start) as u32,
+                }));
+            }
+            if pos > file_end {
+                info.slices
+                    .push(LogSlice::Memory(segment.tail_bytes(file_end, pos)));
             }
             if done {
                 break 'segments;

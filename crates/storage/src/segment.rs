@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::StorageError;
 use crate::batch::{self, BATCH_HEADER_SIZE, BatchHeader, LOG_OVERHEAD, MAGIC_V2};
+use crate::direct::{self, DirectTail};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -88,6 +89,10 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
 pub(crate) struct ChunkReader<'a> {
     file: &'a File,
     end: u64,
+    /// Bytes from this position on come from `tail` instead of the file (the last partial
+    /// block of a segment written with direct I/O, see `direct`).
+    tail_start: u64,
+    tail: &'a [u8],
     chunk: usize,
     buf: Vec<u8>,
     buf_pos: u64,
@@ -100,11 +105,38 @@ impl<'a> ChunkReader<'a> {
         ChunkReader {
             file,
             end,
+            tail_start: u64::MAX,
+            tail: &[],
             chunk,
             buf: Vec::new(),
             buf_pos: 0,
             last_header: None,
         }
+    }
+
+    /// Takes the bytes from `start` on from `tail` rather than from the file.
+    pub fn with_tail(mut self, start: u64, tail: &'a [u8]) -> Self {
+        self.tail_start = start;
+        self.tail = tail;
+        self
+    }
+
+    /// Fills `buf` with the bytes from `pos`: from the file below `tail_start`, from the tail
+    /// above.
+    fn fill(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let from_file = self.tail_start.saturating_sub(pos).min(buf.len() as u64) as usize;
+        let (file_part, tail_part) = buf.split_at_mut(from_file);
+        if !file_part.is_empty() {
+            self.file.read_exact_at(file_part, pos)?;
+        }
+        if !tail_part.is_empty() {
+            let at = (pos + from_file as u64 - self.tail_start) as usize;
+            let src = self.tail.get(at..at + tail_part.len()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the segment's data")
+            })?;
+            tail_part.copy_from_slice(src);
+        }
+        Ok(())
     }
 
     /// The bytes `[pos, pos + len)`, or `None` if they extend past `end`.
@@ -121,8 +153,14 @@ impl<'a> ChunkReader<'a> {
         if pos < self.buf_pos || pos + len as u64 > buffered_end {
             let chunk = if read_ahead { self.chunk } else { len };
             let want = (len.max(chunk) as u64).min(self.end - pos) as usize;
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, pos)?;
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.resize(want, 0);
+            let filled = self.fill(&mut buf, pos);
+            self.buf = buf;
+            if let Err(e) = filled {
+                self.buf.clear();
+                return Err(e);
+            }
             self.buf_pos = pos;
         }
         let start = (pos - self.buf_pos) as usize;
@@ -216,6 +254,10 @@ pub(crate) struct Scan {
     pub bytes_since_last_index: u64,
     /// Why the scan stopped before the end of the file, if it did.
     pub corruption: Option<String>,
+    /// The scan stopped at zeros running to the end of the file, within its last block: the
+    /// padding direct writes leave in an active segment that was not sealed. Only an active
+    /// segment may end so; anywhere else the caller treats it as corruption.
+    pub padding: bool,
 }
 
 /// Scans whole batches from `start_pos` (expected to hold `start_offset`) to `file_len`,
@@ -238,6 +280,7 @@ pub(crate) fn scan(
         max_timestamp: None,
         bytes_since_last_index: 0,
         corruption: None,
+        padding: false,
     };
     let mut reader = ChunkReader::new(file, file_len, SCAN_CHUNK);
     let mut pos = start_pos;
@@ -246,7 +289,17 @@ pub(crate) fn scan(
             Ok(h) => h,
             Err(StorageError::Io(e)) => return Err(e),
             Err(e) => {
-                out.corruption = Some(e.to_string());
+                // Zeros to the end of the last block: the padding of direct writes.
+                let rest = file_len - pos;
+                let padding = rest < direct::BLOCK as u64
+                    && reader
+                        .get(pos, rest as usize)?
+                        .is_some_and(|b| b.iter().all(|&x| x == 0));
+                if padding {
+                    out.padding = true;
+                } else {
+                    out.corruption = Some(e.to_string());
+                }
                 break;
             }
         };
@@ -326,6 +379,19 @@ pub(crate) struct Segment {
     /// Bytes of the file allocated ahead of the writes (`fallocate` keeping the file size);
     /// `u64::MAX` once the file system refused.
     allocated: u64,
+    /// Direct-write state while appends bypass the page cache (see `direct`).
+    direct: Option<DirectTail>,
+    /// The file system refused direct I/O for this file: appends are buffered.
+    direct_refused: bool,
+}
+
+impl Drop for Segment {
+    /// A log closed in an orderly way leaves no padding after its data.
+    fn drop(&mut self) {
+        if let Err(err) = self.end_direct() {
+            tracing::warn!(path = %self.log_path.display(), %err, "cutting the padding of direct writes failed");
+        }
+    }
 }
 
 /// The active segment's blocks are allocated ahead of the writes, so that the file system does
@@ -359,13 +425,57 @@ impl Segment {
         self.allocated = if r == 0 { target } else { u64::MAX };
     }
 
-    /// Gives back the blocks preallocated past the end of the data.
+    /// Gives back the blocks preallocated past the end of the data (past its padded end while
+    /// appends are direct: cutting inside the last block would bring it into the page cache).
     fn trim_preallocation(&mut self) -> io::Result<()> {
-        if self.allocated != u64::MAX && self.allocated > self.size {
-            self.log.set_len(self.size)?;
+        let end = self
+            .direct
+            .as_ref()
+            .map_or(self.size, DirectTail::padded_end);
+        if self.allocated != u64::MAX && self.allocated > end {
+            self.log.set_len(end)?;
         }
-        self.allocated = self.size;
+        self.allocated = end;
         Ok(())
+    }
+
+    /// Stops appending with direct writes: the file is cut to the data (no padding).
+    fn end_direct(&mut self) -> io::Result<()> {
+        if let Some(tail) = self.direct.take()
+            && tail.padded_end() > self.size
+        {
+            self.log.set_len(self.size)?;
+            self.allocated = self.size;
+        }
+        Ok(())
+    }
+
+    /// A reader of the segment's data, `chunk` bytes of read-ahead.
+    pub fn reader(&self, chunk: usize) -> ChunkReader<'_> {
+        let reader = ChunkReader::new(&self.log, self.size, chunk);
+        match &self.direct {
+            Some(tail) => reader.with_tail(tail.start(), tail.tail()),
+            None => reader,
+        }
+    }
+
+    /// Where the data that may be read from the file ends; the rest, up to `size`, is in
+    /// [`Self::tail_bytes`].
+    pub fn file_end(&self) -> u64 {
+        self.direct.as_ref().map_or(self.size, DirectTail::start)
+    }
+
+    /// A copy of the data in `[from, to)`, which must lie at or after [`Self::file_end`].
+    pub fn tail_bytes(&self, from: u64, to: u64) -> bytes::Bytes {
+        match &self.direct {
+            Some(tail) => {
+                let start = tail.start();
+                bytes::Bytes::copy_from_slice(
+                    &tail.tail()[(from - start) as usize..(to - start) as usize],
+                )
+            }
+            None => bytes::Bytes::new(),
+        }
     }
 
     /// Creates a new empty segment, replacing any files of the same name.
@@ -399,6 +509,8 @@ impl Segment {
             bytes_since_last_index: 0,
             created_ms: now_ms,
             allocated: 0,
+            direct: None,
+            direct_refused: false,
         })
     }
 
@@ -436,7 +548,14 @@ impl Segment {
         let (loaded, truncated) = match trusted {
             Some(loaded) => (loaded, None),
             None => {
-                let full = scan(&file, file_len, base_offset, 0, base_offset, interval, true)?;
+                let mut full = scan(&file, file_len, base_offset, 0, base_offset, interval, true)?;
+                if full.padding && !active {
+                    // Rolling seals (and cuts) a segment before the next one is created.
+                    full.corruption = Some(format!(
+                        "zeros after the last batch at position {} of a sealed segment",
+                        full.valid_size
+                    ));
+                }
                 let truncated = match &full.corruption {
                     Some(reason) => {
                         file.set_len(full.valid_size)?;
@@ -451,6 +570,11 @@ impl Segment {
                 (full, truncated)
             }
         };
+        if truncated.is_none() && loaded.valid_size < file_len {
+            // Zeros after the data: the padding of direct writes to a segment that was not
+            // sealed before the broker stopped.
+            file.set_len(loaded.valid_size)?;
+        }
         let Scan {
             valid_size,
             next_offset,
@@ -479,6 +603,8 @@ impl Segment {
                 bytes_since_last_index,
                 created_ms: now_ms,
                 allocated: valid_size,
+                direct: None,
+                direct_refused: false,
             },
             truncated,
         ))
@@ -519,7 +645,7 @@ impl Segment {
             interval,
             false,
         )?;
-        if tail.corruption.is_some() {
+        if tail.corruption.is_some() || tail.padding {
             return Ok(None);
         }
         let time_ok = time_index
@@ -539,7 +665,7 @@ impl Segment {
                 .map(|e| (e.timestamp, base_offset + i64::from(e.rel_offset))),
             tail.max_timestamp,
         );
-        tail.bytes_since_last_index = file_len - start_pos;
+        tail.bytes_since_last_index = tail.valid_size - start_pos;
         Ok(Some(tail))
     }
 
@@ -549,39 +675,64 @@ impl Segment {
 
     /// The max timestamp of the first batch, `None` if the segment is empty or unreadable.
     pub fn first_batch_max_timestamp(&self) -> Option<i64> {
-        let mut reader = ChunkReader::new(&self.log, self.size, BATCH_HEADER_SIZE);
+        let mut reader = self.reader(BATCH_HEADER_SIZE);
         reader.header_at(0).ok().map(|h| h.max_timestamp)
     }
 
-    /// Appends `bytes` (whole, already validated and patched batches) at the end of the file.
-    /// Returns the position they were written at. On failure the file is cut back.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<u64, StorageError> {
-        self.preallocate(bytes.len() as u64);
-        let pos = self.size;
-        if let Err(e) = self.log.write_all_at(bytes, pos) {
-            let _ = self.log.set_len(pos);
-            return Err(e.into());
-        }
-        self.size += bytes.len() as u64;
-        Ok(pos)
+    /// Appends `bytes` (whole, already validated and patched batches) at the end of the file,
+    /// bypassing the page cache if `direct`. Returns the position they were written at. On
+    /// failure the file is cut back.
+    pub fn write(&mut self, bytes: &[u8], direct: bool) -> Result<u64, StorageError> {
+        self.write_parts(&[bytes], direct)
     }
 
     /// Appends the concatenation of `parts` (whole, already validated and patched batches, the
-    /// headers of which may be separate copies) at the end of the file with positioned vectored
+    /// headers of which may be separate copies) at the end of the file: with direct writes
+    /// (see `direct`) if `direct` and the file system allows, else with positioned vectored
     /// writes. Returns the position they were written at. On failure the file is cut back.
-    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<u64, StorageError> {
+    pub fn write_parts(&mut self, parts: &[&[u8]], direct: bool) -> Result<u64, StorageError> {
         self.preallocate(parts.iter().map(|p| p.len() as u64).sum());
         let pos = self.size;
-        match write_all_vectored_at(&self.log, parts, pos) {
+        if !direct {
+            self.end_direct()?;
+        } else if self.direct.is_none() && !self.direct_refused {
+            self.direct = DirectTail::open(&self.log_path, pos)?;
+            if self.direct.is_none() {
+                self.refuse_direct();
+            }
+        }
+        let mut result = match self.direct.as_mut() {
+            Some(tail) => tail.append(parts),
+            None => write_all_vectored_at(&self.log, parts, pos),
+        };
+        if let Err(e) = &result
+            && self.direct.is_some()
+            && DirectTail::is_unsupported(e)
+        {
+            self.direct = None;
+            self.refuse_direct();
+            result = write_all_vectored_at(&self.log, parts, pos);
+        }
+        match result {
             Ok(written) => {
                 self.size += written;
                 Ok(pos)
             }
             Err(e) => {
+                // The next append starts over from the file (and its length cut back here).
+                self.direct = None;
                 let _ = self.log.set_len(pos);
                 Err(e.into())
             }
         }
+    }
+
+    fn refuse_direct(&mut self) {
+        self.direct_refused = true;
+        tracing::debug!(
+            path = %self.log_path.display(),
+            "the file system refuses direct I/O: appends go through the page cache"
+        );
     }
 
     /// Records a batch written at `pos` by [`Self::write`]: indexes and next offset.
@@ -630,7 +781,7 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(None);
         }
-        let mut reader = ChunkReader::new(&self.log, self.size, READ_CHUNK);
+        let mut reader = self.reader(READ_CHUNK);
         let mut pos = self.lookup_position(offset);
         while pos < self.size {
             let header = reader.header_at(pos)?;
@@ -661,7 +812,7 @@ impl Segment {
                 start_offset.max(self.base_offset + i64::from(entries[i - 1].rel_offset));
         }
         let mut pos = self.lookup_position(start_offset);
-        let mut reader = ChunkReader::new(&self.log, self.size, READ_CHUNK);
+        let mut reader = self.reader(READ_CHUNK);
         while pos < self.size {
             let header = reader.header_at(pos)?;
             let total = header.total_size();
@@ -690,6 +841,7 @@ impl Segment {
         let Some((pos, header)) = self.find_batch(offset)? else {
             return Ok(());
         };
+        self.direct = None;
         self.log.set_len(pos)?;
         self.allocated = pos;
         self.size = pos;
@@ -743,6 +895,7 @@ impl Segment {
         if let Some(&e) = entries.get(before) {
             self.time_index.append(e)?;
         }
+        self.end_direct()?;
         self.flush()
     }
 
@@ -800,7 +953,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
         let path = segment_path(dir.path(), 0, LOG_SUFFIX);
-        seg.write(&[7u8; 1000]).unwrap();
+        seg.write(&[7u8; 1000], false).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             1000,
@@ -815,5 +968,93 @@ mod tests {
         let mut back = vec![0u8; 1000];
         seg.log.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(back, vec![7u8; 1000]);
+    }
+
+    /// Batches of `n` records (`len` bytes of value each) from offset `base`.
+    fn batch(base: i64, n: usize, len: usize) -> Vec<u8> {
+        let mut b = crate::testutil::make_batch(n, len, base);
+        batch::patch_base_offset(&mut b, base);
+        b
+    }
+
+    #[test]
+    fn direct_appends_read_back_and_recover_from_their_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
+        let path = segment_path(dir.path(), 0, LOG_SUFFIX);
+        let mut expected = Vec::new();
+        let mut next = 0i64;
+        for (n, len) in [(1, 10), (3, 2000), (1, 1), (20, 900), (2, 5000)] {
+            let b = batch(next, n, len);
+            let pos = seg.write(&b, true).unwrap();
+            assert_eq!(pos, expected.len() as u64);
+            seg.on_appended(&BatchHeader::parse(&b).unwrap(), pos, 4096);
+            expected.extend_from_slice(&b);
+            next += n as i64;
+            // Whatever the reads take from the file or from memory, they see the data.
+            let mut reader = seg.reader(READ_CHUNK);
+            assert_eq!(
+                reader.get(0, expected.len()).unwrap().unwrap(),
+                &expected[..]
+            );
+            assert!(seg.file_end() <= seg.size);
+            if seg.direct.is_some() {
+                assert_eq!(seg.file_end() % direct::BLOCK as u64, 0);
+                let tail = seg.tail_bytes(seg.file_end(), seg.size);
+                assert_eq!(&tail[..], &expected[seg.file_end() as usize..]);
+            }
+        }
+        assert_eq!(
+            seg.find_batch(next - 1).unwrap().unwrap().1.last_offset(),
+            next - 1
+        );
+        // A crash before the segment is sealed leaves zeros up to the end of the block:
+        // recovery takes them for padding, not for a torn batch.
+        seg.flush().unwrap();
+        drop(seg);
+        let (seg, truncated) = Segment::open(dir.path(), 0, true, 4096, 0).unwrap();
+        assert!(truncated.is_none(), "padding is not corruption");
+        assert_eq!(seg.size, expected.len() as u64);
+        assert_eq!(seg.next_offset, next);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), seg.size);
+        // Sealing cuts the padding.
+        let mut seg = seg;
+        seg.write(&batch(next, 1, 100), true).unwrap();
+        seg.seal().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), seg.size);
+    }
+    #[test]
+    fn zeros_at_the_end_of_a_sealed_segment_are_corruption_not_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
+        let first = batch(0, 2, 50);
+        let second = batch(2, 3, 50);
+        for b in [&first, &second] {
+            let pos = seg.write(b, false).unwrap();
+            seg.on_appended(&BatchHeader::parse(b).unwrap(), pos, 1);
+        }
+        seg.seal().unwrap();
+        drop(seg);
+        // The second batch turns to zeros; the offset index still points at it, so a scan of
+        // the tail from the last index entry sees only zeros to the end of the file.
+        let path = segment_path(dir.path(), 0, LOG_SUFFIX);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[first.len()..].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (seg, truncated) = Segment::open(dir.path(), 0, false, 1, 0).unwrap();
+        let truncated = truncated.expect("a sealed segment has no padding");
+        assert_eq!(truncated.bytes_dropped, second.len() as u64);
+        assert_eq!((seg.size, seg.next_offset), (first.len() as u64, 2));
+        assert!(
+            seg.index
+                .entries()
+                .iter()
+                .all(|e| u64::from(e.position) < seg.size)
+        );
+        drop(seg);
+        let (seg, truncated) = Segment::open(dir.path(), 0, false, 1, 0).unwrap();
+        assert!(truncated.is_none());
+        assert_eq!((seg.size, seg.next_offset), (first.len() as u64, 2));
     }
 }

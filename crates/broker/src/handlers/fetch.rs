@@ -18,7 +18,7 @@ use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use strom_storage::{FileSlice, StorageError};
+use strom_storage::{LogSlice, StorageError};
 
 use super::storage_error_code;
 use crate::broker::Broker;
@@ -36,10 +36,11 @@ struct Wanted {
     replica: bool,
 }
 
-/// The records of one partition of a Fetch response: whole batches in file slices of its log.
+/// The records of one partition of a Fetch response: whole batches in slices of its log (file
+/// regions, and the last bytes of a segment written with direct I/O in memory).
 #[derive(Clone, Debug, Default)]
 pub struct PartitionRecords {
-    pub slices: Vec<FileSlice>,
+    pub slices: Vec<LogSlice>,
     /// Sum of the slices' lengths.
     pub len: u32,
     /// The topic's bytes-out counter, counted when the records are sent
