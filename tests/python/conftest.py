@@ -21,10 +21,44 @@ def strom_bin() -> str:
     return path
 
 
+def _non_ephemeral_ports():
+    """A port range outside the kernel's ephemeral one, where no outgoing connection takes a
+    port between the check and the broker's bind (see free_ports in tests/support/mod.rs)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low >= 12000:
+        return 10000, low
+    if high <= 63000:
+        return high + 1, 65536
+    return None
+
+
+_PORTS = _non_ephemeral_ports()
+_next_port = 0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago, outside the ephemeral range when there is one."""
+    global _next_port
+    if _PORTS is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    lo, hi = _PORTS
+    start = (os.getpid() * 2654435761) % (hi - lo)
+    for _ in range(2000):
+        port = lo + (start + _next_port) % (hi - lo)
+        _next_port += 1
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {lo}..{hi}")
 
 
 class Strom:

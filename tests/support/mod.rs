@@ -28,13 +28,66 @@ pub fn strom_bin() -> PathBuf {
     bin
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago (see [`free_ports`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)
+}
+
+/// The first of `n` consecutive loopback ports that were all free a moment ago.
+///
+/// They come from outside the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): a port
+/// that binding port 0 hands out lies inside it, where any outgoing connection (a client's, a
+/// broker's to its peers) may take it before the broker binds it, or before a killed broker
+/// binds it again, and the broker stops with "Address already in use". Each test process
+/// starts at its own place in the range and moves on from there, so ports are not handed out
+/// twice within a process and rarely across processes; each is checked by binding it.
+pub fn free_ports(n: usize) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = n.max(1) as u32;
+    let Some((lo, hi)) = non_ephemeral_ports() else {
+        // No room outside the ephemeral range: fall back to a port the kernel picks.
+        assert_eq!(
+            n, 1,
+            "no port range outside the ephemeral one for {n} ports"
+        );
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    };
+    let span = hi - lo - n;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..2_000 {
+        let offset = NEXT.fetch_add(n, Ordering::Relaxed);
+        let base = lo + (start + offset) % span;
+        let held: Vec<TcpListener> = (base..base + n)
+            .map_while(|p| TcpListener::bind(("127.0.0.1", p as u16)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base as u16;
+        }
+    }
+    panic!("no {n} consecutive free ports in {lo}..{hi}");
+}
+
+/// A range of ports outside the ephemeral one, at least 2,000 wide: below it when there is room
+/// above 10,000, else above it.
+fn non_ephemeral_ports() -> Option<(u32, u32)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".into());
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u32>().ok());
+    let (low, high) = (it.next()?, it.next()?);
+    if low >= 12_000 {
+        Some((10_000, low))
+    } else if high <= 63_000 {
+        Some((high + 1, 65_536))
+    } else {
+        None
+    }
 }
 
 /// A running broker process.

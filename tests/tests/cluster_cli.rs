@@ -2,14 +2,13 @@
 //! three-broker cluster on loopback and a single node, a new quorum leader after SIGKILL of the
 //! old one, and `scripts/cluster` start/status/stop.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strom_client::{Connection, ConnectionConfig};
-use strom_e2e::{Cluster, Strom, strom_bin};
+use strom_e2e::{Cluster, Strom, free_ports, strom_bin};
 use strom_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use strom_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
@@ -298,29 +297,7 @@ fn describe_quorum_answers_each_version_and_refuses_other_partitions_and_princip
 
 /// `n` base ports, each with base+1..=base+3 free and no two blocks overlapping.
 fn free_port_blocks(n: usize) -> Vec<u16> {
-    let mut held = Vec::new();
-    let mut bases = Vec::new();
-    for _ in 0..200 {
-        if bases.len() == n {
-            return bases;
-        }
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 60_000 {
-            continue;
-        }
-        let block: Vec<_> = (1..=3)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if block.len() == 3 {
-            held.extend(block);
-            bases.push(base);
-        }
-    }
-    panic!("no {n} blocks of three free ports");
+    (0..n).map(|_| free_ports(4)).collect()
 }
 
 #[test]
