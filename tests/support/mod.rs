@@ -395,17 +395,17 @@ impl Cluster {
         {
             let producer: BaseProducer = client_config(&s.bootstrap()).create().expect("client");
             loop {
-                let seen = producer
+                let seen: Vec<i32> = producer
                     .client()
                     .fetch_metadata(None, Duration::from_secs(5))
-                    .map(|md| md.brokers().len())
-                    .unwrap_or(0);
-                if seen == n {
+                    .map(|md| md.brokers().iter().map(|b| b.id()).collect())
+                    .unwrap_or_default();
+                if seen.len() == n {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "broker {} sees {seen} brokers, not {n}",
+                    "broker {} sees brokers {seen:?}, not {n}",
                     s.bootstrap()
                 );
                 std::thread::sleep(Duration::from_millis(100));

@@ -573,8 +573,12 @@ async fn heartbeats(
 ) {
     let every =
         Duration::from_millis(broker.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64);
+    let session =
+        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when heartbeats fail, and whether that has been reported.
+    let mut failing: Option<(Instant, bool)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -585,6 +589,12 @@ async fn heartbeats(
         }
         match q.heartbeat(broker.node_id).await {
             Ok(()) => {
+                if let Some((since, true)) = failing.take() {
+                    tracing::info!(
+                        failed_for_ms = since.elapsed().as_millis() as u64,
+                        "heartbeats reach the controller again"
+                    );
+                }
                 let fenced = broker
                     .image()
                     .brokers
@@ -600,7 +610,19 @@ async fn heartbeats(
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+            Err(e) => {
+                let (since, reported) = failing.get_or_insert((Instant::now(), false));
+                if !*reported && since.elapsed() >= session {
+                    *reported = true;
+                    tracing::warn!(
+                        error = %e,
+                        failed_for_ms = since.elapsed().as_millis() as u64,
+                        "heartbeats do not reach the controller; it fences this broker after broker.session.timeout.ms"
+                    );
+                } else {
+                    tracing::debug!(error = %e, "heartbeat not delivered");
+                }
+            }
         }
     }
 }
