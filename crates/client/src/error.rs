@@ -41,6 +41,14 @@ pub enum ClientError {
     UnexpectedResponse(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A client property was refused at construction: unknown, of the wrong type, out of
+    /// range, or contradicting another setting.
+    #[error("invalid configuration {property}={value:?}: {reason}")]
+    Config {
+        property: String,
+        value: String,
+        reason: String,
+    },
 }
 
 impl ClientError {

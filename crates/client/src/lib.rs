@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod connection;
 pub mod error;
 pub mod groups;
@@ -30,6 +31,7 @@ pub use client::{
     TopicId, TopicMetadata, config_source, offset_spec, versions,
 };
 pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
+pub use config::{CommonConfig, Properties};
 pub use connection::{BrokerApiRange, Connection, ConnectionConfig, pick_version};
 pub use error::{ClientError, error_description, error_name};
 pub use groups::{
