@@ -1,0 +1,486 @@
+//! The producer: records to Kafka topics, batched per partition, with Kafka's settings and
+//! guarantees.
+//!
+//! A [`Producer`] is configured with the Java client's property names (`bootstrap.servers`,
+//! `acks`, `linger.ms`, `batch.size`, `compression.type`, `enable.idempotence`, ...; see
+//! [`ProducerConfig`]). [`Producer::send`] puts a record into the batch of its partition and
+//! returns a [`DeliveryFuture`] that resolves to the partition and offset the record was written
+//! at, or to an error that says whether it is retriable ([`ClientError::is_retriable`]), its
+//! Kafka error name and the partition it concerns. A background task sends ready batches to the
+//! partition leaders, several requests in flight per connection, retrying what can be retried.
+//!
+//! Idempotence is on by default: the broker keeps each partition's records in the order they
+//! were sent and writes each at most once, even when requests are retried or leaders change.
+//!
+//! ```no_run
+//! use strom_client::Properties;
+//! use strom_client::producer::{Producer, Record};
+//!
+//! # async fn run() -> Result<(), strom_client::ClientError> {
+//! let producer = Producer::new(
+//!     Properties::default()
+//!         .set("bootstrap.servers", "127.0.0.1:9092")
+//!         .set("linger.ms", 10)
+//!         .set("compression.type", "zstd"),
+//! )?;
+//! let delivery = producer
+//!     .send(Record::new("orders", "order 17 shipped").key("customer-4"))
+//!     .await?;
+//! let written = delivery.await?;
+//! println!("written to partition {} at offset {}", written.partition, written.offset);
+//! producer.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod accumulator;
+pub mod config;
+pub mod partitioner;
+mod sender;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use strom_protocol::error_code;
+use strom_protocol::records::ProducerRecord;
+
+use crate::client::Client;
+use crate::config::Properties;
+use crate::error::ClientError;
+
+pub use accumulator::TopicPartition;
+pub use config::{PartitionerKind, ProducerConfig};
+pub use partitioner::{key_partition, murmur2, to_positive};
+
+use accumulator::{Accumulator, Settings, record_size};
+use partitioner::Partitioner;
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub topic: String,
+    /// The partition; `None`: chosen by the partitioner (by key, else sticky).
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Creation time in ms since the epoch; `None`: now.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    /// A record with a value and no key.
+    pub fn new(topic: &str, value: impl Into<Bytes>) -> Record {
+        Record {
+            topic: topic.to_string(),
+            value: Some(value.into()),
+            ..Record::default()
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<Bytes>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn partition(mut self, partition: i32) -> Record {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Bytes>) -> Record {
+        self.headers.push((name.to_string(), Some(value.into())));
+        self
+    }
+
+    pub fn timestamp(mut self, ms: i64) -> Record {
+        self.timestamp_ms = Some(ms);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    /// The record's offset; -1 with acks=0 (the broker does not answer).
+    pub offset: i64,
+}
+
+type Waiter = oneshot::Sender<Result<Delivered, ClientError>>;
+
+/// Resolves when the record is written (or failed for good).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<Delivered, ClientError>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<Delivered, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed("producer"))))
+    }
+}
+
+/// What metadata says about a topic.
+#[derive(Debug, Clone)]
+struct TopicInfo {
+    /// Leader per partition index (-1: none).
+    leaders: Vec<i32>,
+}
+
+/// The producer id and epoch batches are written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProducerId {
+    id: i64,
+    epoch: i16,
+}
+
+struct State {
+    acc: Accumulator<Waiter>,
+    partitioner: Partitioner,
+    topics: HashMap<String, TopicInfo>,
+    brokers: HashMap<i32, String>,
+    producer_id: Option<ProducerId>,
+    /// Requests in flight per broker.
+    in_flight: HashMap<i32, usize>,
+    metadata_wanted: bool,
+    /// Set when the producer cannot go on (e.g. fenced); every send fails with it.
+    fatal: Option<String>,
+    /// `close()` was called: the sender ends once everything is finished.
+    closing: bool,
+}
+
+struct Inner {
+    config: ProducerConfig,
+    client: Client,
+    state: Mutex<State>,
+    /// Wakes the sender task: a batch became ready, a request finished, close.
+    wake: Notify,
+    /// Batches finished (flush and close wait on it).
+    progress: Notify,
+    /// Bytes of records not finished yet may not exceed `buffer.memory`.
+    buffer: Arc<Semaphore>,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A Kafka producer. Cheap to share behind an `Arc`; `send` takes `&self`.
+pub struct Producer {
+    inner: Arc<Inner>,
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("bootstrap", &self.inner.config.common.bootstrap_servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.sender.lock()
+            && let Some(task) = s.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Producer {
+    /// A producer configured by Kafka property names. Must be called inside a tokio runtime (it
+    /// starts the sender task); nothing is connected until the first send.
+    pub fn new(properties: Properties) -> Result<Producer, ClientError> {
+        let config = ProducerConfig::from_properties(properties)?;
+        Producer::with_config(config)
+    }
+
+    pub fn with_config(config: ProducerConfig) -> Result<Producer, ClientError> {
+        if config.transactional_id.is_some() {
+            return Err(ClientError::Config {
+                property: "transactional.id".into(),
+                value: config.transactional_id.clone().unwrap_or_default(),
+                reason: "transactions are not supported by this producer yet".into(),
+            });
+        }
+        let client = Client::with_config(&config.common.bootstrap(), config.common.connection())?;
+        let settings = Settings {
+            batch_size: config.batch_size.max(1),
+            linger: config.linger,
+            max_in_flight: config.max_in_flight,
+            idempotent: config.idempotence,
+            delivery_timeout: config.delivery_timeout,
+            retries: config.retries,
+            retry_backoff: config.common.retry_backoff,
+            retry_backoff_max: config.common.retry_backoff_max,
+            max_request_size: config.max_request_size,
+        };
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        let state = State {
+            acc: Accumulator::new(settings),
+            partitioner: Partitioner::new(config.partitioner, u64::from_le_bytes(seed)),
+            topics: HashMap::new(),
+            brokers: HashMap::new(),
+            producer_id: None,
+            in_flight: HashMap::new(),
+            metadata_wanted: false,
+            fatal: None,
+            closing: false,
+        };
+        let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
+        let inner = Arc::new(Inner {
+            client,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            buffer: Arc::new(Semaphore::new(permits)),
+            closed: AtomicBool::new(false),
+            config,
+        });
+        let task = tokio::spawn(sender::run(Arc::clone(&inner)));
+        Ok(Producer {
+            inner,
+            sender: Mutex::new(Some(task)),
+        })
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Puts a record into its partition's batch. Waits (up to `max.block.ms`) for the topic's
+    /// metadata and for room in the buffer (`buffer.memory`); then returns a future for the
+    /// record's delivery.
+    pub async fn send(&self, record: Record) -> Result<DeliveryFuture, ClientError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(ClientError::Closed("producer"));
+        }
+        if let Some(reason) = inner.state().fatal.clone() {
+            return Err(ClientError::InvalidArgument(format!(
+                "the producer cannot send any more: {reason}"
+            )));
+        }
+        let started = Instant::now();
+        let deadline = started + inner.config.max_block;
+        let partitions = self.partition_count(&record.topic, deadline).await?;
+        if let Some(p) = record.partition
+            && !(0..partitions).contains(&p)
+        {
+            return Err(ClientError::partition(
+                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                &record.topic,
+                p,
+                Some(&format!("the topic has {partitions} partitions")),
+            ));
+        }
+        let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
+        let producer_record = ProducerRecord {
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp_ms,
+        };
+        let size = record_size(&producer_record);
+        let limit = inner.config.max_request_size;
+        if size + accumulator::BATCH_OVERHEAD > limit {
+            return Err(ClientError::RecordTooLarge {
+                size,
+                limit,
+                property: "max.request.size",
+            });
+        }
+        let permits = u32::try_from(size).map_err(|_| ClientError::RecordTooLarge {
+            size,
+            limit: u32::MAX as usize,
+            property: "buffer.memory",
+        })?;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, Arc::clone(&inner.buffer).acquire_many_owned(permits))
+            .await
+        {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_)) => return Err(ClientError::Closed("producer")),
+            Err(_) => {
+                return Err(ClientError::MaxBlock {
+                    what: format!(
+                        "the producer's buffer (buffer.memory={}) stayed full",
+                        inner.config.buffer_memory
+                    ),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let wake = {
+            let mut state = inner.state();
+            if state.closing {
+                drop(state);
+                inner.buffer.add_permits(size);
+                return Err(ClientError::Closed("producer"));
+            }
+            let key = producer_record.key.clone();
+            let partition = record.partition.unwrap_or_else(|| {
+                state
+                    .partitioner
+                    .partition(&record.topic, key.as_deref(), partitions)
+            });
+            let tp = TopicPartition::new(&record.topic, partition);
+            let appended = state
+                .acc
+                .append(&tp, producer_record, size, tx, Instant::now());
+            if appended.batch_full {
+                state
+                    .partitioner
+                    .batch_done(&record.topic, partition, partitions);
+            }
+            appended.batch_full || appended.new_batch
+        };
+        if wake {
+            inner.wake.notify_one();
+        }
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// The number of partitions of `topic`, from metadata (fetched if needed, until
+    /// `deadline`).
+    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32, ClientError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        loop {
+            if let Some(t) = inner.state().topics.get(topic) {
+                return Ok(t.leaders.len() as i32);
+            }
+            let last_error = match sender::refresh_metadata(inner, Some(topic)).await {
+                Ok(()) => {
+                    if inner.state().topics.contains_key(topic) {
+                        continue;
+                    }
+                    None
+                }
+                Err(e) if !e.is_retriable() => return Err(e),
+                Err(e) => Some(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(ClientError::MaxBlock {
+                    what: format!(
+                        "topic {topic:?} was not found in the metadata{}",
+                        last_error.map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            let backoff = inner
+                .config
+                .common
+                .retry_backoff
+                .max(Duration::from_millis(10));
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    /// Sends every record sent before this call without lingering, and waits until each is
+    /// written or failed.
+    pub async fn flush(&self) {
+        let until = self.inner.state().acc.flush();
+        self.inner.wake.notify_one();
+        loop {
+            let progressed = self.inner.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if self.inner.state().acc.flushed(until) {
+                return;
+            }
+            progressed.await;
+        }
+    }
+
+    /// Flushes, then stops the sender task. Later sends fail with [`ClientError::Closed`].
+    pub async fn close(&self) -> Result<(), ClientError> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.flush().await;
+        self.inner.state().closing = true;
+        self.inner.wake.notify_one();
+        let task = self.sender.lock().ok().and_then(|mut s| s.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A copy of an error for each record of a failed batch.
+fn copy_error(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Partition {
+            topic,
+            partition,
+            code,
+            name,
+            message,
+        } => ClientError::Partition {
+            topic: topic.clone(),
+            partition: *partition,
+            code: *code,
+            name,
+            message: message.clone(),
+        },
+        ClientError::Kafka {
+            code,
+            name,
+            message,
+        } => ClientError::Kafka {
+            code: *code,
+            name,
+            message: message.clone(),
+        },
+        ClientError::DeliveryTimeout {
+            topic,
+            partition,
+            timeout_ms,
+            last_error,
+        } => ClientError::DeliveryTimeout {
+            topic: topic.clone(),
+            partition: *partition,
+            timeout_ms: *timeout_ms,
+            last_error: last_error.clone(),
+        },
+        ClientError::Timeout { what, timeout_ms } => ClientError::Timeout {
+            what: what.clone(),
+            timeout_ms: *timeout_ms,
+        },
+        ClientError::Closed(what) => ClientError::Closed(what),
+        ClientError::Io(io) => ClientError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => ClientError::UnexpectedResponse(other.to_string()),
+    }
+}
