@@ -1,0 +1,433 @@
+//! strom's own producer (`strom_client::Producer`) end to end: numbered records produced with
+//! the idempotent producer, read back with librdkafka, and checked record by record: none
+//! missing, none twice, each at the offset its delivery future returned. Against the real strom
+//! binary (every codec), against librdkafka's mock cluster (so the producer is not tuned to
+//! strom alone), and on a 3-node strom cluster whose partition leader is SIGKILLed mid-run.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_client::producer::{Delivered, DeliveryFuture, Producer, Record, key_partition};
+use strom_client::{ClientError, Properties};
+use strom_e2e::{Cluster, Strom, client_config, consumer_config, payload};
+
+const VALUE_BYTES: usize = 64;
+
+/// The value of record `n`: its number, then bytes that depend on it.
+fn value(n: u64) -> Vec<u8> {
+    let mut v = n.to_be_bytes().to_vec();
+    v.extend(payload(n, VALUE_BYTES));
+    v
+}
+
+fn number_of(value: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&value[..8]);
+    let n = u64::from_be_bytes(b);
+    assert_eq!(
+        &value[8..],
+        &payload(n, VALUE_BYTES)[..],
+        "record {n}: value"
+    );
+    n
+}
+
+fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
+    let mut p = Properties::default()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", 5)
+        .set("batch.size", 65536);
+    for (k, v) in extra {
+        p = p.set(k, v);
+    }
+    Producer::new(p).expect("producer")
+}
+
+/// Sends records `0..records` (keyless: the sticky partitioner spreads them) and waits for
+/// each delivery. Returns what each future resolved to.
+async fn produce_numbered(
+    producer: &Producer,
+    topic: &str,
+    records: u64,
+) -> Vec<Result<Delivered, ClientError>> {
+    let mut futures: Vec<DeliveryFuture> = Vec::with_capacity(records as usize);
+    for n in 0..records {
+        let f = producer
+            .send(Record::new(topic, value(n)))
+            .await
+            .unwrap_or_else(|e| panic!("send {n}: {e}"));
+        futures.push(f);
+    }
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        out.push(f.await);
+    }
+    out
+}
+
+/// Every record of `topic` (partitions 0..`partitions`) as (partition, offset, number), read
+/// with librdkafka until `expected` records arrived (or 120 s passed) and then until quiet.
+fn read_back(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(i32, i64, u64)> {
+    let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let n = number_of(m.payload().expect("a value"));
+                out.push((m.partition(), m.offset(), n));
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Checks the log against the deliveries: every acknowledged record is in the log once, at
+/// the partition and offset its future returned; no record is in the log twice; per partition
+/// offsets are dense from 0 and records appear in the order they were sent. With `all_acked`,
+/// every record must have been acknowledged.
+fn verify(log: &[(i32, i64, u64)], deliveries: &[Result<Delivered, ClientError>], all_acked: bool) {
+    let mut at: HashMap<u64, (i32, i64)> = HashMap::new();
+    let mut per_partition: HashMap<i32, Vec<(i64, u64)>> = HashMap::new();
+    for &(p, o, n) in log {
+        assert!(
+            at.insert(n, (p, o)).is_none(),
+            "record {n} is in the log twice"
+        );
+        assert!((n as usize) < deliveries.len(), "record {n} was never sent");
+        per_partition.entry(p).or_default().push((o, n));
+    }
+    for (p, records) in &mut per_partition {
+        records.sort_unstable();
+        for (i, (o, _)) in records.iter().enumerate() {
+            assert_eq!(*o, i as i64, "partition {p}: offsets must be dense");
+        }
+        assert!(
+            records.windows(2).all(|w| w[0].1 < w[1].1),
+            "partition {p}: records out of send order"
+        );
+    }
+    let mut failed = 0;
+    for (n, d) in deliveries.iter().enumerate() {
+        match d {
+            Ok(d) => assert_eq!(
+                at.get(&(n as u64)),
+                Some(&(d.partition, d.offset)),
+                "record {n}: acknowledged at {d:?}"
+            ),
+            Err(e) => {
+                assert!(!all_acked, "record {n} failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if all_acked {
+        assert_eq!(log.len(), deliveries.len(), "records in the log");
+    }
+    eprintln!(
+        "{} records in the log over {} partitions; {} acknowledged, {failed} failed",
+        log.len(),
+        per_partition.len(),
+        deliveries.len() - failed
+    );
+}
+
+fn create_topic(strom: &Strom, topic: &str, partitions: i32) {
+    let p = partitions.to_string();
+    let (ok, out, err) = strom.cli(&["topics", "create", topic, "--partitions", &p]);
+    assert!(ok, "topics create: {out}{err}");
+}
+
+fn round_trip(codec: &str, records: u64) {
+    let strom = Strom::start(&[]);
+    let topic = format!("client-producer-{codec}");
+    create_topic(&strom, &topic, 6);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let started = Instant::now();
+    let deliveries = rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[("compression.type", codec)]);
+        assert!(p.config().idempotence, "idempotence is on by default");
+        let d = produce_numbered(&p, &topic, records).await;
+        p.close().await.expect("close");
+        d
+    });
+    let produced = started.elapsed();
+    let log = read_back(&strom.bootstrap(), &topic, 6, records as usize);
+    verify(&log, &deliveries, true);
+    let partitions: std::collections::BTreeSet<i32> = log.iter().map(|r| r.0).collect();
+    assert!(
+        partitions.len() > 1,
+        "the sticky partitioner used one partition only"
+    );
+    eprintln!(
+        "{codec}: {records} records produced in {produced:.1?} ({:.0} records/s, debug build)",
+        records as f64 / produced.as_secs_f64()
+    );
+}
+
+#[test]
+fn numbered_records_uncompressed() {
+    round_trip("none", 100_000);
+}
+
+#[test]
+fn numbered_records_gzip() {
+    round_trip("gzip", 20_000);
+}
+
+#[test]
+fn numbered_records_snappy() {
+    round_trip("snappy", 20_000);
+}
+
+#[test]
+fn numbered_records_lz4() {
+    round_trip("lz4", 20_000);
+}
+
+#[test]
+fn numbered_records_zstd() {
+    round_trip("zstd", 20_000);
+}
+
+/// Keyed records land on Kafka's murmur2 partition: the same partition librdkafka's
+/// Java-compatible partitioner (`murmur2_random`) picks, and for the published murmur2 test
+/// keys the partition computed by hand from Kafka's test vectors.
+#[test]
+fn keyed_records_land_on_the_murmur2_partition() {
+    const PARTITIONS: i32 = 7;
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "keyed", PARTITIONS);
+    create_topic(&strom, "keyed-rdkafka", PARTITIONS);
+    let mut keys: Vec<String> = (0..500).map(|i| format!("customer-{i}")).collect();
+    // (key, partition of 7) from Kafka's murmur2 test vectors: (hash & 0x7fffffff) % 7.
+    let known = [
+        ("21", 3),
+        ("foobar", 0),
+        ("a-little-bit-long-string", 1),
+        ("abc", 4),
+        ("1", 2),
+        ("12", 4),
+    ];
+    keys.extend(known.iter().map(|(k, _)| k.to_string()));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ours: HashMap<String, i32> = rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[]);
+        let mut futures = Vec::new();
+        for k in &keys {
+            futures.push((
+                k.clone(),
+                p.send(Record::new("keyed", "v").key(k.clone()))
+                    .await
+                    .expect("send"),
+            ));
+        }
+        let mut out = HashMap::new();
+        for (k, f) in futures {
+            out.insert(k, f.await.expect("delivered").partition);
+        }
+        p.close().await.expect("close");
+        out
+    });
+    for (k, expected) in known {
+        assert_eq!(ours[k], expected, "key {k:?}");
+    }
+    // librdkafka with the Java client's partitioner.
+    let rdk: BaseProducer = client_config(&strom.bootstrap())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("rdkafka producer");
+    for k in &keys {
+        rdk.send(
+            BaseRecord::to("keyed-rdkafka")
+                .key(k.as_str())
+                .payload(k.as_str()),
+        )
+        .expect("rdkafka send");
+    }
+    rdk.flush(Duration::from_secs(30)).expect("flush");
+    let consumer: BaseConsumer = consumer_config(&strom.bootstrap())
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset("keyed-rdkafka", p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut theirs = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while theirs.len() < keys.len() && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let k = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
+            theirs.insert(k, m.partition());
+        }
+    }
+    assert_eq!(theirs.len(), keys.len(), "librdkafka's records read back");
+    for k in &keys {
+        assert_eq!(
+            ours[k], theirs[k],
+            "key {k:?}: strom's producer vs librdkafka"
+        );
+        assert_eq!(ours[k], key_partition(k.as_bytes(), PARTITIONS));
+    }
+}
+
+/// The same numbered produce against librdkafka's mock cluster (3 brokers).
+#[test]
+fn numbered_records_against_librdkafkas_mock_cluster() {
+    const RECORDS: u64 = 20_000;
+    let mock = MockCluster::new(3).expect("mock cluster");
+    mock.create_topic("mocked", 4, 3).expect("mock topic");
+    let bootstrap = mock.bootstrap_servers();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let deliveries = rt.block_on(async {
+        let p = producer(&bootstrap, &[("compression.type", "lz4")]);
+        let d = produce_numbered(&p, "mocked", RECORDS).await;
+        p.close().await.expect("close");
+        d
+    });
+    let log = read_back(&bootstrap, "mocked", 4, RECORDS as usize);
+    verify(&log, &deliveries, true);
+}
+
+/// Configuration contradictions are refused before anything is sent.
+#[test]
+fn contradicting_settings_are_refused() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let e = Producer::new(
+            Properties::default()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("enable.idempotence", "true")
+                .set("acks", "1"),
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&e, ClientError::Config { property, .. } if property == "acks"),
+            "{e}"
+        );
+        let e = Producer::new(
+            Properties::default()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("linger.mss", "1"),
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("linger.mss"), "{e}");
+    });
+}
+
+/// Sending to a topic that does not exist gives up after max.block.ms with a retriable error.
+#[test]
+fn a_missing_topic_blocks_at_most_max_block_ms() {
+    let strom = Strom::start(&[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[("max.block.ms", "1500")]);
+        let started = Instant::now();
+        let e = p
+            .send(Record::new("no-such-topic", "x"))
+            .await
+            .expect_err("no topic");
+        assert!(matches!(e, ClientError::MaxBlock { .. }), "{e}");
+        assert!(e.is_retriable());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+    });
+}
+
+/// A 3-node cluster, a topic with 3 replicas; the leader of partition 0 is SIGKILLed while the
+/// idempotent producer sends. Every acknowledged record is in the log exactly once at its
+/// acknowledged offset, and no record is written twice.
+#[test]
+fn leader_killed_mid_run_loses_and_duplicates_nothing_acknowledged() {
+    const RECORDS: u64 = 30_000;
+    const PARTITIONS: i32 = 3;
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.create_topic("failover", PARTITIONS, 3, &["min.insync.replicas=2"]);
+    let bootstrap = cluster.bootstrap();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = strom_client::Client::new(&bootstrap).expect("client");
+    let leader = rt.block_on(async {
+        let md = client
+            .metadata(Some(vec!["failover".into()]))
+            .await
+            .expect("metadata");
+        md.topic("failover").expect("topic").partitions[0].leader
+    });
+    assert!(leader >= 1, "partition 0 has a leader");
+    let p = rt.block_on(async {
+        producer(
+            &bootstrap,
+            &[
+                ("delivery.timeout.ms", "60000"),
+                ("request.timeout.ms", "5000"),
+            ],
+        )
+    });
+    // A third of the records, then the kill, then the rest, all with the same producer.
+    let deliveries = rt.block_on(async {
+        let mut futures = Vec::with_capacity(RECORDS as usize);
+        for n in 0..RECORDS {
+            if n == RECORDS / 3 {
+                // Let what was sent so far reach the brokers, then kill the leader.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                cluster.node(leader).kill9();
+            }
+            let rec = Record::new("failover", value(n)).partition((n % PARTITIONS as u64) as i32);
+            match p.send(rec).await {
+                Ok(f) => futures.push(f),
+                Err(e) => panic!("send {n}: {e}"),
+            }
+        }
+        let mut out = Vec::with_capacity(futures.len());
+        for f in futures {
+            out.push(f.await);
+        }
+        out
+    });
+    rt.block_on(p.close()).expect("close");
+    let acked = deliveries.iter().filter(|d| d.is_ok()).count();
+    assert!(
+        acked as u64 >= RECORDS * 9 / 10,
+        "only {acked} of {RECORDS} acknowledged"
+    );
+    let log = read_back(
+        &cluster.bootstrap_without(leader),
+        "failover",
+        PARTITIONS,
+        acked,
+    );
+    verify(&log, &deliveries, false);
+}
