@@ -401,8 +401,7 @@ fn leader_killed_mid_run_loses_and_duplicates_nothing_acknowledged() {
         let mut futures = Vec::with_capacity(RECORDS as usize);
         for n in 0..RECORDS {
             if n == RECORDS / 3 {
-                // Let what was sent so far reach the brokers, then kill the leader.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Batches are in flight and queued for partition 0 now.
                 cluster.node(leader).kill9();
             }
             let rec = Record::new("failover", value(n)).partition((n % PARTITIONS as u64) as i32);
@@ -423,6 +422,18 @@ fn leader_killed_mid_run_loses_and_duplicates_nothing_acknowledged() {
         acked as u64 >= RECORDS * 9 / 10,
         "only {acked} of {RECORDS} acknowledged"
     );
+    let survivors = strom_client::Client::new(&cluster.bootstrap_without(leader)).expect("client");
+    let new_leader = rt.block_on(async {
+        let md = survivors
+            .metadata(Some(vec!["failover".into()]))
+            .await
+            .expect("metadata");
+        md.topic("failover").expect("topic").partitions[0].leader
+    });
+    assert!(
+        new_leader >= 1 && new_leader != leader,
+        "partition 0 moved from broker {leader} (now {new_leader})"
+    );
     let log = read_back(
         &cluster.bootstrap_without(leader),
         "failover",
@@ -430,4 +441,142 @@ fn leader_killed_mid_run_loses_and_duplicates_nothing_acknowledged() {
         acked,
     );
     verify(&log, &deliveries, false);
+}
+
+fn signal(strom: &Strom, sig: i32) {
+    let pid = strom.pid().expect("broker running");
+    // SAFETY: kill(2) on the broker process this test started.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// While the broker does not answer (SIGSTOP), sends fill `buffer.memory`; the next send waits
+/// `max.block.ms` and fails with a retriable error. Once the broker runs again every record
+/// that was accepted is delivered.
+#[test]
+fn a_full_buffer_blocks_send_then_fails_after_max_block_ms() {
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "pressure", 1);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let p = producer(
+            &strom.bootstrap(),
+            &[
+                ("buffer.memory", "65536"),
+                ("batch.size", "16384"),
+                ("max.request.size", "32768"),
+                ("max.block.ms", "1000"),
+                ("request.timeout.ms", "60000"),
+            ],
+        );
+        // Connected and with a producer id before the broker stops.
+        p.send(Record::new("pressure", value(0)))
+            .await
+            .expect("send")
+            .await
+            .expect("first record");
+        signal(&strom, libc::SIGSTOP);
+        let mut futures = Vec::new();
+        let mut refused = None;
+        let started = Instant::now();
+        for n in 1..10_000u64 {
+            match p.send(Record::new("pressure", value(n))).await {
+                Ok(f) => futures.push((n, f)),
+                Err(e) => {
+                    refused = Some((n, e, started.elapsed()));
+                    break;
+                }
+            }
+        }
+        signal(&strom, libc::SIGCONT);
+        let (n, e, waited) = refused.expect("the buffer filled up");
+        assert!(matches!(e, ClientError::MaxBlock { .. }), "{e}");
+        assert!(e.is_retriable());
+        assert!(e.to_string().contains("buffer.memory"), "{e}");
+        // 65536 bytes of buffer hold about 650 records of this size.
+        assert!((400..1000).contains(&n), "refused at record {n}");
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
+        let mut last = 0;
+        for (n, f) in futures {
+            let d = f.await.unwrap_or_else(|e| panic!("record {n}: {e}"));
+            assert!(d.offset > last, "record {n} at {}", d.offset);
+            last = d.offset;
+        }
+        p.close().await.expect("close");
+    });
+}
+
+/// Records that cannot be delivered within delivery.timeout.ms fail with an error that names
+/// the partition and is retriable.
+#[test]
+fn undeliverable_records_fail_after_delivery_timeout() {
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "stuck", 2);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let p = producer(
+            &strom.bootstrap(),
+            &[
+                ("delivery.timeout.ms", "2000"),
+                ("request.timeout.ms", "1000"),
+                ("retry.backoff.ms", "50"),
+            ],
+        );
+        p.send(Record::new("stuck", "warm-up").partition(1))
+            .await
+            .expect("send")
+            .await
+            .expect("warm-up record");
+        signal(&strom, libc::SIGSTOP);
+        let started = Instant::now();
+        let f = p
+            .send(Record::new("stuck", "lost").partition(1))
+            .await
+            .expect("send");
+        let e = f.await.expect_err("not delivered");
+        let waited = started.elapsed();
+        signal(&strom, libc::SIGCONT);
+        assert!(e.is_retriable(), "{e}");
+        assert_eq!(e.topic_partition(), Some(("stuck", 1)), "{e}");
+        assert!(
+            waited >= Duration::from_millis(1500) && waited < Duration::from_secs(15),
+            "{waited:?}"
+        );
+    });
+}
+
+/// acks=1 and acks=0 (idempotence off) deliver too; acks=0 reports no offsets.
+#[test]
+fn acks_one_and_zero() {
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "acks-one", 3);
+    create_topic(&strom, "acks-zero", 1);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (one, zero) = rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[("acks", "1")]);
+        assert!(
+            !p.config().idempotence,
+            "acks=1 turns the default idempotence off"
+        );
+        let one = produce_numbered(&p, "acks-one", 5_000).await;
+        p.close().await.expect("close");
+        let p = producer(
+            &strom.bootstrap(),
+            &[("acks", "0"), ("enable.idempotence", "false")],
+        );
+        let zero = produce_numbered(&p, "acks-zero", 100).await;
+        p.close().await.expect("close");
+        (one, zero)
+    });
+    verify(
+        &read_back(&strom.bootstrap(), "acks-one", 3, 5_000),
+        &one,
+        true,
+    );
+    assert!(zero.iter().all(|d| matches!(d, Ok(d) if d.offset == -1)));
+    let log = read_back(&strom.bootstrap(), "acks-zero", 1, 100);
+    assert_eq!(
+        log.iter().map(|r| r.2).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<u64>>()
+    );
 }
