@@ -12,7 +12,9 @@ use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
-use strom_client::producer::{Delivered, DeliveryFuture, Producer, Record, key_partition};
+use strom_client::producer::{
+    Delivered, DeliveryFuture, GroupMetadata, Producer, Record, key_partition,
+};
 use strom_client::{ClientError, Properties};
 use strom_e2e::{Cluster, Strom, client_config, consumer_config, payload};
 
@@ -78,7 +80,18 @@ fn read_back(
     partitions: i32,
     expected: usize,
 ) -> Vec<(i32, i64, u64)> {
+    read_back_isolated(bootstrap, topic, partitions, expected, "read_committed")
+}
+
+fn read_back_isolated(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    isolation: &str,
+) -> Vec<(i32, i64, u64)> {
     let consumer: BaseConsumer = consumer_config(bootstrap)
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "100")
         .create()
@@ -578,5 +591,123 @@ fn acks_one_and_zero() {
     assert_eq!(
         log.iter().map(|r| r.2).collect::<Vec<_>>(),
         (0..100).collect::<Vec<u64>>()
+    );
+}
+
+/// A committed transaction is visible to read_committed consumers with the group offsets it
+/// committed; an aborted one is not; a second producer with the same transactional.id fences
+/// the first, whose next transactional call fails with a fatal error.
+#[test]
+fn transactions_commit_abort_offsets_and_fencing() {
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "txn-out", 3);
+    create_topic(&strom, "txn-in", 1);
+    let bootstrap = strom.bootstrap();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let committed = rt.block_on(async {
+        let p = producer(&bootstrap, &[("transactional.id", "strom-txn-1")]);
+        let e = p
+            .send(Record::new("txn-out", value(0)))
+            .await
+            .expect_err("no transaction yet");
+        assert!(!e.is_retriable(), "{e}");
+        p.init_transactions().await.expect("init_transactions");
+
+        p.begin_transaction().await.expect("begin");
+        let mut futures = Vec::new();
+        for n in 0..1_000u64 {
+            futures.push(
+                p.send(Record::new("txn-out", value(n)))
+                    .await
+                    .expect("send"),
+            );
+        }
+        p.send_offsets_to_transaction(
+            &[("txn-in".to_string(), 0, 42)],
+            &GroupMetadata::new("strom-txn-group"),
+        )
+        .await
+        .expect("send_offsets_to_transaction");
+        p.commit_transaction().await.expect("commit");
+        let mut committed = Vec::new();
+        for f in futures {
+            committed.push(f.await);
+        }
+
+        p.begin_transaction().await.expect("begin");
+        let mut aborted = Vec::new();
+        for n in 1_000..1_500u64 {
+            aborted.push(
+                p.send(Record::new("txn-out", value(n)))
+                    .await
+                    .expect("send"),
+            );
+        }
+        p.flush().await;
+        p.abort_transaction().await.expect("abort");
+        for f in aborted {
+            f.await.expect("written, then aborted");
+        }
+
+        // A new producer with the same id fences this one.
+        let p2 = producer(&bootstrap, &[("transactional.id", "strom-txn-1")]);
+        p2.init_transactions()
+            .await
+            .expect("second init_transactions");
+        p.begin_transaction().await.expect("begin (local)");
+        let fenced = match p.send(Record::new("txn-out", value(9_999))).await {
+            Err(e) => e,
+            Ok(f) => match f.await {
+                Err(e) => e,
+                Ok(_) => p.commit_transaction().await.expect_err("fenced commit"),
+            },
+        };
+        eprintln!("fenced: {fenced}");
+        assert!(!fenced.is_retriable(), "fenced: {fenced}");
+        assert!(
+            matches!(
+                fenced.error_name(),
+                Some("PRODUCER_FENCED" | "INVALID_PRODUCER_EPOCH")
+            ) || fenced.to_string().contains("PRODUCER_FENCED")
+                || fenced.to_string().contains("INVALID_PRODUCER_EPOCH"),
+            "{fenced}"
+        );
+        p2.begin_transaction().await.expect("begin");
+        let f = p2
+            .send(Record::new("txn-out", value(1_500)))
+            .await
+            .expect("send");
+        p2.commit_transaction().await.expect("commit");
+        f.await.expect("delivered");
+        committed
+    });
+    // read_committed: the 1000 committed records and the second producer's one.
+    let log = read_back(&bootstrap, "txn-out", 3, 1_001);
+    let numbers: std::collections::BTreeSet<u64> = log.iter().map(|r| r.2).collect();
+    assert_eq!(log.len(), 1_001, "read_committed records");
+    assert!(
+        numbers.iter().all(|&n| n < 1_000 || n == 1_500),
+        "aborted records visible"
+    );
+    for (n, d) in committed.iter().enumerate() {
+        let d = d.as_ref().expect("committed record delivered");
+        assert!(
+            log.iter()
+                .any(|&(p, o, m)| m == n as u64 && p == d.partition && o == d.offset),
+            "record {n} at {d:?}"
+        );
+    }
+    // read_uncommitted also sees the 500 aborted ones.
+    let raw = read_back_isolated(&bootstrap, "txn-out", 3, 1_501, "read_uncommitted");
+    assert_eq!(raw.len(), 1_501);
+    // The offsets committed in the transaction.
+    let admin = strom_client::GroupAdmin::new(&bootstrap).expect("admin");
+    let offsets = rt
+        .block_on(admin.fetch_offsets("strom-txn-group", None))
+        .expect("fetch offsets");
+    assert_eq!(
+        offsets.get(&("txn-in".to_string(), 0)),
+        Some(&42),
+        "committed offsets: {offsets:?}"
     );
 }

@@ -37,6 +37,7 @@ pub mod accumulator;
 pub mod config;
 pub mod partitioner;
 mod sender;
+mod transaction;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,6 +61,7 @@ use crate::error::ClientError;
 pub use accumulator::TopicPartition;
 pub use config::{PartitionerKind, ProducerConfig};
 pub use partitioner::{key_partition, murmur2, to_positive};
+pub use transaction::GroupMetadata;
 
 use accumulator::{Accumulator, Settings, record_size};
 use partitioner::Partitioner;
@@ -161,6 +163,8 @@ struct State {
     fatal: Option<String>,
     /// `close()` was called: the sender ends once everything is finished.
     closing: bool,
+    /// A record of the open transaction failed: the transaction can only abort.
+    txn_error: Option<String>,
 }
 
 struct Inner {
@@ -174,6 +178,8 @@ struct Inner {
     /// Bytes of records not finished yet may not exceed `buffer.memory`.
     buffer: Arc<Semaphore>,
     closed: AtomicBool,
+    /// With a `transactional.id`.
+    txn: Option<tokio::sync::Mutex<transaction::Transactions>>,
 }
 
 impl Inner {
@@ -217,13 +223,13 @@ impl Producer {
     }
 
     pub fn with_config(config: ProducerConfig) -> Result<Producer, ClientError> {
-        if config.transactional_id.is_some() {
-            return Err(ClientError::Config {
-                property: "transactional.id".into(),
-                value: config.transactional_id.clone().unwrap_or_default(),
-                reason: "transactions are not supported by this producer yet".into(),
-            });
-        }
+        let txn = match &config.transactional_id {
+            Some(id) => Some(tokio::sync::Mutex::new(transaction::Transactions::new(
+                &config,
+                id.clone(),
+            )?)),
+            None => None,
+        };
         let client = Client::with_config(&config.common.bootstrap(), config.common.connection())?;
         let settings = Settings {
             batch_size: config.batch_size.max(1),
@@ -248,6 +254,7 @@ impl Producer {
             metadata_wanted: false,
             fatal: None,
             closing: false,
+            txn_error: None,
         };
         let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
@@ -257,6 +264,7 @@ impl Producer {
             progress: Notify::new(),
             buffer: Arc::new(Semaphore::new(permits)),
             closed: AtomicBool::new(false),
+            txn,
             config,
         });
         let task = tokio::spawn(sender::run(Arc::clone(&inner)));
@@ -333,6 +341,20 @@ impl Producer {
                 });
             }
         }
+        let tp = {
+            let mut state = inner.state();
+            let key = producer_record.key.as_deref();
+            let partition = record
+                .partition
+                .unwrap_or_else(|| state.partitioner.partition(&record.topic, key, partitions));
+            TopicPartition::new(&record.topic, partition)
+        };
+        if inner.txn.is_some()
+            && let Err(e) = self.add_to_transaction(&tp).await
+        {
+            inner.buffer.add_permits(size);
+            return Err(e);
+        }
         let (tx, rx) = oneshot::channel();
         let wake = {
             let mut state = inner.state();
@@ -341,20 +363,13 @@ impl Producer {
                 inner.buffer.add_permits(size);
                 return Err(ClientError::Closed("producer"));
             }
-            let key = producer_record.key.clone();
-            let partition = record.partition.unwrap_or_else(|| {
-                state
-                    .partitioner
-                    .partition(&record.topic, key.as_deref(), partitions)
-            });
-            let tp = TopicPartition::new(&record.topic, partition);
             let appended = state
                 .acc
                 .append(&tp, producer_record, size, tx, Instant::now());
             if appended.batch_full {
                 state
                     .partitioner
-                    .batch_done(&record.topic, partition, partitions);
+                    .batch_done(&record.topic, tp.partition, partitions);
             }
             appended.batch_full || appended.new_batch
         };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use strom_protocol::messages::{
-    ProducerId as WireProducerId, TopicName,
+    ProducerId as WireProducerId, TopicName, TransactionalId,
     init_producer_id_request::InitProducerIdRequest,
     produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData},
 };
@@ -131,9 +131,17 @@ async fn init_producer_id(inner: &Inner) -> Result<ProducerId, ClientError> {
 }
 
 /// Hands finished batches' results to their records and returns their buffer space.
-fn deliver(inner: &Inner, finished: Vec<Finished<Waiter>>) {
+pub(super) fn deliver(inner: &Inner, finished: Vec<Finished<Waiter>>) {
     if finished.is_empty() {
         return;
+    }
+    if inner.txn.is_some()
+        && let Some(e) = finished.iter().find_map(|(_, r)| r.as_ref().err())
+    {
+        let mut s = inner.state();
+        if s.txn_error.is_none() {
+            s.txn_error = Some(e.to_string());
+        }
     }
     for (batch, result) in finished {
         inner.buffer.add_permits(batch.bytes);
@@ -165,7 +173,9 @@ pub(super) async fn run(inner: Arc<Inner>) {
         let now = Instant::now();
         let (closing, idle, need_id, metadata_wanted) = {
             let s = inner.state();
+            // A transactional producer gets its id from init_transactions.
             let need_id = inner.config.idempotence
+                && inner.txn.is_none()
                 && s.fatal.is_none()
                 && (s.producer_id.is_none() || s.acc.bump_needed())
                 && s.acc.in_flight() == 0
@@ -179,6 +189,25 @@ pub(super) async fn run(inner: Arc<Inner>) {
         };
         if closing && idle {
             return;
+        }
+        if inner.txn.is_some() {
+            // In a transaction a broken sequence cannot be renumbered: what is queued fails, the
+            // transaction can only abort, and the abort takes a new epoch.
+            let failed = {
+                let mut s = inner.state();
+                if s.acc.bump_needed() && s.acc.in_flight() == 0 {
+                    s.acc.fail_all(|tp| {
+                        ClientError::Io(std::io::Error::other(format!(
+                            "partition {} of topic {:?}: an earlier record of the transaction \
+                             failed; the transaction must be aborted",
+                            tp.partition, tp.topic
+                        )))
+                    })
+                } else {
+                    Vec::new()
+                }
+            };
+            deliver(&inner, failed);
         }
         if need_id {
             match init_producer_id(&inner).await {
@@ -342,7 +371,7 @@ async fn send_request(
             producer_id: pid.id,
             producer_epoch: pid.epoch,
             base_sequence: b.wire_sequence(),
-            transactional: false,
+            transactional: inner.txn.is_some(),
         };
         match encode_producer_batch(&b.records, inner.config.codec, producer) {
             Ok(bytes) => encoded.push((b, bytes)),
@@ -379,7 +408,9 @@ async fn send_request(
     }
     let batches: Vec<Batch<Waiter>> = encoded.into_iter().map(|(b, _)| b).collect();
     let mut req = ProduceRequest::default();
-    req.transactional_id = None;
+    req.transactional_id = inner
+        .transactional_id()
+        .map(|id| TransactionalId(str_bytes(id)));
     req.acks = inner.config.acks;
     req.timeout_ms =
         i32::try_from(inner.config.common.request_timeout.as_millis()).unwrap_or(i32::MAX);
