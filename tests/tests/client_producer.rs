@@ -430,6 +430,11 @@ fn leader_killed_mid_run_loses_and_duplicates_nothing_acknowledged() {
         out
     });
     rt.block_on(p.close()).expect("close");
+    let stats = p.stats();
+    eprintln!("{stats:?}");
+    // The kill cost requests in flight: they were sent again.
+    assert!(stats.retries > 0, "no batch was retried: {stats:?}");
+    assert_eq!(stats.producer_ids, 1, "no sequence reset was needed");
     let acked = deliveries.iter().filter(|d| d.is_ok()).count();
     assert!(
         acked as u64 >= RECORDS * 9 / 10,

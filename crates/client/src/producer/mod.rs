@@ -42,7 +42,7 @@ mod transaction;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -136,6 +136,32 @@ impl Future for DeliveryFuture {
     }
 }
 
+/// Counters of what the producer did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Produce requests sent.
+    pub requests: u64,
+    /// Batches sent (retries included).
+    pub batches_sent: u64,
+    /// Batches sent again after a failed or unanswered attempt.
+    pub retries: u64,
+    /// Records delivered / failed.
+    pub records_delivered: u64,
+    pub records_failed: u64,
+    /// Producer ids obtained (the first, and one per sequence reset).
+    pub producer_ids: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    batches_sent: AtomicU64,
+    retries: AtomicU64,
+    records_delivered: AtomicU64,
+    records_failed: AtomicU64,
+    producer_ids: AtomicU64,
+}
+
 /// What metadata says about a topic.
 #[derive(Debug, Clone)]
 struct TopicInfo {
@@ -180,6 +206,7 @@ struct Inner {
     closed: AtomicBool,
     /// With a `transactional.id`.
     txn: Option<tokio::sync::Mutex<transaction::Transactions>>,
+    counters: Counters,
 }
 
 impl Inner {
@@ -265,6 +292,7 @@ impl Producer {
             buffer: Arc::new(Semaphore::new(permits)),
             closed: AtomicBool::new(false),
             txn,
+            counters: Counters::default(),
             config,
         });
         let task = tokio::spawn(sender::run(Arc::clone(&inner)));
@@ -276,6 +304,20 @@ impl Producer {
 
     pub fn config(&self) -> &ProducerConfig {
         &self.inner.config
+    }
+
+    /// What the producer did so far.
+    pub fn stats(&self) -> ProducerStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProducerStats {
+            requests: get(&c.requests),
+            batches_sent: get(&c.batches_sent),
+            retries: get(&c.retries),
+            records_delivered: get(&c.records_delivered),
+            records_failed: get(&c.records_failed),
+            producer_ids: get(&c.producer_ids),
+        }
     }
 
     /// Puts a record into its partition's batch. Waits (up to `max.block.ms`) for the topic's

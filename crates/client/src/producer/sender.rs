@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -145,6 +146,12 @@ pub(super) fn deliver(inner: &Inner, finished: Vec<Finished<Waiter>>) {
     }
     for (batch, result) in finished {
         inner.buffer.add_permits(batch.bytes);
+        let counter = if result.is_ok() {
+            &inner.counters.records_delivered
+        } else {
+            &inner.counters.records_failed
+        };
+        counter.fetch_add(batch.waiters.len() as u64, Ordering::Relaxed);
         let partition = batch.tp.partition;
         for (i, waiter) in batch.waiters.into_iter().enumerate() {
             let r = match &result {
@@ -212,6 +219,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
         if need_id {
             match init_producer_id(&inner).await {
                 Ok(pid) => {
+                    inner.counters.producer_ids.fetch_add(1, Ordering::Relaxed);
                     let failed = {
                         let mut s = inner.state();
                         let had = s.producer_id.replace(pid);
@@ -407,6 +415,11 @@ async fn send_request(
         }
     }
     let batches: Vec<Batch<Waiter>> = encoded.into_iter().map(|(b, _)| b).collect();
+    inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters
+        .batches_sent
+        .fetch_add(batches.len() as u64, Ordering::Relaxed);
     let mut req = ProduceRequest::default();
     req.transactional_id = inner
         .transactional_id()
@@ -572,7 +585,11 @@ fn settle_batches(inner: &Inner, outcomes: Vec<(Batch<Waiter>, Outcome)>) {
                     }
                     _ => {}
                 }
-                finished.extend(s.acc.complete(batch, outcome, now));
+                let done = s.acc.complete(batch, outcome, now);
+                if done.is_empty() {
+                    inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                finished.extend(done);
             }
             if let Some(reason) = s.fatal.clone() {
                 finished.extend(s.acc.fail_all(|tp| {

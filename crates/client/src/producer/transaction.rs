@@ -258,6 +258,10 @@ impl Producer {
             id: r.producer_id.0,
             epoch: r.producer_epoch,
         };
+        self.inner
+            .counters
+            .producer_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let failed = {
             let mut s = self.inner.state();
             s.producer_id = Some(pid);
