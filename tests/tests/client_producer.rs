@@ -716,3 +716,69 @@ fn transactions_commit_abort_offsets_and_fencing() {
         "committed offsets: {offsets:?}"
     );
 }
+
+/// A broker that stopped answering (SIGSTOP) holds up only its own partitions: records for
+/// partitions led by the other brokers are delivered at once, and the stopped broker's records
+/// follow once it runs again.
+#[test]
+fn a_stopped_broker_holds_up_only_its_own_partitions() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.create_topic("spread", 6, 1, &[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = strom_client::Client::new(&cluster.bootstrap()).expect("client");
+    let leaders: Vec<i32> = rt.block_on(async {
+        let md = client
+            .metadata(Some(vec!["spread".into()]))
+            .await
+            .expect("metadata");
+        md.topic("spread")
+            .expect("topic")
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect()
+    });
+    let stopped = leaders[0];
+    assert!(
+        leaders.iter().any(|&l| l != stopped),
+        "every partition on broker {stopped}: {leaders:?}"
+    );
+    signal(cluster.node(stopped), libc::SIGSTOP);
+    let bootstrap = cluster.bootstrap_without(stopped);
+    let result = rt.block_on(async {
+        let p = producer(&bootstrap, &[("request.timeout.ms", "30000")]);
+        let mut futures = Vec::new();
+        for (partition, leader) in leaders.iter().enumerate() {
+            for n in 0..100u64 {
+                let rec = Record::new("spread", value(n)).partition(partition as i32);
+                futures.push((*leader, p.send(rec).await.expect("send")));
+            }
+        }
+        let started = Instant::now();
+        let mut held = Vec::new();
+        for (leader, f) in futures {
+            if leader == stopped {
+                held.push(f);
+                continue;
+            }
+            tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("delivered while another broker is stopped")
+                .expect("delivered");
+        }
+        let others = started.elapsed();
+        (p, held, others)
+    });
+    let (p, held, others) = result;
+    signal(cluster.node(stopped), libc::SIGCONT);
+    eprintln!("records of the running brokers delivered in {others:?}");
+    rt.block_on(async {
+        for f in held {
+            tokio::time::timeout(Duration::from_secs(60), f)
+                .await
+                .expect("delivered after SIGCONT")
+                .expect("delivered");
+        }
+        p.close().await.expect("close");
+    });
+}

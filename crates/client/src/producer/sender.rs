@@ -1,11 +1,12 @@
 //! The sender task: producer ids, metadata, and ready batches to partition leaders.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 
 use strom_protocol::messages::{
     ProducerId as WireProducerId, TopicName, TransactionalId,
@@ -75,60 +76,82 @@ pub(super) async fn refresh_metadata(
     Ok(())
 }
 
-/// Asks a broker for a new producer id (no transactional id: any broker hands one out).
+/// Asks a broker for a new producer id (no transactional id: any broker hands one out). The
+/// bootstrap servers first, then the other brokers; when one does not answer within half a
+/// second the next is asked too, and the first answer wins, so a broker that hangs does not
+/// hold the producer up.
 async fn init_producer_id(inner: &Inner) -> Result<ProducerId, ClientError> {
-    let mut addrs: Vec<String> = inner.state().brokers.values().cloned().collect();
-    addrs.sort();
-    addrs.extend(inner.config.common.bootstrap_servers.iter().cloned());
-    let mut last = None;
-    for addr in addrs {
-        let mut conn = match Connection::connect(&addr, inner.config.common.connection()).await {
-            Ok(c) => c,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let version = conn.version(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION)?;
-        let mut req = InitProducerIdRequest::default();
-        req.transactional_id = None;
-        req.transaction_timeout_ms =
-            i32::try_from(inner.config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
-        req.producer_id = WireProducerId(-1);
-        req.producer_epoch = -1;
-        let response = match conn
-            .send(
-                ApiKey::InitProducerId,
-                version,
-                RequestKind::InitProducerId(req),
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let ResponseKind::InitProducerId(r) = response else {
-            return Err(ClientError::UnexpectedResponse(
-                "InitProducerId answered with another response".into(),
-            ));
-        };
-        if r.error_code != error_code::NONE {
-            let e = ClientError::kafka(r.error_code, "the producer id request", None);
-            if !is_retriable_code(r.error_code) {
-                return Err(e);
-            }
-            last = Some(e);
-            continue;
+    let mut addrs: Vec<String> = inner.config.common.bootstrap_servers.clone();
+    let mut known: Vec<String> = inner.state().brokers.values().cloned().collect();
+    known.sort();
+    for a in known {
+        if !addrs.contains(&a) {
+            addrs.push(a);
         }
-        return Ok(ProducerId {
-            id: r.producer_id.0,
-            epoch: r.producer_epoch,
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let config = inner.config.common.connection();
+        let timeout_ms =
+            i32::try_from(inner.config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+        attempts.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500) * i as u32).await;
+            init_producer_id_at(&addr, config, timeout_ms).await
         });
     }
+    let mut last = None;
+    while let Some(done) = attempts.join_next().await {
+        match done {
+            Ok(Ok(pid)) => {
+                attempts.abort_all();
+                return Ok(pid);
+            }
+            Ok(Err(e)) if !e.is_retriable() && e.kafka_code().is_some() => {
+                attempts.abort_all();
+                return Err(e);
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(e) => last = Some(ClientError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
     Err(last.unwrap_or_else(|| ClientError::InvalidArgument("no broker to ask".into())))
+}
+
+async fn init_producer_id_at(
+    addr: &str,
+    config: crate::connection::ConnectionConfig,
+    transaction_timeout_ms: i32,
+) -> Result<ProducerId, ClientError> {
+    let mut conn = Connection::connect(addr, config).await?;
+    let version = conn.version(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION)?;
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = None;
+    req.transaction_timeout_ms = transaction_timeout_ms;
+    req.producer_id = WireProducerId(-1);
+    req.producer_epoch = -1;
+    let response = conn
+        .send(
+            ApiKey::InitProducerId,
+            version,
+            RequestKind::InitProducerId(req),
+        )
+        .await?;
+    let ResponseKind::InitProducerId(r) = response else {
+        return Err(ClientError::UnexpectedResponse(
+            "InitProducerId answered with another response".into(),
+        ));
+    };
+    if r.error_code != error_code::NONE {
+        return Err(ClientError::kafka(
+            r.error_code,
+            "the producer id request",
+            None,
+        ));
+    }
+    Ok(ProducerId {
+        id: r.producer_id.0,
+        epoch: r.producer_epoch,
+    })
 }
 
 /// Hands finished batches' results to their records and returns their buffer space.
@@ -173,7 +196,7 @@ pub(super) fn deliver(inner: &Inner, finished: Vec<Finished<Waiter>>) {
 
 /// The sender task.
 pub(super) async fn run(inner: Arc<Inner>) {
-    let mut connections: HashMap<i32, Arc<PipelinedConnection>> = HashMap::new();
+    let mut connections = Connections::default();
     let mut last_metadata = Instant::now();
     let mut metadata_backoff_until = Instant::now();
     loop {
@@ -268,8 +291,12 @@ pub(super) async fn run(inner: Arc<Inner>) {
             // Connections to brokers that are gone or moved are dropped.
             let brokers = inner.state().brokers.clone();
             connections
+                .ready
                 .retain(|id, c| !c.is_closed() && brokers.get(id).is_some_and(|a| a == c.addr()));
         }
+        connections.collect(&inner).await;
+        let connected = connections.usable();
+        let mut wanted = Vec::new();
 
         // Drain ready batches.
         let max_in_flight = inner.config.max_in_flight;
@@ -291,7 +318,13 @@ pub(super) async fn run(inner: Arc<Inner>) {
                             .copied()
                             .filter(|&l| l >= 0)
                     },
-                    |b| in_flight.get(&b).copied().unwrap_or(0) < max_in_flight,
+                    |b| {
+                        if !connected.contains(&b) {
+                            wanted.push(b);
+                            return false;
+                        }
+                        in_flight.get(&b).copied().unwrap_or(0) < max_in_flight
+                    },
                 );
                 for (broker, batches) in &drained.requests {
                     *s.in_flight.entry(*broker).or_insert(0) += 1;
@@ -314,6 +347,9 @@ pub(super) async fn run(inner: Arc<Inner>) {
             continue;
         };
         deliver(&inner, drained.expired);
+        for b in wanted {
+            connections.start(&inner, b);
+        }
         let sent_any = !drained.requests.is_empty();
         for (broker, batches) in drained.requests {
             send_request(&inner, &mut connections, broker, batches, producer_id).await;
@@ -322,6 +358,9 @@ pub(super) async fn run(inner: Arc<Inner>) {
             continue;
         }
         let mut next = drained.next_wake;
+        if let Some(at) = connections.failed_until.values().min().copied() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         if inner.state().metadata_wanted {
             let at = metadata_backoff_until.max(Instant::now() + Duration::from_millis(10));
             next = Some(next.map_or(at, |n| n.min(at)));
@@ -346,15 +385,15 @@ fn all(batches: Vec<Batch<Waiter>>, outcome: Outcome) -> Vec<(Batch<Waiter>, Out
 
 async fn send_request(
     inner: &Arc<Inner>,
-    connections: &mut HashMap<i32, Arc<PipelinedConnection>>,
+    connections: &mut Connections,
     broker: i32,
     batches: Vec<Batch<Waiter>>,
     producer_id: Option<ProducerId>,
 ) {
-    let conn = match connection(inner, connections, broker).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(broker, error = %e, "cannot reach the leader");
+    let conn = match connections.ready.get(&broker).filter(|c| !c.is_closed()) {
+        Some(c) => Arc::clone(c),
+        None => {
+            tracing::debug!(broker, "the connection to the leader closed");
             inner.state().metadata_wanted = true;
             settle(
                 inner,
@@ -363,7 +402,7 @@ async fn send_request(
                     batches,
                     Outcome::Refused {
                         code: error_code::NOT_LEADER_OR_FOLLOWER,
-                        message: Some(format!("cannot reach broker {broker}: {e}")),
+                        message: Some(format!("no open connection to broker {broker}")),
                     },
                 ),
             );
@@ -530,28 +569,92 @@ async fn send_request(
     });
 }
 
-async fn connection(
-    inner: &Inner,
-    connections: &mut HashMap<i32, Arc<PipelinedConnection>>,
-    broker: i32,
-) -> Result<Arc<PipelinedConnection>, ClientError> {
-    if let Some(c) = connections.get(&broker).filter(|c| !c.is_closed()) {
-        return Ok(Arc::clone(c));
+type Connecting = JoinHandle<Result<PipelinedConnection, ClientError>>;
+
+/// The sender's connections to brokers. Connections are opened in the background so that a
+/// broker that is slow to answer does not hold up requests to the others.
+#[derive(Default)]
+struct Connections {
+    ready: HashMap<i32, Arc<PipelinedConnection>>,
+    connecting: HashMap<i32, Connecting>,
+    /// Brokers whose last connection attempt failed, and when to try again.
+    failed_until: HashMap<i32, Instant>,
+}
+
+impl Connections {
+    /// Brokers with an open connection.
+    fn usable(&self) -> BTreeSet<i32> {
+        self.ready
+            .iter()
+            .filter(|(_, c)| !c.is_closed())
+            .map(|(b, _)| *b)
+            .collect()
     }
-    connections.remove(&broker);
-    let addr = inner.state().brokers.get(&broker).cloned().ok_or_else(|| {
-        ClientError::InvalidArgument(format!("broker {broker} is not in the metadata"))
-    })?;
-    let conn = Arc::new(
-        PipelinedConnection::connect(
-            &addr,
-            inner.config.common.connection(),
-            inner.config.max_in_flight,
-        )
-        .await?,
-    );
-    connections.insert(broker, Arc::clone(&conn));
-    Ok(conn)
+
+    /// Takes in the connection attempts that ended.
+    async fn collect(&mut self, inner: &Inner) {
+        let done: Vec<i32> = self
+            .connecting
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(b, _)| *b)
+            .collect();
+        for broker in done {
+            let Some(handle) = self.connecting.remove(&broker) else {
+                continue;
+            };
+            match handle.await {
+                Ok(Ok(conn)) => {
+                    self.failed_until.remove(&broker);
+                    self.ready.insert(broker, Arc::new(conn));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(broker, error = %e, "cannot connect to the broker");
+                    self.failed(inner, broker);
+                }
+                Err(e) => {
+                    tracing::debug!(broker, error = %e, "connection attempt ended");
+                    self.failed(inner, broker);
+                }
+            }
+        }
+        let now = Instant::now();
+        self.failed_until.retain(|_, until| *until > now);
+    }
+
+    fn failed(&mut self, inner: &Inner, broker: i32) {
+        let backoff = inner
+            .config
+            .common
+            .retry_backoff
+            .max(Duration::from_millis(20));
+        self.failed_until.insert(broker, Instant::now() + backoff);
+        inner.state().metadata_wanted = true;
+    }
+
+    /// Starts connecting to `broker` unless that is under way or failed a moment ago.
+    fn start(&mut self, inner: &Arc<Inner>, broker: i32) {
+        if self.connecting.contains_key(&broker) || self.failed_until.contains_key(&broker) {
+            return;
+        }
+        self.ready.remove(&broker);
+        let Some(addr) = inner.state().brokers.get(&broker).cloned() else {
+            inner.state().metadata_wanted = true;
+            return;
+        };
+        let inner = Arc::clone(inner);
+        let handle = tokio::spawn(async move {
+            let c = PipelinedConnection::connect(
+                &addr,
+                inner.config.common.connection(),
+                inner.config.max_in_flight,
+            )
+            .await;
+            inner.wake.notify_one();
+            c
+        });
+        self.connecting.insert(broker, handle);
+    }
 }
 
 fn finish_request(inner: &Inner, broker: i32) {
