@@ -743,10 +743,21 @@ fn a_stopped_broker_holds_up_only_its_own_partitions() {
         leaders.iter().any(|&l| l != stopped),
         "every partition on broker {stopped}: {leaders:?}"
     );
-    signal(cluster.node(stopped), libc::SIGSTOP);
     let bootstrap = cluster.bootstrap_without(stopped);
-    let result = rt.block_on(async {
+    let p = rt.block_on(async {
         let p = producer(&bootstrap, &[("request.timeout.ms", "30000")]);
+        // The producer id first: a broker hands it out from a block the metadata quorum
+        // allocates, which may wait for a new quorum leader if the stopped broker led it.
+        let running = leaders.iter().position(|&l| l != stopped).unwrap_or(0);
+        p.send(Record::new("spread", value(0)).partition(running as i32))
+            .await
+            .expect("send")
+            .await
+            .expect("first record");
+        p
+    });
+    signal(cluster.node(stopped), libc::SIGSTOP);
+    let result = rt.block_on(async {
         let mut futures = Vec::new();
         for (partition, leader) in leaders.iter().enumerate() {
             for n in 0..100u64 {

@@ -81,6 +81,16 @@ pub enum ClientError {
         limit: usize,
         property: &'static str,
     },
+    /// A record was not delivered, for a reason that is not a Kafka error code of its own
+    /// (retries used up after lost answers, a batch that may already be written and is not sent
+    /// twice, a transaction aborted before the record was sent).
+    #[error("partition {partition} of topic {topic:?}: {reason}")]
+    NotDelivered {
+        topic: String,
+        partition: i32,
+        reason: String,
+        retriable: bool,
+    },
     /// The client was closed; nothing more can be sent with it.
     #[error("the {0} is closed")]
     Closed(&'static str),
@@ -151,6 +161,9 @@ impl ClientError {
             }
             | ClientError::DeliveryTimeout {
                 topic, partition, ..
+            }
+            | ClientError::NotDelivered {
+                topic, partition, ..
             } => Some((topic.as_str(), *partition)),
             _ => None,
         }
@@ -170,6 +183,7 @@ impl ClientError {
             ClientError::Kafka { code, .. } | ClientError::Partition { code, .. } => {
                 is_retriable_code(*code)
             }
+            ClientError::NotDelivered { retriable, .. } => *retriable,
             ClientError::Protocol(_)
             | ClientError::UnsupportedVersion { .. }
             | ClientError::UnexpectedResponse(_)

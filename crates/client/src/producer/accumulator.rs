@@ -473,10 +473,12 @@ impl<W> Accumulator<W> {
             if s.idempotent && batch.seq.is_some() {
                 self.bump_needed = true;
             }
-            let e = ClientError::Io(std::io::Error::other(format!(
-                "partition {} of topic {:?}: retries exhausted: {error}",
-                batch.tp.partition, batch.tp.topic
-            )));
+            let e = ClientError::NotDelivered {
+                topic: batch.tp.topic.to_string(),
+                partition: batch.tp.partition,
+                reason: format!("retries used up; last error: {error}"),
+                retriable: true,
+            };
             return self.finish(batch, Err(e));
         }
         if now.saturating_duration_since(batch.created) >= s.delivery_timeout {
@@ -527,13 +529,16 @@ impl<W> Accumulator<W> {
             let mut kept = VecDeque::with_capacity(q.batches.len());
             for mut b in q.batches.drain(..) {
                 if b.seq.is_some() && b.maybe_written {
-                    let e = ClientError::Io(std::io::Error::other(format!(
-                        "partition {} of topic {:?}: the batch may or may not have been written \
-                         (last error: {}); it is not sent again, to avoid writing it twice",
-                        tp.partition,
-                        tp.topic,
-                        b.last_error.as_deref().unwrap_or("none")
-                    )));
+                    let e = ClientError::NotDelivered {
+                        topic: tp.topic.to_string(),
+                        partition: tp.partition,
+                        reason: format!(
+                            "the batch may or may not have been written (last error: {}); it is \
+                             not sent again, to avoid writing it twice",
+                            b.last_error.as_deref().unwrap_or("none")
+                        ),
+                        retriable: false,
+                    };
                     self.incomplete.remove(&b.id);
                     failed.push((b, Err(e)));
                 } else {

@@ -191,6 +191,8 @@ struct State {
     closing: bool,
     /// A record of the open transaction failed: the transaction can only abort.
     txn_error: Option<String>,
+    /// Counts metadata refreshes.
+    metadata_version: u64,
 }
 
 struct Inner {
@@ -207,6 +209,8 @@ struct Inner {
     /// With a `transactional.id`.
     txn: Option<tokio::sync::Mutex<transaction::Transactions>>,
     counters: Counters,
+    /// A metadata refresh of the sender is running.
+    refreshing: AtomicBool,
 }
 
 impl Inner {
@@ -282,6 +286,7 @@ impl Producer {
             fatal: None,
             closing: false,
             txn_error: None,
+            metadata_version: 0,
         };
         let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
@@ -293,6 +298,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             txn,
             counters: Counters::default(),
+            refreshing: AtomicBool::new(false),
             config,
         });
         let task = tokio::spawn(sender::run(Arc::clone(&inner)));
@@ -430,7 +436,17 @@ impl Producer {
             if let Some(t) = inner.state().topics.get(topic) {
                 return Ok(t.leaders.len() as i32);
             }
-            let last_error = match sender::refresh_metadata(inner, Some(topic)).await {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let refreshed =
+                tokio::time::timeout(remaining, sender::refresh_metadata(inner, Some(topic)))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ClientError::Timeout {
+                            what: format!("metadata of topic {topic:?}"),
+                            timeout_ms: remaining.as_millis() as u64,
+                        })
+                    });
+            let last_error = match refreshed {
                 Ok(()) => {
                     if inner.state().topics.contains_key(topic) {
                         continue;
@@ -535,6 +551,17 @@ fn copy_error(e: &ClientError) -> ClientError {
         ClientError::Timeout { what, timeout_ms } => ClientError::Timeout {
             what: what.clone(),
             timeout_ms: *timeout_ms,
+        },
+        ClientError::NotDelivered {
+            topic,
+            partition,
+            reason,
+            retriable,
+        } => ClientError::NotDelivered {
+            topic: topic.clone(),
+            partition: *partition,
+            reason: reason.clone(),
+            retriable: *retriable,
         },
         ClientError::Closed(what) => ClientError::Closed(what),
         ClientError::Io(io) => ClientError::Io(std::io::Error::new(io.kind(), io.to_string())),

@@ -73,6 +73,7 @@ pub(super) async fn refresh_metadata(
         }
     }
     state.metadata_wanted = false;
+    state.metadata_version += 1;
     Ok(())
 }
 
@@ -199,6 +200,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
     let mut connections = Connections::default();
     let mut last_metadata = Instant::now();
     let mut metadata_backoff_until = Instant::now();
+    let mut seen_metadata = 0u64;
     loop {
         let now = Instant::now();
         let (closing, idle, need_id, metadata_wanted) = {
@@ -226,12 +228,13 @@ pub(super) async fn run(inner: Arc<Inner>) {
             let failed = {
                 let mut s = inner.state();
                 if s.acc.bump_needed() && s.acc.in_flight() == 0 {
-                    s.acc.fail_all(|tp| {
-                        ClientError::Io(std::io::Error::other(format!(
-                            "partition {} of topic {:?}: an earlier record of the transaction \
-                             failed; the transaction must be aborted",
-                            tp.partition, tp.topic
-                        )))
+                    s.acc.fail_all(|tp| ClientError::NotDelivered {
+                        topic: tp.topic.to_string(),
+                        partition: tp.partition,
+                        reason: "an earlier record of the transaction failed; the \
+                                     transaction must be aborted"
+                            .into(),
+                        retriable: false,
                     })
                 } else {
                     Vec::new()
@@ -282,12 +285,25 @@ pub(super) async fn run(inner: Arc<Inner>) {
             continue;
         }
         let stale = now.duration_since(last_metadata) >= inner.config.common.metadata_max_age;
-        if (metadata_wanted || stale) && now >= metadata_backoff_until {
+        if (metadata_wanted || stale)
+            && now >= metadata_backoff_until
+            && !inner.refreshing.swap(true, Ordering::AcqRel)
+        {
+            // In the background: a broker that does not answer must not hold up the sends.
             last_metadata = now;
             metadata_backoff_until = now + inner.config.common.retry_backoff;
-            if let Err(e) = refresh_metadata(&inner, None).await {
-                tracing::debug!(error = %e, "metadata refresh failed");
-            }
+            let inner2 = Arc::clone(&inner);
+            tokio::spawn(async move {
+                if let Err(e) = refresh_metadata(&inner2, None).await {
+                    tracing::debug!(error = %e, "metadata refresh failed");
+                }
+                inner2.refreshing.store(false, Ordering::Release);
+                inner2.wake.notify_one();
+            });
+        }
+        let metadata_version = inner.state().metadata_version;
+        if metadata_version != seen_metadata {
+            seen_metadata = metadata_version;
             // Connections to brokers that are gone or moved are dropped.
             let brokers = inner.state().brokers.clone();
             connections

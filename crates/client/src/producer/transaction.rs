@@ -445,12 +445,16 @@ impl Producer {
                 )));
             }
         } else {
-            let failed = self.inner.state().acc.fail_all(|tp| {
-                ClientError::Io(std::io::Error::other(format!(
-                    "partition {} of topic {:?}: the transaction was aborted before the record was sent",
-                    tp.partition, tp.topic
-                )))
-            });
+            let failed = self
+                .inner
+                .state()
+                .acc
+                .fail_all(|tp| ClientError::NotDelivered {
+                    topic: tp.topic.to_string(),
+                    partition: tp.partition,
+                    reason: "the transaction was aborted before the record was sent".into(),
+                    retriable: false,
+                });
             super::sender::deliver(&self.inner, failed);
             self.wait_idle().await;
         }
