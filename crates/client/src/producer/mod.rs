@@ -32,6 +32,41 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With a `transactional.id`, records of several partitions (and a consumer group's offsets)
+//! are committed or aborted together, Kafka's classic transaction protocol:
+//!
+//! ```no_run
+//! use strom_client::Properties;
+//! use strom_client::producer::{GroupMetadata, Producer, Record};
+//!
+//! # async fn run() -> Result<(), strom_client::ClientError> {
+//! let producer = Producer::new(
+//!     Properties::default()
+//!         .set("bootstrap.servers", "127.0.0.1:9092")
+//!         .set("transactional.id", "orders-enricher-1"),
+//! )?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction().await?;
+//! producer.send(Record::new("enriched-orders", "order 17, gold customer")).await?;
+//! producer
+//!     .send_offsets_to_transaction(
+//!         &[("orders".to_string(), 0, 18)],
+//!         &GroupMetadata::new("enricher"),
+//!     )
+//!     .await?;
+//! if let Err(e) = producer.commit_transaction().await {
+//!     // Nothing of the transaction is visible. Abort it (this fails too if the producer was
+//!     // fenced by a newer one with the same transactional.id) and start again.
+//!     eprintln!("commit failed: {e}");
+//!     producer.abort_transaction().await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Counters of what the producer did (requests, retries, records delivered and failed) are in
+//! [`Producer::stats`].
 
 pub mod accumulator;
 pub mod config;
@@ -263,7 +298,14 @@ impl Producer {
         };
         let client = Client::with_config(&config.common.bootstrap(), config.common.connection())?;
         let settings = Settings {
-            batch_size: config.batch_size.max(1),
+            // A batch never outgrows a request.
+            batch_size: config.batch_size.clamp(
+                1,
+                config
+                    .max_request_size
+                    .saturating_sub(accumulator::BATCH_OVERHEAD)
+                    .max(1),
+            ),
             linger: config.linger,
             max_in_flight: config.max_in_flight,
             idempotent: config.idempotence,
