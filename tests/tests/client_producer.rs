@@ -793,3 +793,85 @@ fn a_stopped_broker_holds_up_only_its_own_partitions() {
         p.close().await.expect("close");
     });
 }
+
+/// librdkafka's mock cluster refuses produce requests with retriable errors (a moved leader,
+/// too few replicas, a timeout, a dropped connection) and moves every partition's leader
+/// mid-run: every record is still written once, in order, at the offset its future returned.
+///
+/// The mock checks sequence numbers only for transactional producers, so pipelined retries are
+/// tested with a transactional producer (one transaction around the whole run); the plain
+/// idempotent producer runs with one request in flight, where order is the client's alone.
+fn chaos_on_the_mock_cluster(transactional: bool) {
+    use rdkafka::types::RDKafkaApiKey;
+    use rdkafka::types::RDKafkaRespErr::*;
+    const RECORDS: u64 = 20_000;
+    const PARTITIONS: i32 = 4;
+    let mock = MockCluster::new(3).expect("mock cluster");
+    mock.create_topic("chaos", PARTITIONS, 3)
+        .expect("mock topic");
+    let bootstrap = mock.bootstrap_servers();
+    let injected = [
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR__TRANSPORT,
+        RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR__TRANSPORT,
+        RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR,
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    ];
+    let mut props = vec![("compression.type", "snappy"), ("retry.backoff.ms", "20")];
+    if transactional {
+        props.push(("transactional.id", "chaos"));
+    } else {
+        props.push(("max.in.flight.requests.per.connection", "1"));
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (deliveries, stats) = rt.block_on(async {
+        let p = producer(&bootstrap, &props);
+        if transactional {
+            p.init_transactions().await.expect("init_transactions");
+            p.begin_transaction().await.expect("begin");
+        }
+        let mut futures = Vec::with_capacity(RECORDS as usize);
+        for n in 0..RECORDS {
+            if n == 2_000 {
+                mock.request_errors(RDKafkaApiKey::Produce, &injected);
+            }
+            if n == RECORDS / 2 {
+                for partition in 0..PARTITIONS {
+                    let leader = 1 + (partition + 1) % 3;
+                    mock.partition_leader("chaos", partition, Some(leader))
+                        .expect("move leader");
+                }
+            }
+            futures.push(p.send(Record::new("chaos", value(n))).await.expect("send"));
+        }
+        if transactional {
+            p.commit_transaction().await.expect("commit");
+        }
+        let mut out = Vec::with_capacity(futures.len());
+        for f in futures {
+            out.push(f.await);
+        }
+        p.close().await.expect("close");
+        (out, p.stats())
+    });
+    eprintln!("{stats:?}");
+    assert!(
+        stats.retries >= injected.len() as u64,
+        "fewer retries than injected errors: {stats:?}"
+    );
+    let log = read_back(&bootstrap, "chaos", PARTITIONS, RECORDS as usize);
+    verify(&log, &deliveries, true);
+}
+
+#[test]
+fn injected_errors_and_moved_leaders_on_the_mock_cluster_transactional() {
+    chaos_on_the_mock_cluster(true);
+}
+
+#[test]
+fn injected_errors_and_moved_leaders_on_the_mock_cluster_one_in_flight() {
+    chaos_on_the_mock_cluster(false);
+}
