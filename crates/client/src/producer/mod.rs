@@ -610,3 +610,65 @@ fn copy_error(e: &ClientError) -> ClientError {
         other => ClientError::UnexpectedResponse(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer can be shared between tasks, and its futures can run on any of them.
+    #[test]
+    fn producers_and_their_futures_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Producer>();
+        send_sync::<DeliveryFuture>();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let p = Producer::new(Properties::default().set("bootstrap.servers", "127.0.0.1:1"))
+                .expect("producer");
+            send(&p.send(Record::new("t", "v")));
+            send(&p.flush());
+            send(&p.close());
+            send(&p.init_transactions());
+            send(&p.begin_transaction());
+            send(&p.commit_transaction());
+            send(&p.abort_transaction());
+            send(&p.send_offsets_to_transaction(&[], &GroupMetadata::new("g")));
+        });
+    }
+
+    /// Without a transactional.id, the transaction calls say so.
+    #[test]
+    fn transaction_calls_need_a_transactional_id() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let p = Producer::new(Properties::default().set("bootstrap.servers", "127.0.0.1:1"))
+                .expect("producer");
+            let e = p.begin_transaction().await.expect_err("not transactional");
+            assert!(e.to_string().contains("transactional.id"), "{e}");
+            assert!(!e.is_retriable());
+        });
+    }
+
+    /// A closed producer refuses sends with a typed error.
+    #[test]
+    fn a_closed_producer_refuses_sends() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let p = Producer::new(Properties::default().set("bootstrap.servers", "127.0.0.1:1"))
+                .expect("producer");
+            p.close().await.expect("close");
+            let e = p.send(Record::new("t", "v")).await.expect_err("closed");
+            assert!(matches!(e, ClientError::Closed(_)), "{e}");
+        });
+    }
+}
