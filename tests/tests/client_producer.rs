@@ -553,9 +553,20 @@ fn undeliverable_records_fail_after_delivery_timeout() {
             .expect("send");
         let e = f.await.expect_err("not delivered");
         let waited = started.elapsed();
-        signal(&strom, libc::SIGCONT);
         assert!(e.is_retriable(), "{e}");
         assert_eq!(e.topic_partition(), Some(("stuck", 1)), "{e}");
+        // close gives up on what cannot be delivered.
+        let f = p
+            .send(Record::new("stuck", "also lost").partition(1))
+            .await
+            .expect("send");
+        let started = Instant::now();
+        p.close_with_timeout(Duration::from_millis(300))
+            .await
+            .expect_err("close timed out");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(f.await, Err(ClientError::Closed(_))));
+        signal(&strom, libc::SIGCONT);
         assert!(
             waited >= Duration::from_millis(1500) && waited < Duration::from_secs(15),
             "{waited:?}"

@@ -533,6 +533,28 @@ impl Producer {
         }
     }
 
+    /// Like [`Producer::close`], waiting at most `timeout` for records to be delivered; records
+    /// still undelivered then fail with [`ClientError::Closed`].
+    pub async fn close_with_timeout(&self, timeout: Duration) -> Result<(), ClientError> {
+        if tokio::time::timeout(timeout, self.close()).await.is_ok() {
+            return Ok(());
+        }
+        let failed = {
+            let mut s = self.inner.state();
+            s.closing = true;
+            s.acc.fail_all(|_| ClientError::Closed("producer"))
+        };
+        sender::deliver(&self.inner, failed);
+        let task = self.sender.lock().ok().and_then(|mut s| s.take());
+        if let Some(task) = task {
+            task.abort();
+        }
+        Err(ClientError::Timeout {
+            what: "closing the producer".into(),
+            timeout_ms: timeout.as_millis() as u64,
+        })
+    }
+
     /// Flushes, then stops the sender task. Later sends fail with [`ClientError::Closed`].
     pub async fn close(&self) -> Result<(), ClientError> {
         self.inner.closed.store(true, Ordering::Release);

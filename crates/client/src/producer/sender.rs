@@ -710,6 +710,10 @@ fn settle_batches(inner: &Inner, outcomes: Vec<(Batch<Waiter>, Outcome)>) {
                 }
                 finished.extend(done);
             }
+            if s.closing {
+                // Closed without waiting (close_with_timeout): nothing is sent again.
+                finished.extend(s.acc.fail_all(|_| ClientError::Closed("producer")));
+            }
             if let Some(reason) = s.fatal.clone() {
                 finished.extend(s.acc.fail_all(|tp| {
                     ClientError::partition(90, &tp.topic, tp.partition, Some(&reason))
