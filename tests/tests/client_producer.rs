@@ -614,8 +614,19 @@ fn acks_one_and_zero() {
 /// committed; an aborted one is not; a second producer with the same transactional.id fences
 /// the first, whose next transactional call fails with a fatal error.
 #[test]
-fn transactions_commit_abort_offsets_and_fencing() {
-    let strom = Strom::start(&[]);
+fn transactions_v2_commit_abort_offsets_and_fencing() {
+    transactions(true);
+}
+
+/// The same with the cluster on the classic transaction protocol (`transaction.version=0`):
+/// AddPartitionsToTxn, AddOffsetsToTxn, and one epoch for all transactions.
+#[test]
+fn transactions_classic_commit_abort_offsets_and_fencing() {
+    transactions(false);
+}
+
+fn transactions(v2: bool) {
+    let strom = Strom::start(if v2 { &[] } else { &["transaction.version=0"] });
     create_topic(&strom, "txn-out", 3);
     create_topic(&strom, "txn-in", 1);
     let bootstrap = strom.bootstrap();
@@ -628,6 +639,10 @@ fn transactions_commit_abort_offsets_and_fencing() {
             .expect_err("no transaction yet");
         assert!(!e.is_retriable(), "{e}");
         p.init_transactions().await.expect("init_transactions");
+        assert_eq!(p.transactions_v2(), v2, "protocol in use");
+        let (pid, epoch) = p.producer_id().expect("producer id");
+        // Transactions v2 take the next epoch with every transaction; classic ones keep it.
+        let next = |e: i16| if v2 { e + 1 } else { e };
 
         p.begin_transaction().await.expect("begin");
         let mut futures = Vec::new();
@@ -645,6 +660,7 @@ fn transactions_commit_abort_offsets_and_fencing() {
         .await
         .expect("send_offsets_to_transaction");
         p.commit_transaction().await.expect("commit");
+        assert_eq!(p.producer_id(), Some((pid, next(epoch))));
         let mut committed = Vec::new();
         for f in futures {
             committed.push(f.await);
@@ -661,6 +677,7 @@ fn transactions_commit_abort_offsets_and_fencing() {
         }
         p.flush().await;
         p.abort_transaction().await.expect("abort");
+        assert_eq!(p.producer_id(), Some((pid, next(next(epoch)))));
         for f in aborted {
             f.await.expect("written, then aborted");
         }

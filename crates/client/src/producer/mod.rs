@@ -228,6 +228,8 @@ struct State {
     txn_error: Option<String>,
     /// Counts metadata refreshes.
     metadata_version: u64,
+    /// Transactions v2 are in use (Produce v12).
+    txn_v2: bool,
 }
 
 struct Inner {
@@ -329,6 +331,7 @@ impl Producer {
             closing: false,
             txn_error: None,
             metadata_version: 0,
+            txn_v2: false,
         };
         let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
@@ -352,6 +355,17 @@ impl Producer {
 
     pub fn config(&self) -> &ProducerConfig {
         &self.inner.config
+    }
+
+    /// The producer id and epoch records are written with (once known).
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        self.inner.state().producer_id.map(|p| (p.id, p.epoch))
+    }
+
+    /// Whether transactions use Kafka's transactions v2 protocol (KIP-890: the cluster
+    /// finalized `transaction.version` 2), as found by `init_transactions`.
+    pub fn transactions_v2(&self) -> bool {
+        self.inner.state().txn_v2
     }
 
     /// What the producer did so far.

@@ -484,7 +484,12 @@ async fn send_request(
         i32::try_from(inner.config.common.request_timeout.as_millis()).unwrap_or(i32::MAX);
     req.topic_data = topics;
     let body = RequestKind::Produce(req);
-    let version = match conn.version(ApiKey::Produce, versions::PRODUCE) {
+    let max_version = if inner.state().txn_v2 {
+        super::transaction::PRODUCE_V2
+    } else {
+        versions::PRODUCE
+    };
+    let version = match conn.version(ApiKey::Produce, max_version) {
         Ok(v) => v,
         Err(e) => {
             settle(

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use strom_protocol::messages::{
-    GroupId, ProducerId as WireProducerId, TopicName, TransactionalId,
+    ApiVersionsRequest, GroupId, ProducerId as WireProducerId, TopicName, TransactionalId,
     add_offsets_to_txn_request::AddOffsetsToTxnRequest,
     add_partitions_to_txn_request::{AddPartitionsToTxnRequest, AddPartitionsToTxnTopic},
     end_txn_request::EndTxnRequest,
@@ -25,8 +25,12 @@ use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
 use super::accumulator::TopicPartition;
 use super::{Inner, Producer, ProducerId};
+use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::groups::GroupAdmin;
+
+/// The Produce version of transactions v2.
+pub(super) const PRODUCE_V2: i16 = 12;
 
 const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
@@ -54,6 +58,11 @@ pub(super) struct Transactions {
     partitions: BTreeSet<TopicPartition>,
     /// The coordinator knows of the open transaction (a partition or offsets were added).
     started: bool,
+    /// Transactions v2 (KIP-890): the cluster finalized `transaction.version` 2 and the
+    /// coordinator speaks EndTxn v5. Partitions and offsets are then added to the transaction
+    /// by the brokers (Produce v12, TxnOffsetCommit v5), and every EndTxn hands out the next
+    /// epoch.
+    pub(super) v2: bool,
 }
 
 impl Transactions {
@@ -71,6 +80,7 @@ impl Transactions {
             phase: Phase::Uninitialized,
             partitions: BTreeSet::new(),
             started: false,
+            v2: false,
         })
     }
 }
@@ -225,8 +235,46 @@ impl Producer {
         let mut txn = self.transactions()?.lock().await;
         let previous = self.inner.state().producer_id;
         self.init_producer_id(&mut txn, previous).await?;
+        txn.v2 = self.transaction_v2(&mut txn).await;
+        self.inner.state().txn_v2 = txn.v2;
+        tracing::debug!(transactional_id = %txn.id, v2 = txn.v2, "transactions initialised");
         txn.phase = Phase::Ready;
         Ok(())
+    }
+
+    /// Whether the coordinator (and with it the cluster) uses transactions v2: the
+    /// `transaction.version` feature finalized at 2 or more, EndTxn v5 and Produce v12.
+    async fn transaction_v2(&self, txn: &mut Transactions) -> bool {
+        let Some(addr) = txn.coordinator.clone() else {
+            return false;
+        };
+        let Ok(mut conn) = Connection::connect(&addr, self.inner.config.common.connection()).await
+        else {
+            return false;
+        };
+        let Ok(version) = conn.version(ApiKey::ApiVersions, 3) else {
+            return false;
+        };
+        if version < 3
+            || conn.version(ApiKey::EndTxn, 5).ok() != Some(5)
+            || conn.version(ApiKey::Produce, PRODUCE_V2).ok() != Some(PRODUCE_V2)
+            || conn.version(ApiKey::TxnOffsetCommit, 5).ok() != Some(5)
+        {
+            return false;
+        }
+        let mut req = ApiVersionsRequest::default();
+        req.client_software_name = str_bytes("strom-client");
+        req.client_software_version = str_bytes(env!("CARGO_PKG_VERSION"));
+        match conn
+            .send(ApiKey::ApiVersions, version, RequestKind::ApiVersions(req))
+            .await
+        {
+            Ok(ResponseKind::ApiVersions(r)) => r
+                .finalized_features
+                .iter()
+                .any(|f| f.name.as_str() == "transaction.version" && f.max_version_level >= 2),
+            _ => false,
+        }
     }
 
     async fn init_producer_id(
@@ -305,6 +353,12 @@ impl Producer {
         if txn.partitions.contains(tp) {
             return Ok(());
         }
+        if txn.v2 {
+            // The partition's leader adds it when the first batch arrives (Produce v12).
+            txn.partitions.insert(tp.clone());
+            txn.started = true;
+            return Ok(());
+        }
         let pid = self.current_producer_id()?;
         let id = txn.id.clone();
         self.coordinator_call(
@@ -353,55 +407,64 @@ impl Producer {
         }
         let pid = self.current_producer_id()?;
         let id = txn.id.clone();
-        self.coordinator_call(
-            &mut txn,
-            "AddOffsetsToTxn",
-            ApiKey::AddOffsetsToTxn,
-            3,
-            |_| {
-                let mut req = AddOffsetsToTxnRequest::default();
-                req.transactional_id = TransactionalId(str_bytes(id.as_str()));
-                req.producer_id = WireProducerId(pid.id);
-                req.producer_epoch = pid.epoch;
-                req.group_id = GroupId(str_bytes(group.group_id.as_str()));
-                RequestKind::AddOffsetsToTxn(req)
-            },
-        )
-        .await?;
+        let v2 = txn.v2;
+        if !v2 {
+            // Transactions v2: TxnOffsetCommit v5 adds the offsets to the transaction itself.
+            self.coordinator_call(
+                &mut txn,
+                "AddOffsetsToTxn",
+                ApiKey::AddOffsetsToTxn,
+                3,
+                |_| {
+                    let mut req = AddOffsetsToTxnRequest::default();
+                    req.transactional_id = TransactionalId(str_bytes(id.as_str()));
+                    req.producer_id = WireProducerId(pid.id);
+                    req.producer_epoch = pid.epoch;
+                    req.group_id = GroupId(str_bytes(group.group_id.as_str()));
+                    RequestKind::AddOffsetsToTxn(req)
+                },
+            )
+            .await?;
+        }
         txn.started = true;
         // The offsets themselves go to the group's coordinator.
         let addr = txn.admin.find_coordinator(&group.group_id).await?;
         let (_, r) = txn
             .admin
-            .request(&addr, ApiKey::TxnOffsetCommit, 3, |_| {
-                let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
-                for (topic, partition, offset) in offsets {
-                    let mut p = TxnOffsetCommitRequestPartition::default();
-                    p.partition_index = *partition;
-                    p.committed_offset = *offset;
-                    p.committed_leader_epoch = -1;
-                    p.committed_metadata = Some(str_bytes(""));
-                    match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                        Some(t) => t.partitions.push(p),
-                        None => {
-                            let mut t = TxnOffsetCommitRequestTopic::default();
-                            t.name = TopicName(str_bytes(topic.as_str()));
-                            t.partitions = vec![p];
-                            topics.push(t);
+            .request(
+                &addr,
+                ApiKey::TxnOffsetCommit,
+                if v2 { 5 } else { 3 },
+                |_| {
+                    let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+                    for (topic, partition, offset) in offsets {
+                        let mut p = TxnOffsetCommitRequestPartition::default();
+                        p.partition_index = *partition;
+                        p.committed_offset = *offset;
+                        p.committed_leader_epoch = -1;
+                        p.committed_metadata = Some(str_bytes(""));
+                        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                            Some(t) => t.partitions.push(p),
+                            None => {
+                                let mut t = TxnOffsetCommitRequestTopic::default();
+                                t.name = TopicName(str_bytes(topic.as_str()));
+                                t.partitions = vec![p];
+                                topics.push(t);
+                            }
                         }
                     }
-                }
-                let mut req = TxnOffsetCommitRequest::default();
-                req.transactional_id = TransactionalId(str_bytes(id.as_str()));
-                req.group_id = GroupId(str_bytes(group.group_id.as_str()));
-                req.producer_id = WireProducerId(pid.id);
-                req.producer_epoch = pid.epoch;
-                req.generation_id = group.generation_id;
-                req.member_id = str_bytes(group.member_id.as_str());
-                req.group_instance_id = group.group_instance_id.as_deref().map(str_bytes);
-                req.topics = topics;
-                Ok(RequestKind::TxnOffsetCommit(req))
-            })
+                    let mut req = TxnOffsetCommitRequest::default();
+                    req.transactional_id = TransactionalId(str_bytes(id.as_str()));
+                    req.group_id = GroupId(str_bytes(group.group_id.as_str()));
+                    req.producer_id = WireProducerId(pid.id);
+                    req.producer_epoch = pid.epoch;
+                    req.generation_id = group.generation_id;
+                    req.member_id = str_bytes(group.member_id.as_str());
+                    req.group_instance_id = group.group_instance_id.as_deref().map(str_bytes);
+                    req.topics = topics;
+                    Ok(RequestKind::TxnOffsetCommit(req))
+                },
+            )
             .await?;
         let code = response_code(&r);
         if code != 0 {
@@ -466,15 +529,34 @@ impl Producer {
         if txn.started {
             let pid = self.current_producer_id()?;
             let id = txn.id.clone();
-            self.coordinator_call(&mut txn, "EndTxn", ApiKey::EndTxn, 3, |_| {
-                let mut req = EndTxnRequest::default();
-                req.transactional_id = TransactionalId(str_bytes(id.as_str()));
-                req.producer_id = WireProducerId(pid.id);
-                req.producer_epoch = pid.epoch;
-                req.committed = commit;
-                RequestKind::EndTxn(req)
-            })
-            .await?;
+            let max_version = if txn.v2 { 5 } else { 3 };
+            let r = self
+                .coordinator_call(&mut txn, "EndTxn", ApiKey::EndTxn, max_version, |_| {
+                    let mut req = EndTxnRequest::default();
+                    req.transactional_id = TransactionalId(str_bytes(id.as_str()));
+                    req.producer_id = WireProducerId(pid.id);
+                    req.producer_epoch = pid.epoch;
+                    req.committed = commit;
+                    RequestKind::EndTxn(req)
+                })
+                .await?;
+            if txn.v2
+                && let ResponseKind::EndTxn(r) = r
+                && r.producer_id.0 >= 0
+            {
+                // Transactions v2: every transaction ends with the next epoch (or, when the
+                // epoch ran out, a new producer id); sequences start again from 0.
+                let next = ProducerId {
+                    id: r.producer_id.0,
+                    epoch: r.producer_epoch,
+                };
+                let failed = {
+                    let mut s = self.inner.state();
+                    s.producer_id = Some(next);
+                    s.acc.reset_sequences()
+                };
+                super::sender::deliver(&self.inner, failed);
+            }
         }
         txn.phase = Phase::Ready;
         txn.partitions.clear();
