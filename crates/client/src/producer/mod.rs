@@ -34,7 +34,8 @@
 //! ```
 //!
 //! With a `transactional.id`, records of several partitions (and a consumer group's offsets)
-//! are committed or aborted together, Kafka's classic transaction protocol:
+//! are committed or aborted together (Kafka's classic transaction protocol, or transactions v2
+//! of KIP-890 when the cluster finalized `transaction.version` 2):
 //!
 //! ```no_run
 //! use strom_client::Properties;

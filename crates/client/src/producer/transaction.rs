@@ -1,10 +1,19 @@
-//! Transactions (Kafka's classic protocol): records of several partitions, and a consumer
-//! group's offsets, committed or aborted together.
+//! Transactions: records of several partitions, and a consumer group's offsets, committed or
+//! aborted together.
 //!
 //! `init_transactions` gets the producer id and epoch of the `transactional.id` from its
-//! coordinator (fencing any earlier producer with the same id); each partition is added to the
-//! open transaction (AddPartitionsToTxn) before its first record of the transaction is
-//! queued; `commit_transaction` sends everything queued and ends the transaction (EndTxn);
+//! coordinator (fencing any earlier producer with the same id) and finds out which protocol the
+//! cluster uses:
+//!
+//! - classic: each partition is added to the open transaction (AddPartitionsToTxn) before its
+//!   first record of the transaction is queued, offsets with AddOffsetsToTxn, and the epoch stays
+//!   the same from one transaction to the next;
+//! - transactions v2 (KIP-890, when the cluster finalized `transaction.version` 2): the
+//!   partition leaders add partitions themselves when a transactional batch arrives (Produce
+//!   v12), TxnOffsetCommit v5 adds the offsets, and each EndTxn (v5) answers with the next
+//!   epoch, which the following transaction writes with.
+//!
+//! `commit_transaction` sends everything queued and ends the transaction (EndTxn);
 //! `abort_transaction` drops what was not sent yet, waits for what is in flight, and ends it
 //! aborted.
 
