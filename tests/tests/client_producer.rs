@@ -903,3 +903,68 @@ fn injected_errors_and_moved_leaders_on_the_mock_cluster_transactional() {
 fn injected_errors_and_moved_leaders_on_the_mock_cluster_one_in_flight() {
     chaos_on_the_mock_cluster(false);
 }
+
+/// Keys, headers (a null one included), explicit timestamps and explicit partitions arrive as
+/// sent.
+#[test]
+fn keys_headers_and_timestamps_round_trip() {
+    use rdkafka::message::Headers;
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "fields", 2);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sent = rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[("compression.type", "gzip")]);
+        let mut futures = Vec::new();
+        for n in 0..100u64 {
+            let mut rec = Record::new("fields", value(n))
+                .key(format!("key-{n}"))
+                .header("n", n.to_string())
+                .timestamp(1_700_000_000_000 + n as i64)
+                .partition((n % 2) as i32);
+            rec.headers.push(("empty".into(), None));
+            futures.push(p.send(rec).await.expect("send"));
+        }
+        let mut out = Vec::new();
+        for f in futures {
+            out.push(f.await.expect("delivered"));
+        }
+        p.close().await.expect("close");
+        out
+    });
+    let consumer: BaseConsumer = consumer_config(&strom.bootstrap())
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset("fields", p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 100 && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        let n = number_of(m.payload().expect("value"));
+        assert_eq!(m.key(), Some(format!("key-{n}").as_bytes()));
+        assert_eq!(m.partition(), (n % 2) as i32);
+        assert_eq!(
+            (m.partition(), m.offset()),
+            (sent[n as usize].partition, sent[n as usize].offset)
+        );
+        assert_eq!(
+            m.timestamp().to_millis(),
+            Some(1_700_000_000_000 + n as i64)
+        );
+        let h = m.headers().expect("headers");
+        assert_eq!(h.count(), 2);
+        assert_eq!(h.get(0).key, "n");
+        assert_eq!(h.get(0).value, Some(n.to_string().as_bytes()));
+        assert_eq!(h.get(1).key, "empty");
+        assert_eq!(h.get(1).value, None);
+        seen += 1;
+    }
+    assert_eq!(seen, 100);
+}
