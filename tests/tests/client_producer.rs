@@ -968,3 +968,56 @@ fn keys_headers_and_timestamps_round_trip() {
     }
     assert_eq!(seen, 100);
 }
+
+/// Not a check but a measurement (run with `--ignored --nocapture`): 200,000 records of 100
+/// bytes to 6 partitions of one broker, idempotent, acks=all, linger.ms=5, batch.size=65536,
+/// lz4, with strom's producer and with librdkafka, one after the other.
+#[test]
+#[ignore]
+fn throughput_next_to_librdkafka() {
+    const RECORDS: u64 = 200_000;
+    let strom = Strom::start(&[]);
+    create_topic(&strom, "ours", 6);
+    create_topic(&strom, "theirs", 6);
+    let body = payload(7, 100);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let started = Instant::now();
+    rt.block_on(async {
+        let p = producer(&strom.bootstrap(), &[("compression.type", "lz4")]);
+        let mut futures = Vec::with_capacity(RECORDS as usize);
+        for _ in 0..RECORDS {
+            futures.push(
+                p.send(Record::new("ours", body.clone()))
+                    .await
+                    .expect("send"),
+            );
+        }
+        for f in futures {
+            f.await.expect("delivered");
+        }
+        p.close().await.expect("close");
+        eprintln!("strom producer: {:?}", p.stats());
+    });
+    let ours = started.elapsed();
+    let rdk: BaseProducer = client_config(&strom.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "65536")
+        .set("compression.codec", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("rdkafka producer");
+    let started = Instant::now();
+    for _ in 0..RECORDS {
+        strom_e2e::send_queued(&rdk, BaseRecord::<(), _>::to("theirs").payload(&body[..]));
+    }
+    rdk.flush(Duration::from_secs(120)).expect("flush");
+    let theirs = started.elapsed();
+    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
+    eprintln!(
+        "strom producer {ours:.2?} ({:.0}/s), librdkafka {theirs:.2?} ({:.0}/s)",
+        rate(ours),
+        rate(theirs)
+    );
+}
