@@ -48,11 +48,15 @@ pub(super) async fn refresh_metadata(
     for t in &md.topics {
         match t.error_code {
             error_code::NONE if !t.partitions.is_empty() => {
-                let count = t.partitions.iter().map(|p| p.index + 1).max().unwrap_or(0);
-                let mut leaders = vec![-1; count.max(0) as usize];
+                // Partitions are numbered 0..n; an index outside that is ignored (its slot
+                // stays without a leader).
+                let mut leaders = vec![-1; t.partitions.len()];
                 for p in &t.partitions {
-                    if p.index >= 0 {
-                        leaders[p.index as usize] = if p.error_code == error_code::NONE {
+                    if let Some(slot) = usize::try_from(p.index)
+                        .ok()
+                        .and_then(|i| leaders.get_mut(i))
+                    {
+                        *slot = if p.error_code == error_code::NONE {
                             p.leader
                         } else {
                             -1
