@@ -677,6 +677,10 @@ mod tests {
         RequestLost,
         /// Refused for good (not written).
         TooLarge,
+        /// UNKNOWN_PRODUCER_ID, not written. (The model broker keeps what it knows of the
+        /// producer's earlier batches: a broker that forgot them while still holding them
+        /// could not recognise a retried batch, whatever the producer did.)
+        UnknownProducer,
     }
 
     #[derive(Debug, Clone)]
@@ -705,6 +709,7 @@ mod tests {
             2 => Just(Fate::NotLeader),
             1 => Just(Fate::RequestLost),
             1 => Just(Fate::TooLarge),
+            1 => Just(Fate::UnknownProducer),
         ]
     }
 
@@ -821,6 +826,10 @@ mod tests {
                         },
                         Fate::TooLarge => Outcome::Refused {
                             code: MESSAGE_TOO_LARGE,
+                            message: None,
+                        },
+                        Fate::UnknownProducer => Outcome::Refused {
+                            code: UNKNOWN_PRODUCER_ID,
                             message: None,
                         },
                     };
