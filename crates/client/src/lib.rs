@@ -9,6 +9,8 @@
 //!   leaders.
 //! - [`GroupAdmin`]: consumer groups, ACLs, SCRAM users, quotas, and the cluster and its
 //!   metadata quorum (DescribeCluster, DescribeQuorum).
+//! - [`Producer`]: Kafka's producer (batching, compression, idempotence, retries), configured
+//!   by Kafka's property names; see [`producer`].
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod connection;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+pub mod producer;
 pub mod replicas;
 pub mod security;
 #[cfg(test)]
@@ -38,6 +41,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
+pub use producer::{Delivered, DeliveryFuture, Producer, ProducerConfig, Record};
 pub use replicas::{PartitionOutcome, Reassignment};
 pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;
