@@ -43,13 +43,20 @@ use std::time::{Duration, Instant};
 
 use crate::StorageError;
 use crate::batch::BatchHeader;
+use crate::config::LogConfig;
 use crate::index::IndexEntry;
-use crate::log::LogConfig;
 use crate::record::{self, Record};
 use crate::segment::{
     ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, push_final_time_entry, scan,
-    segment_path,
 };
+
+mod policy;
+mod swap;
+
+pub(crate) use policy::CleanInput;
+#[cfg(test)]
+pub(crate) use swap::parse_swap_name;
+pub(crate) use swap::{cleaned_path, recover_swaps, sync_dir};
 
 /// Name of the cleaner checkpoint file in a partition directory.
 pub const CLEANER_CHECKPOINT: &str = "cleaner-checkpoint";
@@ -62,7 +69,7 @@ const MAX_RANGES: usize = 32;
 /// Bytes read ahead when scanning segments.
 const READ_AHEAD: usize = 1 << 20;
 /// Bytes one entry of the key map takes: 16-byte key hash, 8-byte offset, 1 control byte.
-const MAP_ENTRY_BYTES: usize = 25;
+pub(crate) const MAP_ENTRY_BYTES: usize = 25;
 
 /// Settings of the cleaner threads (broker-wide, Kafka's `log.cleaner.*`).
 #[derive(Clone, Debug)]
@@ -201,7 +208,7 @@ impl CleanerState {
     }
 
     /// When `offset` (in the clean part) was first cleaned.
-    fn cleaned_at(&self, offset: i64) -> Option<i64> {
+    pub(crate) fn cleaned_at(&self, offset: i64) -> Option<i64> {
         if offset >= self.first_dirty {
             return None;
         }
@@ -232,10 +239,6 @@ impl CleanerState {
     }
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// A closed segment as seen when the pass was prepared.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentSnapshot {
@@ -252,29 +255,6 @@ pub(crate) struct CleanedGroup {
     pub segments: Range<usize>,
     pub base_offset: i64,
     pub last_base_offset: i64,
-}
-
-/// The path of a cleaned file: `<base>.<suffix>.cleaned`.
-pub(crate) fn cleaned_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}.{suffix}{CLEANED_SUFFIX}"))
-}
-
-/// The path of a committed, not yet swapped in, cleaned log: `<base>-<last base>.log.swap`.
-pub(crate) fn swap_path(dir: &Path, base_offset: i64, last_base_offset: i64) -> PathBuf {
-    dir.join(format!(
-        "{base_offset:020}-{last_base_offset:020}{SWAP_SUFFIX}"
-    ))
-}
-
-/// Parses a swap file name into (base offset, last replaced base offset).
-pub(crate) fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
-    let stem = name.strip_suffix(SWAP_SUFFIX)?;
-    let (a, b) = stem.split_once('-')?;
-    let digits = |s: &str| s.len() == 20 && s.bytes().all(|c| c.is_ascii_digit());
-    if !digits(a) || !digits(b) {
-        return None;
-    }
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Steps of the commit, for tests that simulate a crash at each of them.
@@ -687,55 +667,3 @@ impl CleanTask {
         self.crash_at = Some(point);
     }
 }
-
-/// Completes the swap of one group: the old segments' files (`existing`, by base offset) in
-/// `[base, last_base]` go, the cleaned indexes (if present) and the swap file take their
-/// place. Used by the commit and by recovery; every step can be repeated after a crash. The
-/// caller fsyncs the directory afterwards. Returns false when a test's crash point stopped it.
-pub(crate) fn finish_swap(
-    dir: &Path,
-    base: i64,
-    last_base: i64,
-    existing: &[(i64, PathBuf)],
-    crash_at: Option<CrashPoint>,
-) -> Result<bool, StorageError> {
-    let mut doomed: Vec<&(i64, PathBuf)> = existing
-        .iter()
-        .filter(|(b, _)| (base..=last_base).contains(b))
-        .collect();
-    doomed.sort_by_key(|(b, _)| *b);
-    let first = doomed.first().map(|(b, _)| *b);
-    for (b, path) in doomed {
-        if crash_at == Some(CrashPoint::AfterFirstDelete) && Some(*b) != first {
-            return Ok(false);
-        }
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if crash_at == Some(CrashPoint::AfterDeletes) {
-        return Ok(false);
-    }
-    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-        let from = cleaned_path(dir, base, suffix);
-        if from.exists() {
-            fs::rename(&from, segment_path(dir, base, suffix))?;
-        }
-    }
-    if crash_at == Some(CrashPoint::AfterIndexRename) {
-        return Ok(false);
-    }
-    fs::rename(
-        swap_path(dir, base, last_base),
-        segment_path(dir, base, LOG_SUFFIX),
-    )?;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod proptests;

@@ -10,14 +10,18 @@
 pub mod batch;
 pub mod cleaner;
 mod codec;
+mod config;
 mod direct;
 pub mod epoch;
 mod error;
 mod index;
+mod local_log;
 pub mod log;
 pub mod producer;
 mod record;
 mod segment;
+mod segment_set;
+mod slice;
 pub mod testutil;
 
 pub use batch::{BATCH_HEADER_SIZE, BatchHeader};

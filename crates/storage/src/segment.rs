@@ -80,6 +80,30 @@ fn write_all_vectored_at(file: &File, parts: &[&[u8]], pos: u64) -> io::Result<u
     Ok(offset - pos)
 }
 
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the `.log`, `.index` and `.timeindex` files of the segment at `base_offset`.
+pub(crate) fn remove_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_exists(&segment_path(dir, base_offset, suffix))?;
+    }
+    Ok(())
+}
+
+/// Base offset from a segment file name (`<20 digits>.<suffix>`).
+pub(crate) fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
 /// `<dir>/<base offset, 20 digits>.<suffix>`.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
@@ -682,6 +706,7 @@ impl Segment {
     /// Appends `bytes` (whole, already validated and patched batches) at the end of the file,
     /// bypassing the page cache if `direct`. Returns the position they were written at. On
     /// failure the file is cut back.
+    #[cfg(test)]
     pub fn write(&mut self, bytes: &[u8], direct: bool) -> Result<u64, StorageError> {
         self.write_parts(&[bytes], direct)
     }
