@@ -6,6 +6,8 @@
 //! crc u32 @17 (CRC-32C over bytes @21..end), attributes i16 @21, lastOffsetDelta i32 @23,
 //! baseTimestamp i64 @27, maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51,
 //! baseSequence i32 @53, recordsCount i32 @57, then the records.
+//!
+//! Thread safety: functions over byte slices and `Copy` headers; nothing shared.
 
 use crate::StorageError;
 

@@ -31,6 +31,16 @@
 //! The cleaner checkpoint (`cleaner-checkpoint`) holds the first dirty offset and, for the
 //! clean part of the log, ranges of offsets with the time they were first cleaned and how many
 //! tombstones they still hold: this is the tombstone delete horizon.
+//!
+//! Layering: the cleaner sits below the log. It never imports `crate::log`: the log hands it a
+//! `CleanInput` (segments, settings, checkpoint, transactions: `cleaner/policy.rs`) to judge or
+//! prepare a pass and its `SegmentSet` to swap a finished pass in (`cleaner/swap.rs`); the
+//! checkpoint is in `cleaner/checkpoint.rs`.
+//!
+//! Thread safety: `CleanTask` is `Send` (and `Sync`): it is prepared under the partition lock,
+//! moved to a cleaner thread, run there without any lock (the snapshot holds `Arc`s of closed
+//! segment files, which no one writes), and committed under the lock again. `CleanerConfig`
+//! and `CleanStats` are plain data.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -539,3 +549,10 @@ impl CleanTask {
         self.crash_at = Some(point);
     }
 }
+
+// Compile-time check of the thread-safety claim in the module documentation.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CleanTask>();
+    send_sync::<CleanerState>();
+};

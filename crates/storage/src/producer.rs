@@ -11,6 +11,11 @@
 //! snapshot is loaded and the batches after it are replayed. Aborted transactions are appended
 //! to `aborted-txns.index` as markers land, and re-derived by the replay if a crash lost the
 //! entry.
+//!
+//! Thread safety: `ProducerState` and its entries are plain data (`Send + Sync`), owned by the
+//! `Log` and changed through `&mut` under the partition lock. The checks of a multi-batch append
+//! are staged in a map the caller holds and committed only once the batches are written, so a
+//! refused append leaves the state untouched.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};

@@ -4,6 +4,8 @@
 //! Record layout: length varint, attributes i8, timestampDelta varlong, offsetDelta varint,
 //! keyLength varint + key, valueLength varint + value, headers. A null key or value has
 //! length -1.
+//!
+//! Thread safety: functions over byte slices; nothing shared.
 
 use std::borrow::Cow;
 

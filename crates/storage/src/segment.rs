@@ -1,4 +1,10 @@
 //! One segment of a partition log: a `.log` file of batches plus its two sparse indexes.
+//!
+//! Thread safety: `Segment` is `Send + Sync` and has no interior locking; appends, seals,
+//! truncations and flushes take `&mut self`, so the owner's lock (the partition's `Mutex<Log>`
+//! in the broker) serialises them with reads. The `.log` file is shared as an `Arc<File>` with
+//! readers ([`crate::FileSlice`]) and cleaning passes, which use positioned reads only and never
+//! see bytes past the size they were given.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -963,6 +969,12 @@ pub(crate) fn push_final_time_entry(
         });
     }
 }
+
+// Compile-time check of the thread-safety claim in the module documentation.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Segment>();
+};
 
 #[cfg(test)]
 mod tests {
