@@ -10,9 +10,11 @@
 use std::borrow::Cow;
 
 use crate::StorageError;
+use strom_codec::batch::write_batch_crc;
+
 use crate::batch::{
-    ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, BatchHeader, CRC_OFFSET,
-    LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET, RECORDS_COUNT_OFFSET, crc32c, read_varlong,
+    BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, BatchHeader, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET,
+    RECORDS_COUNT_OFFSET, read_varlong,
 };
 use crate::codec;
 
@@ -156,7 +158,6 @@ pub(crate) fn rebuild_batch(
     {
         out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max.to_be_bytes());
     }
-    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    write_batch_crc(&mut out);
     Ok(out)
 }
