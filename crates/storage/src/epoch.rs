@@ -204,6 +204,18 @@ mod tests {
         assert_eq!(c.entries(), &[(7, 12)]);
     }
 
+    /// `assign` keeps the entries growing whatever it is given (see `assert_growing`), so only
+    /// a cache whose entries were already out of order, which no public method produces, can
+    /// reach the assert.
+    #[test]
+    #[should_panic(expected = "leader epoch cache must grow")]
+    fn an_epoch_going_back_stops_the_process() {
+        let mut c = EpochCache {
+            entries: vec![(9, 10), (2, 20)],
+        };
+        c.assign(5, 15);
+    }
+
     #[test]
     fn checkpoint_round_trips_and_rejects_garbage() {
         let dir = tempfile::tempdir().unwrap();

@@ -577,3 +577,78 @@ const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<LocalLog>();
 };
+
+/// The asserts of this layer. `Log` assigns a producer's offsets itself and refuses a
+/// leader's batches that start below the log end or overflow (`InvalidRecord`), checks
+/// `DeleteRecords` offsets against the log end (`OffsetOutOfRange`) and clamps the log start
+/// on truncation, so the public API cannot reach these asserts: the tests provoke them
+/// through this crate-internal layer, as a bug in the layer above would.
+#[cfg(test)]
+mod invariant_tests {
+    use super::*;
+    use crate::batch::{patch_base_offset, validate_batches};
+    use crate::testutil::make_batch;
+
+    fn open() -> (tempfile::TempDir, LocalLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+        (dir, log)
+    }
+
+    /// A batch of `records` records at `base`, with its header.
+    fn batch_at(base: i64, records: usize) -> (Vec<u8>, BatchHeader) {
+        let mut bytes = make_batch(records, 10, 0);
+        patch_base_offset(&mut bytes, base);
+        let header = validate_batches(&bytes, u32::MAX).unwrap()[0];
+        (bytes, header)
+    }
+
+    fn append(log: &mut LocalLog, base: i64, records: usize, placement: Placement) {
+        let (bytes, header) = batch_at(base, records);
+        log.append(&[&bytes], &[header], placement, 0).unwrap();
+    }
+
+    #[test]
+    fn dense_appends_keep_the_log_end_at_last_offset_plus_one() {
+        let (_dir, mut log) = open();
+        append(&mut log, 0, 3, Placement::Dense);
+        append(&mut log, 3, 2, Placement::Dense);
+        assert_eq!(log.log_end_offset(), 5);
+        append(&mut log, 9, 1, Placement::Replicated);
+        assert_eq!(log.log_end_offset(), 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "appended offsets must be dense")]
+    fn a_gap_in_a_dense_append_stops_the_process() {
+        let (_dir, mut log) = open();
+        append(&mut log, 0, 3, Placement::Dense);
+        append(&mut log, 4, 1, Placement::Dense);
+    }
+
+    #[test]
+    #[should_panic(expected = "appended offsets must increase")]
+    fn a_replicated_batch_below_the_log_end_stops_the_process() {
+        let (_dir, mut log) = open();
+        append(&mut log, 0, 3, Placement::Dense);
+        append(&mut log, 2, 1, Placement::Replicated);
+    }
+
+    #[test]
+    #[should_panic(expected = "is below the log end offset")]
+    fn rolling_below_the_log_end_stops_the_process() {
+        let (_dir, mut log) = open();
+        append(&mut log, 0, 3, Placement::Dense);
+        log.roll_to(1, 0).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "is past the log end offset")]
+    fn a_log_start_past_the_log_end_stops_the_process() {
+        let (_dir, mut log) = open();
+        append(&mut log, 0, 3, Placement::Dense);
+        // What a bug moving the start without looking at the end would leave.
+        log.log_start_offset = 4;
+        log.enforce_retention(0).unwrap();
+    }
+}

@@ -13,9 +13,13 @@
 //!    ([`crate::cleaner`] never imports this module). The compaction methods are in
 //!    `log/compaction.rs`.
 //!
-//! Invariants asserted here: leader epochs in the epoch cache only grow (see
-//! [`EpochCache::assign`], which this module feeds from appends that the replica manager
-//! orders); the offset invariants are owned and asserted by the local log.
+//! Invariants: the offset invariants (dense, increasing, LEO = last offset + 1, log start <=
+//! log end) are owned and asserted by the local log, the growth of leader epochs by
+//! [`EpochCache`], the contiguity of producer sequences by [`ProducerState`]. This layer
+//! keeps them unreachable from outside: a producer's base offsets are ignored and assigned
+//! here, a leader's are checked (below the log end, or overflowing) and refused with
+//! `InvalidRecord`, a stale leader epoch is ignored by the cache, and a sequence gap is
+//! `OutOfOrderSequence`.
 //!
 //! Thread safety: `Log` is `Send + Sync` and has no interior locking: every mutation takes
 //! `&mut self`. The broker keeps each partition's `Log` in a `Mutex` (see the replica
@@ -299,7 +303,18 @@ impl Log {
                     h.base_offset
                 )));
             }
-            expected = h.last_offset() + 1;
+            // The leader's offsets are input: one whose last offset would not fit (and wrap
+            // around) is refused here rather than tripping the local log's offset asserts.
+            expected = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta))
+                .and_then(|last| last.checked_add(1))
+                .ok_or_else(|| {
+                    StorageError::InvalidRecord(format!(
+                        "replicated batch at offset {} runs past the largest offset",
+                        h.base_offset
+                    ))
+                })?;
         }
         let (first, last) = (headers[0].base_offset, expected - 1);
         let span = last - first + 1;
