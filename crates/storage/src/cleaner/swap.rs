@@ -64,10 +64,15 @@ impl CleanTask {
                 })
     }
 
-    /// Swaps each cleaned group into `segments` (which [`Self::is_current`] accepted); false if
-    /// a test's crash point stopped it. First every group is committed (renamed to `.swap`,
-    /// one directory fsync), then each swap is completed (one more fsync at the end).
-    pub(crate) fn swap_into(&self, segments: &mut SegmentSet) -> Result<bool, StorageError> {
+    /// Swaps each cleaned group into `segments` (which [`Self::is_current`] accepted), opening
+    /// the cleaned segments with the log's current `index_interval_bytes`; false if a test's
+    /// crash point stopped it. First every group is committed (renamed to `.swap`, one
+    /// directory fsync), then each swap is completed (one more fsync at the end).
+    pub(crate) fn swap_into(
+        &self,
+        segments: &mut SegmentSet,
+        index_interval_bytes: u32,
+    ) -> Result<bool, StorageError> {
         let dir = segments.dir().to_path_buf();
         if self.crash_at == Some(CrashPoint::BeforeSwap) {
             return Ok(false);
@@ -82,7 +87,7 @@ impl CleanTask {
         if self.crash_at == Some(CrashPoint::AfterSwap) {
             return Ok(false);
         }
-        let interval = self.config.index_interval_bytes;
+        let interval = index_interval_bytes;
         let mut replaced: Vec<Segment> = Vec::with_capacity(self.groups.len());
         let mut old = segments.take_prefix(self.mapped).into_iter();
         for group in &self.groups {

@@ -60,7 +60,8 @@ impl Log {
             stats.segments_after = self.segment_count();
             return Ok(stats);
         }
-        match task.swap_into(self.local.segments_mut()) {
+        let interval = self.config().index_interval_bytes;
+        match task.swap_into(self.local.segments_mut(), interval) {
             Ok(true) => {}
             Ok(false) => return Ok(stats), // a test's simulated crash
             Err(e) => {
