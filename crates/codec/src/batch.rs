@@ -66,13 +66,27 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
 }
 
-/// [`crc32c`] of the concatenation of `parts`, without concatenating them.
-pub fn crc32c_parts(parts: &[&[u8]]) -> u32 {
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    for part in parts {
-        digest.update(part);
+/// [`crc32c`] computed piece by piece: the checksum of everything given to `update`.
+pub struct Crc32c(crc_fast::Digest);
+
+impl Crc32c {
+    pub fn new() -> Crc32c {
+        Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
     }
-    digest.finalize() as u32
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(&self) -> u32 {
+        self.0.finalize() as u32
+    }
+}
+
+impl Default for Crc32c {
+    fn default() -> Self {
+        Crc32c::new()
+    }
 }
 
 /// The CRC a whole batch should carry: over `batch[CRC_START..]`. `batch` must be at least a
@@ -228,9 +242,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32c_known_value() {
+    fn known_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-        assert_eq!(crc32c_parts(&[b"1234", b"", b"56789"]), 0xe306_9283);
+        let mut digest = Crc32c::new();
+        for part in [&b"1234"[..], b"", b"56789"] {
+            digest.update(part);
+        }
+        assert_eq!(digest.finish(), 0xe306_9283);
     }
 
     #[test]

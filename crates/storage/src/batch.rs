@@ -19,7 +19,7 @@ pub use strom_codec::batch::{
     BATCH_HEADER_SIZE, BatchHeader, LOG_OVERHEAD, MAGIC_V2, MAX_COMPRESSION_CODEC, crc32c,
 };
 use strom_codec::batch::{
-    CONTROL_BIT, NewBatch, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT, crc32c_parts, i16_at, i32_at,
+    CONTROL_BIT, Crc32c, NewBatch, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT, i16_at, i32_at,
     write_batch_crc,
 };
 use strom_codec::varint::put_varlong;
@@ -157,7 +157,10 @@ pub fn patch_log_append_time_split(header: &mut [u8], body: &[u8], now_ms: i64) 
     let attributes = i16_at(header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
     header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
     header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c_parts(&[&header[ATTRIBUTES_OFFSET..BATCH_HEADER_SIZE], body]);
+    let mut digest = Crc32c::new();
+    digest.update(&header[ATTRIBUTES_OFFSET..BATCH_HEADER_SIZE]);
+    digest.update(body);
+    let crc = digest.finish();
     header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
