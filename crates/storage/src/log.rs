@@ -22,17 +22,15 @@
 //! `OutOfOrderSequence`.
 //!
 //! Thread safety: `Log` is `Send + Sync` and has no interior locking: every mutation takes
-//! `&mut self`. The broker keeps each partition's `Log` in a `Mutex` (see the replica
-//! manager), so appends, reads, retention, truncation and the cleaner's prepare/commit
-//! steps of one partition are serialised by that lock; the slow middle step of a cleaning
-//! pass ([`crate::cleaner::CleanTask::run`]) and the sending of a read's [`FileSlice`]s run without it, on
-//! `Arc`s of files that closed segments never change.
+//! `&mut self`. The broker keeps each partition's `Log` in a `Mutex` (`Partition::log` in
+//! the replica manager), so appends, reads, retention, truncation and the cleaner's prepare
+//! and commit steps of one partition are serialised by that lock. The slow middle step of a
+//! cleaning pass ([`crate::cleaner::CleanTask::run`]) and the sending of a read's
+//! [`FileSlice`]s run without it, on `Arc`s of files that no one rewrites.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
-
-use std::fs::File;
 
 use crate::StorageError;
 use crate::batch::{self, BATCH_HEADER_SIZE, BatchHeader};
