@@ -306,3 +306,34 @@ const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<SegmentSet>();
 };
+
+/// The shape asserts. Recovery deletes what would overlap and every other change goes through
+/// the methods above, so only a bug (here or in the cleaner's swap) reaches them; the tests
+/// play that bug.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "overlap")]
+    fn overlapping_segments_stop_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = SegmentSet::open(dir.path(), 4096, 0, 0).unwrap();
+        set.active_mut()
+            .write(&crate::testutil::make_batch(3, 10, 0), false)
+            .unwrap();
+        let header =
+            crate::batch::BatchHeader::parse(&crate::testutil::make_batch(3, 10, 0)).unwrap();
+        set.active_mut().on_appended(&header, 0, 4096);
+        // A "cleaned" segment starting at 2 put before the segment holding 0..=2.
+        set.prepend(vec![Segment::create(dir.path(), 2, 0).unwrap()]);
+    }
+
+    #[test]
+    #[should_panic(expected = "would take the active one")]
+    fn the_active_segment_cannot_be_taken_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = SegmentSet::open(dir.path(), 4096, 0, 0).unwrap();
+        set.take_prefix(1);
+    }
+}
