@@ -6,13 +6,7 @@
 //! input are recomputed before the decoder sees it (exploring everything behind the check), with
 //! it set the bytes go in untouched (exploring the check itself and torn data).
 
-use strom_storage::batch::crc32c;
-
-/// RecordBatch v2 layout offsets (see `strom_storage::batch`).
-const LOG_OVERHEAD: usize = 12;
-const BATCH_HEADER_SIZE: usize = 61;
-const CRC_OFFSET: usize = 17;
-const ATTRIBUTES_OFFSET: usize = 21;
+use strom_codec::batch::{ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, CRC_OFFSET, LOG_OVERHEAD, crc32c};
 
 /// Splits off the mode byte: returns (fix checksums?, rest). `None` for an empty input.
 pub fn split_mode(data: &[u8]) -> Option<(bool, &[u8])> {
@@ -59,7 +53,9 @@ pub fn fix_metadata_crcs(buf: &mut [u8]) {
 pub fn temp_dir() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir()
-        && let Ok(dir) = tempfile::Builder::new().prefix("strom-fuzz").tempdir_in(shm)
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("strom-fuzz")
+            .tempdir_in(shm)
     {
         return dir;
     }

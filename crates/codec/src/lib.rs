@@ -1,12 +1,21 @@
-//! Record batch compression codecs, by Kafka's codec ids (attributes bits 0-2). The protocol
-//! layer uses them to build and read batches for clients; the storage layer to look inside
-//! compressed batches (key checks on compacted topics, the log cleaner).
+//! The RecordBatch v2 layout and its compression codecs: the lowest crate of strom, shared by
+//! the protocol layer (building and reading batches for clients) and the storage layer
+//! (validating, stamping and storing them, looking inside compressed batches for key checks
+//! and the log cleaner).
+//!
+//! - [`batch`]: header field offsets, attribute bits, CRC-32C and its range, the parsed header,
+//!   batch assembly. The one place the layout is written down.
+//! - [`varint`]: the varints of the records inside a batch.
+//! - this module: the compression codecs, by Kafka's codec ids (attributes bits 0-2).
 //!
 //! snappy: strom writes the xerial framing that the Java client uses and reads both xerial
 //! frames and raw snappy (as librdkafka sends). lz4: the LZ4 frame format with independent
 //! 64 KiB blocks, which every Kafka client reads.
 
 use std::io::{Read, Write};
+
+pub mod batch;
+pub mod varint;
 
 /// A codec failed: corrupt input, an unknown codec, or output over the limit.
 #[derive(Debug, thiserror::Error)]

@@ -9,15 +9,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use strom_codec::batch::crc32c;
+
 use crate::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
 
 const FILE_NAME: &str = "metadata.log";
 /// Largest batch of records accepted in one frame.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
-
-fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
-}
 
 struct Inner {
     file: File,

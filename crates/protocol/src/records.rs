@@ -1,39 +1,29 @@
 //! Building and reading RecordBatch v2 (magic 2) for clients and tools.
 //!
-//! Layout of a batch (big endian):
-//!
-//! ```text
-//! baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 = 2 | crc u32
-//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64
-//! producerId i64 | producerEpoch i16 | baseSequence i32 | recordsCount i32 | records...
-//! ```
-//!
-//! `batchLength` counts the bytes after itself; the CRC-32C covers everything from
-//! `attributes` to the end. With a codec the records are compressed as one blob.
+//! The batch layout (header fields, CRC-32C over `attributes..end`, varints) is
+//! `strom_codec::batch` and `strom_codec::varint`, shared with the storage crate; this module
+//! encodes records into batches and decodes them. With a codec the records are compressed as
+//! one blob.
 //!
 //! The encoder writes exactly one batch per call (idempotence off: producer id, epoch and base
 //! sequence -1). The decoder reads the concatenated batches of a fetch response, skips control
 //! batches and ignores a truncated batch at the end, which a fetch response may carry.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use strom_codec::batch::{
+    BATCH_LENGTH_OFFSET, BatchHeader, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC_V2, NewBatch,
+    TRANSACTIONAL_BIT, compute_batch_crc, i32_at, i64_at,
+};
+use strom_codec::varint::{self, VarintError, put_varint, put_varlong};
 
 use crate::ProtocolError;
 use crate::compression::{self, Codec};
 
 /// Bytes of the batch header, up to and including `recordsCount`.
-pub const BATCH_HEADER_BYTES: usize = 61;
-/// Bytes before `batchLength`'s count starts: `baseOffset` and `batchLength` itself.
-const LOG_OVERHEAD: usize = 12;
-/// Where the CRC-covered part starts (the `attributes` field).
-const CRC_START: usize = 21;
-const MAGIC_OFFSET: usize = 16;
-const CRC_OFFSET: usize = 17;
-const ATTRIBUTES_OFFSET: usize = 21;
+pub const BATCH_HEADER_BYTES: usize = strom_codec::batch::BATCH_HEADER_SIZE;
 
-/// Attribute bits.
-const CODEC_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
-const CONTROL_FLAG: i16 = 0x20;
+/// CRC-32C (Castagnoli), as RecordBatch v2 uses it: the one in `strom_codec::batch`.
+pub use strom_codec::batch::crc32c;
 
 /// The most a single batch may decompress to.
 pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
@@ -63,28 +53,15 @@ fn records_err(msg: impl Into<String>) -> ProtocolError {
     ProtocolError::Records(msg.into())
 }
 
-/// CRC-32C (Castagnoli), as RecordBatch v2 uses it.
-pub fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
-}
-
 // ---------------------------------------------------------------------------------------------
 // varints
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i32) {
-    put_uvarint(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
-}
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+fn varint_err(e: VarintError) -> ProtocolError {
+    records_err(match e {
+        VarintError::Truncated => "record runs past the end of its batch",
+        VarintError::TooLong => "varint too long",
+        VarintError::OutOfRange => "varint out of range",
+    })
 }
 
 /// A cursor over a byte slice that reports truncation as an error.
@@ -115,34 +92,12 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    fn uvarint(&mut self, max_bits: u32) -> Result<u64, ProtocolError> {
-        let mut value = 0u64;
-        let mut shift = 0u32;
-        loop {
-            let b = self.u8()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-            if shift >= max_bits {
-                return Err(records_err("varint too long"));
-            }
-        }
-    }
-
     fn varint(&mut self) -> Result<i32, ProtocolError> {
-        let raw = self.uvarint(35)?;
-        if raw > u64::from(u32::MAX) {
-            return Err(records_err("varint out of range"));
-        }
-        let raw = raw as u32;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        varint::read_varint(self.buf, &mut self.pos).map_err(varint_err)
     }
 
     fn varlong(&mut self) -> Result<i64, ProtocolError> {
-        let raw = self.uvarint(70)?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        varint::read_varlong(self.buf, &mut self.pos).map_err(varint_err)
     }
 
     /// A varint length followed by that many bytes; -1 means null.
@@ -254,45 +209,28 @@ pub fn encode_producer_batch(
         other => compression::compress(other, &body)?,
     };
 
-    let total = BATCH_HEADER_BYTES + body.len();
-    let batch_length =
-        i32::try_from(total - LOG_OVERHEAD).map_err(|_| records_err("batch over 2 GiB"))?;
-    let mut out = BytesMut::with_capacity(total);
-    out.put_i64(0); // base offset
-    out.put_i32(batch_length);
-    out.put_i32(-1); // partition leader epoch
-    out.put_i8(2); // magic
-    out.put_u32(0); // crc, patched below
-    out.put_i16(codec as i16 | if producer.transactional { 0x10 } else { 0 });
-    out.put_i32(count - 1); // last offset delta
-    out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(producer.producer_id);
-    out.put_i16(producer.producer_epoch);
-    out.put_i32(producer.base_sequence);
-    out.put_i32(count);
-    out.extend_from_slice(&body);
-    let crc = crc32c(&out[CRC_START..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(out.freeze())
+    let fields = NewBatch {
+        attributes: codec as i16
+            | if producer.transactional {
+                TRANSACTIONAL_BIT
+            } else {
+                0
+            },
+        last_offset_delta: count - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        base_sequence: producer.base_sequence,
+        records_count: count,
+    };
+    let batch = strom_codec::batch::assemble_batch(&fields, &body)
+        .map_err(|e| records_err(e.to_string()))?;
+    Ok(Bytes::from(batch))
 }
 
 // ---------------------------------------------------------------------------------------------
 // decoding
-
-fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
 
 /// Decodes concatenated record batches (a fetch response's `records`) into records.
 ///
@@ -302,7 +240,7 @@ pub fn decode_batches(data: Bytes) -> Result<Vec<ConsumedRecord>, ProtocolError>
     let mut out = Vec::new();
     let mut pos = 0usize;
     while data.len() - pos >= LOG_OVERHEAD {
-        let batch_length = be_i32(&data, pos + 8);
+        let batch_length = i32_at(&data, pos + BATCH_LENGTH_OFFSET);
         if batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32 {
             return Err(records_err(format!(
                 "batch at byte {pos} has length {batch_length}, shorter than a batch header"
@@ -326,7 +264,7 @@ pub fn batches_end_offset(data: &[u8]) -> Option<i64> {
     let mut pos = 0usize;
     let mut end_offset = None;
     while data.len() - pos >= BATCH_HEADER_BYTES {
-        let batch_length = be_i32(data, pos + 8);
+        let batch_length = i32_at(data, pos + BATCH_LENGTH_OFFSET);
         if batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32 {
             break;
         }
@@ -334,8 +272,8 @@ pub fn batches_end_offset(data: &[u8]) -> Option<i64> {
         if end > data.len() {
             break;
         }
-        let base_offset = be_i64(data, pos);
-        let last_offset_delta = be_i32(data, pos + 23);
+        let base_offset = i64_at(data, pos);
+        let last_offset_delta = i32_at(data, pos + LAST_OFFSET_DELTA_OFFSET);
         end_offset = Some(
             base_offset
                 .saturating_add(i64::from(last_offset_delta))
@@ -348,34 +286,35 @@ pub fn batches_end_offset(data: &[u8]) -> Option<i64> {
 
 /// Decodes one complete batch and appends its records to `out`.
 fn decode_batch(batch: Bytes, out: &mut Vec<ConsumedRecord>) -> Result<(), ProtocolError> {
-    let base_offset = be_i64(&batch, 0);
-    let magic = batch[MAGIC_OFFSET] as i8;
-    if magic != 2 {
+    // decode_batches hands over whole batches of at least a header.
+    let header = BatchHeader::parse(&batch).map_err(|e| records_err(e.to_string()))?;
+    let base_offset = header.base_offset;
+    let magic = header.magic;
+    if magic != MAGIC_V2 {
         return Err(records_err(format!(
             "batch at offset {base_offset} has magic {magic}; only RecordBatch v2 is supported"
         )));
     }
-    let stored_crc = be_i32(&batch, CRC_OFFSET) as u32;
-    let computed_crc = crc32c(&batch[CRC_START..]);
+    let stored_crc = header.crc;
+    let computed_crc = compute_batch_crc(&batch);
     if stored_crc != computed_crc {
         return Err(records_err(format!(
             "batch at offset {base_offset} is corrupt: CRC {stored_crc:#010x}, computed {computed_crc:#010x}"
         )));
     }
-    let attributes = be_i16(&batch, ATTRIBUTES_OFFSET);
-    if attributes & CONTROL_FLAG != 0 {
+    if header.is_control() {
         return Ok(());
     }
-    let codec_id = (attributes & CODEC_MASK) as u8;
+    let codec_id = header.compression();
     let codec = Codec::from_id(codec_id).ok_or_else(|| {
         records_err(format!(
             "batch at offset {base_offset} has unknown codec {codec_id}"
         ))
     })?;
-    let log_append = attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
-    let base_timestamp = be_i64(&batch, 27);
-    let max_timestamp = be_i64(&batch, 35);
-    let count = be_i32(&batch, 57);
+    let log_append = header.is_log_append_time();
+    let base_timestamp = header.base_timestamp;
+    let max_timestamp = header.max_timestamp;
+    let count = header.records_count;
     if count < 0 {
         return Err(records_err(format!(
             "batch at offset {base_offset} has a negative record count {count}"
@@ -454,6 +393,13 @@ fn decode_batch(batch: Bytes, out: &mut Vec<ConsumedRecord>) -> Result<(), Proto
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+    use strom_codec::batch::{
+        ATTRIBUTES_OFFSET, COMPRESSION_MASK as CODEC_MASK, CONTROL_BIT as CONTROL_FLAG, CRC_OFFSET,
+        CRC_START, MAGIC_OFFSET, TIMESTAMP_TYPE_BIT as TIMESTAMP_TYPE_LOG_APPEND, i16_at as be_i16,
+        i32_at as be_i32, i64_at as be_i64,
+    };
+
     use super::*;
     use proptest::prelude::*;
 

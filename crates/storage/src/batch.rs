@@ -1,131 +1,33 @@
-//! RecordBatch v2 layout: header parsing, validation of a producer's bytes, and the in-place
-//! patches the broker applies before storing a batch.
+//! What storage does with RecordBatch v2 bytes: validation of a producer's bytes, the in-place
+//! patches the broker applies before storing a batch, and transaction markers. The layout
+//! itself (field offsets, CRC-32C and its range, the parsed [`BatchHeader`]) is
+//! `strom_codec::batch`, shared with the protocol crate and re-exported here.
 //!
-//! Header (big endian, 61 bytes):
-//! baseOffset i64 @0, batchLength i32 @8, partitionLeaderEpoch i32 @12, magic i8 @16,
-//! crc u32 @17 (CRC-32C over bytes @21..end), attributes i16 @21, lastOffsetDelta i32 @23,
-//! baseTimestamp i64 @27, maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51,
-//! baseSequence i32 @53, recordsCount i32 @57, then the records.
+//! Thread safety: functions over byte slices and `Copy` headers; nothing shared.
 
 use crate::StorageError;
 
-/// Size of the RecordBatch v2 header in bytes.
-pub const BATCH_HEADER_SIZE: usize = 61;
-/// Bytes that precede the batchLength-counted part of a batch (baseOffset + batchLength).
-pub const LOG_OVERHEAD: usize = 12;
-/// The only record format strom stores.
-pub const MAGIC_V2: i8 = 2;
+pub(crate) use strom_codec::batch::{
+    ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LEADER_EPOCH_OFFSET,
+    MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, RECORDS_COUNT_OFFSET,
+};
+#[cfg(test)]
+pub(crate) use strom_codec::batch::{
+    BASE_SEQUENCE_OFFSET, LAST_OFFSET_DELTA_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
+};
+pub use strom_codec::batch::{
+    BATCH_HEADER_SIZE, BatchHeader, LOG_OVERHEAD, MAGIC_V2, MAX_COMPRESSION_CODEC, crc32c,
+};
+use strom_codec::batch::{
+    CONTROL_BIT, Crc32c, NewBatch, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT, i16_at, i32_at,
+    write_batch_crc,
+};
+use strom_codec::varint::put_varlong;
 
-pub(crate) const BASE_OFFSET_OFFSET: usize = 0;
-pub(crate) const BATCH_LENGTH_OFFSET: usize = 8;
-pub(crate) const LEADER_EPOCH_OFFSET: usize = 12;
-pub(crate) const MAGIC_OFFSET: usize = 16;
-pub(crate) const CRC_OFFSET: usize = 17;
-pub(crate) const ATTRIBUTES_OFFSET: usize = 21;
-pub(crate) const LAST_OFFSET_DELTA_OFFSET: usize = 23;
-pub(crate) const BASE_TIMESTAMP_OFFSET: usize = 27;
-pub(crate) const MAX_TIMESTAMP_OFFSET: usize = 35;
-pub(crate) const PRODUCER_ID_OFFSET: usize = 43;
-pub(crate) const PRODUCER_EPOCH_OFFSET: usize = 51;
-pub(crate) const BASE_SEQUENCE_OFFSET: usize = 53;
-pub(crate) const RECORDS_COUNT_OFFSET: usize = 57;
-
-const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
-/// Highest compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
-pub const MAX_COMPRESSION_CODEC: u8 = 4;
-
-/// The parsed fixed header of a RecordBatch v2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchHeader {
-    pub base_offset: i64,
-    pub batch_length: i32,
-    pub partition_leader_epoch: i32,
-    pub magic: i8,
-    pub crc: u32,
-    pub attributes: i16,
-    pub last_offset_delta: i32,
-    pub base_timestamp: i64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    pub records_count: i32,
-}
-
-fn i16_at(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-fn i32_at(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn i64_at(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
-
-impl BatchHeader {
-    /// Parses the 61-byte header at the start of `buf`. Only checks that enough bytes are there;
-    /// see [`validate_batches`] for the full checks.
-    pub fn parse(buf: &[u8]) -> Result<BatchHeader, StorageError> {
-        if buf.len() < BATCH_HEADER_SIZE {
-            return Err(StorageError::CorruptRecord(format!(
-                "batch header needs {BATCH_HEADER_SIZE} bytes, got {}",
-                buf.len()
-            )));
-        }
-        Ok(BatchHeader {
-            base_offset: i64_at(buf, BASE_OFFSET_OFFSET),
-            batch_length: i32_at(buf, BATCH_LENGTH_OFFSET),
-            partition_leader_epoch: i32_at(buf, LEADER_EPOCH_OFFSET),
-            magic: buf[MAGIC_OFFSET] as i8,
-            crc: i32_at(buf, CRC_OFFSET) as u32,
-            attributes: i16_at(buf, ATTRIBUTES_OFFSET),
-            last_offset_delta: i32_at(buf, LAST_OFFSET_DELTA_OFFSET),
-            base_timestamp: i64_at(buf, BASE_TIMESTAMP_OFFSET),
-            max_timestamp: i64_at(buf, MAX_TIMESTAMP_OFFSET),
-            producer_id: i64_at(buf, PRODUCER_ID_OFFSET),
-            producer_epoch: i16_at(buf, PRODUCER_EPOCH_OFFSET),
-            base_sequence: i32_at(buf, BASE_SEQUENCE_OFFSET),
-            records_count: i32_at(buf, RECORDS_COUNT_OFFSET),
-        })
+impl From<strom_codec::batch::ShortHeader> for StorageError {
+    fn from(e: strom_codec::batch::ShortHeader) -> Self {
+        StorageError::CorruptRecord(e.to_string())
     }
-
-    /// Total bytes of the batch on disk (batchLength + 12). Meaningful once the length was checked.
-    pub fn total_size(&self) -> usize {
-        (self.batch_length.max(0) as usize) + LOG_OVERHEAD
-    }
-
-    /// Offset of the last record in the batch.
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
-    }
-
-    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd; 5..=7 are invalid).
-    pub fn compression(&self) -> u8 {
-        (self.attributes & COMPRESSION_MASK) as u8
-    }
-
-    /// Whether the batch timestamps are LogAppendTime (set by the broker).
-    pub fn is_log_append_time(&self) -> bool {
-        self.attributes & TIMESTAMP_TYPE_BIT != 0
-    }
-
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & TRANSACTIONAL_BIT != 0
-    }
-
-    pub fn is_control(&self) -> bool {
-        self.attributes & CONTROL_BIT != 0
-    }
-}
-
-/// CRC-32C (Castagnoli), the checksum of RecordBatch v2.
-pub fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
 }
 
 /// Checks the framing of the batch at the start of `buf`: magic, length and CRC. Returns the
@@ -246,8 +148,7 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
     let total =
         (i32_at(batch, BATCH_LENGTH_OFFSET).max(0) as usize + LOG_OVERHEAD).min(batch.len());
-    let crc = crc32c(&batch[ATTRIBUTES_OFFSET..total]);
-    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    write_batch_crc(&mut batch[..total]);
 }
 
 /// [`patch_log_append_time`] for a batch whose header is a separate copy: `header` is the
@@ -256,21 +157,11 @@ pub fn patch_log_append_time_split(header: &mut [u8], body: &[u8], now_ms: i64) 
     let attributes = i16_at(header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
     header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
     header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut digest = Crc32c::new();
     digest.update(&header[ATTRIBUTES_OFFSET..BATCH_HEADER_SIZE]);
     digest.update(body);
-    let crc = digest.finalize() as u32;
+    let crc = digest.finish();
     header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-/// Writes `value` as a zigzag varint (up to 64 bits).
-pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// The producer fields of a batch header.
@@ -292,7 +183,6 @@ impl ProducerFields {
 
 /// Assembles a batch (base offset 0, leader epoch -1) around `body`, the encoded (and possibly
 /// compressed) records, and computes its CRC.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble_batch(
     attributes: i16,
     last_offset_delta: i32,
@@ -302,25 +192,18 @@ pub(crate) fn assemble_batch(
     records_count: i32,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + body.len());
-    out.extend_from_slice(&0i64.to_be_bytes());
-    let batch_length = (BATCH_HEADER_SIZE - LOG_OVERHEAD + body.len()) as i32;
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&attributes.to_be_bytes());
-    out.extend_from_slice(&last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&producer.producer_id.to_be_bytes());
-    out.extend_from_slice(&producer.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&producer.base_sequence.to_be_bytes());
-    out.extend_from_slice(&records_count.to_be_bytes());
-    out.extend_from_slice(body);
-    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    out
+    let fields = NewBatch {
+        attributes,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        base_sequence: producer.base_sequence,
+        records_count,
+    };
+    strom_codec::batch::assemble_batch(&fields, body)
+        .expect("batches built by storage are far below 2 GiB")
 }
 
 /// Attribute bits of a transaction marker batch.
@@ -386,23 +269,10 @@ pub fn control_record(batch: &[u8]) -> Option<(i16, i32)> {
     Some((kind, coordinator_epoch))
 }
 
-/// Reads a zigzag varint (up to 64 bits) from `buf` at `*pos`, advancing `*pos`.
+/// Reads a zigzag varlong from `buf` at `*pos`, advancing `*pos`; `None` when truncated or
+/// too long.
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
+    strom_codec::varint::read_varlong(buf, pos).ok()
 }
 
 /// For an uncompressed batch, yields (offset, timestamp) of each record, stopping at the first
@@ -605,10 +475,5 @@ mod tests {
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 123_456);
         assert_eq!(h.crc, crc32c(&b[ATTRIBUTES_OFFSET..]));
-    }
-
-    #[test]
-    fn crc32c_known_value() {
-        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
     }
 }

@@ -31,6 +31,16 @@
 //! The cleaner checkpoint (`cleaner-checkpoint`) holds the first dirty offset and, for the
 //! clean part of the log, ranges of offsets with the time they were first cleaned and how many
 //! tombstones they still hold: this is the tombstone delete horizon.
+//!
+//! Layering: the cleaner sits below the log. It never imports `crate::log`: the log hands it a
+//! `CleanInput` (segments, settings, checkpoint, transactions: `cleaner/policy.rs`) to judge or
+//! prepare a pass and its `SegmentSet` to swap a finished pass in (`cleaner/swap.rs`); the
+//! checkpoint is in `cleaner/checkpoint.rs`.
+//!
+//! Thread safety: `CleanTask` is `Send` (and `Sync`): it is prepared under the partition lock,
+//! moved to a cleaner thread, run there without any lock (the snapshot holds `Arc`s of closed
+//! segment files, which no one writes), and committed under the lock again. `CleanerConfig`
+//! and `CleanStats` are plain data.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -43,13 +53,23 @@ use std::time::{Duration, Instant};
 
 use crate::StorageError;
 use crate::batch::BatchHeader;
+use crate::config::LogConfig;
 use crate::index::IndexEntry;
-use crate::log::LogConfig;
 use crate::record::{self, Record};
 use crate::segment::{
     ChunkReader, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, push_final_time_entry, scan,
-    segment_path,
 };
+
+mod checkpoint;
+mod policy;
+mod swap;
+
+pub(crate) use checkpoint::{CleanedRange, CleanerState};
+
+pub(crate) use policy::CleanInput;
+#[cfg(test)]
+pub(crate) use swap::parse_swap_name;
+pub(crate) use swap::{cleaned_path, recover_swaps, sync_dir};
 
 /// Name of the cleaner checkpoint file in a partition directory.
 pub const CLEANER_CHECKPOINT: &str = "cleaner-checkpoint";
@@ -62,7 +82,7 @@ const MAX_RANGES: usize = 32;
 /// Bytes read ahead when scanning segments.
 const READ_AHEAD: usize = 1 << 20;
 /// Bytes one entry of the key map takes: 16-byte key hash, 8-byte offset, 1 control byte.
-const MAP_ENTRY_BYTES: usize = 25;
+pub(crate) const MAP_ENTRY_BYTES: usize = 25;
 
 /// Settings of the cleaner threads (broker-wide, Kafka's `log.cleaner.*`).
 #[derive(Clone, Debug)]
@@ -101,141 +121,6 @@ pub struct CleanStats {
     pub aborted: bool,
 }
 
-/// A range of offsets of the clean part of the log: `[previous range's end, end)`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CleanedRange {
-    pub end: i64,
-    /// When these offsets were first cleaned (after a merge: the latest such time).
-    pub cleaned_at_ms: i64,
-    /// Tombstones these offsets still held after the last pass.
-    pub tombstones: u64,
-}
-
-/// The persistent state of the cleaner for one log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct CleanerState {
-    /// Offsets below this are clean. Always a segment base offset (or 0).
-    pub first_dirty: i64,
-    /// Wall-clock time of the last completed pass, -1 if none.
-    pub last_clean_ms: i64,
-    /// Sorted by end; the last one ends at `first_dirty`.
-    pub ranges: Vec<CleanedRange>,
-}
-
-impl CleanerState {
-    pub fn new() -> Self {
-        CleanerState {
-            first_dirty: 0,
-            last_clean_ms: -1,
-            ranges: Vec::new(),
-        }
-    }
-
-    /// Reads the checkpoint; a missing or malformed one means "nothing cleaned yet" (the next
-    /// pass then treats the whole log as dirty, which is always safe).
-    pub fn load(dir: &Path) -> Result<CleanerState, StorageError> {
-        let path = dir.join(CLEANER_CHECKPOINT);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CleanerState::new()),
-            Err(e) => return Err(e.into()),
-        };
-        match Self::parse(&text) {
-            Some(state) => Ok(state),
-            None => {
-                tracing::warn!(path = %path.display(), "ignoring malformed cleaner checkpoint");
-                Ok(CleanerState::new())
-            }
-        }
-    }
-
-    fn parse(text: &str) -> Option<CleanerState> {
-        let mut lines = text.lines();
-        if lines.next()? != "strom-cleaner-checkpoint 1" {
-            return None;
-        }
-        let nums = |line: &str| -> Option<Vec<i64>> {
-            line.split_whitespace().map(|w| w.parse().ok()).collect()
-        };
-        let head = nums(lines.next()?)?;
-        let [first_dirty, last_clean_ms] = head[..] else {
-            return None;
-        };
-        let mut ranges = Vec::new();
-        for line in lines.filter(|l| !l.trim().is_empty()) {
-            let [end, cleaned_at_ms, tombstones] = nums(line)?[..] else {
-                return None;
-            };
-            ranges.push(CleanedRange {
-                end,
-                cleaned_at_ms,
-                tombstones: tombstones.max(0) as u64,
-            });
-        }
-        Some(CleanerState {
-            first_dirty,
-            last_clean_ms,
-            ranges,
-        })
-    }
-
-    /// Writes the checkpoint atomically (temp file, fsync, rename, fsync directory).
-    pub fn store(&self, dir: &Path) -> Result<(), StorageError> {
-        let mut text = format!(
-            "strom-cleaner-checkpoint 1\n{} {}\n",
-            self.first_dirty, self.last_clean_ms
-        );
-        for r in &self.ranges {
-            text.push_str(&format!("{} {} {}\n", r.end, r.cleaned_at_ms, r.tombstones));
-        }
-        let path = dir.join(CLEANER_CHECKPOINT);
-        let tmp = dir.join(format!("{CLEANER_CHECKPOINT}.tmp"));
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, &path)?;
-        sync_dir(dir)?;
-        Ok(())
-    }
-
-    /// When `offset` (in the clean part) was first cleaned.
-    fn cleaned_at(&self, offset: i64) -> Option<i64> {
-        if offset >= self.first_dirty {
-            return None;
-        }
-        let i = self.ranges.partition_point(|r| r.end <= offset);
-        self.ranges.get(i).map(|r| r.cleaned_at_ms)
-    }
-
-    /// Whether some clean range holds tombstones whose delete horizon has passed.
-    pub fn tombstones_due(&self, now_ms: i64, delete_retention_ms: i64) -> bool {
-        self.ranges.iter().any(|r| {
-            r.tombstones > 0 && r.cleaned_at_ms.saturating_add(delete_retention_ms) <= now_ms
-        })
-    }
-
-    /// After a truncation of the log: nothing at or above `segment_base` (the base of the
-    /// segment holding the new log end) may count as clean any more. Returns whether the state
-    /// changed.
-    pub fn clamp(&mut self, segment_base: i64) -> bool {
-        if self.first_dirty <= segment_base {
-            return false;
-        }
-        self.first_dirty = segment_base;
-        for r in &mut self.ranges {
-            r.end = r.end.min(segment_base);
-        }
-        self.ranges.dedup_by_key(|r| r.end);
-        true
-    }
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// A closed segment as seen when the pass was prepared.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentSnapshot {
@@ -252,29 +137,6 @@ pub(crate) struct CleanedGroup {
     pub segments: Range<usize>,
     pub base_offset: i64,
     pub last_base_offset: i64,
-}
-
-/// The path of a cleaned file: `<base>.<suffix>.cleaned`.
-pub(crate) fn cleaned_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}.{suffix}{CLEANED_SUFFIX}"))
-}
-
-/// The path of a committed, not yet swapped in, cleaned log: `<base>-<last base>.log.swap`.
-pub(crate) fn swap_path(dir: &Path, base_offset: i64, last_base_offset: i64) -> PathBuf {
-    dir.join(format!(
-        "{base_offset:020}-{last_base_offset:020}{SWAP_SUFFIX}"
-    ))
-}
-
-/// Parses a swap file name into (base offset, last replaced base offset).
-pub(crate) fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
-    let stem = name.strip_suffix(SWAP_SUFFIX)?;
-    let (a, b) = stem.split_once('-')?;
-    let digits = |s: &str| s.len() == 20 && s.bytes().all(|c| c.is_ascii_digit());
-    if !digits(a) || !digits(b) {
-        return None;
-    }
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Steps of the commit, for tests that simulate a crash at each of them.
@@ -688,54 +550,9 @@ impl CleanTask {
     }
 }
 
-/// Completes the swap of one group: the old segments' files (`existing`, by base offset) in
-/// `[base, last_base]` go, the cleaned indexes (if present) and the swap file take their
-/// place. Used by the commit and by recovery; every step can be repeated after a crash. The
-/// caller fsyncs the directory afterwards. Returns false when a test's crash point stopped it.
-pub(crate) fn finish_swap(
-    dir: &Path,
-    base: i64,
-    last_base: i64,
-    existing: &[(i64, PathBuf)],
-    crash_at: Option<CrashPoint>,
-) -> Result<bool, StorageError> {
-    let mut doomed: Vec<&(i64, PathBuf)> = existing
-        .iter()
-        .filter(|(b, _)| (base..=last_base).contains(b))
-        .collect();
-    doomed.sort_by_key(|(b, _)| *b);
-    let first = doomed.first().map(|(b, _)| *b);
-    for (b, path) in doomed {
-        if crash_at == Some(CrashPoint::AfterFirstDelete) && Some(*b) != first {
-            return Ok(false);
-        }
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if crash_at == Some(CrashPoint::AfterDeletes) {
-        return Ok(false);
-    }
-    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-        let from = cleaned_path(dir, base, suffix);
-        if from.exists() {
-            fs::rename(&from, segment_path(dir, base, suffix))?;
-        }
-    }
-    if crash_at == Some(CrashPoint::AfterIndexRename) {
-        return Ok(false);
-    }
-    fs::rename(
-        swap_path(dir, base, last_base),
-        segment_path(dir, base, LOG_SUFFIX),
-    )?;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod proptests;
+// Compile-time check of the thread-safety claim in the module documentation.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CleanTask>();
+    send_sync::<CleanerState>();
+};

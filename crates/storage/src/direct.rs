@@ -15,6 +15,11 @@
 //! holds, say) would keep serving the old bytes. So the segment's readers take the file only
 //! below [`DirectTail::start`] and the bytes from there on from memory; blocks below it are
 //! never written again (until a truncation, which drops the page cache past its point).
+//!
+//! Thread safety: `DirectTail` is owned by one segment and changed through `&mut` (the
+//! partition lock). Two pieces of state are shared: the staging buffer is thread-local (each
+//! appending thread has its own, so no lock), and the count of kept-open direct descriptors is a
+//! global atomic, a soft budget for which relaxed ordering is enough.
 
 use std::fs::{File, OpenOptions};
 use std::io;

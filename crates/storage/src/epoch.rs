@@ -6,6 +6,12 @@
 //! end of E. Kept in `leader-epoch-checkpoint` (a text file: version, count, then one
 //! `epoch start_offset` line per entry), rewritten atomically when it changes, and rebuilt from
 //! the batch headers by the replay at open when it is missing or behind.
+//!
+//! Invariant owned here: the epochs in the cache only grow (each entry's epoch and start offset
+//! are above the previous entry's); [`EpochCache::assign`] asserts it (see there).
+//!
+//! Thread safety: plain data (`Send + Sync`), owned by the `Log` and changed through `&mut`
+//! under the partition lock.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -51,8 +57,24 @@ impl EpochCache {
                     self.entries.pop();
                 }
                 self.entries.push((epoch, offset));
+                self.assert_growing();
                 true
             }
+        }
+    }
+
+    /// The invariant this type owns: epochs and start offsets strictly increase from entry to
+    /// entry, so epochs only grow as the log goes on. `assign` keeps it by construction (an
+    /// epoch not above the latest is ignored; entries starting at or after the new one are
+    /// dropped first), so no input can reach this assert; it guards the code above, since
+    /// OffsetForLeaderEpoch answers (and follower truncations) depend on the order.
+    fn assert_growing(&self) {
+        if let [.., (prev_epoch, prev_start), (epoch, start)] = self.entries[..] {
+            assert!(
+                prev_epoch < epoch && prev_start < start,
+                "leader epoch cache must grow: epoch {prev_epoch} at {prev_start} \
+                 followed by epoch {epoch} at {start}"
+            );
         }
     }
 
@@ -180,6 +202,18 @@ mod tests {
         // A new epoch starting below the latest start replaces it.
         assert!(c.assign(7, 12));
         assert_eq!(c.entries(), &[(7, 12)]);
+    }
+
+    /// `assign` keeps the entries growing whatever it is given (see `assert_growing`), so only
+    /// a cache whose entries were already out of order, which no public method produces, can
+    /// reach the assert.
+    #[test]
+    #[should_panic(expected = "leader epoch cache must grow")]
+    fn an_epoch_going_back_stops_the_process() {
+        let mut c = EpochCache {
+            entries: vec![(9, 10), (2, 20)],
+        };
+        c.assign(5, 15);
     }
 
     #[test]

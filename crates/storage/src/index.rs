@@ -4,6 +4,9 @@
 //! of a batch whose base offset is `segment base + relative offset`.
 //! `.timeindex` entries: timestamp i64 + relative offset u32: the largest timestamp seen in the
 //! segment so far and the last offset of the batch that carried it.
+//!
+//! Thread safety: `IndexFile` is `Send + Sync`, owned by its `Segment` and changed only through
+//! `&mut`; it needs no lock of its own.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Read};

@@ -11,6 +11,15 @@
 //! snapshot is loaded and the batches after it are replayed. Aborted transactions are appended
 //! to `aborted-txns.index` as markers land, and re-derived by the replay if a crash lost the
 //! entry.
+//!
+//! Invariant owned here: a producer's sequence numbers are contiguous within an epoch for
+//! every batch accepted on append (asserted in `check_batch`, after the checks that turn a
+//! client's gap into OutOfOrderSequence).
+//!
+//! Thread safety: `ProducerState` and its entries are plain data (`Send + Sync`), owned by the
+//! `Log` and changed through `&mut` under the partition lock. The checks of a multi-batch append
+//! are staged in a map the caller holds and committed only once the batches are written, so a
+//! refused append leaves the state untouched.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -238,6 +247,21 @@ impl ProducerState {
                     "producer {pid} wrote a non-transactional batch inside an open transaction"
                 )));
             }
+        }
+        // Invariant: within an epoch, a producer's sequences are contiguous: an accepted batch
+        // starts right after the last one this partition holds. A client that breaks it gets
+        // OutOfOrderSequence above (or its retry is answered as a duplicate), so no input
+        // reaches this assert; it guards those checks. Only appends are held to it: batches
+        // replayed from the log may have gaps (compaction drops whole batches).
+        if let Some(prev) = current
+            && first_seq >= 0
+            && epoch == prev.epoch
+            && let Some(last) = prev.last_seq()
+        {
+            assert!(
+                in_sequence(last, first_seq),
+                "producer {pid} epoch {epoch}: accepted sequence {first_seq} after {last}"
+            );
         }
         let mut entry = current
             .cloned()

@@ -4,13 +4,17 @@
 //! Record layout: length varint, attributes i8, timestampDelta varlong, offsetDelta varint,
 //! keyLength varint + key, valueLength varint + value, headers. A null key or value has
 //! length -1.
+//!
+//! Thread safety: functions over byte slices; nothing shared.
 
 use std::borrow::Cow;
 
 use crate::StorageError;
+use strom_codec::batch::write_batch_crc;
+
 use crate::batch::{
-    ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, BatchHeader, CRC_OFFSET,
-    LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET, RECORDS_COUNT_OFFSET, crc32c, read_varlong,
+    BATCH_HEADER_SIZE, BATCH_LENGTH_OFFSET, BatchHeader, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET,
+    RECORDS_COUNT_OFFSET, read_varlong,
 };
 use crate::codec;
 
@@ -154,7 +158,6 @@ pub(crate) fn rebuild_batch(
     {
         out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max.to_be_bytes());
     }
-    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    write_batch_crc(&mut out);
     Ok(out)
 }

@@ -1,4 +1,10 @@
 //! One segment of a partition log: a `.log` file of batches plus its two sparse indexes.
+//!
+//! Thread safety: `Segment` is `Send + Sync` and has no interior locking; appends, seals,
+//! truncations and flushes take `&mut self`, so the owner's lock (the partition's `Mutex<Log>`
+//! in the broker) serialises them with reads. The `.log` file is shared as an `Arc<File>` with
+//! readers ([`crate::FileSlice`]) and cleaning passes, which use positioned reads only and never
+//! see bytes past the size they were given.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -78,6 +84,30 @@ fn write_all_vectored_at(file: &File, parts: &[&[u8]], pos: u64) -> io::Result<u
         }
     }
     Ok(offset - pos)
+}
+
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the `.log`, `.index` and `.timeindex` files of the segment at `base_offset`.
+pub(crate) fn remove_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_exists(&segment_path(dir, base_offset, suffix))?;
+    }
+    Ok(())
+}
+
+/// Base offset from a segment file name (`<20 digits>.<suffix>`).
+pub(crate) fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
 }
 
 /// `<dir>/<base offset, 20 digits>.<suffix>`.
@@ -682,6 +712,7 @@ impl Segment {
     /// Appends `bytes` (whole, already validated and patched batches) at the end of the file,
     /// bypassing the page cache if `direct`. Returns the position they were written at. On
     /// failure the file is cut back.
+    #[cfg(test)]
     pub fn write(&mut self, bytes: &[u8], direct: bool) -> Result<u64, StorageError> {
         self.write_parts(&[bytes], direct)
     }
@@ -938,6 +969,12 @@ pub(crate) fn push_final_time_entry(
         });
     }
 }
+
+// Compile-time check of the thread-safety claim in the module documentation.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Segment>();
+};
 
 #[cfg(test)]
 mod tests {

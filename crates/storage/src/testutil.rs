@@ -1,7 +1,9 @@
 //! Builders for valid RecordBatch v2 bytes, for tests and benchmarks across strom.
 
 pub use crate::batch::ProducerFields;
-use crate::batch::{TRANSACTIONAL_ATTRIBUTE, assemble_batch, put_varlong};
+use strom_codec::varint::put_varlong;
+
+use crate::batch::{TRANSACTIONAL_ATTRIBUTE, assemble_batch};
 
 fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {

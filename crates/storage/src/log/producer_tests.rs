@@ -301,3 +301,27 @@ fn compaction_drops_aborted_records_and_waits_for_open_transactions() {
     assert_eq!(after.iter().filter(|(_, v)| v == b"filler").count(), 6);
     assert!(log.first_dirty_offset() <= 3);
 }
+
+/// The sequence invariant asserted in `ProducerState::check_batch` cannot be reached from
+/// here: every way a client can break it is refused first. A gap, a repeat that is not the
+/// last batches' retry, and a new epoch not starting at 0 are all `OutOfOrderSequence`, and
+/// the partition's state is unchanged afterwards.
+#[test]
+fn sequence_breaks_are_errors_and_leave_the_state_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    produce(&mut log, 7, 0, 0, 3).unwrap();
+    let before = log.producer_state().producers();
+    for (epoch, seq) in [(0, 4), (0, 1), (1, 5)] {
+        assert!(
+            matches!(
+                produce(&mut log, 7, epoch, seq, 1),
+                Err(StorageError::OutOfOrderSequence(_))
+            ),
+            "epoch {epoch} seq {seq}"
+        );
+    }
+    assert_eq!(log.producer_state().producers(), before);
+    assert_eq!(log.log_end_offset(), 3);
+    produce(&mut log, 7, 0, 3, 1).unwrap();
+}

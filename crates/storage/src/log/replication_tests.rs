@@ -154,7 +154,7 @@ fn an_epoch_checkpoint_that_lost_its_unsynced_entries_is_completed_on_reopen() {
         log.append(&mut batch(1, i * 2, 2, false), 0, 1_000)
             .unwrap();
     }
-    assert!(log.segments.len() > 1, "the log rolled");
+    assert!(log.segment_count() > 1, "the log rolled");
     let durable = std::fs::read(&path).unwrap();
     // Epoch 1 begins: the checkpoint is rewritten without fsync.
     let epoch_start = log.log_end_offset();
@@ -172,4 +172,19 @@ fn an_epoch_checkpoint_that_lost_its_unsynced_entries_is_completed_on_reopen() {
     std::fs::write(&path, b"").unwrap();
     let log = Log::open(dir.path(), config(), 0).unwrap();
     assert_eq!(log.epochs().entries(), &[(0, 0), (1, epoch_start)]);
+}
+
+/// A leader's batch whose offsets would run past `i64::MAX` is input, not a bug: refused with
+/// `InvalidRecord` before the local log's offset asserts could see a wrapped-around offset.
+#[test]
+fn a_replicated_batch_overflowing_the_offsets_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let mut b = batch(-1, -1, 3, false);
+    crate::batch::patch_base_offset(&mut b, i64::MAX - 1);
+    assert!(matches!(
+        log.append_replicated(&mut b, 0),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    assert_eq!(log.log_end_offset(), 0);
 }

@@ -1,5 +1,10 @@
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
 use super::*;
 use crate::batch::validate_batches;
+use crate::segment::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path};
 use crate::testutil::make_batch;
 
 fn small_config() -> LogConfig {
@@ -360,7 +365,7 @@ fn retention_by_bytes() {
     assert!(log.size_bytes() < total);
     assert!(log.size_bytes() >= 2048);
     // Deleting the next oldest would drop below the limit.
-    assert!(log.size_bytes() - log.segments[0].size < 2048);
+    assert!(log.size_bytes() - log.local.segments().first().size < 2048);
     let start = log.log_start_offset();
     let idx = batches
         .iter()
@@ -604,13 +609,13 @@ fn flush_settings_and_delete() {
     };
     let mut log = Log::open(&part, config, 0).unwrap();
     append(&mut log, 3, 1, 0);
-    assert_eq!(log.unflushed_messages, 0);
+    assert_eq!(log.local.unflushed_messages(), 0);
     append(&mut log, 1, 1, 0);
-    assert_eq!(log.unflushed_messages, 1);
+    assert_eq!(log.local.unflushed_messages(), 1);
     log.maybe_flush(1_005).unwrap();
-    assert_eq!(log.unflushed_messages, 1);
+    assert_eq!(log.local.unflushed_messages(), 1);
     log.maybe_flush(1_010).unwrap();
-    assert_eq!(log.unflushed_messages, 0);
+    assert_eq!(log.local.unflushed_messages(), 0);
     assert_eq!(log.dir(), part.as_path());
     assert_eq!(log.config().flush_interval_messages, 2);
     log.delete().unwrap();
@@ -632,8 +637,8 @@ fn recovery_of_a_corrupt_middle_segment_keeps_offsets_dense() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, batches) = filled(dir.path(), small_config(), 60);
     log.flush().unwrap();
-    let second_base = log.segments[1].base_offset;
-    let third_base = log.segments[2].base_offset;
+    let second_base = log.local.segments().all()[1].base_offset;
+    let third_base = log.local.segments().all()[2].base_offset;
     drop(log);
     // Lose the indexes of the second segment (forcing a full scan) and flip a byte in its
     // last batch.

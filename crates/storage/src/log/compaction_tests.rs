@@ -1,11 +1,12 @@
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::batch::{
     BASE_SEQUENCE_OFFSET, BatchHeader, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
     check_batch_frame, crc32c,
 };
-use crate::log::Log;
+use crate::cleaner::*;
 use crate::testutil::{KeyValue, build_batch, build_compressed_batch};
 
 /// (offset, key, value) of a record as read back.

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tests::{compact_config, records};
+use super::compaction_tests::{compact_config, records};
 use super::*;
-use crate::log::Log;
+use crate::cleaner::*;
 use crate::testutil::{KeyValue, build_compressed_batch};
 
 const KEYS: u8 = 24;
