@@ -16,6 +16,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
