@@ -132,7 +132,9 @@ async fn assign_poll_seek_pause(bootstrap: &str, topic: &str, extra: &[(&str, &s
     );
 
     // pause: records of a paused partition wait until it is resumed.
-    c.seek_to_beginning(std::slice::from_ref(&p0)).await.unwrap();
+    c.seek_to_beginning(std::slice::from_ref(&p0))
+        .await
+        .unwrap();
     c.pause(std::slice::from_ref(&p0)).unwrap();
     assert!(
         read_n(&mut c, 1, Duration::from_millis(800))
@@ -351,11 +353,14 @@ fn spawn_member(
         c.subscribe(&names).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(120);
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            let records = c
-                .poll(Duration::from_millis(100))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
+            let records = c.poll(Duration::from_millis(100)).await.map_err(|e| {
+                eprintln!("member {name}: poll failed: {e}");
+                format!("{name}: {e}")
+            })?;
             let assigned: BTreeSet<TopicPartition> = c.assignment().into_iter().collect();
+            if std::env::var("DEBUG_MEMBERS").is_ok() {
+                eprintln!("{name}: {} records, assigned {:?}", records.len(), assigned);
+            }
             let mut p = processed.lock().unwrap();
             for r in records {
                 let tp = TopicPartition::new(&r.topic, r.partition);
@@ -397,6 +402,48 @@ fn check_exclusive_ownership(log: &EventLog) {
     }
 }
 
+/// c gave its partitions up when it left; d got some, taken from a or b; with `incremental`,
+/// a and b kept some of theirs through d's arrival.
+fn check_rebalances(log: &EventLog, d_start: Instant, stop_at: Instant, incremental: bool) {
+    let events = log.lock().unwrap().clone();
+    let revoked = |m: &str| {
+        events
+            .iter()
+            .any(|e| e.1 == m && matches!(e.2, Event::Revoked))
+    };
+    assert!(revoked("c"), "c did not give its partitions up: {events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "d" && matches!(e.2, Event::Assigned)),
+        "d got nothing: {events:?}"
+    );
+    for m in ["a", "b"] {
+        let owned_before: BTreeSet<&TopicPartition> = {
+            let mut owned = BTreeSet::new();
+            for e in events.iter().filter(|e| e.1 == m && e.0 < d_start) {
+                match e.2 {
+                    Event::Assigned => owned.insert(&e.3),
+                    _ => owned.remove(&e.3),
+                };
+            }
+            owned
+        };
+        let given_up: BTreeSet<&TopicPartition> = events
+            .iter()
+            .filter(|e| e.1 == m && e.0 >= d_start && e.0 < stop_at)
+            .filter(|e| !matches!(e.2, Event::Assigned))
+            .map(|e| &e.3)
+            .collect();
+        if incremental {
+            assert!(
+                owned_before.iter().any(|tp| !given_up.contains(tp)),
+                "{m} gave up all of {owned_before:?} when d joined: {events:?}"
+            );
+        }
+    }
+}
+
 fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !f() {
@@ -407,7 +454,14 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 
 /// Three members read three topics; one leaves and another joins half way. Every record is
 /// processed, committed offsets reach the end, and no partition has two owners at once.
-fn group_scenario(bootstrap: &str, group: &str, member_props: &[(&str, &str)], topics_made: bool) {
+/// With `incremental`, members that stay keep some of their partitions when another joins.
+fn group_scenario(
+    bootstrap: &str,
+    group: &str,
+    member_props: &[(&str, &str)],
+    topics_made: bool,
+    incremental: bool,
+) {
     const TOPICS: [&str; 3] = ["ga", "gb", "gc"];
     const PARTITIONS: i32 = 3;
     const HALF: u64 = 150;
@@ -449,7 +503,15 @@ fn group_scenario(bootstrap: &str, group: &str, member_props: &[(&str, &str)], t
     let b = member("b", &stops[1]);
     let c = member("c", &stops[2]);
     let count = |p: &Processed| p.lock().unwrap().len() as u64;
+    let failed = |hs: &[&tokio::task::JoinHandle<Result<(), String>>]| {
+        assert!(
+            !hs.iter().any(|h| h.is_finished()),
+            "a member stopped early; processed {}",
+            processed.lock().unwrap().len()
+        );
+    };
     wait_until("the first half", Duration::from_secs(60), || {
+        failed(&[&a, &b, &c]);
         count(&processed) >= 3 * HALF
     });
     // Every member got a share once the group settled.
@@ -463,17 +525,20 @@ fn group_scenario(bootstrap: &str, group: &str, member_props: &[(&str, &str)], t
         .expect("c closes in time")
         .unwrap()
         .unwrap();
+    let d_start = Instant::now();
     let d = member("d", &stops[3]);
     for t in TOPICS {
         produce(bootstrap, t, PARTITIONS, HALF, 2 * HALF);
     }
     wait_until("every record", Duration::from_secs(90), || {
+        failed(&[&a, &b, &d]);
         count(&processed) >= 3 * 2 * HALF
     });
     // d takes part.
     wait_until("d assigned", Duration::from_secs(30), || {
         log.lock().unwrap().iter().any(|e| e.1 == "d")
     });
+    let stop_at = Instant::now();
     for s in &stops {
         s.store(true, Ordering::SeqCst);
     }
@@ -497,6 +562,7 @@ fn group_scenario(bootstrap: &str, group: &str, member_props: &[(&str, &str)], t
         }
     }
     check_exclusive_ownership(&log);
+    check_rebalances(&log, d_start, stop_at, incremental);
     // Committed offsets reach the end.
     rt.block_on(async {
         let mut c = Consumer::new(props(bootstrap, &[("group.id", group)])).unwrap();
@@ -520,6 +586,7 @@ fn group_consumer_protocol_shares_partitions() {
         "g-consumer",
         &[("group.protocol", "consumer")],
         false,
+        true,
     );
 }
 
@@ -534,6 +601,7 @@ fn group_classic_cooperative_sticky_shares_partitions() {
             "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
         )],
         false,
+        true,
     );
 }
 
@@ -544,6 +612,7 @@ fn group_classic_range_shares_partitions() {
         &strom.bootstrap(),
         "g-classic-range",
         &[("partition.assignment.strategy", "range")],
+        false,
         false,
     );
 }
@@ -578,6 +647,7 @@ fn mock_cluster_classic_group() {
         &b,
         "g-mock",
         &[("partition.assignment.strategy", "cooperative-sticky")],
+        true,
         true,
     );
 }

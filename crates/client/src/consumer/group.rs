@@ -40,10 +40,13 @@ use crate::connection::{Connection, ConnectionConfig};
 use crate::error::ClientError;
 
 const FIND_COORDINATOR_VERSION: i16 = 4;
-const JOIN_GROUP_VERSION: i16 = 9;
-const SYNC_GROUP_VERSION: i16 = 5;
-const HEARTBEAT_VERSION: i16 = 4;
-const LEAVE_GROUP_VERSION: i16 = 5;
+// The classic group APIs stop short of their flexible versions, as librdkafka does: some
+// brokers that advertise the flexible versions do not parse them (librdkafka's mock cluster
+// reads their arrays with the old encoding), and nothing this consumer needs came later.
+const JOIN_GROUP_VERSION: i16 = 5;
+const SYNC_GROUP_VERSION: i16 = 3;
+const HEARTBEAT_VERSION: i16 = 3;
+const LEAVE_GROUP_VERSION: i16 = 3;
 const OFFSET_COMMIT_VERSION: i16 = 9;
 const OFFSET_FETCH_VERSION: i16 = 8;
 const CONSUMER_HEARTBEAT_VERSION: i16 = 1;

@@ -833,14 +833,30 @@ impl Consumer {
     ) -> Result<(), ClientError> {
         let g = self.group.as_ref().ok_or_else(|| no_group("committing"))?;
         let coord = g.coord.clone();
-        let member = self.member_identity();
+        let wake = g.wake.clone();
         let timeout = self.config.common.request_timeout;
-        retry_coordinator(self.config.common.retry_backoff, || {
-            let coord = coord.clone();
-            let member = member.clone();
-            async move { coord.lock().await.commit(&member, offsets, timeout).await }
-        })
-        .await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let member = self.member_identity();
+            let result = retry_coordinator(self.config.common.retry_backoff, || {
+                let coord = coord.clone();
+                let member = member.clone();
+                async move { coord.lock().await.commit(&member, offsets, timeout).await }
+            })
+            .await;
+            match result {
+                // The member epoch moved on in a heartbeat answered meanwhile: commit again
+                // with the new one.
+                Err(e)
+                    if tries < 5 && e.kafka_code() == Some(113 /* STALE_MEMBER_EPOCH */) =>
+                {
+                    wake.notify_one();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Commits the positions of all assigned partitions in the background; the handle tells
@@ -1141,7 +1157,12 @@ impl Consumer {
                     ) || group::is_coordinator_error(c)
                 }) || matches!(
                     e,
-                    ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout { .. }
+                    ClientError::Connect { .. }
+                        | ClientError::Io(_)
+                        | ClientError::Timeout { .. }
+                        // Some coordinators answer a failed SyncGroup with a null assignment,
+                        // which does not decode: join again.
+                        | ClientError::Protocol(_)
                 );
                 if e.kafka_code() == Some(error_code::FENCED_INSTANCE_ID) {
                     lock(&shared).fatal = Some(e.to_string());
