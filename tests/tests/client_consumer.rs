@@ -651,3 +651,189 @@ fn mock_cluster_classic_group() {
         true,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// leader changes, static membership, pattern subscriptions
+
+/// Leader epochs of each partition of `topic`: (leader, partition) pairs by partition.
+fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let producer: BaseProducer = client_config(bootstrap).create().unwrap();
+    let md = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let t = md.topics().iter().find(|t| t.name() == topic).unwrap();
+    let mut out: Vec<(i32, i32)> = t
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.leader()))
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+#[test]
+fn reading_follows_a_leader_change() {
+    let mut cluster = strom_e2e::Cluster::start(
+        3,
+        &[
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=300",
+            "replica.lag.time.max.ms=5000",
+            "replica.fetch.wait.max.ms=200",
+        ],
+    );
+    let all = cluster.bootstrap();
+    cluster.create_topic("moving", 1, 3, &["min.insync.replicas=1"]);
+    produce(&all, "moving", 1, 0, 100);
+    cluster.wait_in_sync("moving", 3, Duration::from_secs(30));
+    let old = leaders(&all, "moving")[0];
+    assert!(old > 0, "no leader");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = Consumer::new(props(&all, &[("retry.backoff.ms", "50")])).unwrap();
+    rt.block_on(async {
+        c.assign(&tps("moving", 1)).unwrap();
+        let got = read_n(&mut c, 100, Duration::from_secs(30)).await;
+        check_all_once(&got, "moving", 1, 100);
+    });
+    cluster.node(old).kill9();
+    let rest = cluster.bootstrap_without(old);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = leaders(&rest, "moving")[0];
+        if now > 0 && now != old {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    produce(&rest, "moving", 1, 100, 200);
+    rt.block_on(async {
+        let got = read_n(&mut c, 100, Duration::from_secs(60)).await;
+        let values: Vec<String> = got.iter().map(|r| r.3.clone()).collect();
+        let want: Vec<String> = (100..200).map(|n| format!("moving:{n}")).collect();
+        assert_eq!(values, want, "records after the leader change");
+        assert_eq!(got.first().map(|r| r.2), Some(100));
+    });
+}
+
+#[test]
+fn static_members_come_back_without_a_rebalance() {
+    let strom = Strom::start(FAST_GROUPS);
+    let b = strom.bootstrap();
+    create_topic(&b, "static", 4);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let log: EventLog = Arc::default();
+    type Owned = Arc<Mutex<Vec<TopicPartition>>>;
+    // Each member polls on its own task (a join waits for the other members to join too).
+    let member = |instance: &str, owned: Owned, stop: Arc<AtomicBool>| {
+        let props = props(
+            &b,
+            &[
+                ("group.id", "g-static"),
+                ("group.instance.id", instance),
+                ("session.timeout.ms", "20000"),
+                ("heartbeat.interval.ms", "300"),
+                ("partition.assignment.strategy", "range"),
+            ],
+        );
+        let recorder = Recorder {
+            member: instance.to_string(),
+            log: log.clone(),
+        };
+        rt.spawn(async move {
+            let mut c = Consumer::new(props).unwrap();
+            c.set_rebalance_listener(Box::new(recorder));
+            c.subscribe(&["static"]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                c.poll(Duration::from_millis(50)).await.unwrap();
+                *owned.lock().unwrap() = c.assignment();
+            }
+            c.close().await.unwrap();
+        })
+    };
+    let settled = |a: &Owned, b: &Owned| {
+        let (a, b) = (a.lock().unwrap().len(), b.lock().unwrap().len());
+        a > 0 && b > 0 && a + b == 4
+    };
+    let (o1, o2): (Owned, Owned) = (Arc::default(), Arc::default());
+    let (stop1, stop2) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let h1 = member("s1", o1.clone(), stop1.clone());
+    let h2 = member("s2", o2.clone(), stop2.clone());
+    wait_until("two members sharing", Duration::from_secs(30), || {
+        settled(&o1, &o2)
+    });
+    // A late rebalance would show in the log.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(settled(&o1, &o2));
+    let before = o1.lock().unwrap().clone();
+    let s2_events = log.lock().unwrap().iter().filter(|e| e.1 == "s2").count();
+    // s1 goes away (a static member does not leave the group) and comes back.
+    stop1.store(true, Ordering::SeqCst);
+    rt.block_on(h1).unwrap();
+    let o1b: Owned = Arc::default();
+    let stop1b = Arc::new(AtomicBool::new(false));
+    let h1b = member("s1", o1b.clone(), stop1b.clone());
+    wait_until("s1 back", Duration::from_secs(30), || settled(&o1b, &o2));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        *o1b.lock().unwrap(),
+        before,
+        "s1 came back to other partitions"
+    );
+    let s2_after = log.lock().unwrap().iter().filter(|e| e.1 == "s2").count();
+    assert_eq!(
+        s2_events,
+        s2_after,
+        "s2 saw a rebalance: {:?}",
+        log.lock().unwrap()
+    );
+    stop1b.store(true, Ordering::SeqCst);
+    stop2.store(true, Ordering::SeqCst);
+    rt.block_on(h1b).unwrap();
+    rt.block_on(h2).unwrap();
+}
+
+#[test]
+fn pattern_subscription_picks_up_new_topics() {
+    let strom = Strom::start(FAST_GROUPS);
+    let b = strom.bootstrap();
+    create_topic(&b, "pat-one", 2);
+    create_topic(&b, "other", 1);
+    produce(&b, "pat-one", 2, 0, 20);
+    produce(&b, "other", 1, 0, 5);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Consumer::new(props(
+            &b,
+            &[
+                ("group.id", "g-pattern"),
+                ("metadata.max.age.ms", "500"),
+                ("heartbeat.interval.ms", "300"),
+            ],
+        ))
+        .unwrap();
+        c.subscribe_pattern("pat-.*").unwrap();
+        let got = read_n(&mut c, 20, Duration::from_secs(30)).await;
+        check_all_once(&got, "pat-one", 2, 20);
+        let b2 = b.clone();
+        tokio::task::spawn_blocking(move || {
+            create_topic(&b2, "pat-two", 1);
+            produce(&b2, "pat-two", 1, 0, 7);
+        })
+        .await
+        .unwrap();
+        let got = read_n(&mut c, 7, Duration::from_secs(30)).await;
+        check_all_once(&got, "pat-two", 1, 7);
+        assert!(
+            read_n(&mut c, 1, Duration::from_millis(800))
+                .await
+                .is_empty()
+        );
+        c.close().await.unwrap();
+    });
+}

@@ -13,11 +13,24 @@ use super::config::AssignorKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSubscription {
     pub member_id: String,
+    /// `group.instance.id` of a static member: members are ordered by it when present, so a
+    /// static member that comes back under a new member id gets the same partitions.
+    pub instance_id: Option<String>,
     pub topics: Vec<String>,
     /// What the member owns now (cooperative protocol; empty under eager assignors).
     pub owned: Vec<TopicPartition>,
     /// The generation in which it owned them (-1 when unknown).
     pub generation: i32,
+}
+
+impl MemberSubscription {
+    /// The order assignors deal partitions in: instance id, else member id.
+    pub fn order_key(&self) -> (&str, &str) {
+        (
+            self.instance_id.as_deref().unwrap_or(&self.member_id),
+            &self.member_id,
+        )
+    }
 }
 
 /// Member id -> its partitions, sorted.
@@ -48,25 +61,25 @@ fn empty_assignment(members: &[MemberSubscription]) -> Assignment {
         .collect()
 }
 
-/// Range: per topic, the subscribed members in member id order each take a contiguous range;
+/// Range: per topic, the subscribed members in instance id (else member id) order each take a contiguous range;
 /// the first `count % members` take one extra.
 pub fn range(members: &[MemberSubscription], partitions: &BTreeMap<String, i32>) -> Assignment {
     let mut out = empty_assignment(members);
+    let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+    sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     let mut by_topic: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in members {
+    for m in &sorted {
         for t in &m.topics {
-            by_topic
-                .entry(t.as_str())
-                .or_default()
-                .push(m.member_id.as_str());
+            let list = by_topic.entry(t.as_str()).or_default();
+            if !list.contains(&m.member_id.as_str()) {
+                list.push(m.member_id.as_str());
+            }
         }
     }
-    for (topic, mut subscribers) in by_topic {
+    for (topic, subscribers) in by_topic {
         let Some(&count) = partitions.get(topic) else {
             continue;
         };
-        subscribers.sort_unstable();
-        subscribers.dedup();
         let n = subscribers.len() as i32;
         let per = count / n;
         let extra = count % n;
@@ -82,15 +95,15 @@ pub fn range(members: &[MemberSubscription], partitions: &BTreeMap<String, i32>)
     sort_lists(out)
 }
 
-/// Roundrobin: every partition in (topic, partition) order goes to the next member in member id
-/// order that subscribes to its topic.
+/// Roundrobin: every partition in (topic, partition) order goes to the next member in
+/// instance id (else member id) order that subscribes to its topic.
 pub fn round_robin(
     members: &[MemberSubscription],
     partitions: &BTreeMap<String, i32>,
 ) -> Assignment {
     let mut out = empty_assignment(members);
     let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
-    sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     if sorted.is_empty() {
         return out;
     }
@@ -125,7 +138,7 @@ pub fn round_robin(
 /// group (a member holding two or more partitions more than another member that could take one).
 pub fn sticky(members: &[MemberSubscription], partitions: &BTreeMap<String, i32>) -> Assignment {
     let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
-    sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     let subscribed: HashMap<&str, BTreeSet<&str>> = sorted
         .iter()
         .map(|m| {
@@ -263,6 +276,7 @@ mod tests {
     fn member(id: &str, topics: &[&str], owned: &[(&str, i32)]) -> MemberSubscription {
         MemberSubscription {
             member_id: id.to_string(),
+            instance_id: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),
             owned: owned
                 .iter()
@@ -288,6 +302,18 @@ mod tests {
         let a = range(&members, &counts(&[("t", 5)]));
         assert_eq!(a["a"], tps(&[("t", 0), ("t", 1), ("t", 2)]));
         assert_eq!(a["b"], tps(&[("t", 3), ("t", 4)]));
+    }
+
+    #[test]
+    fn static_members_are_ordered_by_instance_id() {
+        // A static member back under a new member id ("zzz-new") keeps its place ("i0").
+        let mut a = member("zzz-new", &["t"], &[]);
+        a.instance_id = Some("i0".into());
+        let mut b = member("aaa", &["t"], &[]);
+        b.instance_id = Some("i1".into());
+        let r = range(&[a, b], &counts(&[("t", 4)]));
+        assert_eq!(r["zzz-new"], tps(&[("t", 0), ("t", 1)]));
+        assert_eq!(r["aaa"], tps(&[("t", 2), ("t", 3)]));
     }
 
     #[test]
@@ -348,6 +374,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, (subs, owned))| MemberSubscription {
                         member_id: format!("m{i}"),
+                        instance_id: None,
                         topics: subs,
                         owned,
                         generation: 1,

@@ -492,6 +492,7 @@ pub(crate) fn encode_subscription(
 /// Reads a member's subscription from JoinGroup.
 pub(crate) fn decode_subscription(
     member_id: &str,
+    instance_id: Option<&str>,
     bytes: &[u8],
 ) -> Result<MemberSubscription, ClientError> {
     if bytes.len() < 2 {
@@ -514,6 +515,7 @@ pub(crate) fn decode_subscription(
     })?;
     Ok(MemberSubscription {
         member_id: member_id.to_string(),
+        instance_id: instance_id.map(str::to_string),
         topics: s.topics.iter().map(|t| t.to_string()).collect(),
         owned: s
             .owned_partitions

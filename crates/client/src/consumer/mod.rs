@@ -170,6 +170,8 @@ struct GroupState {
     wake: Arc<Notify>,
     /// The topics the current membership subscribes to.
     joined_topics: Vec<String>,
+    /// Their partition counts when the membership joined (classic: a change rebalances).
+    joined_counts: BTreeMap<String, i32>,
     /// The assignor the group chose in the latest classic generation.
     protocol: Option<AssignorKind>,
 }
@@ -189,6 +191,8 @@ pub struct Consumer {
     metadata_at: Option<Instant>,
     /// Topics the pattern matched at the latest metadata refresh.
     pattern_topics: BTreeSet<String>,
+    /// Partition counts of the topics in the latest metadata.
+    topic_counts: BTreeMap<String, i32>,
     connections: Connections,
     /// Fetches in flight by broker, with their partitions.
     in_flight: HashMap<i32, Vec<TopicPartition>>,
@@ -244,6 +248,7 @@ impl Consumer {
                 heartbeat: None,
                 wake: Arc::new(Notify::new()),
                 joined_topics: Vec::new(),
+                joined_counts: BTreeMap::new(),
                 protocol: None,
             }
         });
@@ -260,6 +265,7 @@ impl Consumer {
             metadata_stale: true,
             metadata_at: None,
             pattern_topics: BTreeSet::new(),
+            topic_counts: BTreeMap::new(),
             connections: Connections::default(),
             in_flight: HashMap::new(),
             results_tx,
@@ -534,9 +540,11 @@ impl Consumer {
             if let Some(e) = self.pending_error.take() {
                 return Err(e);
             }
-            self.group_poll().await?;
+            let group = self.group_poll().await;
+            self.transient(group, deadline).await?;
             self.maybe_auto_commit().await;
-            self.resolve_positions().await?;
+            let positions = self.resolve_positions().await;
+            self.transient(positions, deadline).await?;
             let out = self.drain();
             if !out.is_empty() {
                 // Keep the next fetches going while the application works on these.
@@ -561,6 +569,40 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    /// Passes on errors that retrying will not mend; waits a little after the others (the
+    /// leader or coordinator moved, a broker is unreachable) so that the poll loop tries again.
+    async fn transient(
+        &mut self,
+        result: Result<(), ClientError>,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let transient = matches!(
+            e,
+            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout { .. }
+        ) || e.kafka_code().is_some_and(|c| {
+            fetcher::needs_metadata(c)
+                || group::is_coordinator_error(c)
+                || c == error_code::REBALANCE_IN_PROGRESS
+                || c == error_code::REQUEST_TIMED_OUT
+        });
+        if !transient {
+            return Err(e);
+        }
+        tracing::debug!(error = %e, "retrying after a transient error");
+        self.metadata_stale = true;
+        let pause = self
+            .config
+            .common
+            .retry_backoff
+            .max(Duration::from_millis(10))
+            .min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 
     /// The records as a stream: each `next()` polls as needed.
@@ -629,6 +671,8 @@ impl Consumer {
             if !t.id.is_zero() {
                 self.topic_names.insert(t.id.0, t.name.clone());
             }
+            self.topic_counts
+                .insert(t.name.clone(), t.partitions.len() as i32);
             for p in &t.partitions {
                 if p.leader >= 0 {
                     self.leaders.insert(
@@ -941,6 +985,14 @@ impl Consumer {
         }
     }
 
+    /// Partition counts of `topics` from the latest metadata (topics not in it are left out).
+    fn counts_of(&self, topics: &[String]) -> BTreeMap<String, i32> {
+        topics
+            .iter()
+            .filter_map(|t| self.topic_counts.get(t).map(|&n| (t.clone(), n)))
+            .collect()
+    }
+
     fn revoke(&mut self, tps: &[TopicPartition], lost: bool) {
         if tps.is_empty() {
             return;
@@ -987,7 +1039,9 @@ impl Consumer {
         ) {
             return Ok(());
         }
-        if matches!(self.subscription, Subscription::Pattern(_)) && self.metadata_due() {
+        // Fresh metadata first: the pattern's topics and the partition counts a classic
+        // membership was formed with come from it.
+        if self.metadata_due() {
             self.refresh_metadata().await?;
         }
         let Some(topics) = self.subscribed_topics() else {
@@ -1031,7 +1085,8 @@ impl Consumer {
             let s = lock(&g.shared);
             (s.rejoin, s.lost)
         };
-        let changed = g.joined_topics != topics;
+        let counts = self.counts_of(&topics);
+        let changed = g.joined_topics != topics || g.joined_counts != counts;
         if lost {
             let all = self.assignment();
             self.revoke(&all, true);
@@ -1061,6 +1116,7 @@ impl Consumer {
     }
 
     async fn classic_join(&mut self, topics: Vec<String>) -> Result<(), ClientError> {
+        let counts = self.counts_of(&topics);
         let Some(g) = self.group.as_mut() else {
             return Ok(());
         };
@@ -1101,7 +1157,13 @@ impl Consumer {
                 let members: Vec<MemberSubscription> = join
                     .members
                     .iter()
-                    .map(|m| group::decode_subscription(m.member_id.as_str(), &m.metadata))
+                    .map(|m| {
+                        group::decode_subscription(
+                            m.member_id.as_str(),
+                            m.group_instance_id.as_deref(),
+                            &m.metadata,
+                        )
+                    })
                     .collect::<Result<_, _>>()?;
                 let all_topics: BTreeSet<String> = members
                     .iter()
@@ -1197,6 +1259,7 @@ impl Consumer {
             return Ok(());
         };
         g.protocol = Some(kind);
+        g.joined_counts = counts;
         g.joined_topics = topics;
         {
             let mut s = lock(&g.shared);
