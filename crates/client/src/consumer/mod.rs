@@ -120,8 +120,9 @@ impl Record {
 pub trait RebalanceListener: Send {
     /// Partitions newly assigned; reading starts at their committed offsets.
     fn on_assigned(&mut self, _partitions: &[TopicPartition]) {}
-    /// Partitions given up in a rebalance; under automatic commits their positions are
-    /// committed right after this returns, and before another member gets them.
+    /// Partitions given up in a rebalance. Under automatic commits their positions were
+    /// committed just before this is called; either way, no other member gets them before this
+    /// returns.
     fn on_revoked(&mut self, _partitions: &[TopicPartition]) {}
     /// Partitions lost without a chance to commit: the membership ended (session expired,
     /// fenced); another member may own them already. Defaults to `on_revoked`.
@@ -533,6 +534,12 @@ impl Consumer {
 
     /// The next records, waiting up to `timeout` for some. Also runs the group's rebalances
     /// (calling the rebalance listener) and automatic commits.
+    ///
+    /// A classic group join runs to its end inside the poll that starts it, which can take
+    /// longer than `timeout`: the coordinator answers once every member has joined (at most
+    /// `max.poll.interval.ms`). Members of one group should therefore poll on separate tasks.
+    /// Dropping a poll future part way is safe for fetching but may leave a join unfinished;
+    /// the next poll starts it again.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<Record>, ClientError> {
         self.check_open()?;
         let deadline = Instant::now() + timeout;
@@ -1469,5 +1476,159 @@ impl RecordStream<'_> {
             let batch = self.consumer.poll(Duration::from_millis(500)).await?;
             self.ready.extend(batch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fetcher::PartitionFetch;
+
+    fn consumer(extra: &[(&str, &str)]) -> Consumer {
+        let mut p = Properties::default().set("bootstrap.servers", "127.0.0.1:1");
+        for (k, v) in extra {
+            p = p.set(k, v);
+        }
+        Consumer::new(p).unwrap()
+    }
+
+    fn record(offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            offset,
+            timestamp_ms: 0,
+            timestamp_type_log_append: false,
+            key: None,
+            value: Some(Bytes::from(offset.to_string())),
+            headers: Vec::new(),
+        }
+    }
+
+    fn fetched(tp: &TopicPartition, from: i64, offsets: &[i64], next: i64) -> FetchOutcome {
+        FetchOutcome {
+            broker: 1,
+            result: Ok(vec![PartitionFetch {
+                tp: tp.clone(),
+                fetch_offset: from,
+                error_code: error_code::NONE,
+                high_watermark: next,
+                records: offsets.iter().map(|&o| record(o)).collect(),
+                next_offset: next,
+            }]),
+        }
+    }
+
+    #[tokio::test]
+    async fn polls_return_buffered_records_up_to_max_poll_records() {
+        let mut c = consumer(&[("max.poll.records", "2")]);
+        let tp = TopicPartition::new("t", 0);
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 5).unwrap();
+        c.handle_outcome(fetched(&tp, 5, &[5, 6, 7], 10));
+        let first: Vec<i64> = c.drain().iter().map(|r| r.offset).collect();
+        assert_eq!(first, vec![5, 6]);
+        assert_eq!(c.assigned[&tp].position, Some(7));
+        let second: Vec<i64> = c.drain().iter().map(|r| r.offset).collect();
+        assert_eq!(second, vec![7]);
+        // Past the control records that ended the fetched batches.
+        assert_eq!(c.assigned[&tp].position, Some(10));
+        assert_eq!(c.high_watermark(&tp), Some(10));
+    }
+
+    #[tokio::test]
+    async fn stale_fetches_are_dropped_after_a_seek() {
+        let mut c = consumer(&[]);
+        let tp = TopicPartition::new("t", 0);
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 100).unwrap();
+        c.handle_outcome(fetched(&tp, 5, &[5, 6], 7));
+        assert!(c.drain().is_empty());
+        assert_eq!(c.assigned[&tp].position, Some(100));
+    }
+
+    #[tokio::test]
+    async fn paused_partitions_keep_their_records() {
+        let mut c = consumer(&[]);
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        c.assign(&[a.clone(), b.clone()]).unwrap();
+        c.seek(&a, 0).unwrap();
+        c.seek(&b, 0).unwrap();
+        c.handle_outcome(fetched(&a, 0, &[0, 1], 2));
+        c.pause(std::slice::from_ref(&a)).unwrap();
+        assert!(c.drain().is_empty());
+        c.resume(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(c.drain().len(), 2);
+        assert!(c.pause(&[TopicPartition::new("other", 0)]).is_err());
+    }
+
+    #[tokio::test]
+    async fn out_of_range_resets_or_fails() {
+        let tp = TopicPartition::new("t", 0);
+        let out_of_range = |c: &mut Consumer| {
+            c.handle_outcome(FetchOutcome {
+                broker: 1,
+                result: Ok(vec![PartitionFetch {
+                    tp: tp.clone(),
+                    fetch_offset: 50,
+                    error_code: error_code::OFFSET_OUT_OF_RANGE,
+                    high_watermark: 10,
+                    records: Vec::new(),
+                    next_offset: 50,
+                }]),
+            })
+        };
+        let mut c = consumer(&[("auto.offset.reset", "earliest")]);
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 50).unwrap();
+        out_of_range(&mut c);
+        assert_eq!(c.assigned[&tp].position, None);
+        assert!(c.assigned[&tp].reset);
+        assert!(c.pending_error.is_none());
+
+        let mut c = consumer(&[("auto.offset.reset", "none")]);
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 50).unwrap();
+        out_of_range(&mut c);
+        let e = c.pending_error.take().unwrap().to_string();
+        assert!(e.contains("OFFSET_OUT_OF_RANGE"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn leader_errors_refresh_metadata_instead_of_failing() {
+        let mut c = consumer(&[]);
+        let tp = TopicPartition::new("t", 0);
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 0).unwrap();
+        c.metadata_stale = false;
+        for code in [
+            error_code::NOT_LEADER_OR_FOLLOWER,
+            74, /* FENCED_LEADER_EPOCH */
+        ] {
+            c.handle_outcome(FetchOutcome {
+                broker: 1,
+                result: Ok(vec![PartitionFetch {
+                    tp: tp.clone(),
+                    fetch_offset: 0,
+                    error_code: code,
+                    high_watermark: -1,
+                    records: Vec::new(),
+                    next_offset: 0,
+                }]),
+            });
+            assert!(c.metadata_stale);
+            assert!(c.pending_error.is_none());
+            assert_eq!(c.assigned[&tp].position, Some(0));
+            c.metadata_stale = false;
+        }
+    }
+
+    #[tokio::test]
+    async fn group_calls_need_a_group_and_assign_excludes_subscribe() {
+        let mut c = consumer(&[]);
+        assert!(c.subscribe(&["t"]).is_err());
+        assert!(c.commit_sync().await.is_err());
+        let mut c = consumer(&[("group.id", "g")]);
+        c.subscribe(&["t"]).unwrap();
+        assert!(c.assign(&[TopicPartition::new("t", 0)]).is_err());
+        assert!(c.subscribe_pattern("(").is_err());
     }
 }
