@@ -285,6 +285,24 @@ fn read_committed_skips_aborted_transactions() {
         assert_eq!(uncommitted.len(), 20, "{uncommitted:?}");
         assert!(uncommitted.iter().any(|v| v.starts_with("aborted-")));
     });
+
+    // An open transaction: under read_committed the end is the last stable offset (23), where
+    // the open transaction starts; under read_uncommitted it is the high watermark.
+    p.begin_transaction().unwrap();
+    for i in 0..3 {
+        send(format!("open-{i}"));
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    rt.block_on(async {
+        let tp = TopicPartition::new("txn", 0);
+        for (level, end) in [("read_committed", 23), ("read_uncommitted", 26)] {
+            let mut c = Consumer::new(props(&b, &[("isolation.level", level)])).unwrap();
+            c.assign(std::slice::from_ref(&tp)).unwrap();
+            c.seek_to_end(std::slice::from_ref(&tp)).await.unwrap();
+            assert_eq!(c.position(&tp).await.unwrap(), end, "end under {level}");
+        }
+    });
+    p.abort_transaction(Duration::from_secs(30)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -169,6 +169,67 @@ async fn fetch_once(
     Ok(out)
 }
 
+const LIST_OFFSETS_VERSION: i16 = 7;
+
+/// The offset for `timestamp` (-2 earliest, -1 latest) of one partition, asked of its leader at
+/// `isolation_level` (under read_committed "latest" is the last stable offset).
+pub(crate) async fn list_offset(
+    addr: &str,
+    conn: &BrokerConnection,
+    config: ConnectionConfig,
+    target: &FetchTarget,
+    timestamp: i64,
+    isolation_level: i8,
+) -> Result<i64, ClientError> {
+    use strom_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    let mut guard = conn.lock().await;
+    if guard.as_ref().is_none_or(Connection::is_broken) {
+        *guard = Some(Connection::connect(addr, config.clone()).await?);
+    }
+    let Some(c) = guard.as_mut() else {
+        return Err(ClientError::UnexpectedResponse("no connection".into()));
+    };
+    let version = c.version(ApiKey::ListOffsets, LIST_OFFSETS_VERSION)?;
+    let mut p = ListOffsetsPartition::default();
+    p.partition_index = target.tp.partition;
+    p.current_leader_epoch = target.leader_epoch;
+    p.timestamp = timestamp;
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(str_bytes(target.tp.topic.as_str()));
+    t.partitions = vec![p];
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = (-1).into();
+    req.isolation_level = isolation_level;
+    req.topics = vec![t];
+    let response = c
+        .send(ApiKey::ListOffsets, version, RequestKind::ListOffsets(req))
+        .await?;
+    let ResponseKind::ListOffsets(r) = response else {
+        return Err(ClientError::UnexpectedResponse(
+            "ListOffsets answered with another response".into(),
+        ));
+    };
+    let p = r
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == target.tp.topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == target.tp.partition)
+        .ok_or_else(|| {
+            ClientError::UnexpectedResponse(format!("ListOffsets has no answer for {}", target.tp))
+        })?;
+    if p.error_code != error_code::NONE {
+        return Err(ClientError::kafka(
+            p.error_code,
+            &format!("partition {}", target.tp),
+            None,
+        ));
+    }
+    Ok(p.offset)
+}
+
 const LOG_OVERHEAD: usize = 12;
 const BATCH_HEADER_BYTES: usize = 61;
 const TRANSACTIONAL_FLAG: i16 = 0x10;

@@ -406,6 +406,57 @@ impl Consumer {
         Ok(())
     }
 
+    /// The offset for `spec` (earliest or latest) of `tp`, from its leader at the consumer's
+    /// isolation level: under read_committed the end is the last stable offset. Follows
+    /// leader changes.
+    async fn list_offset(&mut self, tp: &TopicPartition, spec: i64) -> Result<i64, ClientError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            if self.metadata_stale || !self.leaders.contains_key(tp) {
+                self.refresh_metadata().await?;
+            }
+            let Some(&(broker, epoch)) = self.leaders.get(tp) else {
+                return Err(ClientError::kafka(
+                    error_code::LEADER_NOT_AVAILABLE,
+                    &format!("partition {tp}"),
+                    None,
+                ));
+            };
+            let Some(addr) = self.brokers.get(&broker).cloned() else {
+                return Err(ClientError::UnexpectedResponse(format!(
+                    "leader {broker} of {tp} is not among the brokers in metadata"
+                )));
+            };
+            let conn = self.connections.slot(broker, &addr);
+            let target = FetchTarget {
+                tp: tp.clone(),
+                offset: 0,
+                leader_epoch: epoch,
+            };
+            let result = fetcher::list_offset(
+                &addr,
+                &conn,
+                self.conn_config.clone(),
+                &target,
+                spec,
+                self.config.isolation_level.wire(),
+            )
+            .await;
+            match result {
+                Err(e)
+                    if tries < 3
+                        && (e.kafka_code().is_some_and(fetcher::needs_metadata)
+                            || matches!(e, ClientError::Connect { .. } | ClientError::Io(_))) =>
+                {
+                    self.metadata_stale = true;
+                    tokio::time::sleep(self.config.common.retry_backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Moves to the first offset of each partition.
     pub async fn seek_to_beginning(&mut self, tps: &[TopicPartition]) -> Result<(), ClientError> {
         self.seek_to(tps, offset_spec::EARLIEST).await
@@ -419,10 +470,7 @@ impl Consumer {
     async fn seek_to(&mut self, tps: &[TopicPartition], spec: i64) -> Result<(), ClientError> {
         for tp in tps {
             self.state_mut(tp)?;
-            let (offset, _) = self
-                .client
-                .list_offsets(&tp.topic, tp.partition, spec)
-                .await?;
+            let offset = self.list_offset(tp, spec).await?;
             self.seek(tp, offset)?;
         }
         Ok(())
@@ -515,10 +563,7 @@ impl Consumer {
                             )));
                         }
                     };
-                    self.client
-                        .list_offsets(&tp.topic, tp.partition, spec)
-                        .await?
-                        .0
+                    self.list_offset(&tp, spec).await?
                 }
             };
             if let Some(s) = self.assigned.get_mut(&tp) {
