@@ -1,4 +1,28 @@
 //! Consumer settings, read from Kafka's property names.
+//!
+//! | property | default | |
+//! |---|---|---|
+//! | `bootstrap.servers` | (required) | with `client.id`, timeouts and `security.protocol`, `ssl.*`, `sasl.*` as for every client |
+//! | `group.id` | none | needed for `subscribe` and committed offsets |
+//! | `group.instance.id` | none | static membership |
+//! | `group.protocol` | `classic` | `consumer` selects KIP-848 where the coordinator offers it |
+//! | `group.remote.assignor` | broker's choice | the coordinator's assignor under `consumer` |
+//! | `partition.assignment.strategy` | `range,cooperative-sticky` | `range`, `roundrobin`, `cooperative-sticky` or Kafka's class names |
+//! | `session.timeout.ms` | 45000 | |
+//! | `heartbeat.interval.ms` | 3000 | below `session.timeout.ms` |
+//! | `max.poll.interval.ms` | 300000 | also the rebalance timeout |
+//! | `enable.auto.commit` | true with a `group.id` | |
+//! | `auto.commit.interval.ms` | 5000 | |
+//! | `auto.offset.reset` | `latest` | `earliest`, `latest`, `none` |
+//! | `isolation.level` | `read_uncommitted` | `read_committed` hides aborted transactions |
+//! | `fetch.min.bytes` | 1 | |
+//! | `fetch.max.bytes` | 52428800 | per fetch request |
+//! | `fetch.max.wait.ms` | 500 | |
+//! | `max.partition.fetch.bytes` | 1048576 | |
+//! | `max.poll.records` | 500 | |
+//!
+//! Accepted and ignored (no meaning here): see `IGNORED` below, e.g. `key.deserializer`,
+//! `value.deserializer`, `check.crcs`, `client.rack`.
 
 use std::time::Duration;
 

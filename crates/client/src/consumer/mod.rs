@@ -747,11 +747,16 @@ impl Consumer {
         Ok(())
     }
 
+    /// Whether to refresh metadata: when known stale (at most every `retry.backoff.ms`, so
+    /// that a partition without a leader does not make every poll ask), and at least every
+    /// `metadata.max.age.ms`.
     fn metadata_due(&self) -> bool {
-        self.metadata_stale
-            || self
-                .metadata_at
-                .is_none_or(|at| at.elapsed() >= self.config.common.metadata_max_age)
+        let Some(at) = self.metadata_at else {
+            return true;
+        };
+        let age = at.elapsed();
+        (self.metadata_stale && age >= self.config.common.retry_backoff)
+            || age >= self.config.common.metadata_max_age
     }
 
     /// Starts a fetch to every leader that has fetchable partitions and no fetch in flight.
