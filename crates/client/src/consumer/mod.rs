@@ -1405,16 +1405,23 @@ impl Consumer {
             self.commit_before_revoking(&revoked).await;
             self.revoke(&revoked, false);
         }
-        self.add_assigned(&added);
+        if !added.is_empty() {
+            self.add_assigned(&added);
+        }
         if let Some(g) = self.group.as_ref() {
             let mut s = lock(&g.shared);
             // Only acknowledge if no newer target arrived meanwhile (it is reconciled next).
             if s.target.as_ref() == Some(&target) {
                 s.target = None;
             }
+            let changed = s.owned != target;
             s.owned = target;
             drop(s);
-            g.wake.notify_one();
+            // Tell the coordinator at once what we own now; a repeated assignment needs no
+            // extra heartbeat.
+            if changed {
+                g.wake.notify_one();
+            }
         }
         Ok(())
     }
