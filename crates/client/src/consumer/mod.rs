@@ -1678,6 +1678,83 @@ mod tests {
         }
     }
 
+    /// A fake coordinator whose ApiVersions lacks ConsumerGroupHeartbeat: the consumer
+    /// protocol falls back to the classic one.
+    #[tokio::test]
+    async fn consumer_protocol_falls_back_to_classic_without_broker_support() {
+        use strom_protocol::messages::api_versions_response::ApiVersion;
+        use strom_protocol::messages::find_coordinator_response::Coordinator as Found;
+        use strom_protocol::messages::{
+            ApiVersionsResponse, FindCoordinatorResponse, ResponseKind,
+        };
+        use strom_protocol::{ApiKey, encode_response};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            // The bootstrap connection (ApiVersions, FindCoordinator), then the coordinator's
+            // (ApiVersions).
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        break;
+                    }
+                    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+                    if s.read_exact(&mut frame).await.is_err() {
+                        break;
+                    }
+                    let req = strom_protocol::decode_request(frame.into()).unwrap();
+                    let (api, version, cid) =
+                        (req.api_key, req.api_version, req.header.correlation_id);
+                    let body = match api {
+                        ApiKey::ApiVersions => {
+                            let keys = [ApiKey::FindCoordinator, ApiKey::JoinGroup]
+                                .into_iter()
+                                .map(|k| {
+                                    let mut v = ApiVersion::default();
+                                    v.api_key = k as i16;
+                                    v.max_version = 4;
+                                    v
+                                })
+                                .collect();
+                            ResponseKind::ApiVersions(
+                                ApiVersionsResponse::default().with_api_keys(keys),
+                            )
+                        }
+                        ApiKey::FindCoordinator => {
+                            let mut f = Found::default();
+                            f.key = "g".into();
+                            f.node_id = 1.into();
+                            f.host = "127.0.0.1".into();
+                            f.port = port as i32;
+                            let mut r = FindCoordinatorResponse::default();
+                            r.coordinators = vec![f];
+                            ResponseKind::FindCoordinator(r)
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    };
+                    let out = encode_response(api, version, cid, &body).unwrap();
+                    s.write_all(&out).await.unwrap();
+                }
+            }
+        });
+        let addr = format!("127.0.0.1:{port}");
+        let mut c = consumer(&[
+            ("bootstrap.servers", addr.as_str()),
+            ("group.id", "g"),
+            ("group.protocol", "consumer"),
+        ]);
+        let m = tokio::time::timeout(Duration::from_secs(10), c.choose_protocol())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, Membership::Classic);
+        peer.abort();
+    }
+
     #[tokio::test]
     async fn group_calls_need_a_group_and_assign_excludes_subscribe() {
         let mut c = consumer(&[]);
