@@ -39,6 +39,9 @@ pub(crate) struct PartitionFetch {
     pub records: Vec<ConsumedRecord>,
     /// Where the next fetch starts (past control batches and aborted records).
     pub next_offset: i64,
+    /// The partition's records did not decode (a corrupt batch): reported for this partition
+    /// alone.
+    pub decode_error: Option<String>,
 }
 
 /// The outcome of one fetch request to one broker.
@@ -151,6 +154,7 @@ async fn fetch_once(
                 high_watermark: p.high_watermark,
                 records: Vec::new(),
                 next_offset: target.offset,
+                decode_error: None,
             };
             if p.error_code == error_code::NONE {
                 let data = p.records.clone().unwrap_or_default();
@@ -159,9 +163,13 @@ async fn fetch_once(
                 } else {
                     Vec::new()
                 };
-                let (records, next) = decode_fetched(data, target.offset, &aborted)?;
-                fetch.records = records;
-                fetch.next_offset = next;
+                match decode_fetched(data, target.offset, &aborted) {
+                    Ok((records, next)) => {
+                        fetch.records = records;
+                        fetch.next_offset = next;
+                    }
+                    Err(e) => fetch.decode_error = Some(e.to_string()),
+                }
             }
             out.push(fetch);
         }

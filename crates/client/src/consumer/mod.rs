@@ -856,6 +856,13 @@ impl Consumer {
             if s.position != Some(f.fetch_offset) {
                 continue;
             }
+            if let Some(e) = f.decode_error {
+                self.pending_error = Some(ClientError::UnexpectedResponse(format!(
+                    "records of partition {} at offset {}: {e}",
+                    f.tp, f.fetch_offset
+                )));
+                continue;
+            }
             match f.error_code {
                 error_code::NONE => {
                     s.high_watermark = Some(f.high_watermark);
@@ -1570,6 +1577,7 @@ mod tests {
                 high_watermark: next,
                 records: offsets.iter().map(|&o| record(o)).collect(),
                 next_offset: next,
+                decode_error: None,
             }]),
         }
     }
@@ -1630,6 +1638,7 @@ mod tests {
                     high_watermark: 10,
                     records: Vec::new(),
                     next_offset: 50,
+                    decode_error: None,
                 }]),
             })
         };
@@ -1669,6 +1678,7 @@ mod tests {
                     high_watermark: -1,
                     records: Vec::new(),
                     next_offset: 0,
+                    decode_error: None,
                 }]),
             });
             assert!(c.metadata_stale);
