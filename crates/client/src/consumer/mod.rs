@@ -1688,70 +1688,92 @@ mod tests {
         }
     }
 
-    /// A fake coordinator whose ApiVersions lacks ConsumerGroupHeartbeat: the consumer
-    /// protocol falls back to the classic one.
-    #[tokio::test]
-    async fn consumer_protocol_falls_back_to_classic_without_broker_support() {
+    /// A scripted fake coordinator for the group code's unit tests: answers ApiVersions with
+    /// `apis` (versions 0-4), FindCoordinator with itself, and hands every other request to
+    /// `answer`. Returns its address.
+    async fn fake_coordinator(
+        apis: Vec<strom_protocol::ApiKey>,
+        answer: impl Fn(&strom_protocol::RequestKind) -> strom_protocol::ResponseKind
+        + Send
+        + Sync
+        + 'static,
+    ) -> String {
         use strom_protocol::messages::api_versions_response::ApiVersion;
         use strom_protocol::messages::find_coordinator_response::Coordinator as Found;
-        use strom_protocol::messages::{
-            ApiVersionsResponse, FindCoordinatorResponse, ResponseKind,
-        };
-        use strom_protocol::{ApiKey, encode_response};
+        use strom_protocol::messages::{ApiVersionsResponse, FindCoordinatorResponse};
+        use strom_protocol::{ApiKey, ResponseKind, encode_response};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let peer = tokio::spawn(async move {
-            // The bootstrap connection (ApiVersions, FindCoordinator), then the coordinator's
-            // (ApiVersions).
-            for _ in 0..2 {
-                let (mut s, _) = listener.accept().await.unwrap();
-                loop {
-                    let mut len = [0u8; 4];
-                    if s.read_exact(&mut len).await.is_err() {
-                        break;
-                    }
-                    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-                    if s.read_exact(&mut frame).await.is_err() {
-                        break;
-                    }
-                    let req = strom_protocol::decode_request(frame.into()).unwrap();
-                    let (api, version, cid) =
-                        (req.api_key, req.api_version, req.header.correlation_id);
-                    let body = match api {
-                        ApiKey::ApiVersions => {
-                            let keys = [ApiKey::FindCoordinator, ApiKey::JoinGroup]
-                                .into_iter()
-                                .map(|k| {
-                                    let mut v = ApiVersion::default();
-                                    v.api_key = k as i16;
-                                    v.max_version = 4;
-                                    v
-                                })
-                                .collect();
-                            ResponseKind::ApiVersions(
-                                ApiVersionsResponse::default().with_api_keys(keys),
-                            )
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let apis = apis.clone();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut len = [0u8; 4];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
                         }
-                        ApiKey::FindCoordinator => {
-                            let mut f = Found::default();
-                            f.key = "g".into();
-                            f.node_id = 1.into();
-                            f.host = "127.0.0.1".into();
-                            f.port = port as i32;
-                            let mut r = FindCoordinatorResponse::default();
-                            r.coordinators = vec![f];
-                            ResponseKind::FindCoordinator(r)
+                        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+                        if s.read_exact(&mut frame).await.is_err() {
+                            return;
                         }
-                        other => panic!("unexpected {other:?}"),
-                    };
-                    let out = encode_response(api, version, cid, &body).unwrap();
-                    s.write_all(&out).await.unwrap();
-                }
+                        let req = strom_protocol::decode_request(frame.into()).unwrap();
+                        let body = match req.api_key {
+                            ApiKey::ApiVersions => {
+                                let keys = apis
+                                    .iter()
+                                    .map(|k| {
+                                        let mut v = ApiVersion::default();
+                                        v.api_key = *k as i16;
+                                        v.max_version = 4;
+                                        v
+                                    })
+                                    .collect();
+                                ResponseKind::ApiVersions(
+                                    ApiVersionsResponse::default().with_api_keys(keys),
+                                )
+                            }
+                            ApiKey::FindCoordinator => {
+                                let mut f = Found::default();
+                                f.node_id = 1.into();
+                                f.host = "127.0.0.1".into();
+                                f.port = port as i32;
+                                let mut r = FindCoordinatorResponse::default();
+                                r.coordinators = vec![f];
+                                ResponseKind::FindCoordinator(r)
+                            }
+                            _ => answer(&req.body),
+                        };
+                        let out = encode_response(
+                            req.api_key,
+                            req.api_version,
+                            req.header.correlation_id,
+                            &body,
+                        )
+                        .unwrap();
+                        if s.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
             }
         });
-        let addr = format!("127.0.0.1:{port}");
+        format!("127.0.0.1:{port}")
+    }
+
+    /// A coordinator whose ApiVersions lacks ConsumerGroupHeartbeat: the consumer protocol
+    /// falls back to the classic one.
+    #[tokio::test]
+    async fn consumer_protocol_falls_back_to_classic_without_broker_support() {
+        use strom_protocol::ApiKey;
+        let addr = fake_coordinator(vec![ApiKey::FindCoordinator, ApiKey::JoinGroup], |r| {
+            panic!("unexpected {r:?}")
+        })
+        .await;
         let mut c = consumer(&[
             ("bootstrap.servers", addr.as_str()),
             ("group.id", "g"),
@@ -1762,7 +1784,63 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(m, Membership::Classic);
-        peer.abort();
+    }
+
+    /// The classic heartbeat task turns the coordinator's answers into a rejoin, a lost
+    /// membership (with a fresh member id after UNKNOWN_MEMBER_ID) or a fatal fence.
+    #[tokio::test]
+    async fn classic_heartbeat_errors_lead_to_rejoin_or_loss() {
+        use strom_protocol::messages::HeartbeatResponse;
+        use strom_protocol::{ApiKey, RequestKind, ResponseKind};
+        for (code, rejoin, lost, member_kept, fatal) in [
+            (error_code::REBALANCE_IN_PROGRESS, true, false, true, false),
+            (error_code::ILLEGAL_GENERATION, true, true, true, false),
+            (error_code::UNKNOWN_MEMBER_ID, true, true, false, false),
+            (error_code::FENCED_INSTANCE_ID, false, true, true, true),
+        ] {
+            let addr = fake_coordinator(
+                vec![ApiKey::FindCoordinator, ApiKey::Heartbeat],
+                move |r| match r {
+                    RequestKind::Heartbeat(_) => {
+                        ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
+            .await;
+            let settings = MemberSettings {
+                group: "g".into(),
+                instance_id: None,
+                session_timeout: Duration::from_secs(10),
+                rebalance_timeout: Duration::from_secs(60),
+                heartbeat_interval: Duration::from_millis(20),
+                request_timeout: Duration::from_secs(5),
+                retry_backoff: Duration::from_millis(10),
+                remote_assignor: None,
+            };
+            let shared: SharedMember = Arc::new(std::sync::Mutex::new(MemberState::new(
+                settings.heartbeat_interval,
+            )));
+            {
+                let mut s = lock(&shared);
+                s.member_id = "m-1".into();
+                s.generation = 3;
+                s.rejoin = false;
+            }
+            let coord = Coordinator::new("g", vec![addr], ConnectionConfig::default());
+            let task = tokio::spawn(group::classic_heartbeats(coord, settings, shared.clone()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lock(&shared).generation == 3 && !lock(&shared).rejoin {
+                assert!(Instant::now() < deadline, "no reaction to {code}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            task.abort();
+            let s = lock(&shared);
+            assert_eq!(s.rejoin, rejoin, "rejoin after {code}");
+            assert_eq!(s.lost, lost, "lost after {code}");
+            assert_eq!(s.member_id == "m-1", member_kept, "member id after {code}");
+            assert_eq!(s.fatal.is_some(), fatal, "fatal after {code}");
+        }
     }
 
     #[tokio::test]
