@@ -1843,6 +1843,89 @@ mod tests {
         }
     }
 
+    /// The consumer protocol's heartbeat task: an assignment becomes the target to reconcile
+    /// and the epoch moves on; a fence loses everything and rejoins at epoch 0.
+    #[tokio::test]
+    async fn consumer_heartbeats_track_assignment_and_fencing() {
+        use strom_protocol::messages::ConsumerGroupHeartbeatResponse;
+        use strom_protocol::messages::consumer_group_heartbeat_response::{
+            Assignment as Assigned, TopicPartitions as AssignedPartitions,
+        };
+        use strom_protocol::{ApiKey, RequestKind, ResponseKind};
+        let epochs: Arc<std::sync::Mutex<Vec<i32>>> = Arc::default();
+        let seen = epochs.clone();
+        let addr = fake_coordinator(
+            vec![ApiKey::FindCoordinator, ApiKey::ConsumerGroupHeartbeat],
+            move |r| {
+                let RequestKind::ConsumerGroupHeartbeat(req) = r else {
+                    panic!("unexpected {r:?}");
+                };
+                let n = {
+                    let mut e = seen.lock().unwrap();
+                    e.push(req.member_epoch);
+                    e.len() - 1
+                };
+                let mut resp = ConsumerGroupHeartbeatResponse::default();
+                resp.heartbeat_interval_ms = 20;
+                if n == 0 {
+                    let mut tp = AssignedPartitions::default();
+                    tp.partitions = vec![0, 1];
+                    let mut a = Assigned::default();
+                    a.topic_partitions = vec![tp];
+                    resp.member_epoch = 5;
+                    resp.assignment = Some(a);
+                } else {
+                    resp.error_code = error_code::FENCED_MEMBER_EPOCH;
+                }
+                ResponseKind::ConsumerGroupHeartbeat(resp)
+            },
+        )
+        .await;
+        let settings = MemberSettings {
+            group: "g".into(),
+            instance_id: None,
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_millis(20),
+            request_timeout: Duration::from_secs(5),
+            retry_backoff: Duration::from_millis(10),
+            remote_assignor: None,
+        };
+        let shared: SharedMember = Arc::new(std::sync::Mutex::new(MemberState::new(
+            settings.heartbeat_interval,
+        )));
+        {
+            let mut s = lock(&shared);
+            s.member_id = group::new_member_id();
+            s.generation = 0;
+            s.topics = vec!["t".into()];
+        }
+        let wake = Arc::new(Notify::new());
+        let coord = Coordinator::new("g", vec![addr], ConnectionConfig::default());
+        let task = tokio::spawn(group::consumer_heartbeats(
+            coord,
+            settings,
+            shared.clone(),
+            wake,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The first answer assigns at epoch 5; the next heartbeat is fenced.
+        while !lock(&shared).lost {
+            assert!(Instant::now() < deadline, "no fence");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task.abort();
+        let s = lock(&shared);
+        assert_eq!(s.generation, 0);
+        assert!(s.owned.is_empty() && s.target.is_none());
+        let epochs = epochs.lock().unwrap().clone();
+        assert_eq!(
+            epochs[..2],
+            [0, 5],
+            "joined at 0, then heartbeat at the new epoch"
+        );
+    }
+
     #[tokio::test]
     async fn group_calls_need_a_group_and_assign_excludes_subscribe() {
         let mut c = consumer(&[]);
