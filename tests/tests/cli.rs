@@ -200,3 +200,78 @@ fn output_into_a_closed_pipe_stops_quietly() {
     assert_eq!(out.status.code(), Some(141), "status; stderr: {err}");
     assert!(!err.contains("panicked"), "no panic report: {err}");
 }
+
+/// One refused start-up: server flags, an environment variable, words the error must say.
+type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a [&'a str]);
+
+/// A misspelt or mistyped broker property stops start-up with a message that names it, from a
+/// flag, the environment and a configuration file alike; nothing is left listening.
+#[test]
+fn server_refuses_a_misspelt_or_mistyped_property() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("strom.toml");
+    std::fs::write(&file, "\"log.retention.ms\" = \"a week\"\n").unwrap();
+    let port = strom_e2e::free_port().to_string();
+    let cases: [Case; 4] = [
+        (
+            &["--set", "log.retention.mss=5"],
+            None,
+            &["log.retention.mss", "unknown property"],
+        ),
+        (
+            &["--set", "num.partitions=three"],
+            None,
+            &["num.partitions", "three", "number"],
+        ),
+        (
+            &[],
+            Some(("STROM_AUTO_CREATE_TOPICS_ENABLE", "yes")),
+            &["auto.create.topics.enable", "yes", "true or false"],
+        ),
+        (
+            &["--config", file.to_str().unwrap()],
+            None,
+            &["log.retention.ms", "a week"],
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut cmd = Command::new(strom_bin());
+        cmd.args(["server", "--data-dir"])
+            .arg(data.path().join("d"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--set",
+                "admin.listener=",
+            ])
+            .args(args)
+            .env("STROM_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("strom server {args:?} {env:?} started instead of refusing the property");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!status.success(), "{args:?} {env:?}: exit {status}");
+        for word in expected {
+            assert!(
+                stderr.contains(word),
+                "{args:?} {env:?}: the error does not say {word:?}: {stderr}"
+            );
+        }
+    }
+}

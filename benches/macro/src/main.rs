@@ -10,6 +10,13 @@
 //!   cargo build --release -p strom -p strom-macro-bench
 //!   target/release/strom-macro-bench                    # 5,000,000 records of 100 bytes
 //!   target/release/strom-macro-bench --records 20000000 --partitions 16
+//!
+//! The idle-consumers scenario (not in the default list) measures what parked fetches cost:
+//! a producer at a fixed rate while 0, 200 and 1,000 consumers long-poll partitions nobody
+//! writes to, each on its own connection; it reports broker CPU-s per GiB produced and the
+//! ratio to the run without idle consumers:
+//!
+//!   target/release/strom-macro-bench --scenarios idle-consumers --idle-consumers 0,200,1000
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -26,6 +33,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use strom_macro_bench::{Broker, cpu_seconds, create_topic, reset_peak_rss, status_kib, strom_bin};
+
+mod idle;
 
 #[derive(Parser, Debug)]
 #[command(about = "strom vs librdkafka's mock cluster under the same librdkafka load")]
@@ -55,7 +64,16 @@ struct Args {
     /// Only run against strom
     #[arg(long)]
     skip_mock: bool,
-    /// Scenarios to run (produce-acks1, produce-acksall, consume)
+    /// Idle consumers of the idle-consumers scenario: one run per count
+    #[arg(long, value_delimiter = ',', default_value = "0,200,1000")]
+    idle_consumers: Vec<usize>,
+    /// Records per second of the idle-consumers scenario's producer
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    /// Seconds each idle-consumers run produces for
+    #[arg(long, default_value_t = 10)]
+    rate_seconds: u64,
+    /// Scenarios to run (produce-acks1, produce-acksall, consume, idle-consumers)
     #[arg(
         long,
         value_delimiter = ',',
@@ -285,6 +303,10 @@ fn main() {
     // cluster holds back the high watermark of an acks=1 topic), else the acks=1 topic.
     let mut produced: Option<(&str, u64)> = None;
     for scenario in &args.scenarios {
+        if scenario == "idle-consumers" {
+            idle_consumers(&bin, &broker, args);
+            continue;
+        }
         let (topic, run): (&str, Runner) = match scenario.as_str() {
             "produce-acks1" => (
                 "bench-acks1",
@@ -350,4 +372,55 @@ fn main() {
         status_kib(&pid, "VmRSS:") as f64 / 1024.0
     );
     drop(broker);
+}
+
+/// The idle-consumers scenario against strom: one table row per idle consumer count.
+fn idle_consumers(bin: &std::path::Path, broker: &Broker, args: &Args) {
+    let most = args.idle_consumers.iter().copied().max().unwrap_or(0);
+    create_topic(bin, &broker.bootstrap(), "bench-rate", args.partitions);
+    if most > 0 {
+        create_topic(bin, &broker.bootstrap(), "bench-idle", most as i32);
+    }
+    let pid = broker.pid().to_string();
+    let bootstrap = broker.bootstrap();
+    let load = idle::RateLoad {
+        bootstrap: &bootstrap,
+        broker_pid: &pid,
+        topic: "bench-rate",
+        idle_topic: "bench-idle",
+        records_per_sec: args.rate,
+        record_size: args.record_size,
+        seconds: args.rate_seconds,
+        linger_ms: args.linger_ms,
+    };
+    println!();
+    println!(
+        "idle-consumers: {} records/s of {} bytes for {} s, {} partitions; idle fetches wait up to 500 ms",
+        args.rate, args.record_size, args.rate_seconds, args.partitions
+    );
+    println!();
+    println!(
+        "| idle consumers | records/s | MiB/s | broker CPU-s | broker CPU-s/GiB | ratio to 0 idle | idle fetches/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut baseline: Option<f64> = None;
+    for &n in &args.idle_consumers {
+        let r = idle::run(&load, n);
+        let per_gib = r.cpu_per_gib();
+        if r.idle_consumers == 0 {
+            baseline = Some(per_gib);
+        }
+        let ratio = baseline.map_or("-".to_string(), |b| {
+            format!("{:.2}", per_gib / b.max(1e-12))
+        });
+        println!(
+            "| {} | {:.0} | {:.1} | {:.2} | {per_gib:.3} | {ratio} | {:.0} |",
+            r.idle_consumers,
+            r.records as f64 / r.seconds.max(1e-9),
+            r.payload_bytes as f64 / (1024.0 * 1024.0) / r.seconds.max(1e-9),
+            r.broker_cpu_seconds,
+            r.idle_fetches as f64 / r.seconds.max(1e-9),
+        );
+    }
+    println!();
 }

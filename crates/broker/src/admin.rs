@@ -351,7 +351,7 @@ fn network_fault(req: &Request, state: &AdminState) -> Response {
     let Some((broker, _)) = state.broker.get() else {
         return Response::text(503, "not ready\n");
     };
-    if !broker.config.get_bool("fault.injection.enable") {
+    if !broker.config.settings().fault_injection_enable {
         return Response::text(403, "fault injection is off (fault.injection.enable)\n");
     }
     let on = match std::str::from_utf8(&req.body).map(str::trim) {

@@ -170,7 +170,7 @@ impl Broker {
         let sasl =
             crate::security::sasl::SaslConfig::from_broker(&config).map_err(BrokerError::Config)?;
         let authorizer = crate::security::acl::Authorizer::from_config(&config);
-        let audit_admin = config.get_bool("strom.audit.admin.operations.enable");
+        let audit_admin = config.settings().strom_audit_admin_operations_enable;
         let principal_mapper = crate::security::principal::PrincipalMapper::parse(
             config.get("ssl.principal.mapping.rules"),
         )
@@ -199,7 +199,7 @@ impl Broker {
         let txns =
             crate::txn::TransactionCoordinator::new(crate::txn::TxnConfig::from_broker(&config));
         let fetch_memory = Arc::new(crate::send::FetchMemory::new(
-            config.get_i64("fetch.memory.budget.bytes").max(1) as usize,
+            config.settings().fetch_memory_budget_bytes.max(1) as usize,
         ));
         let broker = Arc::new(Broker {
             fetch_memory,
@@ -677,16 +677,18 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     let retention_every = Duration::from_millis(
         broker
             .config
-            .get_i64("log.retention.check.interval.ms")
+            .settings()
+            .log_retention_check_interval_ms
             .max(1) as u64,
     );
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_millis(1000));
-    let producer_expiration_ms = broker.config.get_i64("producer.id.expiration.ms");
+    let producer_expiration_ms = i64::from(broker.config.settings().producer_id_expiration_ms);
     let mut producers = tokio::time::interval(Duration::from_millis(
         broker
             .config
-            .get_i64("producer.id.expiration.check.interval.ms")
+            .settings()
+            .producer_id_expiration_check_interval_ms
             .max(1) as u64,
     ));
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

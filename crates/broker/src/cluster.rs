@@ -184,6 +184,15 @@ fn next_record(
     adding: Vec<i32>,
     removing: Vec<i32>,
 ) -> MetadataRecord {
+    // Every partition change the controller decides passes here: a leader is only ever elected
+    // from the in-sync replicas (so the ISR is never empty while a leader is elected from it).
+    // Every caller picks the leader among `isr`; a violation is a controller bug that would let
+    // a replica missing acknowledged records lead, so it stops the process.
+    assert!(
+        leader < 0 || (isr.contains(&leader) && replicas.contains(&leader)),
+        "controller invariant: partition {} would be led by {leader}, outside its ISR {isr:?} or replicas {replicas:?}",
+        p.partition
+    );
     MetadataRecord::Partition {
         topic_id,
         partition: p.partition,
@@ -572,9 +581,9 @@ async fn heartbeats(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every =
-        Duration::from_millis(broker.config.get_i64("broker.heartbeat.interval.ms").max(1) as u64);
+        Duration::from_millis(broker.config.settings().broker_heartbeat_interval_ms.max(1) as u64);
     let session =
-        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
+        Duration::from_millis(broker.config.settings().broker_session_timeout_ms.max(1) as u64);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Since when heartbeats fail, and whether that has been reported.
@@ -634,14 +643,15 @@ pub async fn controller(
     q: Arc<QuorumMetadataLog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let session = Duration::from_millis(config.get_i64("broker.session.timeout.ms").max(1) as u64);
+    let session = Duration::from_millis(config.settings().broker_session_timeout_ms.max(1) as u64);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_since: Option<Instant> = None;
-    let rebalance_every = config.get_bool("auto.leader.rebalance.enable").then(|| {
+    let rebalance_every = config.settings().auto_leader_rebalance_enable.then(|| {
         Duration::from_secs(
             config
-                .get_i64("leader.imbalance.check.interval.seconds")
+                .settings()
+                .leader_imbalance_check_interval_seconds
                 .max(1) as u64,
         )
     });
@@ -713,7 +723,7 @@ pub async fn controller(
 /// Every half `replica.lag.time.max.ms`, the partitions this broker leads drop followers that
 /// stopped keeping up.
 async fn shrink_isr_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let lag_ms = broker.config.get_i64("replica.lag.time.max.ms").max(1);
+    let lag_ms = broker.config.settings().replica_lag_time_max_ms.max(1);
     let mut tick =
         tokio::time::interval(Duration::from_millis((lag_ms as u64 / 2).clamp(50, 5000)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -782,11 +792,11 @@ pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange
 /// broker anyway, and without a quorum (the last nodes of a cluster stopping) nothing can be
 /// committed at all, so waiting longer would only delay the stop.
 pub async fn controlled_shutdown(broker: &Arc<Broker>) {
-    if broker.quorum.is_none() || !broker.config.get_bool("controlled.shutdown.enable") {
+    if broker.quorum.is_none() || !broker.config.settings().controlled_shutdown_enable {
         return;
     }
     let session =
-        Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms").max(1) as u64);
+        Duration::from_millis(broker.config.settings().broker_session_timeout_ms.max(1) as u64);
     let moved = tokio::time::timeout(session, async {
         for _ in 0..5 {
             let image = broker.image();
@@ -863,6 +873,30 @@ mod tests {
             } => (*leader, isr.clone(), *leader_epoch, *partition_epoch),
             other => panic!("not a partition record: {other:?}"),
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its ISR")]
+    fn a_leader_outside_the_isr_is_refused() {
+        let p = strom_metadata::PartitionInfo {
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2],
+            leader: 1,
+            leader_epoch: 4,
+            partition_epoch: 7,
+            adding: vec![],
+            removing: vec![],
+        };
+        next_record(
+            strom_metadata::Uuid::nil(),
+            &p,
+            p.replicas.clone(),
+            vec![1, 2],
+            3,
+            vec![],
+            vec![],
+        );
     }
 
     #[test]

@@ -78,423 +78,544 @@ const I64_MAX: &str = "9223372036854775807";
 const DOUBLE_MAX: &str = "1.7976931348623157E308";
 const RATIO: ConfigType = ConfigType::Double { min: 0, max: 1 };
 
-/// Broker properties.
-pub const BROKER_CONFIGS: &[ConfigDef] = &[
-    def(
+/// Defines [`BROKER_CONFIGS`] and [`BrokerSettings`] from one list, so that a property and its
+/// typed field cannot drift apart: `field: Type = (name, default, kind, doc)`.
+macro_rules! broker_properties {
+    ($( $field:ident : $ty:ty = ($name:literal, $default:expr, $kind:expr, $doc:literal $(,)?) ),* $(,)?) => {
+        pub const BROKER_CONFIGS: &[ConfigDef] = &[ $( def($name, $default, $kind, $doc) ),* ];
+
+        /// The broker's properties parsed once into typed values, one field per property of
+        /// [`BROKER_CONFIGS`] (the field is the property's name with `_` for `.` and `-`).
+        /// Code reads settings from here, never by name: a misspelt field does not compile.
+        #[derive(Debug, Clone)]
+        pub struct BrokerSettings {
+            $( #[doc = $doc] pub $field: $ty, )*
+        }
+
+        impl BrokerSettings {
+            fn parse(values: &BTreeMap<&'static str, String>) -> Result<BrokerSettings, ConfigError> {
+                Ok(BrokerSettings {
+                    $( $field: <$ty as Setting>::parse(
+                        $name,
+                        values.get($name).map_or($default, String::as_str),
+                    )?, )*
+                })
+            }
+
+            /// Whether every field's Rust type fits its property's declared type.
+            #[cfg(test)]
+            fn types_match_the_table() -> Vec<&'static str> {
+                let mut wrong = Vec::new();
+                $( if !<$ty as Setting>::fits($kind) { wrong.push($name); } )*
+                wrong
+            }
+        }
+    };
+}
+
+/// A Rust type a property's value is parsed into.
+trait Setting: Sized {
+    fn parse(name: &str, raw: &str) -> Result<Self, ConfigError>;
+    /// Whether this type holds values of `kind`.
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool;
+}
+
+fn number<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ConfigError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("{name} must be a number, got {raw:?}")))
+}
+
+impl Setting for i64 {
+    fn parse(name: &str, raw: &str) -> Result<Self, ConfigError> {
+        number(name, raw)
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        matches!(kind, ConfigType::Long { .. })
+    }
+}
+
+impl Setting for i32 {
+    fn parse(name: &str, raw: &str) -> Result<Self, ConfigError> {
+        number(name, raw)
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        matches!(kind, ConfigType::Int { .. })
+    }
+}
+
+impl Setting for f64 {
+    fn parse(name: &str, raw: &str) -> Result<Self, ConfigError> {
+        number(name, raw)
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        matches!(kind, ConfigType::Double { .. })
+    }
+}
+
+impl Setting for bool {
+    fn parse(name: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ConfigError::Invalid(format!(
+                "{name} must be true or false, got {raw:?}"
+            ))),
+        }
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        kind == ConfigType::Bool
+    }
+}
+
+impl Setting for String {
+    fn parse(_: &str, raw: &str) -> Result<Self, ConfigError> {
+        Ok(raw.trim().to_string())
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        matches!(kind, ConfigType::String | ConfigType::Choice(_))
+    }
+}
+
+impl Setting for Vec<String> {
+    fn parse(_: &str, raw: &str) -> Result<Self, ConfigError> {
+        Ok(raw
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect())
+    }
+    #[cfg(test)]
+    fn fits(kind: ConfigType) -> bool {
+        matches!(kind, ConfigType::ChoiceList(_))
+    }
+}
+
+// Broker properties: the one table. Each entry names the typed field of `BrokerSettings` that
+// holds the property's value, its Rust type, and the property's name, default, type and
+// documentation.
+broker_properties! {
+    node_id: i32 = (
         "node.id",
         "1",
         ConfigType::Int { min: 0 },
         "Id of this broker in the cluster.",
     ),
-    def(
+    process_roles: Vec<String> = (
         "process.roles",
         "broker,controller",
         ConfigType::ChoiceList(&["broker", "controller"]),
         "Roles of this process: broker, controller, or both (combined, the default). A controller is a voter of the metadata quorum when controller.quorum.voters names it.",
     ),
-    def(
+    controller_quorum_voters: String = (
         "controller.quorum.voters",
         "",
         ConfigType::String,
         "The metadata quorum as id@host:port,... (the quorum address of each controller). Empty: a single node keeping its metadata in a local log.",
     ),
-    def(
+    broker_rack: String = (
         "broker.rack",
         "",
         ConfigType::String,
         "Rack (or zone) of this broker; replicas of a partition are spread across racks.",
     ),
-    def(
+    broker_session_timeout_ms: i64 = (
         "broker.session.timeout.ms",
         "9000",
         ConfigType::Long { min: 1 },
         "A broker that has not heartbeated to the active controller for this long is fenced: its partitions get new leaders and it leaves every ISR.",
     ),
-    def(
+    broker_heartbeat_interval_ms: i64 = (
         "broker.heartbeat.interval.ms",
         "2000",
         ConfigType::Long { min: 1 },
         "Interval between a broker's heartbeats to the active controller.",
     ),
-    def(
+    replica_lag_time_max_ms: i64 = (
         "replica.lag.time.max.ms",
         "30000",
         ConfigType::Long { min: 1 },
         "A follower that has not caught up with the leader's log end for this long leaves the ISR.",
     ),
-    def(
+    replica_fetch_wait_max_ms: i32 = (
         "replica.fetch.wait.max.ms",
         "500",
         ConfigType::Int { min: 0 },
         "Longest time a follower's fetch waits at the leader for new data.",
     ),
-    def(
+    replica_fetch_max_bytes: i32 = (
         "replica.fetch.max.bytes",
         "1048576",
         ConfigType::Int { min: 0 },
         "Bytes a follower fetches per partition per request (at least one batch).",
     ),
-    def(
+    replica_fetch_response_max_bytes: i32 = (
         "replica.fetch.response.max.bytes",
         "10485760",
         ConfigType::Int { min: 0 },
         "Bytes a follower fetches per request.",
     ),
-    def(
+    replica_fetch_backoff_ms: i32 = (
         "replica.fetch.backoff.ms",
         "1000",
         ConfigType::Int { min: 0 },
         "Pause of a follower's fetcher after an error.",
     ),
-    def(
+    controlled_shutdown_enable: bool = (
         "controlled.shutdown.enable",
         "true",
         ConfigType::Bool,
         "On a clean shutdown, move leadership of this broker's partitions to other in-sync replicas before stopping.",
     ),
-    def(
+    auto_leader_rebalance_enable: bool = (
         "auto.leader.rebalance.enable",
         "true",
         ConfigType::Bool,
         "The active controller moves leadership back to each partition's preferred (first) replica when it is alive and in sync, every leader.imbalance.check.interval.seconds.",
     ),
-    def(
+    leader_imbalance_check_interval_seconds: i64 = (
         "leader.imbalance.check.interval.seconds",
         "300",
         ConfigType::Long { min: 1 },
         "How often the active controller looks for partitions not led by their preferred replica.",
     ),
-    def(
+    fault_injection_enable: bool = (
         "fault.injection.enable",
         "false",
         ConfigType::Bool,
         "strom, for tests only: lets PUT /v1/fault/network on the admin listener cut this broker off from the other brokers (quorum and replication traffic) and heal it, to test network partitions.",
     ),
-    def(
+    listeners: String = (
         "listeners",
         "PLAINTEXT://127.0.0.1:9092",
         ConfigType::String,
         "Addresses to listen on, as a comma-separated list of NAME://host:port; each name maps to a security protocol through listener.security.protocol.map.",
     ),
-    def(
+    advertised_listeners: String = (
         "advertised.listeners",
         "",
         ConfigType::String,
         "Addresses given to clients in Metadata, as NAME://host:port per listener; a listener not named here is advertised at its own address (a wildcard host as 127.0.0.1). A client is given the address of the listener it connected to.",
     ),
-    def(
+    listener_security_protocol_map: String = (
         "listener.security.protocol.map",
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
         ConfigType::String,
         "Security protocol of each listener name, as NAME:PROTOCOL pairs (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
     ),
-    def(
+    ssl_keystore_type: String = (
         "ssl.keystore.type",
         "PEM",
         ConfigType::Choice(&["PEM"]),
         "Format of the server key and certificates; strom reads PEM only.",
     ),
-    def(
+    ssl_keystore_location: String = (
         "ssl.keystore.location",
         "",
         ConfigType::String,
         "PEM file holding the server certificate chain (leaf first) and its unencrypted private key (PKCS#8, PKCS#1 or SEC1), for SSL and SASL_SSL listeners; read again when it changes.",
     ),
-    def(
+    ssl_keystore_certificate_chain: String = (
         "ssl.keystore.certificate.chain",
         "",
         ConfigType::String,
         "The server certificate chain as inline PEM text (used when ssl.keystore.location is empty).",
     ),
-    def(
+    ssl_keystore_key: String = (
         "ssl.keystore.key",
         "",
         ConfigType::String,
         "The server private key as inline unencrypted PEM text (used when ssl.keystore.location is empty).",
     ),
-    def(
+    ssl_truststore_type: String = (
         "ssl.truststore.type",
         "PEM",
         ConfigType::Choice(&["PEM"]),
         "Format of the CA certificates that verify client certificates; strom reads PEM only.",
     ),
-    def(
+    ssl_truststore_location: String = (
         "ssl.truststore.location",
         "",
         ConfigType::String,
         "PEM file of CA certificates that client certificates must chain to (needed when ssl.client.auth is required or requested).",
     ),
-    def(
+    ssl_truststore_certificates: String = (
         "ssl.truststore.certificates",
         "",
         ConfigType::String,
         "CA certificates as inline PEM text (used when ssl.truststore.location is empty).",
     ),
-    def(
+    ssl_client_auth: String = (
         "ssl.client.auth",
         "none",
         ConfigType::Choice(&["required", "requested", "none"]),
         "Whether TLS clients must (required), may (requested) or do not present a certificate; a verified certificate's subject becomes the principal, as User:<RFC 2253 distinguished name>.",
     ),
-    def(
+    ssl_principal_mapping_rules: String = (
         "ssl.principal.mapping.rules",
         "DEFAULT",
         ConfigType::String,
         "How a client certificate's RFC 2253 subject becomes the principal name: RULE:pattern/replacement/[L|U] rules tried in order, DEFAULT keeps the whole subject.",
     ),
-    def(
+    sasl_enabled_mechanisms: Vec<String> = (
         "sasl.enabled.mechanisms",
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         ConfigType::ChoiceList(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
         "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners.",
     ),
-    def(
+    sasl_oauthbearer_jwks_endpoint_url: String = (
         "sasl.oauthbearer.jwks.endpoint.url",
         "",
         ConfigType::String,
         "OAUTHBEARER: JSON Web Key Set that signs accepted tokens, as a local file (file:///path or a path), read again when it changes. Empty accepts unsecured tokens (alg none), for development only.",
     ),
-    def(
+    sasl_oauthbearer_expected_audience: String = (
         "sasl.oauthbearer.expected.audience",
         "",
         ConfigType::String,
         "OAUTHBEARER: comma-separated audiences a token's aud claim must contain one of (empty: not checked).",
     ),
-    def(
+    sasl_oauthbearer_expected_issuer: String = (
         "sasl.oauthbearer.expected.issuer",
         "",
         ConfigType::String,
         "OAUTHBEARER: the iss claim a token must have (empty: not checked).",
     ),
-    def(
+    sasl_oauthbearer_sub_claim_name: String = (
         "sasl.oauthbearer.sub.claim.name",
         "sub",
         ConfigType::String,
         "OAUTHBEARER: the claim that names the principal (User:<value>).",
     ),
-    def(
+    sasl_oauthbearer_clock_skew_seconds: i32 = (
         "sasl.oauthbearer.clock.skew.seconds",
         "30",
         ConfigType::Int { min: 0 },
         "OAUTHBEARER: tolerance in seconds when checking a token's exp, nbf and iat.",
     ),
-    def(
+    sasl_plain_users: String = (
         "sasl.plain.users",
         "",
         ConfigType::String,
         "strom: users of the PLAIN mechanism as a comma-separated list of name:password (a password may hold colons, not commas).",
     ),
-    def(
+    sasl_plain_users_file: String = (
         "sasl.plain.users.file",
         "",
         ConfigType::String,
         "strom: a file of PLAIN users, one name:password per line (lines starting with # are ignored); read at start.",
     ),
-    def(
+    connection_failed_authentication_delay_ms: i32 = (
         "connection.failed.authentication.delay.ms",
         "100",
         ConfigType::Int { min: 0 },
         "Delay before a failed authentication is answered and its connection closed.",
     ),
-    def(
+    connections_max_reauth_ms: i64 = (
         "connections.max.reauth.ms",
         "0",
         LONG0,
         "Lifetime of a SASL session: clients are told it (SaslAuthenticate v1+) and must re-authenticate in time, or their next request closes the connection; 0 means sessions do not expire.",
     ),
-    def(
+    connections_max_idle_ms: i64 = (
         "connections.max.idle.ms",
         "600000",
         ConfigType::Long { min: 1 },
         "A connection that sends no request for this long is closed.",
     ),
-    def(
+    max_connections: i32 = (
         "max.connections",
         "2147483647",
         ConfigType::Int { min: 0 },
         "Most connections the broker holds over all listeners; further clients wait in the accept queue until one closes.",
     ),
-    def(
+    max_connections_per_ip: i32 = (
         "max.connections.per.ip",
         "2147483647",
         ConfigType::Int { min: 0 },
         "Most connections from one IP address; a connection beyond it is closed at once.",
     ),
-    def(
+    max_connections_per_ip_overrides: String = (
         "max.connections.per.ip.overrides",
         "",
         ConfigType::String,
         "Per-address exceptions to max.connections.per.ip, as a comma-separated list of ip:count.",
     ),
-    def(
+    authorizer_class_name: String = (
         "authorizer.class.name",
         "",
         ConfigType::String,
         "Any non-empty value turns on strom's built-in ACL authorizer (e.g. org.apache.kafka.metadata.authorizer.StandardAuthorizer); empty allows every operation.",
     ),
-    def(
+    super_users: String = (
         "super.users",
         "",
         ConfigType::String,
         "Principals allowed every operation, separated by semicolons (User:admin;User:CN=ops).",
     ),
-    def(
+    allow_everyone_if_no_acl_found: bool = (
         "allow.everyone.if.no.acl.found",
         "false",
         ConfigType::Bool,
         "With the authorizer on: whether a resource without any matching ACL is open to everyone.",
     ),
-    def(
+    strom_audit_admin_operations_enable: bool = (
         "strom.audit.admin.operations.enable",
         "false",
         ConfigType::Bool,
         "Log every admin operation (topics, partitions, records deletion, configs, ACLs, SCRAM credentials, client quotas, group and offset deletion) with principal, resource, request and result on the strom::audit log target; config values and credentials are not written.",
     ),
-    def(
+    admin_listener: String = (
         "admin.listener",
         "127.0.0.1:9644",
         ConfigType::String,
         "host:port of the admin HTTP listener (/metrics, /health/live, /health/ready, /v1/status, /v1/log-level); empty turns it off.",
     ),
-    def(
+    log_dirs: String = (
         "log.dirs",
         "./data",
         ConfigType::String,
         "Directory that holds the partition logs and the metadata log.",
     ),
-    def(
+    num_partitions: i32 = (
         "num.partitions",
         "1",
         ConfigType::Int { min: 1 },
         "Partitions of an automatically created topic, or of a created topic that names none.",
     ),
-    def(
+    default_replication_factor: i32 = (
         "default.replication.factor",
         "1",
         ConfigType::Int { min: 1 },
         "Replication factor of automatically created topics.",
     ),
-    def(
+    auto_create_topics_enable: bool = (
         "auto.create.topics.enable",
         "true",
         ConfigType::Bool,
         "Create a topic when a client asks for its metadata or produces to it.",
     ),
-    def(
+    socket_request_max_bytes: i32 = (
         "socket.request.max.bytes",
         "104857600",
         ConfigType::Int { min: 1 },
         "Largest request frame accepted; a larger one closes the connection.",
     ),
-    def(
+    fetch_memory_budget_bytes: i64 = (
         "fetch.memory.budget.bytes",
         "67108864",
         ConfigType::Long { min: 1 },
         "strom only: most bytes of record data that fetch responses on TLS connections hold in memory at once, over all connections (each borrows up to 256 KiB of it while it writes a response; plaintext connections send records with sendfile and need none).",
     ),
-    def(
+    message_max_bytes: i32 = (
         "message.max.bytes",
         "1048588",
         ConfigType::Int { min: 0 },
         "Largest record batch accepted (topic: max.message.bytes).",
     ),
-    def(
+    log_segment_bytes: i32 = (
         "log.segment.bytes",
         "1073741824",
         ConfigType::Int { min: 14 },
         "Size at which a log segment is rolled (topic: segment.bytes).",
     ),
-    def(
+    log_roll_ms: i64 = (
         "log.roll.ms",
         "604800000",
         ConfigType::Long { min: 1 },
         "Age at which a log segment is rolled (topic: segment.ms).",
     ),
-    def(
+    log_retention_ms: i64 = (
         "log.retention.ms",
         "604800000",
         LONG_ANY,
         "How long data is kept; -1 keeps it forever (topic: retention.ms).",
     ),
-    def(
+    log_retention_bytes: i64 = (
         "log.retention.bytes",
         "-1",
         LONG_ANY,
         "Size a partition may grow to before old segments go; -1 is unlimited (topic: retention.bytes).",
     ),
-    def(
+    log_retention_check_interval_ms: i64 = (
         "log.retention.check.interval.ms",
         "300000",
         ConfigType::Long { min: 1 },
         "How often retention is enforced.",
     ),
-    def(
+    log_flush_interval_messages: i64 = (
         "log.flush.interval.messages",
         I64_MAX,
         ConfigType::Long { min: 1 },
         "Records after which a partition is fsynced (topic: flush.messages); the default leaves it to the OS.",
     ),
-    def(
+    log_flush_interval_ms: i64 = (
         "log.flush.interval.ms",
         I64_MAX,
         LONG0,
         "Time after which a partition is fsynced (topic: flush.ms); the default leaves it to the OS.",
     ),
-    def(
+    log_index_interval_bytes: i32 = (
         "log.index.interval.bytes",
         "4096",
         ConfigType::Int { min: 0 },
         "Bytes of log between two offset index entries (topic: index.interval.bytes).",
     ),
-    def(
+    log_direct_writes: bool = (
         "log.direct.writes",
         "true",
         ConfigType::Bool,
         "strom only: append to the active segments with direct I/O, bypassing the page cache (a fraction of the CPU per produced byte; consumers that fall behind read from the disk). Where the file system refuses direct I/O, appends are buffered. false writes through the page cache as Apache Kafka does.",
     ),
-    def(
+    log_message_timestamp_type: String = (
         "log.message.timestamp.type",
         "CreateTime",
         ConfigType::Choice(TIMESTAMP_TYPES),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock (topic: message.timestamp.type).",
     ),
-    def(
+    log_cleanup_policy: Vec<String> = (
         "log.cleanup.policy",
         "delete",
         ConfigType::ChoiceList(CLEANUP_POLICIES),
         "delete: remove old segments by retention; compact: keep the latest record per key; or both (topic: cleanup.policy).",
     ),
-    def(
+    compression_type: String = (
         "compression.type",
         "producer",
         ConfigType::Choice(COMPRESSION_TYPES),
         "Compression of stored batches; producer keeps what the producer sent.",
     ),
-    def(
+    min_insync_replicas: i32 = (
         "min.insync.replicas",
         "1",
         ConfigType::Int { min: 1 },
         "Replicas that must acknowledge an acks=all write.",
     ),
-    def(
+    log_cleaner_delete_retention_ms: i64 = (
         "log.cleaner.delete.retention.ms",
         "86400000",
         LONG0,
         "How long tombstones are kept in compacted topics (topic: delete.retention.ms).",
     ),
-    def(
+    log_cleaner_threads: i32 = (
         "log.cleaner.threads",
         "1",
         ConfigType::Int { min: 0 },
         "Threads that compact logs with cleanup.policy=compact; 0 disables compaction.",
     ),
-    def(
+    log_cleaner_dedupe_buffer_size: i64 = (
         "log.cleaner.dedupe.buffer.size",
         "134217728",
         ConfigType::Long { min: 1 },
         "Memory for the key maps of all cleaner threads together.",
     ),
-    def(
+    log_cleaner_io_max_bytes_per_second: f64 = (
         "log.cleaner.io.max.bytes.per.second",
         DOUBLE_MAX,
         ConfigType::Double {
@@ -503,139 +624,139 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         },
         "Bytes per second all cleaner threads together may read plus write.",
     ),
-    def(
+    log_cleaner_backoff_ms: i64 = (
         "log.cleaner.backoff.ms",
         "15000",
         LONG0,
         "How long a cleaner thread sleeps when no log needs cleaning.",
     ),
-    def(
+    log_cleaner_min_cleanable_ratio: f64 = (
         "log.cleaner.min.cleanable.ratio",
         "0.5",
         RATIO,
         "Dirty share of a log above which it is compacted (topic: min.cleanable.dirty.ratio).",
     ),
-    def(
+    log_cleaner_min_compaction_lag_ms: i64 = (
         "log.cleaner.min.compaction.lag.ms",
         "0",
         LONG0,
         "Records younger than this are not compacted (topic: min.compaction.lag.ms).",
     ),
-    def(
+    log_cleaner_max_compaction_lag_ms: i64 = (
         "log.cleaner.max.compaction.lag.ms",
         I64_MAX,
         ConfigType::Long { min: 1 },
         "Records older than this are compacted whatever the dirty ratio (topic: max.compaction.lag.ms).",
     ),
-    def(
+    log_segment_delete_delay_ms: i64 = (
         "log.segment.delete.delay.ms",
         "60000",
         LONG0,
         "Delay before a deleted segment's files are removed (topic: file.delete.delay.ms).",
     ),
-    def(
+    unclean_leader_election_enable: bool = (
         "unclean.leader.election.enable",
         "false",
         ConfigType::Bool,
         "Allow an out-of-sync replica to become leader.",
     ),
-    def(
+    group_initial_rebalance_delay_ms: i32 = (
         "group.initial.rebalance.delay.ms",
         "3000",
         ConfigType::Int { min: 0 },
         "How long a new group waits for more members before its first rebalance completes.",
     ),
-    def(
+    group_min_session_timeout_ms: i32 = (
         "group.min.session.timeout.ms",
         "6000",
         ConfigType::Int { min: 0 },
         "Smallest session timeout a group member may ask for.",
     ),
-    def(
+    group_max_session_timeout_ms: i32 = (
         "group.max.session.timeout.ms",
         "1800000",
         ConfigType::Int { min: 0 },
         "Largest session timeout a group member may ask for.",
     ),
-    def(
+    group_max_size: i32 = (
         "group.max.size",
         "2147483647",
         ConfigType::Int { min: 1 },
         "Most members a consumer group may have.",
     ),
-    def(
+    group_consumer_session_timeout_ms: i32 = (
         "group.consumer.session.timeout.ms",
         "45000",
         ConfigType::Int { min: 1 },
         "Consumer protocol (KIP-848) groups: a member that does not heartbeat for this long is removed.",
     ),
-    def(
+    group_consumer_heartbeat_interval_ms: i32 = (
         "group.consumer.heartbeat.interval.ms",
         "5000",
         ConfigType::Int { min: 1 },
         "Consumer protocol groups: the heartbeat interval the coordinator gives members.",
     ),
-    def(
+    group_consumer_max_size: i32 = (
         "group.consumer.max.size",
         "2147483647",
         ConfigType::Int { min: 1 },
         "Consumer protocol groups: most members a group may have.",
     ),
-    def(
+    group_consumer_assignors: Vec<String> = (
         "group.consumer.assignors",
         "uniform,range",
         ConfigType::ChoiceList(CONSUMER_ASSIGNORS),
         "Consumer protocol groups: server-side assignors members may pick, the first being the default (short names or Kafka's class names).",
     ),
-    def(
+    offsets_topic_num_partitions: i32 = (
         "offsets.topic.num.partitions",
         "50",
         ConfigType::Int { min: 1 },
         "Partitions of __consumer_offsets (fixed once the topic exists).",
     ),
-    def(
+    offsets_topic_replication_factor: i32 = (
         "offsets.topic.replication.factor",
         "1",
         ConfigType::Int { min: 1 },
         "Replication factor of __consumer_offsets.",
     ),
-    def(
+    offsets_topic_segment_bytes: i32 = (
         "offsets.topic.segment.bytes",
         "104857600",
         ConfigType::Int { min: 14 },
         "Segment size of __consumer_offsets.",
     ),
-    def(
+    transaction_state_log_num_partitions: i32 = (
         "transaction.state.log.num.partitions",
         "50",
         ConfigType::Int { min: 1 },
         "Partitions of __transaction_state (fixed once the topic exists).",
     ),
-    def(
+    transaction_state_log_replication_factor: i32 = (
         "transaction.state.log.replication.factor",
         "1",
         ConfigType::Int { min: 1 },
         "Replication factor of __transaction_state.",
     ),
-    def(
+    transaction_state_log_min_isr: i32 = (
         "transaction.state.log.min.isr",
         "1",
         ConfigType::Int { min: 1 },
         "min.insync.replicas of __transaction_state.",
     ),
-    def(
+    transaction_state_log_segment_bytes: i32 = (
         "transaction.state.log.segment.bytes",
         "104857600",
         ConfigType::Int { min: 14 },
         "Segment size of __transaction_state.",
     ),
-    def(
+    transaction_max_timeout_ms: i32 = (
         "transaction.max.timeout.ms",
         "900000",
         ConfigType::Int { min: 1 },
         "Largest transaction timeout a producer may ask for.",
     ),
-    def(
+    transaction_version: i32 = (
         "transaction.version",
         "2",
         ConfigType::Int { min: 0 },
@@ -643,43 +764,49 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
          partitions on the broker and bumps the producer epoch with every transaction (KIP-890); \
          0 or 1 keep clients on the classic protocol.",
     ),
-    def(
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: i32 = (
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "10000",
         ConfigType::Int { min: 1 },
         "How often transactions open past their timeout are looked for and aborted.",
     ),
-    def(
+    producer_id_expiration_ms: i32 = (
         "producer.id.expiration.ms",
         "86400000",
         ConfigType::Int { min: 1 },
         "How long a partition remembers an idle producer (for duplicate detection).",
     ),
-    def(
+    producer_id_expiration_check_interval_ms: i32 = (
         "producer.id.expiration.check.interval.ms",
         "600000",
         ConfigType::Int { min: 1 },
         "How often idle producers are forgotten.",
     ),
-    def(
+    offsets_retention_minutes: i32 = (
         "offsets.retention.minutes",
         "10080",
         ConfigType::Int { min: 1 },
         "How long committed offsets of an empty group are kept.",
     ),
-    def(
+    offsets_retention_check_interval_ms: i64 = (
         "offsets.retention.check.interval.ms",
         "600000",
         ConfigType::Long { min: 1 },
         "How often expired offsets are removed.",
     ),
-    def(
+    offsets_commit_timeout_ms: i32 = (
+        "offsets.commit.timeout.ms",
+        "5000",
+        ConfigType::Int { min: 1 },
+        "How long an offset commit (and a group's state write) waits for every in-sync replica of its __consumer_offsets partition before it fails with REQUEST_TIMED_OUT.",
+    ),
+    offset_metadata_max_bytes: i32 = (
         "offset.metadata.max.bytes",
         "4096",
         ConfigType::Int { min: 0 },
         "Largest metadata string of a committed offset.",
     ),
-];
+}
 
 /// Topic properties and the broker property each falls back to.
 pub const TOPIC_CONFIGS: &[(ConfigDef, &str)] = &[
@@ -872,7 +999,9 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
             let n: f64 = v
                 .parse()
                 .map_err(|_| format!("{} must be a number, got {value:?}", def.name))?;
-            if !(n >= min as f64 && n <= max as f64) {
+            // A maximum of i64::MAX means no maximum (Kafka's Double.MAX_VALUE defaults).
+            let within_max = max == i64::MAX || n <= max as f64;
+            if !(n >= min as f64 && within_max) {
                 return Err(format!(
                     "{} must be between {min} and {max}, got {n}",
                     def.name
@@ -931,16 +1060,23 @@ pub struct BrokerConfig {
     values: BTreeMap<&'static str, String>,
     /// Properties set explicitly (file, environment or flag), for DescribeConfigs' source field.
     explicit: BTreeMap<&'static str, String>,
+    /// The same values, typed.
+    settings: BrokerSettings,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
+        let values = BROKER_CONFIGS
+            .iter()
+            .map(|d| (d.name, d.default.to_string()))
+            .collect();
+        // The defaults are checked by a unit test (`every_default_parses`).
+        let settings = BrokerSettings::parse(&values)
+            .unwrap_or_else(|e| panic!("a default of the property table does not parse: {e}"));
         Self {
-            values: BROKER_CONFIGS
-                .iter()
-                .map(|d| (d.name, d.default.to_string()))
-                .collect(),
+            values,
             explicit: BTreeMap::new(),
+            settings,
         }
     }
 }
@@ -960,7 +1096,16 @@ impl BrokerConfig {
         };
         let def = broker_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
         validate(def, &value).map_err(ConfigError::Invalid)?;
-        self.values.insert(def.name, value.trim().to_string());
+        let previous = self.values.insert(def.name, value.trim().to_string());
+        match BrokerSettings::parse(&self.values) {
+            Ok(settings) => self.settings = settings,
+            Err(e) => {
+                if let Some(v) = previous {
+                    self.values.insert(def.name, v);
+                }
+                return Err(e);
+            }
+        }
         self.explicit.insert(def.name, value.trim().to_string());
         Ok(())
     }
@@ -1004,12 +1149,9 @@ impl BrokerConfig {
         self.explicit.contains_key(name)
     }
 
-    pub fn get_i64(&self, name: &str) -> i64 {
-        self.get(name).parse().unwrap_or(0)
-    }
-
-    pub fn get_bool(&self, name: &str) -> bool {
-        self.get(name).eq_ignore_ascii_case("true")
+    /// Every property, typed.
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.settings
     }
 
     /// The voters of `controller.quorum.voters` (id, address); empty for a single node.
@@ -1039,7 +1181,7 @@ impl BrokerConfig {
     }
 
     pub fn node_id(&self) -> i32 {
-        self.get_i64("node.id") as i32
+        self.settings.node_id
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -1184,9 +1326,9 @@ mod tests {
         .unwrap();
         let mut c = BrokerConfig::default();
         c.apply_file(&path).unwrap();
-        assert_eq!(c.get_i64("num.partitions"), 3);
-        assert_eq!(c.get_i64("log.retention.ms"), 7_200_000);
-        assert!(!c.get_bool("auto.create.topics.enable"));
+        assert_eq!(c.settings().num_partitions, 3);
+        assert_eq!(c.settings().log_retention_ms, 7_200_000);
+        assert!(!c.settings().auto_create_topics_enable);
         assert_eq!(c.log_dir(), PathBuf::from("/tmp/x"));
         assert!(matches!(
             c.set("no.such", "1"),
@@ -1201,6 +1343,36 @@ mod tests {
             Err(ConfigError::Invalid(_))
         ));
         assert_eq!(env_name("log.retention.ms"), "STROM_LOG_RETENTION_MS");
+    }
+
+    #[test]
+    fn every_default_parses_and_every_field_has_its_propertys_type() {
+        let values = BROKER_CONFIGS
+            .iter()
+            .map(|d| (d.name, d.default.to_string()))
+            .collect();
+        BrokerSettings::parse(&values).unwrap();
+        assert_eq!(BrokerSettings::types_match_the_table(), Vec::<&str>::new());
+        for d in BROKER_CONFIGS {
+            validate(d, d.default).unwrap_or_else(|e| panic!("default of {}: {e}", d.name));
+        }
+    }
+
+    #[test]
+    fn set_values_reach_the_typed_settings_and_bad_ones_name_the_property() {
+        let mut c = BrokerConfig::default();
+        c.set("log.segment.bytes", "2048").unwrap();
+        c.set("auto.create.topics.enable", "FALSE").unwrap();
+        c.set("process.roles", "broker").unwrap();
+        assert_eq!(c.settings().log_segment_bytes, 2048);
+        assert!(!c.settings().auto_create_topics_enable);
+        assert_eq!(c.settings().process_roles, vec!["broker".to_string()]);
+        let e = c.set("log.segment.bytes", "1e9").unwrap_err().to_string();
+        assert!(e.contains("log.segment.bytes") && e.contains("1e9"), "{e}");
+        let e = c.set("num.network.threadz", "3").unwrap_err().to_string();
+        assert!(e.contains("num.network.threadz"), "{e}");
+        // A refused value leaves the previous one in force.
+        assert_eq!(c.settings().log_segment_bytes, 2048);
     }
 
     #[test]

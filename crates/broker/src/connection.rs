@@ -66,13 +66,13 @@ pub async fn serve<S: ClientStream>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = session.peer;
-    let max_frame = broker.config.get_i64("socket.request.max.bytes").max(1) as usize;
+    let max_frame = broker.config.settings().socket_request_max_bytes.max(1) as usize;
     // Until a SASL client has authenticated, only small frames are read.
     const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
     let decoder = FrameDecoder::new(max_frame);
     let pre_auth_decoder = FrameDecoder::new(max_frame.min(MAX_UNAUTHENTICATED_FRAME));
     let idle_timeout = std::time::Duration::from_millis(
-        broker.config.get_i64("connections.max.idle.ms").max(1) as u64,
+        broker.config.settings().connections_max_idle_ms.max(1) as u64,
     );
     let _open = broker.metrics.connection_opened(&session.listener.name);
     let (mut rd, mut wr) = stream.split();
@@ -119,7 +119,8 @@ pub async fn serve<S: ClientStream>(
                         // slowed down, and every failure looks the same.
                         let delay_ms = broker
                             .config
-                            .get_i64("connection.failed.authentication.delay.ms")
+                            .settings()
+                            .connection_failed_authentication_delay_ms
                             .max(0) as u64;
                         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                         let _ = tx.send((out, timing)).await;

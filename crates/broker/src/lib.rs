@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 mod connection;
+pub mod delayed;
 pub mod group;
 mod handlers;
 mod log_cleaner;

@@ -36,13 +36,14 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// Starts the cleaner threads; they stop when `shutdown` turns true.
 pub fn start(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    let threads = broker.config.get_i64("log.cleaner.threads").max(0) as usize;
+    let threads = broker.config.settings().log_cleaner_threads.max(0) as usize;
     if threads == 0 {
         return;
     }
     let dedupe = broker
         .config
-        .get_i64("log.cleaner.dedupe.buffer.size")
+        .settings()
+        .log_cleaner_dedupe_buffer_size
         .max(1) as usize;
     let rate: f64 = broker
         .config
@@ -56,7 +57,7 @@ pub fn start(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
             .then_some(per_thread_rate.max(1.0) as u64),
     };
     let backoff =
-        Duration::from_millis(broker.config.get_i64("log.cleaner.backoff.ms").max(0) as u64);
+        Duration::from_millis(broker.config.settings().log_cleaner_backoff_ms.max(0) as u64);
     let shared = Arc::new(Mutex::new(Shared::default()));
     for i in 0..threads {
         let (broker, shutdown, shared, cleaner) = (

@@ -82,21 +82,14 @@ async fn fetch_from(
     let backoff = Duration::from_millis(
         broker
             .config
-            .get_i64("replica.fetch.backoff.ms")
+            .settings()
+            .replica_fetch_backoff_ms
             .clamp(10, 60_000) as u64,
     );
-    let max_wait = broker
-        .config
-        .get_i64("replica.fetch.wait.max.ms")
-        .clamp(0, 60_000) as i32;
-    let partition_max = broker
-        .config
-        .get_i64("replica.fetch.max.bytes")
-        .clamp(1, i32::MAX as i64) as i32;
-    let response_max = broker
-        .config
-        .get_i64("replica.fetch.response.max.bytes")
-        .clamp(1, i32::MAX as i64) as i32;
+    let settings = broker.config.settings();
+    let max_wait = settings.replica_fetch_wait_max_ms.min(60_000);
+    let partition_max = settings.replica_fetch_max_bytes.max(1);
+    let response_max = settings.replica_fetch_response_max_bytes.max(1);
     let config = ConnectionConfig {
         client_id: format!("strom-replica-fetcher-{}", broker.node_id),
         request_timeout: Duration::from_secs(30),
@@ -195,7 +188,6 @@ async fn fetch_from(
             .iter()
             .map(|p| ((p.topic.clone(), p.index), p))
             .collect();
-        let mut appended = false;
         let mut fenced = false;
         for t in &response.responses {
             for pd in &t.partitions {
@@ -206,7 +198,7 @@ async fn fetch_from(
                         if let Some(records) = pd.records.as_ref().filter(|r| !r.is_empty()) {
                             let mut buf = records.to_vec();
                             match p.append_replicated(&mut buf, crate::now_ms()) {
-                                Ok(_) => appended = true,
+                                Ok(_) => {}
                                 Err(e) => {
                                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot append fetched batches; checking divergence again");
                                     checked.remove(&key);
@@ -227,9 +219,6 @@ async fn fetch_from(
                     }
                 }
             }
-        }
-        if appended {
-            broker.replicas.appended.notify_waiters();
         }
         if fenced {
             tokio::time::sleep(Duration::from_millis(100)).await;

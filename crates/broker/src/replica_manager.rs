@@ -2,7 +2,11 @@
 //!
 //! The replica manager follows the metadata image: [`ReplicaManager::reconcile`] opens a log for
 //! every partition the image places on this broker, applies config changes, and deletes the logs
-//! of partitions that left the image. Appends wake fetches that wait for data.
+//! of partitions that left the image.
+//!
+//! Each [`Partition`] wakes the operations waiting on it ([`crate::delayed`]) when its log grows,
+//! its high watermark moves or its leadership changes: an append wakes the fetches and acks=all
+//! produces of that partition only.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,9 +18,9 @@ use strom_metadata::{MetadataImage, PartitionInfo, Uuid};
 use strom_protocol::compression::Codec;
 use strom_protocol::records::{BatchProducer, ProducerRecord, encode_producer_batch};
 use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
-use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::delayed::{Waiter, Watchers};
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::replication::{Election, IsrChange, LeaderState};
 
@@ -54,6 +58,9 @@ pub struct Partition {
     /// follower: as the leader last said, capped at its own log end).
     high_watermark: AtomicI64,
     role: Mutex<Role>,
+    /// The operations waiting for this partition to change (fetches, acks=all produces,
+    /// replicated coordinator writes).
+    watchers: Arc<Watchers>,
 }
 
 impl Partition {
@@ -77,7 +84,33 @@ impl Partition {
             replicated: AtomicBool::new(false),
             high_watermark: AtomicI64::new(0),
             role: Mutex::new(Role::Offline),
+            watchers: Arc::default(),
         }
+    }
+
+    /// Registers `waiter` with this partition: its appends, high watermark moves and
+    /// leadership changes wake it from now on.
+    pub fn watch(&self, waiter: &mut Waiter) {
+        waiter.watch(&self.watchers);
+    }
+
+    /// Publishes the high watermark a leader's replication state computed within one
+    /// leadership. It never goes back: consumers may already have read below it, and acks=all
+    /// producers may have been answered.
+    fn advance_leader_high_watermark(&self, high_watermark: i64) {
+        let before = self.high_watermark.swap(high_watermark, Ordering::AcqRel);
+        assert!(
+            high_watermark >= before,
+            "replica invariant: the high watermark of {}-{} went back from {before} to {high_watermark} under leader epoch {}",
+            self.topic,
+            self.index,
+            self.leader_epoch()
+        );
+    }
+
+    /// Wakes the operations waiting on this partition.
+    fn wake_waiters(&self) {
+        self.watchers.wake();
     }
 
     /// The leader epoch as this broker knows it.
@@ -118,6 +151,15 @@ impl Partition {
     /// Takes the partition's state from the metadata: its replicas, leader and ISR. Returns
     /// true when this broker's role changed (a new leader epoch).
     pub fn apply_metadata(&self, info: &PartitionInfo, me: i32, now_ms: i64) -> bool {
+        let hw_before = self.high_watermark.load(Ordering::Acquire);
+        let changed = self.take_metadata(info, me, now_ms);
+        if changed || self.high_watermark.load(Ordering::Acquire) != hw_before {
+            self.wake_waiters();
+        }
+        changed
+    }
+
+    fn take_metadata(&self, info: &PartitionInfo, me: i32, now_ms: i64) -> bool {
         self.replicated
             .store(info.replicas.len() > 1, Ordering::Release);
         let mut role = self.role();
@@ -131,8 +173,7 @@ impl Partition {
                     state.update_replicas(&info.replicas, now_ms);
                     let isr = info.isr.iter().copied().collect();
                     if state.on_isr_committed(Some((isr, info.partition_epoch)), leo) {
-                        self.high_watermark
-                            .store(state.high_watermark(), Ordering::Release);
+                        self.advance_leader_high_watermark(state.high_watermark());
                     }
                 }
                 return false;
@@ -141,6 +182,16 @@ impl Partition {
             Role::Offline if info.leader < 0 && !epoch_changed => return false,
             _ => {}
         }
+        // Images are taken in order (the replica manager skips an older one), so a partition's
+        // leader epoch only grows; an older epoch here would let a deposed leader take writes.
+        assert!(
+            info.leader_epoch >= self.leader_epoch(),
+            "replica invariant: {}-{} leader epoch would go back from {} to {}",
+            self.topic,
+            self.index,
+            self.leader_epoch(),
+            info.leader_epoch
+        );
         self.leader_epoch
             .store(info.leader_epoch, Ordering::Release);
         if info.leader == me {
@@ -189,8 +240,9 @@ impl Partition {
         };
         let (moved, change) = state.on_follower_fetch(follower, fetch_offset, leo, now_ms);
         if moved {
-            self.high_watermark
-                .store(state.high_watermark(), Ordering::Release);
+            self.advance_leader_high_watermark(state.high_watermark());
+            drop(role);
+            self.wake_waiters();
         }
         (moved, change)
     }
@@ -206,11 +258,18 @@ impl Partition {
     /// An ISR change this leader asked for was refused or lost: it may ask again.
     pub fn isr_change_failed(&self) {
         let leo = self.with_log(|l| l.log_end_offset());
-        if let Role::Leader(state) = &mut *self.role()
-            && state.on_isr_committed(None, leo)
-        {
-            self.high_watermark
-                .store(state.high_watermark(), Ordering::Release);
+        let moved = match &mut *self.role() {
+            Role::Leader(state) => {
+                let moved = state.on_isr_committed(None, leo);
+                if moved {
+                    self.advance_leader_high_watermark(state.high_watermark());
+                }
+                moved
+            }
+            _ => false,
+        };
+        if moved {
+            self.wake_waiters();
         }
     }
 
@@ -230,8 +289,7 @@ impl Partition {
         if let Role::Leader(state) = &mut *role
             && state.on_leader_append(leo)
         {
-            self.high_watermark
-                .store(state.high_watermark(), Ordering::Release);
+            self.advance_leader_high_watermark(state.high_watermark());
             return true;
         }
         false
@@ -247,6 +305,7 @@ impl Partition {
         let result = self.with_log(|l| l.append_shared_deferred_flush(batches, epoch, now_ms));
         if let Ok((info, _)) = &result {
             self.after_leader_append(info.last_offset + 1);
+            self.wake_waiters();
         }
         if let Some(m) = &self.metrics {
             match &result {
@@ -292,6 +351,32 @@ impl Partition {
         let epoch = self.leader_epoch();
         let info = self.with_log(|l| l.append(&mut buf, epoch, now_ms))?;
         self.after_leader_append(info.last_offset + 1);
+        self.wake_waiters();
+        Ok(info)
+    }
+
+    /// Appends a transaction marker (COMMIT or ABORT) for `producer_id` as leader.
+    pub fn append_control(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        kind: strom_storage::ControlType,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let epoch = self.leader_epoch();
+        let info = self.with_log(|l| {
+            l.append_control(
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                kind,
+                epoch,
+                now_ms,
+            )
+        })?;
+        self.after_leader_append(info.last_offset + 1);
+        self.wake_waiters();
         Ok(info)
     }
 
@@ -301,7 +386,9 @@ impl Partition {
         batches: &mut [u8],
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        self.with_log(|l| l.append_replicated(batches, now_ms))
+        let info = self.with_log(|l| l.append_replicated(batches, now_ms))?;
+        self.wake_waiters();
+        Ok(info)
     }
 
     /// Runs `f` with the log locked. Appends and reads hold the lock only for the file work.
@@ -352,9 +439,6 @@ pub struct ReplicaManager {
     metrics: Arc<Metrics>,
     data_dir: PathBuf,
     partitions: RwLock<HashMap<Key, Arc<Partition>>>,
-    /// Woken on every append and high watermark move, so that waiting fetches and acks=all
-    /// producers look again.
-    pub appended: Notify,
     /// The partitions this broker follows, by leader: the replica fetchers watch it.
     pub followed: tokio::sync::watch::Sender<FollowedPartitions>,
     /// Offset of the newest image reconciled: an older one arriving late is skipped.
@@ -371,7 +455,6 @@ impl ReplicaManager {
             metrics,
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
-            appended: Notify::new(),
             followed: tokio::sync::watch::Sender::new(Default::default()),
             reconciled: Mutex::new(0),
         }
@@ -410,17 +493,16 @@ impl ReplicaManager {
         use strom_protocol::error_code as ec;
         let deadline = tokio::time::Instant::now() + timeout;
         let epoch = p.leader_epoch();
+        let mut waiter = Waiter::new();
+        p.watch(&mut waiter);
         loop {
-            let notified = self.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             if p.high_watermark() >= end {
                 return Ok(());
             }
             if p.leader_epoch() != epoch || !p.is_leader() {
                 return Err(ec::NOT_LEADER_OR_FOLLOWER);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if !waiter.wait_until(deadline).await {
                 return if p.high_watermark() >= end {
                     Ok(())
                 } else {
@@ -534,9 +616,6 @@ impl ReplicaManager {
             }
         }
         drop(parts);
-        if changed {
-            self.appended.notify_waiters();
-        }
         self.followed.send_if_modified(|current| {
             let same = current.len() == followed.len()
                 && current.iter().zip(&followed).all(|((l1, a), (l2, b))| {

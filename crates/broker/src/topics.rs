@@ -152,7 +152,7 @@ pub fn create_topic(
         ));
     }
     let partitions = if partitions == -1 {
-        broker.config.get_i64("num.partitions") as i32
+        broker.config.settings().num_partitions
     } else {
         partitions
     };
@@ -163,7 +163,7 @@ pub fn create_topic(
         ));
     }
     let replication_factor = if replication_factor == -1 {
-        broker.config.get_i64("default.replication.factor") as i32
+        broker.config.settings().default_replication_factor
     } else {
         replication_factor
     };

@@ -129,12 +129,22 @@ impl Properties {
         min: usize,
         max: usize,
     ) -> Result<usize, ClientError> {
-        let v = self.i64_in(key, default as i64, min as i64, max.min(i64::MAX as usize) as i64)?;
+        let v = self.i64_in(
+            key,
+            default as i64,
+            min as i64,
+            max.min(i64::MAX as usize) as i64,
+        )?;
         Ok(v as usize)
     }
 
     /// A duration given in milliseconds, at least `min_ms`.
-    pub fn millis(&mut self, key: &str, default_ms: u64, min_ms: u64) -> Result<Duration, ClientError> {
+    pub fn millis(
+        &mut self,
+        key: &str,
+        default_ms: u64,
+        min_ms: u64,
+    ) -> Result<Duration, ClientError> {
         let v = self.i64_in(key, default_ms as i64, min_ms as i64, i64::MAX)?;
         Ok(Duration::from_millis(v as u64))
     }
@@ -165,7 +175,9 @@ impl Properties {
             .iter()
             .find(|a| a.eq_ignore_ascii_case(&raw))
             .copied()
-            .ok_or_else(|| config_error(key, &raw, format!("expected one of {}", allowed.join(", "))))
+            .ok_or_else(|| {
+                config_error(key, &raw, format!("expected one of {}", allowed.join(", ")))
+            })
     }
 
     /// A comma-separated list (empty entries dropped).
@@ -289,11 +301,7 @@ impl CommonConfig {
             s.rsplit_once(':')
                 .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
         }) {
-            return Err(config_error(
-                "bootstrap.servers",
-                bad,
-                "expected host:port",
-            ));
+            return Err(config_error("bootstrap.servers", bad, "expected host:port"));
         }
         let client_id = p.string_or("client.id", default_client_id);
         let request_timeout = p.millis("request.timeout.ms", 30_000, 1)?;
@@ -301,11 +309,12 @@ impl CommonConfig {
         let retry_backoff = p.millis("retry.backoff.ms", 100, 0)?;
         let retry_backoff_max = p.millis("retry.backoff.max.ms", 1_000, 0)?;
         let metadata_max_age = p.millis("metadata.max.age.ms", 300_000, 0)?;
-        let security = ClientSecurity::from_properties(&p.take_all(SECURITY_PROPERTIES))
-            .map_err(|e| match e {
+        let security = ClientSecurity::from_properties(&p.take_all(SECURITY_PROPERTIES)).map_err(
+            |e| match e {
                 ClientError::InvalidArgument(m) => config_error("security.protocol", "", m),
                 other => other,
-            })?;
+            },
+        )?;
         Ok(CommonConfig {
             bootstrap_servers,
             client_id,
@@ -348,11 +357,20 @@ mod tests {
     fn typed_getters_parse_and_check_ranges() {
         let mut p = props(&[("linger.ms", "5"), ("acks", "ALL"), ("x", "maybe")]);
         assert_eq!(p.i64_in("linger.ms", 0, 0, 1000).unwrap(), 5);
-        assert_eq!(p.one_of("acks", "all", &["0", "1", "all", "-1"]).unwrap(), "all");
+        assert_eq!(
+            p.one_of("acks", "all", &["0", "1", "all", "-1"]).unwrap(),
+            "all"
+        );
         let e = p.bool("x", false).unwrap_err().to_string();
-        assert!(e.contains("x") && e.contains("maybe") && e.contains("true or false"), "{e}");
+        assert!(
+            e.contains("x") && e.contains("maybe") && e.contains("true or false"),
+            "{e}"
+        );
         let mut p = props(&[("batch.size", "-3")]);
-        let e = p.i64_in("batch.size", 16384, 0, i32::MAX.into()).unwrap_err().to_string();
+        let e = p
+            .i64_in("batch.size", 16384, 0, i32::MAX.into())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("batch.size") && e.contains("-3"), "{e}");
     }
 
@@ -362,12 +380,17 @@ mod tests {
         p.i64_in("linger.ms", 0, 0, 10).unwrap();
         CommonConfig::read(&mut p, "t").unwrap();
         let e = p.finish().unwrap_err().to_string();
-        assert!(e.contains("linger.msx") && e.contains("did you mean linger.ms"), "{e}");
+        assert!(
+            e.contains("linger.msx") && e.contains("did you mean linger.ms"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bootstrap_servers_are_required_and_checked() {
-        let e = CommonConfig::read(&mut props(&[]), "t").unwrap_err().to_string();
+        let e = CommonConfig::read(&mut props(&[]), "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bootstrap.servers"), "{e}");
         let e = CommonConfig::read(&mut props(&[("bootstrap.servers", "nohost")]), "t")
             .unwrap_err()

@@ -49,6 +49,51 @@ pub enum ClientError {
         value: String,
         reason: String,
     },
+    /// The broker refused a produce (or another partition request) with a Kafka error code:
+    /// which partition, which error.
+    #[error("{message} ({name})")]
+    Partition {
+        topic: String,
+        partition: i32,
+        code: i16,
+        name: &'static str,
+        message: String,
+    },
+    /// A record was not delivered within `delivery.timeout.ms`.
+    #[error(
+        "partition {partition} of topic {topic:?}: record not delivered within delivery.timeout.ms ({timeout_ms} ms){}",
+        last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    DeliveryTimeout {
+        topic: String,
+        partition: i32,
+        timeout_ms: u64,
+        last_error: Option<String>,
+    },
+    /// The producer's buffer (`buffer.memory`) stayed full, or the topic's metadata did not
+    /// arrive, for `max.block.ms`.
+    #[error("{what} for {waited_ms} ms (max.block.ms)")]
+    MaxBlock { what: String, waited_ms: u64 },
+    /// A record larger than a producer limit (`max.request.size` or `buffer.memory`).
+    #[error("a record of {size} bytes is larger than {property}={limit}")]
+    RecordTooLarge {
+        size: usize,
+        limit: usize,
+        property: &'static str,
+    },
+    /// A record was not delivered, for a reason that is not a Kafka error code of its own
+    /// (retries used up after lost answers, a batch that may already be written and is not sent
+    /// twice, a transaction aborted before the record was sent).
+    #[error("partition {partition} of topic {topic:?}: {reason}")]
+    NotDelivered {
+        topic: String,
+        partition: i32,
+        reason: String,
+        retriable: bool,
+    },
+    /// The client was closed; nothing more can be sent with it.
+    #[error("the {0} is closed")]
+    Closed(&'static str),
 }
 
 impl ClientError {
@@ -71,13 +116,115 @@ impl ClientError {
         }
     }
 
+    /// A Kafka error about one partition of a topic.
+    pub fn partition(
+        code: i16,
+        topic: &str,
+        partition: i32,
+        broker_message: Option<&str>,
+    ) -> ClientError {
+        let subject = format!("partition {partition} of topic {topic:?}");
+        let message = match ClientError::kafka(code, &subject, broker_message) {
+            ClientError::Kafka { message, .. } => message,
+            _ => subject,
+        };
+        ClientError::Partition {
+            topic: topic.to_string(),
+            partition,
+            code,
+            name: error_name(code),
+            message,
+        }
+    }
+
     /// The Kafka error code, when this is a Kafka error.
     pub fn kafka_code(&self) -> Option<i16> {
         match self {
-            ClientError::Kafka { code, .. } => Some(*code),
+            ClientError::Kafka { code, .. } | ClientError::Partition { code, .. } => Some(*code),
             _ => None,
         }
     }
+
+    /// The Kafka error name (e.g. `NOT_ENOUGH_REPLICAS`), when this is a Kafka error.
+    pub fn error_name(&self) -> Option<&'static str> {
+        match self {
+            ClientError::Kafka { name, .. } | ClientError::Partition { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The topic and partition the error concerns, when it concerns one.
+    pub fn topic_partition(&self) -> Option<(&str, i32)> {
+        match self {
+            ClientError::Partition {
+                topic, partition, ..
+            }
+            | ClientError::DeliveryTimeout {
+                topic, partition, ..
+            }
+            | ClientError::NotDelivered {
+                topic, partition, ..
+            } => Some((topic.as_str(), *partition)),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same call again later may succeed: transient network and broker
+    /// conditions (a leader moving, too few in-sync replicas, timeouts, a full buffer) are;
+    /// refusals (authorization, invalid records or configuration, a fenced producer, a closed
+    /// client) are not.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. }
+            | ClientError::Io(_)
+            | ClientError::Timeout { .. }
+            | ClientError::DeliveryTimeout { .. }
+            | ClientError::MaxBlock { .. } => true,
+            ClientError::Kafka { code, .. } | ClientError::Partition { code, .. } => {
+                is_retriable_code(*code)
+            }
+            ClientError::NotDelivered { retriable, .. } => *retriable,
+            ClientError::Protocol(_)
+            | ClientError::UnsupportedVersion { .. }
+            | ClientError::UnexpectedResponse(_)
+            | ClientError::InvalidArgument(_)
+            | ClientError::Config { .. }
+            | ClientError::RecordTooLarge { .. }
+            | ClientError::Closed(_) => false,
+        }
+    }
+}
+
+/// Kafka error codes that describe a transient condition: the request may succeed if retried
+/// (the codes Kafka's clients treat as retriable).
+pub fn is_retriable_code(code: i16) -> bool {
+    matches!(
+        code,
+        2 // CORRUPT_MESSAGE
+        | 3 // UNKNOWN_TOPIC_OR_PARTITION
+        | 5 // LEADER_NOT_AVAILABLE
+        | 6 // NOT_LEADER_OR_FOLLOWER
+        | 7 // REQUEST_TIMED_OUT
+        | 8 // BROKER_NOT_AVAILABLE
+        | 9 // REPLICA_NOT_AVAILABLE
+        | 13 // NETWORK_EXCEPTION
+        | 14 // COORDINATOR_LOAD_IN_PROGRESS
+        | 15 // COORDINATOR_NOT_AVAILABLE
+        | 16 // NOT_COORDINATOR
+        | 19 // NOT_ENOUGH_REPLICAS
+        | 20 // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        | 51 // CONCURRENT_TRANSACTIONS
+        | 56 // KAFKA_STORAGE_ERROR
+        | 74 // FENCED_LEADER_EPOCH
+        | 75 // UNKNOWN_LEADER_EPOCH
+        | 78 // OFFSET_NOT_AVAILABLE
+        | 80 // PREFERRED_LEADER_NOT_AVAILABLE
+        | 83 // ELIGIBLE_LEADERS_NOT_AVAILABLE
+        | 88 // UNSTABLE_OFFSET_COMMIT
+        | 89 // THROTTLING_QUOTA_EXCEEDED
+        | 100 // UNKNOWN_TOPIC_ID
+        | 108 // NEW_LEADER_ELECTED
+    )
 }
 
 /// `Ok(())` for error code 0, else the Kafka error about `subject`.
@@ -316,6 +463,27 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "topic \"x\" already exists (TOPIC_ALREADY_EXISTS)"
+        );
+    }
+
+    #[test]
+    fn partition_errors_name_the_partition_and_say_if_retriable() {
+        let e = ClientError::partition(error_code::NOT_ENOUGH_REPLICAS, "t", 3, None);
+        assert_eq!(e.topic_partition(), Some(("t", 3)));
+        assert_eq!(e.error_name(), Some("NOT_ENOUGH_REPLICAS"));
+        assert!(e.is_retriable());
+        assert!(e.to_string().contains("partition 3 of topic \"t\""), "{e}");
+        let e = ClientError::partition(error_code::MESSAGE_TOO_LARGE, "t", 0, Some("big"));
+        assert!(!e.is_retriable());
+        assert_eq!(e.error_name(), Some("MESSAGE_TOO_LARGE"));
+        assert!(!ClientError::partition(90, "t", 0, None).is_retriable()); // PRODUCER_FENCED
+        assert!(!ClientError::Closed("producer").is_retriable());
+        assert!(
+            ClientError::MaxBlock {
+                what: "x".into(),
+                waited_ms: 1
+            }
+            .is_retriable()
         );
     }
 }

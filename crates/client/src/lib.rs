@@ -11,6 +11,8 @@
 //!   or KIP-848 protocol), with pipelined fetches and committed offsets.
 //! - [`GroupAdmin`]: consumer groups, ACLs, SCRAM users, quotas, and the cluster and its
 //!   metadata quorum (DescribeCluster, DescribeQuorum).
+//! - [`Producer`]: Kafka's producer (batching, compression, idempotence, retries), configured
+//!   by Kafka's property names; see [`producer`].
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
 pub mod auth;
@@ -22,6 +24,7 @@ pub mod consumer;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
+pub mod producer;
 pub mod replicas;
 pub mod security;
 #[cfg(test)]
@@ -41,6 +44,7 @@ pub use groups::{
     CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
 };
 pub use pipeline::PipelinedConnection;
+pub use producer::{Delivered, DeliveryFuture, Producer, ProducerConfig, Record};
 pub use replicas::{PartitionOutcome, Reassignment};
 pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;

@@ -516,11 +516,10 @@ impl GroupCoordinator {
 mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     use strom_metadata::MetadataRecord;
 
-    use super::super::{GroupConfig, JoinRequest, Reply, consumer::ConsumerConfig};
+    use super::super::{JoinRequest, Reply};
     use super::*;
 
     fn image() -> ImageTopics {
@@ -552,22 +551,7 @@ mod tests {
     }
 
     fn coordinator() -> GroupCoordinator {
-        GroupCoordinator::new(GroupConfig {
-            initial_rebalance_delay: Duration::ZERO,
-            min_session_timeout_ms: 10,
-            max_session_timeout_ms: 60_000,
-            max_size: 10,
-            offsets_partitions: 4,
-            offsets_retention_ms: 60_000,
-            offsets_retention_check: Duration::from_secs(600),
-            offset_metadata_max_bytes: 100,
-            consumer: ConsumerConfig {
-                session_timeout: Duration::from_secs(45),
-                heartbeat_interval_ms: 5000,
-                max_size: 10,
-                assignors: vec!["uniform", "range"],
-            },
-        })
+        GroupCoordinator::new(crate::group::tests::config())
     }
 
     fn join_in(member: &str) -> HeartbeatIn {

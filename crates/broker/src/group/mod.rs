@@ -39,6 +39,8 @@ pub struct GroupConfig {
     pub offsets_partitions: i32,
     pub offsets_retention_ms: i64,
     pub offsets_retention_check: Duration,
+    /// `offsets.commit.timeout.ms`: how long a write waits for the in-sync replicas.
+    pub offsets_commit_timeout: Duration,
     pub offset_metadata_max_bytes: usize,
     pub consumer: consumer::ConsumerConfig,
 }
@@ -47,26 +49,27 @@ impl GroupConfig {
     pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
         GroupConfig {
             initial_rebalance_delay: Duration::from_millis(
-                c.get_i64("group.initial.rebalance.delay.ms").max(0) as u64,
+                c.settings().group_initial_rebalance_delay_ms.max(0) as u64,
             ),
-            min_session_timeout_ms: c.get_i64("group.min.session.timeout.ms") as i32,
-            max_session_timeout_ms: c.get_i64("group.max.session.timeout.ms") as i32,
-            max_size: c.get_i64("group.max.size").max(1) as usize,
-            offsets_partitions: c.get_i64("offsets.topic.num.partitions").max(1) as i32,
-            offsets_retention_ms: c
-                .get_i64("offsets.retention.minutes")
+            min_session_timeout_ms: c.settings().group_min_session_timeout_ms,
+            max_session_timeout_ms: c.settings().group_max_session_timeout_ms,
+            max_size: c.settings().group_max_size.max(1) as usize,
+            offsets_partitions: c.settings().offsets_topic_num_partitions.max(1),
+            offsets_retention_ms: i64::from(c.settings().offsets_retention_minutes)
                 .saturating_mul(60_000),
             offsets_retention_check: Duration::from_millis(
-                c.get_i64("offsets.retention.check.interval.ms").max(1) as u64,
+                c.settings().offsets_retention_check_interval_ms.max(1) as u64,
             ),
-            offset_metadata_max_bytes: c.get_i64("offset.metadata.max.bytes").max(0) as usize,
+            offsets_commit_timeout: Duration::from_millis(
+                c.settings().offsets_commit_timeout_ms.max(1) as u64,
+            ),
+            offset_metadata_max_bytes: c.settings().offset_metadata_max_bytes.max(0) as usize,
             consumer: consumer::ConsumerConfig {
                 session_timeout: Duration::from_millis(
-                    c.get_i64("group.consumer.session.timeout.ms").max(1) as u64,
+                    c.settings().group_consumer_session_timeout_ms.max(1) as u64,
                 ),
-                heartbeat_interval_ms: c.get_i64("group.consumer.heartbeat.interval.ms").max(1)
-                    as i32,
-                max_size: c.get_i64("group.consumer.max.size").max(1) as usize,
+                heartbeat_interval_ms: c.settings().group_consumer_heartbeat_interval_ms.max(1),
+                max_size: c.settings().group_consumer_max_size.max(1) as usize,
                 assignors: {
                     let list: Vec<&'static str> = c
                         .get("group.consumer.assignors")
@@ -1149,7 +1152,8 @@ pub async fn persist_replicated(
         return Ok(());
     }
     persist(broker, group_id, records)?;
-    let partitions = broker.groups.config().offsets_partitions;
+    let config = broker.groups.config();
+    let partitions = config.offsets_partitions;
     let Some(p) = broker
         .replicas
         .get(OFFSETS_TOPIC, store::partition_for(group_id, partitions))
@@ -1159,7 +1163,7 @@ pub async fn persist_replicated(
     let end = p.with_log(|l| l.log_end_offset());
     broker
         .replicas
-        .wait_replicated(&p, end, std::time::Duration::from_secs(5))
+        .wait_replicated(&p, end, config.offsets_commit_timeout)
         .await
 }
 
@@ -1258,7 +1262,7 @@ pub async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), i16> {
         broker.config.get("offsets.topic.segment.bytes").to_string(),
     );
     let partitions = broker.groups.config().offsets_partitions;
-    let rf = broker.config.get_i64("offsets.topic.replication.factor") as i32;
+    let rf = broker.config.settings().offsets_topic_replication_factor;
     match crate::topics::create_topic(broker, OFFSETS_TOPIC, partitions, rf, configs, false) {
         Ok(_) => Ok(()),
         Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
@@ -1305,7 +1309,8 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
 mod tests {
     use super::*;
 
-    fn config() -> GroupConfig {
+    /// A small group configuration for unit tests.
+    pub(super) fn config() -> GroupConfig {
         GroupConfig {
             initial_rebalance_delay: Duration::ZERO,
             min_session_timeout_ms: 10,
@@ -1314,6 +1319,7 @@ mod tests {
             offsets_partitions: 4,
             offsets_retention_ms: 60_000,
             offsets_retention_check: Duration::from_secs(600),
+            offsets_commit_timeout: Duration::from_secs(5),
             offset_metadata_max_bytes: 100,
             consumer: consumer::ConsumerConfig {
                 session_timeout: Duration::from_secs(45),

@@ -22,6 +22,7 @@ use strom_storage::{LogSlice, StorageError};
 
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::delayed::Waiter;
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 
@@ -185,10 +186,7 @@ pub async fn handle_parts(
             if replica && let Ok(part) = &hosted {
                 // The follower's fetch offset is its log end: it may move the high watermark
                 // and bring the follower (back) into the ISR.
-                let (moved, change) = part.on_follower_fetch(replica_id, p.fetch_offset, now);
-                if moved {
-                    broker.replicas.appended.notify_waiters();
-                }
+                let (_, change) = part.on_follower_fetch(replica_id, p.fetch_offset, now);
                 if let Some(change) = change {
                     tracing::info!(topic = %part.topic, partition = part.index, follower = replica_id, isr = ?change.new_isr, "follower caught up; expanding the ISR");
                     tokio::spawn(crate::cluster::alter_isr(
@@ -217,18 +215,32 @@ pub async fn handle_parts(
     };
     // read_committed: only up to the last stable offset, with the aborted transactions in range.
     let committed = req.isolation_level == 1;
+    // A fetch that comes up short waits on the partitions it reads, woken only by their changes
+    // ([`crate::delayed`]). It registers after its first read and reads once more before it
+    // sleeps, so an append in between is seen either way.
+    let mut waiter = None;
     let results = loop {
-        let notified = broker.replicas.appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let (results, total, any_error) = read_all(&wanted, max_bytes, ctx.api_version, committed);
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline {
             break results;
         }
-        let waited = tokio::time::timeout(deadline - now, notified).await;
+        let waiter = match &mut waiter {
+            Some(w) => w,
+            None => {
+                let mut w = Waiter::new();
+                for part in wanted.iter().filter_map(|w| w.hosted.as_ref().ok()) {
+                    part.watch(&mut w);
+                }
+                waiter = Some(w);
+                continue;
+            }
+        };
+        let woken = waiter
+            .wait_until(tokio::time::Instant::from_std(deadline))
+            .await;
         ctx.remote.add(now.elapsed());
-        if waited.is_err() {
+        if !woken {
             break read_all(&wanted, max_bytes, ctx.api_version, committed).0;
         }
     };

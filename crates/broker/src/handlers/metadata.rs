@@ -26,7 +26,7 @@ pub async fn handle(
         Some(t) if t.is_empty() && ctx.api_version == 0 => None,
         other => other,
     };
-    let auto_create = broker.config.get_bool("auto.create.topics.enable")
+    let auto_create = broker.config.settings().auto_create_topics_enable
         && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
     let describable =

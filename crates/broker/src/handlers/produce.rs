@@ -6,25 +6,43 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
+use crate::delayed::Waiter;
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 use crate::security::acl::{Operation, ResourceType};
 use crate::topics;
 
-/// Partitions whose flush.messages came due: (partition, end offset, topic and partition index
-/// in the response).
-type ToFlush = Vec<(Arc<Partition>, i64, usize, usize)>;
+/// A write whose acknowledgement waits: for an fsync (flush.messages came due) or for the
+/// in-sync replicas (acks=all).
+struct PendingWrite {
+    partition: Arc<Partition>,
+    /// The log end offset just after the write.
+    end_offset: i64,
+    /// The leader epoch the write was appended in.
+    leader_epoch: i32,
+    /// Where its answer goes in the response.
+    topic_index: usize,
+    partition_index: usize,
+}
+
+impl PendingWrite {
+    fn answer<'a>(
+        &self,
+        responses: &'a mut [TopicProduceResponse],
+    ) -> &'a mut PartitionProduceResponse {
+        &mut responses[self.topic_index].partition_responses[self.partition_index]
+    }
+}
 
 /// A Produce whose records are in the logs; its response waits for the fsyncs that
 /// flush.messages asks for, if any.
 pub struct Appended {
     response: ProduceResponse,
-    to_flush: ToFlush,
-    /// acks=all writes to replicated partitions: (partition, end offset, leader epoch of the
-    /// append, topic and partition index in the response).
-    to_replicate: Vec<(Arc<Partition>, i64, i32, usize, usize)>,
+    /// Writes whose flush.messages came due.
+    to_flush: Vec<PendingWrite>,
+    /// acks=all writes to replicated partitions.
+    to_replicate: Vec<PendingWrite>,
     timeout_ms: i32,
-    broker: Arc<Broker>,
     api_version: i16,
 }
 
@@ -41,7 +59,6 @@ impl Appended {
         flush_before_acknowledging(self.api_version, self.to_flush, &mut response.responses).await;
         if !self.to_replicate.is_empty() {
             wait_for_replicas(
-                &self.broker,
                 self.api_version,
                 self.to_replicate,
                 self.timeout_ms,
@@ -57,27 +74,26 @@ impl Appended {
 /// has it), up to the request's timeout (REQUEST_TIMED_OUT); a leader that lost its leadership
 /// meanwhile answers NOT_LEADER_OR_FOLLOWER.
 async fn wait_for_replicas(
-    broker: &Broker,
     api_version: i16,
-    to_replicate: Vec<(Arc<Partition>, i64, i32, usize, usize)>,
+    to_replicate: Vec<PendingWrite>,
     timeout_ms: i32,
     responses: &mut [TopicProduceResponse],
 ) {
     let deadline =
         tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
-    for (p, end, epoch, ti, pi) in to_replicate {
+    for w in to_replicate {
+        let p = &w.partition;
+        let mut waiter = Waiter::new();
+        p.watch(&mut waiter);
         let code = loop {
-            let notified = broker.replicas.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if p.leader_epoch() != epoch || !p.is_leader() {
+            if p.leader_epoch() != w.leader_epoch || !p.is_leader() {
                 break ec::NOT_LEADER_OR_FOLLOWER;
             }
-            if p.high_watermark() >= end {
+            if p.high_watermark() >= w.end_offset {
                 break ec::NONE;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break if p.high_watermark() >= end {
+            if !waiter.wait_until(deadline).await {
+                break if p.high_watermark() >= w.end_offset {
                     ec::NONE
                 } else {
                     ec::REQUEST_TIMED_OUT
@@ -85,7 +101,7 @@ async fn wait_for_replicas(
             }
         };
         if code != ec::NONE {
-            let r = &mut responses[ti].partition_responses[pi];
+            let r = w.answer(responses);
             r.error_code = code;
             r.base_offset = -1;
             let text = if code == ec::REQUEST_TIMED_OUT {
@@ -121,8 +137,7 @@ pub async fn handle_appends(
 ) -> Appended {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
-    let mut to_flush: ToFlush = Vec::new();
+    let mut to_flush = Vec::new();
     let mut to_replicate = Vec::new();
     let txn_denied = req.transactional_id.as_ref().is_some_and(|id| {
         !broker.authorize(ctx, Operation::Write, ResourceType::TransactionalId, id)
@@ -159,7 +174,7 @@ pub async fn handle_appends(
         if info.is_none()
             && !by_id
             && denied.is_none()
-            && broker.config.get_bool("auto.create.topics.enable")
+            && broker.config.settings().auto_create_topics_enable
             && broker.authorize_create(ctx, topic.name.as_str())
         {
             let _guard = broker.controller.lock().await;
@@ -245,23 +260,18 @@ pub async fn handle_appends(
                     // copies of the batch headers around them.
                     match p.append(&records, now) {
                         Ok((info, flush_due)) => {
-                            appended = true;
+                            let pending = || PendingWrite {
+                                partition: p.clone(),
+                                end_offset: info.last_offset + 1,
+                                leader_epoch: p.leader_epoch(),
+                                topic_index: responses.len(),
+                                partition_index: partitions.len(),
+                            };
                             if req.acks == -1 && p.is_replicated() {
-                                to_replicate.push((
-                                    p.clone(),
-                                    info.last_offset + 1,
-                                    p.leader_epoch(),
-                                    responses.len(),
-                                    partitions.len(),
-                                ));
+                                to_replicate.push(pending());
                             }
                             if flush_due {
-                                to_flush.push((
-                                    p.clone(),
-                                    info.last_offset + 1,
-                                    responses.len(),
-                                    partitions.len(),
-                                ));
+                                to_flush.push(pending());
                             }
                             resp = resp
                                 .with_base_offset(info.base_offset)
@@ -297,15 +307,11 @@ pub async fn handle_appends(
                 .with_partition_responses(partitions),
         );
     }
-    if appended {
-        broker.replicas.appended.notify_waiters();
-    }
     Appended {
         response: ProduceResponse::default().with_responses(responses),
         to_flush,
         to_replicate,
         timeout_ms: req.timeout_ms,
-        broker: broker.clone(),
         api_version: ctx.api_version,
     }
 }
@@ -314,17 +320,17 @@ pub async fn handle_appends(
 /// fsync fails answers KAFKA_STORAGE_ERROR.
 async fn flush_before_acknowledging(
     api_version: i16,
-    to_flush: ToFlush,
+    to_flush: Vec<PendingWrite>,
     responses: &mut [TopicProduceResponse],
 ) {
     let mut results = Vec::with_capacity(to_flush.len());
-    if let [(p, end, _, _)] = &to_flush[..] {
-        results.push(p.flush_to(*end).await);
+    if let [w] = &to_flush[..] {
+        results.push(w.partition.flush_to(w.end_offset).await);
     } else {
         let waits: Vec<_> = to_flush
             .iter()
-            .map(|(p, end, _, _)| {
-                let (p, end) = (p.clone(), *end);
+            .map(|w| {
+                let (p, end) = (w.partition.clone(), w.end_offset);
                 tokio::spawn(async move { p.flush_to(end).await })
             })
             .collect();
@@ -332,11 +338,12 @@ async fn flush_before_acknowledging(
             results.push(w.await.map_err(std::io::Error::other).and_then(|r| r));
         }
     }
-    for ((p, _, ti, pi), result) in to_flush.iter().zip(results) {
+    for (w, result) in to_flush.iter().zip(results) {
         if let Err(e) = result {
+            let p = &w.partition;
             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
             let code = ec::KAFKA_STORAGE_ERROR;
-            let r = &mut responses[*ti].partition_responses[*pi];
+            let r = w.answer(responses);
             r.error_code = code;
             r.base_offset = -1;
             r.error_message = since(api_version, 8, message(code, e.to_string()));

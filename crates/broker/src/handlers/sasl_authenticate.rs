@@ -14,7 +14,7 @@ pub async fn handle(
     req: SaslAuthenticateRequest,
 ) -> SaslAuthenticateResponse {
     let image = broker.image();
-    let reauth_ms = broker.config.get_i64("connections.max.reauth.ms");
+    let reauth_ms = broker.config.settings().connections_max_reauth_ms;
     match ctx
         .session
         .sasl_authenticate(&broker.sasl, &image, &req.auth_bytes, reauth_ms)

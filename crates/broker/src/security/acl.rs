@@ -179,7 +179,7 @@ impl Authorizer {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            allow_if_no_acl: config.get_bool("allow.everyone.if.no.acl.found"),
+            allow_if_no_acl: config.settings().allow_everyone_if_no_acl_found,
         }
     }
 

@@ -46,10 +46,10 @@ impl ConnectionLimits {
                 .map_err(|_| format!("max.connections.per.ip.overrides: bad count {n:?}"))?;
             per_ip_overrides.insert(ip, n);
         }
-        let total = (config.get_i64("max.connections").max(0) as usize).min(Semaphore::MAX_PERMITS);
+        let total = (config.settings().max_connections.max(0) as usize).min(Semaphore::MAX_PERMITS);
         Ok(ConnectionLimits {
             total: Arc::new(Semaphore::new(total)),
-            per_ip_default: config.get_i64("max.connections.per.ip").max(0) as usize,
+            per_ip_default: config.settings().max_connections_per_ip.max(0) as usize,
             per_ip_overrides,
             open_per_ip: Mutex::new(HashMap::new()),
         })

@@ -251,7 +251,7 @@ impl OAuthConfig {
                 .get("sasl.oauthbearer.sub.claim.name")
                 .trim()
                 .to_string(),
-            clock_skew_s: config.get_i64("sasl.oauthbearer.clock.skew.seconds").max(0) as f64,
+            clock_skew_s: config.settings().sasl_oauthbearer_clock_skew_seconds.max(0) as f64,
         })
     }
 

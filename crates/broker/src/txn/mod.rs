@@ -44,9 +44,9 @@ pub struct TxnConfig {
 impl TxnConfig {
     pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
         TxnConfig {
-            partitions: c.get_i64("transaction.state.log.num.partitions").max(1) as i32,
-            max_timeout_ms: c.get_i64("transaction.max.timeout.ms").max(1) as i32,
-            version: c.get_i64("transaction.version").clamp(0, 2) as i16,
+            partitions: c.settings().transaction_state_log_num_partitions.max(1),
+            max_timeout_ms: c.settings().transaction_max_timeout_ms.max(1),
+            version: c.settings().transaction_version.clamp(0, 2) as i16,
         }
     }
 }
@@ -616,7 +616,6 @@ impl TransactionCoordinator {
         };
         let now = crate::now_ms();
         let mut codes = Vec::with_capacity(partitions.len());
-        let mut appended = false;
         for (topic, index) in partitions {
             let Some(p) = broker.replicas.get(topic, *index) else {
                 tracing::warn!(
@@ -632,18 +631,8 @@ impl TransactionCoordinator {
                 codes.push(ec::NOT_LEADER_OR_FOLLOWER);
                 continue;
             }
-            match p.with_log(|l| {
-                l.append_control(
-                    producer_id,
-                    epoch,
-                    coordinator_epoch,
-                    kind,
-                    p.leader_epoch(),
-                    now,
-                )
-            }) {
+            match p.append_control(producer_id, epoch, coordinator_epoch, kind, now) {
                 Ok(_) => {
-                    appended = true;
                     codes.push(ec::NONE);
                     if topic == OFFSETS_TOPIC {
                         self.settle_offsets(broker, producer_id, *index, commit);
@@ -654,9 +643,6 @@ impl TransactionCoordinator {
                     codes.push(crate::handlers::storage_error_code(&e));
                 }
             }
-        }
-        if appended {
-            broker.replicas.appended.notify_waiters();
         }
         codes
     }
@@ -1049,7 +1035,8 @@ pub async fn ensure_txn_topic(broker: &Arc<Broker>) -> Result<(), i16> {
     let partitions = broker.txns.config().partitions;
     let rf = broker
         .config
-        .get_i64("transaction.state.log.replication.factor") as i32;
+        .settings()
+        .transaction_state_log_replication_factor;
     match crate::topics::create_topic(broker, TXN_TOPIC, partitions, rf, configs, false) {
         Ok(_) => Ok(()),
         Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
@@ -1065,7 +1052,8 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
     let every = std::time::Duration::from_millis(
         broker
             .config
-            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+            .settings()
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms
             .max(10) as u64,
     );
     let mut tick = tokio::time::interval(every);
