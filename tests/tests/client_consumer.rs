@@ -737,6 +737,15 @@ fn reading_follows_a_leader_change() {
 
 #[test]
 fn static_members_come_back_without_a_rebalance() {
+    static_members(&[("partition.assignment.strategy", "range")]);
+}
+
+#[test]
+fn static_members_come_back_under_the_consumer_protocol() {
+    static_members(&[("group.protocol", "consumer")]);
+}
+
+fn static_members(protocol: &[(&str, &str)]) {
     let strom = Strom::start(FAST_GROUPS);
     let b = strom.bootstrap();
     create_topic(&b, "static", 4);
@@ -745,16 +754,14 @@ fn static_members_come_back_without_a_rebalance() {
     type Owned = Arc<Mutex<Vec<TopicPartition>>>;
     // Each member polls on its own task (a join waits for the other members to join too).
     let member = |instance: &str, owned: Owned, stop: Arc<AtomicBool>| {
-        let props = props(
-            &b,
-            &[
-                ("group.id", "g-static"),
-                ("group.instance.id", instance),
-                ("session.timeout.ms", "20000"),
-                ("heartbeat.interval.ms", "300"),
-                ("partition.assignment.strategy", "range"),
-            ],
-        );
+        let mut settings = vec![
+            ("group.id", "g-static"),
+            ("group.instance.id", instance),
+            ("session.timeout.ms", "20000"),
+            ("heartbeat.interval.ms", "300"),
+        ];
+        settings.extend_from_slice(protocol);
+        let props = props(&b, &settings);
         let recorder = Recorder {
             member: instance.to_string(),
             log: log.clone(),
