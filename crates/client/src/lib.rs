@@ -7,6 +7,8 @@
 //!   by correlation id (for throughput: the bench tool).
 //! - [`Client`]: metadata and topic admin, produce, fetch and list offsets, routed to partition
 //!   leaders.
+//! - [`consumer::Consumer`]: reads partitions assigned by hand or by a consumer group (classic
+//!   or KIP-848 protocol), with pipelined fetches and committed offsets.
 //! - [`GroupAdmin`]: consumer groups, ACLs, SCRAM users, quotas, and the cluster and its
 //!   metadata quorum (DescribeCluster, DescribeQuorum).
 //! - [`Producer`]: Kafka's producer (batching, compression, idempotence, retries), configured
@@ -18,6 +20,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod groups;
 pub mod pipeline;
