@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use crate::broker::Broker;
@@ -35,4 +37,26 @@ pub async fn handle(
         }
     };
     AddOffsetsToTxnResponse::default().with_error_code(code)
+}
+
+/// AddOffsetsToTxn: its key, the versions strom advertises, and its handler.
+pub struct AddOffsetsToTxn;
+
+impl Api for AddOffsetsToTxn {
+    const KEY: ApiKey = ApiKey::AddOffsetsToTxn;
+    const VERSIONS: (i16, i16) = (0, 4);
+    type Request = strom_protocol::messages::AddOffsetsToTxnRequest;
+    type Response = strom_protocol::messages::AddOffsetsToTxnResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
 }

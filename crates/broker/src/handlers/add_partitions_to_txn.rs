@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use strom_protocol::messages::add_partitions_to_txn_response::{
@@ -116,5 +118,62 @@ fn add(
         vec![code; wanted.len()]
     };
     let mut codes = codes.into_iter();
-    crate::refusal::add_partitions_results(topics, |_, _| codes.next().unwrap_or(ec::NONE))
+    results(topics, |_, _| codes.next().unwrap_or(ec::NONE))
+}
+
+/// AddPartitionsToTxn results (v3 and below layout) with `code(topic index, partition)` for
+/// each partition.
+pub fn results(
+    topics: &[strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    mut code: impl FnMut(usize, i32) -> i16,
+) -> Vec<strom_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult> {
+    use strom_protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+    topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code(i, *p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+/// AddPartitionsToTxn: its key, the versions strom advertises, and its handler.
+pub struct AddPartitionsToTxn;
+
+impl Api for AddPartitionsToTxn {
+    const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::AddPartitionsToTxnRequest;
+    type Response = strom_protocol::messages::AddPartitionsToTxnResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, version: i16, code: i16) -> Option<Self::Response> {
+        if version >= 4 {
+            return Some(Self::Response::default().with_error_code(code));
+        }
+        Some(
+            Self::Response::default()
+                .with_results_by_topic_v3_and_below(results(&req.v3_and_below_topics, |_, _| code)),
+        )
+    }
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
 use strom_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -106,4 +108,22 @@ pub async fn handle(
         }
     }
     AlterClientQuotasResponse::default().with_entries(results)
+}
+
+/// AlterClientQuotas: its key, the versions strom advertises, and its handler.
+pub struct AlterClientQuotas;
+
+impl Api for AlterClientQuotas {
+    const KEY: ApiKey = ApiKey::AlterClientQuotas;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::AlterClientQuotasRequest;
+    type Response = strom_protocol::messages::AlterClientQuotasResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,6 +1,8 @@
 //! AlterConfigs (the legacy, whole-set form): the given configs replace all overrides.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -96,4 +98,22 @@ pub fn not_dynamic(resource_type: i8) -> ApiError {
             "configs of resource type {resource_type} cannot be changed at run time; set broker properties in the config file"
         ),
     )
+}
+
+/// AlterConfigs: its key, the versions strom advertises, and its handler.
+pub struct AlterConfigs;
+
+impl Api for AlterConfigs {
+    const KEY: ApiKey = ApiKey::AlterConfigs;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::AlterConfigsRequest;
+    type Response = strom_protocol::messages::AlterConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -2,7 +2,9 @@
 //! move). The new replicas catch up as followers; the active controller completes the move
 //! once they are all in sync (`cluster::complete_reassignments`).
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_metadata::MetadataRecord;
 use strom_protocol::messages::alter_partition_reassignments_response::{
@@ -105,4 +107,22 @@ async fn commit(broker: &Broker, record: MetadataRecord) -> Result<(), (i16, Str
             let e = crate::topics::ApiError::from(e);
             (e.code, e.message)
         })
+}
+
+/// AlterPartitionReassignments: its key, the versions strom advertises, and its handler.
+pub struct AlterPartitionReassignments;
+
+impl Api for AlterPartitionReassignments {
+    const KEY: ApiKey = ApiKey::AlterPartitionReassignments;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::AlterPartitionReassignmentsRequest;
+    type Response = strom_protocol::messages::AlterPartitionReassignmentsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

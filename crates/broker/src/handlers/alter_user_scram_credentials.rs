@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_metadata::MetadataRecord;
 use strom_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -151,4 +153,22 @@ pub async fn handle(
         }
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// AlterUserScramCredentials: its key, the versions strom advertises, and its handler.
+pub struct AlterUserScramCredentials;
+
+impl Api for AlterUserScramCredentials {
+    const KEY: ApiKey = ApiKey::AlterUserScramCredentials;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::AlterUserScramCredentialsRequest;
+    type Response = strom_protocol::messages::AlterUserScramCredentialsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
@@ -57,4 +59,22 @@ pub async fn handle(
     resp.with_supported_features(supported)
         .with_finalized_features_epoch(if tv > 0 { 1 } else { -1 })
         .with_finalized_features(finalized)
+}
+
+/// ApiVersions: its key, the versions strom advertises, and its handler.
+pub struct ApiVersions;
+
+impl Api for ApiVersions {
+    const KEY: ApiKey = ApiKey::ApiVersions;
+    const VERSIONS: (i16, i16) = (0, 4);
+    type Request = strom_protocol::messages::ApiVersionsRequest;
+    type Response = strom_protocol::messages::ApiVersionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

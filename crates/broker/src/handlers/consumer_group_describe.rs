@@ -3,7 +3,9 @@
 //! (GROUP_AUTHORIZATION_FAILED), and a group whose members subscribe to or are assigned a
 //! topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
@@ -120,4 +122,22 @@ pub async fn handle(
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
+}
+
+/// ConsumerGroupDescribe: its key, the versions strom advertises, and its handler.
+pub struct ConsumerGroupDescribe;
+
+impl Api for ConsumerGroupDescribe {
+    const KEY: ApiKey = ApiKey::ConsumerGroupDescribe;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::ConsumerGroupDescribeRequest;
+    type Response = strom_protocol::messages::ConsumerGroupDescribeResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

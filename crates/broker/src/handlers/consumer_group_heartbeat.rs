@@ -5,7 +5,9 @@
 //! needs DESCRIBE on every named topic (else TOPIC_AUTHORIZATION_FAILED and no change), and a
 //! pattern subscription resolves only to topics the member's principal may describe.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
@@ -162,5 +164,27 @@ pub async fn handle(
                 .with_heartbeat_interval_ms(broker.groups.config().consumer.heartbeat_interval_ms)
                 .with_assignment(assignment)
         }
+    }
+}
+
+/// ConsumerGroupHeartbeat: its key, the versions strom advertises, and its handler.
+pub struct ConsumerGroupHeartbeat;
+
+impl Api for ConsumerGroupHeartbeat {
+    const KEY: ApiKey = ApiKey::ConsumerGroupHeartbeat;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::ConsumerGroupHeartbeatRequest;
+    type Response = strom_protocol::messages::ConsumerGroupHeartbeatResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
     }
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
 use strom_metadata::{AclBinding, MetadataRecord};
+use strom_protocol::ApiKey;
 use strom_protocol::messages::create_acls_response::AclCreationResult;
 use strom_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -74,4 +76,22 @@ pub async fn handle(
         );
     }
     CreateAclsResponse::default().with_results(results)
+}
+
+/// CreateAcls: its key, the versions strom advertises, and its handler.
+pub struct CreateAcls;
+
+impl Api for CreateAcls {
+    const KEY: ApiKey = ApiKey::CreateAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = strom_protocol::messages::CreateAclsRequest;
+    type Response = strom_protocol::messages::CreateAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -61,4 +63,22 @@ pub async fn handle(
         })
         .collect();
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// CreatePartitions: its key, the versions strom advertises, and its handler.
+pub struct CreatePartitions;
+
+impl Api for CreatePartitions {
+    const KEY: ApiKey = ApiKey::CreatePartitions;
+    const VERSIONS: (i16, i16) = (0, 3);
+    type Request = strom_protocol::messages::CreatePartitionsRequest;
+    type Response = strom_protocol::messages::CreatePartitionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

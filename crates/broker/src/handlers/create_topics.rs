@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::create_topics_response::{
@@ -123,4 +125,22 @@ pub async fn handle(
         results.push(result);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// CreateTopics: its key, the versions strom advertises, and its handler.
+pub struct CreateTopics;
+
+impl Api for CreateTopics {
+    const KEY: ApiKey = ApiKey::CreateTopics;
+    const VERSIONS: (i16, i16) = (2, 7);
+    type Request = strom_protocol::messages::CreateTopicsRequest;
+    type Response = strom_protocol::messages::CreateTopicsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
@@ -99,4 +101,22 @@ pub async fn handle(
         );
     }
     DeleteAclsResponse::default().with_filter_results(results)
+}
+
+/// DeleteAcls: its key, the versions strom advertises, and its handler.
+pub struct DeleteAcls;
+
+impl Api for DeleteAcls {
+    const KEY: ApiKey = ApiKey::DeleteAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = strom_protocol::messages::DeleteAclsRequest;
+    type Response = strom_protocol::messages::DeleteAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

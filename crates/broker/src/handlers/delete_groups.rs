@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_groups_response::DeletableGroupResult;
 use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
@@ -53,4 +55,22 @@ pub async fn handle(
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// DeleteGroups: its key, the versions strom advertises, and its handler.
+pub struct DeleteGroups;
+
+impl Api for DeleteGroups {
+    const KEY: ApiKey = ApiKey::DeleteGroups;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::DeleteGroupsRequest;
+    type Response = strom_protocol::messages::DeleteGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -66,4 +68,22 @@ pub async fn handle(
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// DeleteRecords: its key, the versions strom advertises, and its handler.
+pub struct DeleteRecords;
+
+impl Api for DeleteRecords {
+    const KEY: ApiKey = ApiKey::DeleteRecords;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::DeleteRecordsRequest;
+    type Response = strom_protocol::messages::DeleteRecordsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::delete_topics_response::DeletableTopicResult;
 use strom_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use strom_protocol::str_bytes;
@@ -81,4 +83,22 @@ pub async fn handle(
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// DeleteTopics: its key, the versions strom advertises, and its handler.
+pub struct DeleteTopics;
+
+impl Api for DeleteTopics {
+    const KEY: ApiKey = ApiKey::DeleteTopics;
+    const VERSIONS: (i16, i16) = (1, 6);
+    type Request = strom_protocol::messages::DeleteTopicsRequest;
+    type Response = strom_protocol::messages::DeleteTopicsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

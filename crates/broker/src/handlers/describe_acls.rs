@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use strom_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
@@ -59,4 +61,22 @@ pub async fn handle(
             })
             .collect(),
     )
+}
+
+/// DescribeAcls: its key, the versions strom advertises, and its handler.
+pub struct DescribeAcls;
+
+impl Api for DescribeAcls {
+    const KEY: ApiKey = ApiKey::DescribeAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = strom_protocol::messages::DescribeAclsRequest;
+    type Response = strom_protocol::messages::DescribeAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

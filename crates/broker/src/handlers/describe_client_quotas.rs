@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use strom_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -67,4 +69,22 @@ pub async fn handle(
         })
         .collect();
     DescribeClientQuotasResponse::default().with_entries(Some(entries))
+}
+
+/// DescribeClientQuotas: its key, the versions strom advertises, and its handler.
+pub struct DescribeClientQuotas;
+
+impl Api for DescribeClientQuotas {
+    const KEY: ApiKey = ApiKey::DescribeClientQuotas;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::DescribeClientQuotasRequest;
+    type Response = strom_protocol::messages::DescribeClientQuotasResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use strom_protocol::str_bytes;
@@ -49,4 +51,30 @@ pub async fn handle(
         } else {
             OPERATIONS_NOT_REQUESTED
         })
+}
+
+/// DescribeCluster: its key, the versions strom advertises, and its handler.
+pub struct DescribeCluster;
+
+impl Api for DescribeCluster {
+    const KEY: ApiKey = ApiKey::DescribeCluster;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::DescribeClusterRequest;
+    type Response = strom_protocol::messages::DescribeClusterResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(
+            Self::Response::default()
+                .with_error_code(code)
+                .with_cluster_authorized_operations(i32::MIN),
+        )
+    }
 }

@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -175,4 +177,22 @@ pub async fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// DescribeConfigs: its key, the versions strom advertises, and its handler.
+pub struct DescribeConfigs;
+
+impl Api for DescribeConfigs {
+    const KEY: ApiKey = ApiKey::DescribeConfigs;
+    const VERSIONS: (i16, i16) = (1, 4);
+    type Request = strom_protocol::messages::DescribeConfigsRequest;
+    type Response = strom_protocol::messages::DescribeConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

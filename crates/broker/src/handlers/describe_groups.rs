@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use strom_protocol::str_bytes;
@@ -72,4 +74,22 @@ pub async fn handle(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DescribeGroups: its key, the versions strom advertises, and its handler.
+pub struct DescribeGroups;
+
+impl Api for DescribeGroups {
+    const KEY: ApiKey = ApiKey::DescribeGroups;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::DescribeGroupsRequest;
+    type Response = strom_protocol::messages::DescribeGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -60,4 +62,26 @@ pub async fn handle(
             .with_total_bytes(-1)
             .with_usable_bytes(-1),
     ])
+}
+
+/// DescribeLogDirs: its key, the versions strom advertises, and its handler.
+pub struct DescribeLogDirs;
+
+impl Api for DescribeLogDirs {
+    const KEY: ApiKey = ApiKey::DescribeLogDirs;
+    const VERSIONS: (i16, i16) = (1, 4);
+    type Request = strom_protocol::messages::DescribeLogDirsRequest;
+    type Response = strom_protocol::messages::DescribeLogDirsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
 }

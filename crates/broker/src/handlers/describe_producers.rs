@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -65,4 +67,22 @@ pub async fn handle(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// DescribeProducers: its key, the versions strom advertises, and its handler.
+pub struct DescribeProducers;
+
+impl Api for DescribeProducers {
+    const KEY: ApiKey = ApiKey::DescribeProducers;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::DescribeProducersRequest;
+    type Response = strom_protocol::messages::DescribeProducersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -8,7 +8,9 @@
 //! own and reports -1 for the rest. A single node keeps its metadata in a local log and
 //! answers as a quorum of one, itself the leader.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_metadata::quorum::QuorumStatus;
 use strom_protocol::messages::describe_quorum_response::{
@@ -193,6 +195,24 @@ fn voter_nodes(broker: &Broker, ctx: &RequestContext) -> Vec<Node> {
                 ])
         })
         .collect()
+}
+
+/// DescribeQuorum: its key, the versions strom advertises, and its handler.
+pub struct DescribeQuorum;
+
+impl Api for DescribeQuorum {
+    const KEY: ApiKey = ApiKey::DescribeQuorum;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::DescribeQuorumRequest;
+    type Response = strom_protocol::messages::DescribeQuorumResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use strom_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName,
@@ -80,4 +82,22 @@ pub async fn handle(
         })
         .collect();
     DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// DescribeTransactions: its key, the versions strom advertises, and its handler.
+pub struct DescribeTransactions;
+
+impl Api for DescribeTransactions {
+    const KEY: ApiKey = ApiKey::DescribeTransactions;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::DescribeTransactionsRequest;
+    type Response = strom_protocol::messages::DescribeTransactionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
+use crate::handlers::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
@@ -75,4 +77,22 @@ pub async fn handle(
         }
     };
     DescribeUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// DescribeUserScramCredentials: its key, the versions strom advertises, and its handler.
+pub struct DescribeUserScramCredentials;
+
+impl Api for DescribeUserScramCredentials {
+    const KEY: ApiKey = ApiKey::DescribeUserScramCredentials;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::DescribeUserScramCredentialsRequest;
+    type Response = strom_protocol::messages::DescribeUserScramCredentialsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -2,7 +2,9 @@
 //! when it is alive and in sync) or unclean election (a partition without a leader takes any
 //! live replica).
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use strom_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
@@ -87,4 +89,22 @@ pub async fn handle(
         }
     }
     ElectLeadersResponse::default().with_replica_election_results(results)
+}
+
+/// ElectLeaders: its key, the versions strom advertises, and its handler.
+pub struct ElectLeaders;
+
+impl Api for ElectLeaders {
+    const KEY: ApiKey = ApiKey::ElectLeaders;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::ElectLeadersRequest;
+    type Response = strom_protocol::messages::ElectLeadersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -8,9 +8,11 @@
 //! record bytes never pass through user space. [`handle`] copies them into the response for
 //! callers that need the whole response in memory.
 
+use crate::handlers::Api;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strom_protocol::ApiKey;
 
 use bytes::Bytes;
 use strom_protocol::error_code as ec;
@@ -370,4 +372,22 @@ fn read_all(
         }
     }
     (out, total, any_error)
+}
+
+/// Fetch: its key, the versions strom advertises, and its handler.
+pub struct Fetch;
+
+impl Api for Fetch {
+    const KEY: ApiKey = ApiKey::Fetch;
+    const VERSIONS: (i16, i16) = (4, 16);
+    type Request = strom_protocol::messages::FetchRequest;
+    type Response = strom_protocol::messages::FetchResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use strom_protocol::{StrBytes, error_code as ec, str_bytes};
@@ -125,5 +127,23 @@ pub async fn handle(
         resp.with_error_message(text(code))
     } else {
         resp
+    }
+}
+
+/// FindCoordinator: its key, the versions strom advertises, and its handler.
+pub struct FindCoordinator;
+
+impl Api for FindCoordinator {
+    const KEY: ApiKey = ApiKey::FindCoordinator;
+    const VERSIONS: (i16, i16) = (0, 6);
+    type Request = strom_protocol::messages::FindCoordinatorRequest;
+    type Response = strom_protocol::messages::FindCoordinatorResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
     }
 }

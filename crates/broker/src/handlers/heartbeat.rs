@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
@@ -17,4 +19,26 @@ pub async fn handle(
         req.generation_id,
     );
     HeartbeatResponse::default().with_error_code(code)
+}
+
+/// Heartbeat: its key, the versions strom advertises, and its handler.
+pub struct Heartbeat;
+
+impl Api for Heartbeat {
+    const KEY: ApiKey = ApiKey::Heartbeat;
+    const VERSIONS: (i16, i16) = (0, 4);
+    type Request = strom_protocol::messages::HeartbeatRequest;
+    type Response = strom_protocol::messages::HeartbeatResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
 }

@@ -1,6 +1,8 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on single configs.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -96,4 +98,22 @@ pub async fn handle(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: its key, the versions strom advertises, and its handler.
+pub struct IncrementalAlterConfigs;
+
+impl Api for IncrementalAlterConfigs {
+    const KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = strom_protocol::messages::IncrementalAlterConfigsRequest;
+    type Response = strom_protocol::messages::IncrementalAlterConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -49,5 +51,32 @@ pub async fn handle(
             .with_error_code(code)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
+    }
+}
+
+/// InitProducerId: its key, the versions strom advertises, and its handler.
+pub struct InitProducerId;
+
+impl Api for InitProducerId {
+    const KEY: ApiKey = ApiKey::InitProducerId;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::InitProducerIdRequest;
+    type Response = strom_protocol::messages::InitProducerIdResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(
+            Self::Response::default()
+                .with_error_code(code)
+                .with_producer_id(strom_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
     }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::join_group_response::JoinGroupResponseMember;
 use strom_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -85,4 +87,30 @@ pub async fn handle(
         }
     }
     resp
+}
+
+/// JoinGroup: its key, the versions strom advertises, and its handler.
+pub struct JoinGroup;
+
+impl Api for JoinGroup {
+    const KEY: ApiKey = ApiKey::JoinGroup;
+    const VERSIONS: (i16, i16) = (0, 9);
+    type Request = strom_protocol::messages::JoinGroupRequest;
+    type Response = strom_protocol::messages::JoinGroupResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(
+            Self::Response::default()
+                .with_error_code(code)
+                .with_member_id(req.member_id.clone()),
+        )
+    }
 }

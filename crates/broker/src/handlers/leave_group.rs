@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::leave_group_response::MemberResponse;
 use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
@@ -47,5 +49,27 @@ pub async fn handle(
             .with_members(responses)
     } else {
         LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(code))
+    }
+}
+
+/// LeaveGroup: its key, the versions strom advertises, and its handler.
+pub struct LeaveGroup;
+
+impl Api for LeaveGroup {
+    const KEY: ApiKey = ApiKey::LeaveGroup;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::LeaveGroupRequest;
+    type Response = strom_protocol::messages::LeaveGroupResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
     }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_groups_response::ListedGroup;
 use strom_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use strom_protocol::str_bytes;
@@ -62,4 +64,22 @@ pub async fn handle(
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// ListGroups: its key, the versions strom advertises, and its handler.
+pub struct ListGroups;
+
+impl Api for ListGroups {
+    const KEY: ApiKey = ApiKey::ListGroups;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::ListGroupsRequest;
+    type Response = strom_protocol::messages::ListGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -89,4 +91,22 @@ pub async fn handle(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// ListOffsets: its key, the versions strom advertises, and its handler.
+pub struct ListOffsets;
+
+impl Api for ListOffsets {
+    const KEY: ApiKey = ApiKey::ListOffsets;
+    const VERSIONS: (i16, i16) = (1, 9);
+    type Request = strom_protocol::messages::ListOffsetsRequest;
+    type Response = strom_protocol::messages::ListOffsetsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

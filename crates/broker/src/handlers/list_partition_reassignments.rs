@@ -1,6 +1,8 @@
 //! ListPartitionReassignments: the partitions whose replicas are moving.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
@@ -57,4 +59,22 @@ pub async fn handle(
         })
         .collect();
     ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
+
+/// ListPartitionReassignments: its key, the versions strom advertises, and its handler.
+pub struct ListPartitionReassignments;
+
+impl Api for ListPartitionReassignments {
+    const KEY: ApiKey = ApiKey::ListPartitionReassignments;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::ListPartitionReassignmentsRequest;
+    type Response = strom_protocol::messages::ListPartitionReassignmentsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

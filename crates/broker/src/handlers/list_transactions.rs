@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_transactions_response::TransactionState;
 use strom_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
@@ -75,4 +77,22 @@ pub async fn handle(
         .with_error_code(ec::NONE)
         .with_unknown_state_filters(unknown)
         .with_transaction_states(list)
+}
+
+/// ListTransactions: its key, the versions strom advertises, and its handler.
+pub struct ListTransactions;
+
+impl Api for ListTransactions {
+    const KEY: ApiKey = ApiKey::ListTransactions;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::ListTransactionsRequest;
+    type Response = strom_protocol::messages::ListTransactionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

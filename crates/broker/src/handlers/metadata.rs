@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
 use strom_metadata::{MetadataImage, TopicInfo};
+use strom_protocol::ApiKey;
 use strom_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -179,4 +181,22 @@ fn topic_entry(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
         .with_is_internal(version >= 1 && t.name.starts_with("__"))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+/// Metadata: its key, the versions strom advertises, and its handler.
+pub struct Metadata;
+
+impl Api for Metadata {
+    const KEY: ApiKey = ApiKey::Metadata;
+    const VERSIONS: (i16, i16) = (0, 12);
+    type Request = strom_protocol::messages::MetadataRequest;
+    type Response = strom_protocol::messages::MetadataResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

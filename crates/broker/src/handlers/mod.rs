@@ -1,5 +1,6 @@
-//! One module per API. Each exposes `handle(broker, ctx, request) -> response`, registered in
-//! [`crate::registry`].
+//! One module per API, each with one type implementing [`Api`]: the API's key and versions,
+//! its handler, and how it answers a request refused before its handler runs. The types are
+//! listed, one line each, in [`crate::registry`].
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -52,7 +53,36 @@ pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
-use strom_protocol::{StrBytes, error_code as ec, str_bytes};
+use std::sync::Arc;
+
+use strom_protocol::{ApiKey, StrBytes, error_code as ec, str_bytes};
+
+use crate::broker::Broker;
+use crate::registry::RequestContext;
+
+/// One API of the protocol, as strom serves it.
+pub trait Api {
+    /// The API key.
+    const KEY: ApiKey;
+    /// The versions strom advertises, lowest and highest.
+    const VERSIONS: (i16, i16);
+    type Request: Send + 'static;
+    type Response;
+
+    /// Answers a request.
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send;
+
+    /// The answer to `req` refused as a whole with `code` before its handler runs (every entry
+    /// of the response carrying the code where the response has entries); None for an API
+    /// strom never refuses that way.
+    fn error_response(_req: &Self::Request, _version: i16, _code: i16) -> Option<Self::Response> {
+        None
+    }
+}
 use strom_storage::StorageError;
 
 /// The Kafka error code a client sees for a storage failure.

@@ -2,7 +2,9 @@
 //! authorizer, the group needs DELETE (GROUP_AUTHORIZATION_FAILED) and each topic READ
 //! (TOPIC_AUTHORIZATION_FAILED per partition).
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_delete_response::{
@@ -70,4 +72,22 @@ pub async fn handle(
     }
     broker.groups.forget_offsets(&group_id, &keys);
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// OffsetDelete: its key, the versions strom advertises, and its handler.
+pub struct OffsetDelete;
+
+impl Api for OffsetDelete {
+    const KEY: ApiKey = ApiKey::OffsetDelete;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = strom_protocol::messages::OffsetDeleteRequest;
+    type Response = strom_protocol::messages::OffsetDeleteResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

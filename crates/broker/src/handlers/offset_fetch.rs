@@ -3,7 +3,9 @@
 //! describe answers TOPIC_AUTHORIZATION_FAILED per partition, and a request for all topics
 //! leaves such topics out.
 
+use crate::handlers::Api;
 use std::sync::Arc;
+use strom_protocol::ApiKey;
 
 use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -189,5 +191,42 @@ fn unpack(c: Result<Option<Committed>, i16>) -> (i64, i32, String, i16) {
         Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata, ec::NONE),
         Ok(None) => (-1, -1, String::new(), ec::NONE),
         Err(code) => (-1, -1, String::new(), code),
+    }
+}
+
+/// OffsetFetch: its key, the versions strom advertises, and its handler.
+pub struct OffsetFetch;
+
+impl Api for OffsetFetch {
+    const KEY: ApiKey = ApiKey::OffsetFetch;
+    const VERSIONS: (i16, i16) = (1, 9);
+    type Request = strom_protocol::messages::OffsetFetchRequest;
+    type Response = strom_protocol::messages::OffsetFetchResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+        if version < 8 {
+            return Some(Self::Response::default().with_error_code(code));
+        }
+        Some(
+            Self::Response::default().with_groups(
+                req.groups
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            ),
+        )
     }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -59,4 +61,22 @@ pub async fn handle(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// OffsetForLeaderEpoch: its key, the versions strom advertises, and its handler.
+pub struct OffsetForLeaderEpoch;
+
+impl Api for OffsetForLeaderEpoch {
+    const KEY: ApiKey = ApiKey::OffsetForLeaderEpoch;
+    const VERSIONS: (i16, i16) = (2, 4);
+    type Request = strom_protocol::messages::OffsetForLeaderEpochRequest;
+    type Response = strom_protocol::messages::OffsetForLeaderEpochResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -418,4 +420,22 @@ fn stale_epoch_or_txn_state(
             "transactional write to {topic}-{partition} outside the producer's open transaction"
         ),
     )
+}
+
+/// Produce: its key, the versions strom advertises, and its handler.
+pub struct Produce;
+
+impl Api for Produce {
+    const KEY: ApiKey = ApiKey::Produce;
+    const VERSIONS: (i16, i16) = (0, 12);
+    type Request = strom_protocol::messages::ProduceRequest;
+    type Response = strom_protocol::messages::ProduceResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 use strom_protocol::str_bytes;
 
@@ -25,5 +27,23 @@ pub async fn handle(
         Err((code, message)) => SaslAuthenticateResponse::default()
             .with_error_code(code)
             .with_error_message(Some(str_bytes(message))),
+    }
+}
+
+/// SaslAuthenticate: its key, the versions strom advertises, and its handler.
+pub struct SaslAuthenticate;
+
+impl Api for SaslAuthenticate {
+    const KEY: ApiKey = ApiKey::SaslAuthenticate;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = strom_protocol::messages::SaslAuthenticateRequest;
+    type Response = strom_protocol::messages::SaslAuthenticateResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
     }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 use strom_protocol::str_bytes;
 
@@ -24,4 +26,22 @@ pub async fn handle(
                 .map(|m| str_bytes(m.clone()))
                 .collect(),
         )
+}
+
+/// SaslHandshake: its key, the versions strom advertises, and its handler.
+pub struct SaslHandshake;
+
+impl Api for SaslHandshake {
+    const KEY: ApiKey = ApiKey::SaslHandshake;
+    const VERSIONS: (i16, i16) = (1, 1);
+    type Request = strom_protocol::messages::SaslHandshakeRequest;
+    type Response = strom_protocol::messages::SaslHandshakeResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
@@ -41,5 +43,27 @@ pub async fn handle(
             .with_protocol_name(result.protocol.map(str_bytes))
     } else {
         resp
+    }
+}
+
+/// SyncGroup: its key, the versions strom advertises, and its handler.
+pub struct SyncGroup;
+
+impl Api for SyncGroup {
+    const KEY: ApiKey = ApiKey::SyncGroup;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::SyncGroupRequest;
+    type Response = strom_protocol::messages::SyncGroupResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
     }
 }

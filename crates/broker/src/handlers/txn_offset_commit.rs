@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -111,4 +113,49 @@ pub async fn handle(
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// TxnOffsetCommit: its key, the versions strom advertises, and its handler.
+pub struct TxnOffsetCommit;
+
+impl Api for TxnOffsetCommit {
+    const KEY: ApiKey = ApiKey::TxnOffsetCommit;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = strom_protocol::messages::TxnOffsetCommitRequest;
+    type Response = strom_protocol::messages::TxnOffsetCommitResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::txn_offset_commit_response::{
+            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+        };
+        Some(
+            Self::Response::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        TxnOffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        )
+    }
 }

@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use crate::handlers::Api;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -63,4 +65,56 @@ pub async fn handle(
         })
         .collect();
     WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// WriteTxnMarkers: its key, the versions strom advertises, and its handler.
+pub struct WriteTxnMarkers;
+
+impl Api for WriteTxnMarkers {
+    const KEY: ApiKey = ApiKey::WriteTxnMarkers;
+    const VERSIONS: (i16, i16) = (1, 1);
+    type Request = strom_protocol::messages::WriteTxnMarkersRequest;
+    type Response = strom_protocol::messages::WriteTxnMarkersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::write_txn_markers_response::*;
+        Some(
+            Self::Response::default().with_markers(
+                req.markers
+                    .iter()
+                    .map(|m| {
+                        WritableTxnMarkerResult::default()
+                            .with_producer_id(m.producer_id)
+                            .with_topics(
+                                m.topics
+                                    .iter()
+                                    .map(|t| {
+                                        WritableTxnMarkerTopicResult::default()
+                                            .with_name(t.name.clone())
+                                            .with_partitions(
+                                                t.partition_indexes
+                                                    .iter()
+                                                    .map(|p| {
+                                                        WritableTxnMarkerPartitionResult::default()
+                                                            .with_partition_index(*p)
+                                                            .with_error_code(code)
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        )
+    }
 }

@@ -2,11 +2,12 @@
 //! transactional id, the cluster): checked here before dispatch, so the handlers stay about
 //! their API. Checks per topic live in the handlers (Produce, Fetch, Metadata, ...).
 
-use strom_protocol::messages::*;
+use strom_protocol::messages::AddPartitionsToTxnResponse;
 use strom_protocol::{RequestKind, ResponseKind, error_code as ec};
 
 use super::acl::{Operation, ResourceType};
 use crate::broker::Broker;
+use crate::handlers::{self as h, Api};
 use crate::registry::RequestContext;
 
 /// The answer to a request the principal may not make, or None to run its handler.
@@ -19,37 +20,38 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
     let txn = |id: &str| broker.authorize(ctx, Operation::Write, ResourceType::TransactionalId, id);
     const GROUP_DENIED: i16 = ec::GROUP_AUTHORIZATION_FAILED;
     const TXN_DENIED: i16 = ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    macro_rules! refuse {
+        ($m:ident :: $api:ident, $req:expr, $code:expr) => {
+            <h::$m::$api as Api>::error_response($req, v, $code).map(ResponseKind::$api)
+        };
+    }
     match body {
         RequestKind::JoinGroup(r) if !group(Operation::Read, &r.group_id) => {
-            Some(ResponseKind::JoinGroup(
-                JoinGroupResponse::default()
-                    .with_error_code(GROUP_DENIED)
-                    .with_member_id(r.member_id.clone()),
-            ))
+            refuse!(join_group::JoinGroup, r, GROUP_DENIED)
         }
-        RequestKind::SyncGroup(r) if !group(Operation::Read, &r.group_id) => Some(
-            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(GROUP_DENIED)),
-        ),
-        RequestKind::Heartbeat(r) if !group(Operation::Read, &r.group_id) => Some(
-            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(GROUP_DENIED)),
-        ),
-        RequestKind::LeaveGroup(r) if !group(Operation::Read, &r.group_id) => Some(
-            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(GROUP_DENIED)),
-        ),
+        RequestKind::SyncGroup(r) if !group(Operation::Read, &r.group_id) => {
+            refuse!(sync_group::SyncGroup, r, GROUP_DENIED)
+        }
+        RequestKind::Heartbeat(r) if !group(Operation::Read, &r.group_id) => {
+            refuse!(heartbeat::Heartbeat, r, GROUP_DENIED)
+        }
+        RequestKind::LeaveGroup(r) if !group(Operation::Read, &r.group_id) => {
+            refuse!(leave_group::LeaveGroup, r, GROUP_DENIED)
+        }
         RequestKind::ConsumerGroupHeartbeat(r) if !group(Operation::Read, &r.group_id) => {
-            Some(ResponseKind::ConsumerGroupHeartbeat(
-                ConsumerGroupHeartbeatResponse::default().with_error_code(GROUP_DENIED),
-            ))
+            refuse!(
+                consumer_group_heartbeat::ConsumerGroupHeartbeat,
+                r,
+                GROUP_DENIED
+            )
         }
-        RequestKind::OffsetCommit(r) if !group(Operation::Read, &r.group_id) => Some(
-            ResponseKind::OffsetCommit(crate::refusal::offset_commit(r, GROUP_DENIED)),
-        ),
+        RequestKind::OffsetCommit(r) if !group(Operation::Read, &r.group_id) => {
+            refuse!(offset_commit::OffsetCommit, r, GROUP_DENIED)
+        }
         RequestKind::OffsetFetch(r)
             if (2..8).contains(&v) && !group(Operation::Describe, &r.group_id) =>
         {
-            Some(ResponseKind::OffsetFetch(
-                OffsetFetchResponse::default().with_error_code(GROUP_DENIED),
-            ))
+            refuse!(offset_fetch::OffsetFetch, r, GROUP_DENIED)
         }
         RequestKind::InitProducerId(r) => {
             let allowed = match &r.transactional_id {
@@ -61,14 +63,11 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             } else {
                 ec::CLUSTER_AUTHORIZATION_FAILED
             };
-            (!allowed).then(|| {
-                ResponseKind::InitProducerId(
-                    InitProducerIdResponse::default()
-                        .with_error_code(code)
-                        .with_producer_id(ProducerId(-1))
-                        .with_producer_epoch(-1),
-                )
-            })
+            if allowed {
+                None
+            } else {
+                refuse!(init_producer_id::InitProducerId, r, code)
+            }
         }
         RequestKind::AddPartitionsToTxn(r) if v < 4 => {
             let txn_ok = txn(&r.v3_and_below_transactional_id);
@@ -80,7 +79,7 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             if txn_ok && !denied_topics.iter().any(|d| *d) {
                 return None;
             }
-            let results = crate::refusal::add_partitions_results(&r.v3_and_below_topics, |i, _| {
+            let results = h::add_partitions_to_txn::results(&r.v3_and_below_topics, |i, _| {
                 if !txn_ok {
                     TXN_DENIED
                 } else if denied_topics[i] {
@@ -101,16 +100,11 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             } else {
                 return None;
             };
-            Some(ResponseKind::AddOffsetsToTxn(
-                AddOffsetsToTxnResponse::default().with_error_code(code),
-            ))
+            refuse!(add_offsets_to_txn::AddOffsetsToTxn, r, code)
         }
-        RequestKind::EndTxn(r) if !txn(&r.transactional_id) => Some(ResponseKind::EndTxn(
-            EndTxnResponse::default()
-                .with_error_code(TXN_DENIED)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )),
+        RequestKind::EndTxn(r) if !txn(&r.transactional_id) => {
+            refuse!(end_txn::EndTxn, r, TXN_DENIED)
+        }
         RequestKind::TxnOffsetCommit(r) => {
             let code = if !txn(&r.transactional_id) {
                 TXN_DENIED
@@ -119,59 +113,32 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option
             } else {
                 return None;
             };
-            Some(ResponseKind::TxnOffsetCommit(
-                crate::refusal::txn_offset_commit(r, code),
-            ))
+            refuse!(txn_offset_commit::TxnOffsetCommit, r, code)
         }
         RequestKind::WriteTxnMarkers(r)
             if !broker.authorize_cluster(ctx, Operation::ClusterAction) =>
         {
-            use write_txn_markers_response::*;
-            Some(ResponseKind::WriteTxnMarkers(
-                WriteTxnMarkersResponse::default().with_markers(
-                    r.markers
-                        .iter()
-                        .map(|m| {
-                            WritableTxnMarkerResult::default()
-                                .with_producer_id(m.producer_id)
-                                .with_topics(
-                                    m.topics
-                                        .iter()
-                                        .map(|t| {
-                                            WritableTxnMarkerTopicResult::default()
-                                                .with_name(t.name.clone())
-                                                .with_partitions(
-                                                    t.partition_indexes
-                                                        .iter()
-                                                        .map(|p| {
-                                                            WritableTxnMarkerPartitionResult::default()
-                                                                .with_partition_index(*p)
-                                                                .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED)
-                                                        })
-                                                        .collect(),
-                                                )
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
-            ))
+            refuse!(
+                write_txn_markers::WriteTxnMarkers,
+                r,
+                ec::CLUSTER_AUTHORIZATION_FAILED
+            )
         }
-        RequestKind::DescribeCluster(_) if !broker.authorize_cluster(ctx, Operation::Describe) => {
-            Some(ResponseKind::DescribeCluster(
-                DescribeClusterResponse::default()
-                    .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED)
-                    .with_cluster_authorized_operations(i32::MIN),
-            ))
+        RequestKind::DescribeCluster(r) if !broker.authorize_cluster(ctx, Operation::Describe) => {
+            refuse!(
+                describe_cluster::DescribeCluster,
+                r,
+                ec::CLUSTER_AUTHORIZATION_FAILED
+            )
         }
-        RequestKind::DescribeLogDirs(_)
+        RequestKind::DescribeLogDirs(r)
             if v >= 3 && !broker.authorize_cluster(ctx, Operation::Describe) =>
         {
-            Some(ResponseKind::DescribeLogDirs(
-                DescribeLogDirsResponse::default()
-                    .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED),
-            ))
+            refuse!(
+                describe_log_dirs::DescribeLogDirs,
+                r,
+                ec::CLUSTER_AUTHORIZATION_FAILED
+            )
         }
         _ => None,
     }
