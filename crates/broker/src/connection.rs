@@ -276,8 +276,7 @@ async fn handle_frame(
     } else {
         None
     };
-    let denied = crate::security::gate::gate(broker, &ctx, &body)
-        .or_else(|| crate::group::ownership::not_coordinator(broker, version, &body));
+    let denied = registry::refuse(broker, &ctx, &body);
     if let Some(mut denied) = denied {
         broker.metrics.response_errors(prefix.api_key, &denied);
         if let Some(admin) = admin {

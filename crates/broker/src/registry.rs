@@ -67,6 +67,17 @@ macro_rules! registry {
             }, )*
         ];
 
+        /// The answer to a request refused before its handler (authorization of the request as
+        /// a whole, then coordinator routing), or None to run the handler.
+        pub fn refuse(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option<ResponseKind> {
+            match body {
+                $( RequestKind::$api(req) => {
+                    refused::<handlers::$module::$api>(broker, ctx, req).map(ResponseKind::$api)
+                } )*
+                _ => None,
+            }
+        }
+
         /// Runs the handler of a decoded request.
         pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
             match body {
@@ -77,6 +88,15 @@ macro_rules! registry {
             }
         }
     };
+}
+
+fn refused<A: Api>(broker: &Broker, ctx: &RequestContext, req: &A::Request) -> Option<A::Response> {
+    if broker.authorizer.enabled
+        && let Some(refusal) = A::authorize(broker, ctx, req)
+    {
+        return Some(refusal);
+    }
+    A::route(broker, ctx, req)
 }
 
 registry! {

@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use crate::broker::Broker;
@@ -58,5 +61,31 @@ impl Api for AddOffsetsToTxn {
 
     fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
         Some(Self::Response::default().with_error_code(code))
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let code = if !broker.authorize(
+            ctx,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            &req.transactional_id,
+        ) {
+            ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        } else if !broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id) {
+            ec::GROUP_AUTHORIZATION_FAILED
+        } else {
+            return None;
+        };
+        Self::error_response(req, ctx.api_version, code)
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.txns.owns(broker, &req.transactional_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

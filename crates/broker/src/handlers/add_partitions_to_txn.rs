@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -175,5 +177,48 @@ impl Api for AddPartitionsToTxn {
             Self::Response::default()
                 .with_results_by_topic_v3_and_below(results(&req.v3_and_below_topics, |_, _| code)),
         )
+    }
+
+    /// v0-v3 (clients' own requests) need WRITE on the transactional id and on every topic;
+    /// v4+ batches come from brokers and are authorized by the handler.
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        if ctx.api_version >= 4 {
+            return None;
+        }
+        let txn_ok = broker.authorize(
+            ctx,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            &req.v3_and_below_transactional_id,
+        );
+        let denied_topics: Vec<bool> = req
+            .v3_and_below_topics
+            .iter()
+            .map(|t| !broker.authorize_topic(ctx, Operation::Write, &t.name))
+            .collect();
+        if txn_ok && !denied_topics.iter().any(|d| *d) {
+            return None;
+        }
+        let results = results(&req.v3_and_below_topics, |i, _| {
+            if !txn_ok {
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            } else if denied_topics[i] {
+                ec::TOPIC_AUTHORIZATION_FAILED
+            } else {
+                ec::OPERATION_NOT_ATTEMPTED
+            }
+        });
+        Some(Self::Response::default().with_results_by_topic_v3_and_below(results))
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        (v < 4 && !broker.txns.owns(broker, &req.v3_and_below_transactional_id))
+            .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

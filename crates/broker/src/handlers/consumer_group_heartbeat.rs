@@ -187,4 +187,21 @@ impl Api for ConsumerGroupHeartbeat {
     fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
         Some(Self::Response::default().with_error_code(code))
     }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
+    }
 }

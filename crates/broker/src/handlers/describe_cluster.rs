@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
 use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use strom_protocol::str_bytes;
@@ -76,5 +78,15 @@ impl Api for DescribeCluster {
                 .with_error_code(code)
                 .with_cluster_authorized_operations(i32::MIN),
         )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (!broker.authorize_cluster(ctx, Operation::Describe))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
     }
 }

@@ -1,7 +1,9 @@
 use crate::handlers::Api;
+use crate::security::acl::Operation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 
 use strom_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -83,5 +85,17 @@ impl Api for DescribeLogDirs {
 
     fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
         Some(Self::Response::default().with_error_code(code))
+    }
+
+    /// v3+ answer CLUSTER_AUTHORIZATION_FAILED as a whole; older versions answer with no
+    /// directories (see the handler).
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (ctx.api_version >= 3 && !broker.authorize_cluster(ctx, Operation::Describe))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
     }
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
@@ -62,5 +64,33 @@ impl Api for EndTxn {
                 .with_producer_id(strom_protocol::messages::ProducerId(-1))
                 .with_producer_epoch(-1),
         )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(
+            ctx,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            &req.transactional_id,
+        );
+        (!allowed)
+            .then(|| {
+                Self::error_response(
+                    req,
+                    ctx.api_version,
+                    ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                )
+            })
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.txns.owns(broker, &req.transactional_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

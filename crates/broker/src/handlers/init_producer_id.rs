@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -54,6 +56,37 @@ pub async fn handle(
     }
 }
 
+/// An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+fn idempotent_write_allowed(broker: &Broker, ctx: &RequestContext) -> bool {
+    let image = broker.image();
+    let principal = ctx.session.principal();
+    let host = ctx.peer.ip().to_string();
+    let quiet = |op, rt, name: &str| {
+        broker
+            .authorizer
+            .authorize(&image.acls, &principal, &host, op, rt, name)
+    };
+    if quiet(
+        Operation::IdempotentWrite,
+        ResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    ) || image
+        .topics
+        .keys()
+        .any(|t| quiet(Operation::Write, ResourceType::Topic, t))
+        || image.acls.iter().any(|b| {
+            b.resource_type == ResourceType::Topic as i8
+                && b.permission_type == crate::security::acl::PERMISSION_ALLOW
+                && (b.operation == Operation::Write as i8 || b.operation == Operation::All as i8)
+                && (b.principal == principal || b.principal == "User:*")
+                && quiet(Operation::Write, ResourceType::Topic, &b.resource_name)
+        })
+    {
+        return true;
+    }
+    broker.authorize_cluster(ctx, Operation::IdempotentWrite)
+}
+
 /// InitProducerId: its key, the versions strom advertises, and its handler.
 pub struct InitProducerId;
 
@@ -78,5 +111,37 @@ impl Api for InitProducerId {
                 .with_producer_id(strom_protocol::messages::ProducerId(-1))
                 .with_producer_epoch(-1),
         )
+    }
+
+    /// A transactional producer needs WRITE on its transactional id, an idempotent one
+    /// IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let (allowed, code) = match &req.transactional_id {
+            Some(id) => (
+                broker.authorize(ctx, Operation::Write, ResourceType::TransactionalId, id),
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ),
+            None => (
+                idempotent_write_allowed(broker, ctx),
+                ec::CLUSTER_AUTHORIZATION_FAILED,
+            ),
+        };
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, code))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        let elsewhere = req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|id| !broker.txns.owns(broker, id));
+        elsewhere
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

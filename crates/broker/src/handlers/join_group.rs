@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::join_group_response::JoinGroupResponseMember;
 use strom_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -112,5 +114,22 @@ impl Api for JoinGroup {
                 .with_error_code(code)
                 .with_member_id(req.member_id.clone()),
         )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

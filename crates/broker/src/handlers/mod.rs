@@ -82,6 +82,30 @@ pub trait Api {
     fn error_response(_req: &Self::Request, _version: i16, _code: i16) -> Option<Self::Response> {
         None
     }
+
+    /// Authorization decided by the request as a whole (its group, its transactional id, the
+    /// cluster), checked before the handler when the authorizer is on: the refusal, or None to
+    /// go on. Checks per topic or per entry stay in the handler.
+    fn authorize(
+        _broker: &Broker,
+        _ctx: &RequestContext,
+        _req: &Self::Request,
+    ) -> Option<Self::Response> {
+        None
+    }
+
+    /// Coordinator routing. In a cluster, the coordinator of a group is the leader of the
+    /// group's `__consumer_offsets` partition, and that of a transactional id the leader of its
+    /// `__transaction_state` partition. A request about a group or transactional id this broker
+    /// does not coordinate is answered NOT_COORDINATOR here, before its handler, and the client
+    /// looks the coordinator up again with FindCoordinator.
+    fn route(
+        _broker: &Broker,
+        _ctx: &RequestContext,
+        _req: &Self::Request,
+    ) -> Option<Self::Response> {
+        None
+    }
 }
 use strom_storage::StorageError;
 

@@ -229,4 +229,32 @@ impl Api for OffsetFetch {
             ),
         )
     }
+
+    /// v2-v7 name one group, authorized here; v0-v1 and v8+ are authorized by the handler
+    /// (v8+ group by group).
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        let allowed = !(2..8).contains(&v)
+            || broker.authorize(ctx, Operation::Describe, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, v, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        let owns = |id: &str| broker.groups.owns(broker, id);
+        let elsewhere = if v < 8 {
+            !owns(&req.group_id)
+        } else {
+            req.groups.iter().any(|g| !owns(&g.group_id))
+        };
+        elsewhere
+            .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
+            .flatten()
+    }
 }

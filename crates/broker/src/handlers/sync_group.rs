@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -65,5 +67,22 @@ impl Api for SyncGroup {
 
     fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
         Some(Self::Response::default().with_error_code(code))
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
     }
 }

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use crate::handlers::Api;
+use crate::security::acl::Operation;
 use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -116,5 +118,15 @@ impl Api for WriteTxnMarkers {
                     .collect(),
             ),
         )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (!broker.authorize_cluster(ctx, Operation::ClusterAction))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
     }
 }
