@@ -78,6 +78,14 @@ macro_rules! registry {
             }
         }
 
+        /// Calls `count` with every error code of a response (see [`Api::error_codes`]).
+        pub fn error_codes(response: &ResponseKind, count: &mut dyn FnMut(i16)) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::error_codes(r, count), )*
+                _ => {}
+            }
+        }
+
         /// Runs the handler of a decoded request.
         pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
             match body {

@@ -116,4 +116,8 @@ impl Api for AlterConfigs {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|x| count(x.error_code));
+    }
 }

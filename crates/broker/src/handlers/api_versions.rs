@@ -77,4 +77,8 @@ impl Api for ApiVersions {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
 }

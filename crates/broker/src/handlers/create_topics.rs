@@ -143,4 +143,8 @@ impl Api for CreateTopics {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
 }

@@ -73,4 +73,8 @@ impl Api for DeleteGroups {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|g| count(g.error_code));
+    }
 }

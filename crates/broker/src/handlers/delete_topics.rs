@@ -101,4 +101,8 @@ impl Api for DeleteTopics {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|t| count(t.error_code));
+    }
 }

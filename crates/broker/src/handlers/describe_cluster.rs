@@ -89,4 +89,8 @@ impl Api for DescribeCluster {
             .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
 }

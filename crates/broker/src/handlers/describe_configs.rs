@@ -195,4 +195,8 @@ impl Api for DescribeConfigs {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|x| count(x.error_code));
+    }
 }

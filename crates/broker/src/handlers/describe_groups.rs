@@ -92,4 +92,8 @@ impl Api for DescribeGroups {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.groups.iter().for_each(|g| count(g.error_code));
+    }
 }

@@ -98,4 +98,9 @@ impl Api for DescribeLogDirs {
             .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.results.iter().for_each(|x| count(x.error_code));
+    }
 }

@@ -390,4 +390,14 @@ impl Api for Fetch {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.error_code != 0 || r.responses.is_empty() {
+            count(r.error_code);
+        }
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
 }

@@ -146,4 +146,11 @@ impl Api for FindCoordinator {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.coordinators.is_empty() {
+            count(r.error_code);
+        }
+        r.coordinators.iter().for_each(|c| count(c.error_code));
+    }
 }

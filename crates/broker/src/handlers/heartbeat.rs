@@ -61,4 +61,8 @@ impl Api for Heartbeat {
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
 }

@@ -92,4 +92,9 @@ impl Api for LeaveGroup {
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.members.iter().for_each(|m| count(m.error_code));
+    }
 }

@@ -82,4 +82,8 @@ impl Api for ListGroups {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
 }

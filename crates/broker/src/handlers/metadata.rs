@@ -199,4 +199,11 @@ impl Api for Metadata {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.topics.is_empty() {
+            count(r.error_code);
+        }
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
 }

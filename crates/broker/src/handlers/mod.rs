@@ -56,6 +56,7 @@ pub mod write_txn_markers;
 use std::sync::Arc;
 
 use strom_protocol::{ApiKey, StrBytes, error_code as ec, str_bytes};
+use strom_storage::StorageError;
 
 use crate::broker::Broker;
 use crate::registry::RequestContext;
@@ -106,8 +107,12 @@ pub trait Api {
     ) -> Option<Self::Response> {
         None
     }
+
+    /// Calls `count` with every error code of a response, the way Kafka's ErrorsPerSec counts
+    /// them: one per top-level code and one per entry (topic, partition, group, resource),
+    /// `NONE` included. Nothing for an API whose errors are not counted.
+    fn error_codes(_response: &Self::Response, _count: &mut dyn FnMut(i16)) {}
 }
-use strom_storage::StorageError;
 
 /// The Kafka error code a client sees for a storage failure.
 pub fn storage_error_code(e: &StorageError) -> i16 {

@@ -166,4 +166,11 @@ impl Api for OffsetCommit {
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
 }

@@ -257,4 +257,21 @@ impl Api for OffsetFetch {
             .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
             .flatten()
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.groups.is_empty() {
+            count(r.error_code);
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| count(p.error_code));
+        }
+        for g in &r.groups {
+            count(g.error_code);
+            g.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| count(p.error_code));
+        }
+    }
 }

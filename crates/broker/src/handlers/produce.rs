@@ -438,4 +438,11 @@ impl Api for Produce {
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
     }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .for_each(|p| count(p.error_code));
+    }
 }
