@@ -272,7 +272,7 @@ async fn handle_frame(
         })
     };
     let admin = if broker.audit_admin {
-        crate::security::audit::admin_request(&body)
+        registry::admin_request(&body)
     } else {
         None
     };
@@ -320,7 +320,7 @@ async fn handle_frame(
                 let finished = tokio::spawn(async move {
                     let mut response = ResponseKind::Produce(appended.finish().await);
                     b.metrics.response_errors(prefix.api_key, &response);
-                    set_throttle_time(&mut response, throttle_ms);
+                    registry::set_throttle_time(&mut response, throttle_ms);
                     encode_response(api_key, version, correlation_id, &response)
                 });
                 return Ok((
@@ -526,7 +526,7 @@ fn apply_quotas(
     };
     outcome.throttle = request_throttle.max(byte_throttle);
     let ms = outcome.throttle.as_millis().min(i32::MAX as u128) as i32;
-    set_throttle_time(response, ms);
+    registry::set_throttle_time(response, ms);
     outcome
 }
 
@@ -542,64 +542,6 @@ struct QuotaOutcome {
     throttle: std::time::Duration,
     /// False for a throttled Fetch: its records stay unsent.
     send_records: bool,
-}
-
-/// Sets `throttle_time_ms` in a response that has the field (encoding leaves it out of the
-/// versions without it).
-fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
-    macro_rules! set {
-        ($($v:ident),* $(,)?) => {
-            match response {
-                $( ResponseKind::$v(r) => r.throttle_time_ms = ms, )*
-                _ => {}
-            }
-        };
-    }
-    set!(
-        Produce,
-        Fetch,
-        ListOffsets,
-        Metadata,
-        ApiVersions,
-        CreateTopics,
-        DeleteTopics,
-        DeleteRecords,
-        DescribeConfigs,
-        AlterConfigs,
-        DescribeLogDirs,
-        CreatePartitions,
-        IncrementalAlterConfigs,
-        DescribeCluster,
-        FindCoordinator,
-        JoinGroup,
-        SyncGroup,
-        Heartbeat,
-        LeaveGroup,
-        OffsetCommit,
-        OffsetFetch,
-        DescribeGroups,
-        ListGroups,
-        DeleteGroups,
-        OffsetDelete,
-        OffsetForLeaderEpoch,
-        InitProducerId,
-        AddPartitionsToTxn,
-        AddOffsetsToTxn,
-        EndTxn,
-        TxnOffsetCommit,
-        DescribeProducers,
-        DescribeTransactions,
-        ListTransactions,
-        ConsumerGroupHeartbeat,
-        ConsumerGroupDescribe,
-        DescribeAcls,
-        CreateAcls,
-        DeleteAcls,
-        DescribeClientQuotas,
-        AlterClientQuotas,
-        DescribeUserScramCredentials,
-        AlterUserScramCredentials,
-    );
 }
 
 /// The largest Fetch response a client with a `consumer_byte_rate` quota is asked to take:

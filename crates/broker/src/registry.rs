@@ -86,6 +86,31 @@ macro_rules! registry {
             }
         }
 
+        /// The audit lines of an admin request (see [`Api::audit`]); None for any other request.
+        pub fn admin_request(body: &RequestKind) -> Option<crate::security::audit::AdminRequest> {
+            match body {
+                $( RequestKind::$api(r) => <handlers::$module::$api as Api>::audit(r)
+                    .map(crate::security::audit::AdminRequest::new), )*
+                _ => None,
+            }
+        }
+
+        /// The result codes of an admin response (see [`Api::audit_results`]).
+        pub fn audit_results(response: &ResponseKind) -> (Vec<i16>, i16) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::audit_results(r), )*
+                _ => (Vec::new(), 0),
+            }
+        }
+
+        /// Sets the throttle time of a response (see [`Api::set_throttle_time`]).
+        pub fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::set_throttle_time(r, ms), )*
+                _ => {}
+            }
+        }
+
         /// Runs the handler of a decoded request.
         pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
             match body {

@@ -1,15 +1,15 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use crate::broker::Broker;
 use crate::group::{self, OFFSETS_TOPIC};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Adds a group's `__consumer_offsets` partition to a transaction, so that the producer can
 /// commit the group's offsets in it.
@@ -42,14 +42,14 @@ pub async fn handle(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
-/// AddOffsetsToTxn: its key, the versions strom advertises, and its handler.
+/// The AddOffsetsToTxn API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct AddOffsetsToTxn;
 
 impl Api for AddOffsetsToTxn {
     const KEY: ApiKey = ApiKey::AddOffsetsToTxn;
     const VERSIONS: (i16, i16) = (0, 4);
-    type Request = strom_protocol::messages::AddOffsetsToTxnRequest;
-    type Response = strom_protocol::messages::AddOffsetsToTxnResponse;
+    type Request = AddOffsetsToTxnRequest;
+    type Response = AddOffsetsToTxnResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -87,5 +87,9 @@ impl Api for AddOffsetsToTxn {
         (!broker.txns.owns(broker, &req.transactional_id))
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

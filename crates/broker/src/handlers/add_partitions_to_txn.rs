@@ -1,8 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -12,7 +9,10 @@ use strom_protocol::messages::add_partitions_to_txn_response::{
 use strom_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Adds partitions to a transaction (v0-v3: one transaction from its producer; v4+: many,
 /// possibly only verifying that they are already in their transactions).
@@ -152,14 +152,14 @@ pub fn results(
         .collect()
 }
 
-/// AddPartitionsToTxn: its key, the versions strom advertises, and its handler.
+/// The AddPartitionsToTxn API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct AddPartitionsToTxn;
 
 impl Api for AddPartitionsToTxn {
     const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::AddPartitionsToTxnRequest;
-    type Response = strom_protocol::messages::AddPartitionsToTxnResponse;
+    type Request = AddPartitionsToTxnRequest;
+    type Response = AddPartitionsToTxnResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -220,5 +220,9 @@ impl Api for AddPartitionsToTxn {
         (v < 4 && !broker.txns.owns(broker, &req.v3_and_below_transactional_id))
             .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

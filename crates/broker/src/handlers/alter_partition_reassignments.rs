@@ -2,11 +2,10 @@
 //! move). The new replicas catch up as followers; the active controller completes the move
 //! once they are all in sync (`cluster::complete_reassignments`).
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -17,6 +16,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::cluster;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -109,14 +109,14 @@ async fn commit(broker: &Broker, record: MetadataRecord) -> Result<(), (i16, Str
         })
 }
 
-/// AlterPartitionReassignments: its key, the versions strom advertises, and its handler.
+/// The AlterPartitionReassignments API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct AlterPartitionReassignments;
 
 impl Api for AlterPartitionReassignments {
     const KEY: ApiKey = ApiKey::AlterPartitionReassignments;
     const VERSIONS: (i16, i16) = (0, 1);
-    type Request = strom_protocol::messages::AlterPartitionReassignmentsRequest;
-    type Response = strom_protocol::messages::AlterPartitionReassignmentsResponse;
+    type Request = AlterPartitionReassignmentsRequest;
+    type Response = AlterPartitionReassignmentsResponse;
 
     fn handle(
         broker: &Arc<Broker>,

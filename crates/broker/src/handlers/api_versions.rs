@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
@@ -9,6 +8,7 @@ use strom_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::{APIS, RequestContext};
 
 /// The registry's APIs and versions, as ApiVersions lists them.
@@ -61,14 +61,14 @@ pub async fn handle(
         .with_finalized_features(finalized)
 }
 
-/// ApiVersions: its key, the versions strom advertises, and its handler.
+/// The ApiVersions API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ApiVersions;
 
 impl Api for ApiVersions {
     const KEY: ApiKey = ApiKey::ApiVersions;
     const VERSIONS: (i16, i16) = (0, 4);
-    type Request = strom_protocol::messages::ApiVersionsRequest;
-    type Response = strom_protocol::messages::ApiVersionsResponse;
+    type Request = ApiVersionsRequest;
+    type Response = ApiVersionsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -80,5 +80,9 @@ impl Api for ApiVersions {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

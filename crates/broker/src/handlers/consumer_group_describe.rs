@@ -3,10 +3,9 @@
 //! (GROUP_AUTHORIZATION_FAILED), and a group whose members subscribe to or are assigned a
 //! topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED.
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
@@ -19,6 +18,7 @@ use crate::broker::Broker;
 use crate::group::assignor::Partitions;
 use crate::group::consumer::Refused;
 use crate::group::consumer_ops::ImageTopics;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
 use crate::security::acl::{OPERATIONS_NOT_REQUESTED, Operation, ResourceType};
@@ -124,14 +124,14 @@ pub async fn handle(
     ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
 
-/// ConsumerGroupDescribe: its key, the versions strom advertises, and its handler.
+/// The ConsumerGroupDescribe API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ConsumerGroupDescribe;
 
 impl Api for ConsumerGroupDescribe {
     const KEY: ApiKey = ApiKey::ConsumerGroupDescribe;
     const VERSIONS: (i16, i16) = (0, 1);
-    type Request = strom_protocol::messages::ConsumerGroupDescribeRequest;
-    type Response = strom_protocol::messages::ConsumerGroupDescribeResponse;
+    type Request = ConsumerGroupDescribeRequest;
+    type Response = ConsumerGroupDescribeResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -139,5 +139,9 @@ impl Api for ConsumerGroupDescribe {
         req: Self::Request,
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

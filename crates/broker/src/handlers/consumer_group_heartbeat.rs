@@ -5,10 +5,9 @@
 //! needs DESCRIBE on every named topic (else TOPIC_AUTHORIZATION_FAILED and no change), and a
 //! pattern subscription resolves only to topics the member's principal may describe.
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use strom_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
@@ -18,6 +17,7 @@ use crate::broker::Broker;
 use crate::group::assignor::Partitions;
 use crate::group::consumer::{HeartbeatIn, Refused, STATIC_LEAVE_EPOCH};
 use crate::group::{self, consumer_ops::ImageTopics};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
@@ -167,14 +167,14 @@ pub async fn handle(
     }
 }
 
-/// ConsumerGroupHeartbeat: its key, the versions strom advertises, and its handler.
+/// The ConsumerGroupHeartbeat API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ConsumerGroupHeartbeat;
 
 impl Api for ConsumerGroupHeartbeat {
     const KEY: ApiKey = ApiKey::ConsumerGroupHeartbeat;
     const VERSIONS: (i16, i16) = (0, 1);
-    type Request = strom_protocol::messages::ConsumerGroupHeartbeatRequest;
-    type Response = strom_protocol::messages::ConsumerGroupHeartbeatResponse;
+    type Request = ConsumerGroupHeartbeatRequest;
+    type Response = ConsumerGroupHeartbeatResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -203,5 +203,9 @@ impl Api for ConsumerGroupHeartbeat {
         (!broker.groups.owns(broker, &req.group_id))
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -8,6 +7,7 @@ use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::message;
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
@@ -65,14 +65,14 @@ pub async fn handle(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-/// CreatePartitions: its key, the versions strom advertises, and its handler.
+/// The CreatePartitions API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct CreatePartitions;
 
 impl Api for CreatePartitions {
     const KEY: ApiKey = ApiKey::CreatePartitions;
     const VERSIONS: (i16, i16) = (0, 3);
-    type Request = strom_protocol::messages::CreatePartitionsRequest;
-    type Response = strom_protocol::messages::CreatePartitionsResponse;
+    type Request = CreatePartitionsRequest;
+    type Response = CreatePartitionsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -84,5 +84,32 @@ impl Api for CreatePartitions {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         r.results.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for t in &r.topics {
+            items.push((
+                format!("topic:{}", t.name.as_str()),
+                format!(
+                    "create partitions count={}{}",
+                    t.count,
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|t| t.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

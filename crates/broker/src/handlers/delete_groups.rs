@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -8,6 +7,7 @@ use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -57,14 +57,14 @@ pub async fn handle(
     DeleteGroupsResponse::default().with_results(results)
 }
 
-/// DeleteGroups: its key, the versions strom advertises, and its handler.
+/// The DeleteGroups API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DeleteGroups;
 
 impl Api for DeleteGroups {
     const KEY: ApiKey = ApiKey::DeleteGroups;
     const VERSIONS: (i16, i16) = (0, 2);
-    type Request = strom_protocol::messages::DeleteGroupsRequest;
-    type Response = strom_protocol::messages::DeleteGroupsResponse;
+    type Request = DeleteGroupsRequest;
+    type Response = DeleteGroupsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -76,5 +76,21 @@ impl Api for DeleteGroups {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         r.results.iter().for_each(|g| count(g.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for g in &r.groups_names {
+            items.push((format!("group:{}", g.as_str()), "delete".into()));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|g| g.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,7 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -9,8 +7,10 @@ use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 use crate::security::acl::{CLUSTER_NAME, OPERATIONS_NOT_REQUESTED, ResourceType};
 
 pub async fn handle(
@@ -55,14 +55,14 @@ pub async fn handle(
         })
 }
 
-/// DescribeCluster: its key, the versions strom advertises, and its handler.
+/// The DescribeCluster API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DescribeCluster;
 
 impl Api for DescribeCluster {
     const KEY: ApiKey = ApiKey::DescribeCluster;
     const VERSIONS: (i16, i16) = (0, 2);
-    type Request = strom_protocol::messages::DescribeClusterRequest;
-    type Response = strom_protocol::messages::DescribeClusterResponse;
+    type Request = DescribeClusterRequest;
+    type Response = DescribeClusterResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -92,5 +92,9 @@ impl Api for DescribeCluster {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

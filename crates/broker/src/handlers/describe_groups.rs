@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -76,14 +76,14 @@ pub async fn handle(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-/// DescribeGroups: its key, the versions strom advertises, and its handler.
+/// The DescribeGroups API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DescribeGroups;
 
 impl Api for DescribeGroups {
     const KEY: ApiKey = ApiKey::DescribeGroups;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::DescribeGroupsRequest;
-    type Response = strom_protocol::messages::DescribeGroupsResponse;
+    type Request = DescribeGroupsRequest;
+    type Response = DescribeGroupsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -95,5 +95,9 @@ impl Api for DescribeGroups {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         r.groups.iter().for_each(|g| count(g.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

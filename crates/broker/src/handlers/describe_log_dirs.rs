@@ -1,10 +1,8 @@
-use crate::handlers::Api;
-use crate::security::acl::Operation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
-
 use strom_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -12,7 +10,9 @@ use strom_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -66,14 +66,14 @@ pub async fn handle(
     ])
 }
 
-/// DescribeLogDirs: its key, the versions strom advertises, and its handler.
+/// The DescribeLogDirs API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DescribeLogDirs;
 
 impl Api for DescribeLogDirs {
     const KEY: ApiKey = ApiKey::DescribeLogDirs;
     const VERSIONS: (i16, i16) = (1, 4);
-    type Request = strom_protocol::messages::DescribeLogDirsRequest;
-    type Response = strom_protocol::messages::DescribeLogDirsResponse;
+    type Request = DescribeLogDirsRequest;
+    type Response = DescribeLogDirsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -102,5 +102,9 @@ impl Api for DescribeLogDirs {
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
         r.results.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

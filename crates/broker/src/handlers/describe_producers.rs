@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -9,6 +8,7 @@ use strom_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -69,14 +69,14 @@ pub async fn handle(
     DescribeProducersResponse::default().with_topics(topics)
 }
 
-/// DescribeProducers: its key, the versions strom advertises, and its handler.
+/// The DescribeProducers API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DescribeProducers;
 
 impl Api for DescribeProducers {
     const KEY: ApiKey = ApiKey::DescribeProducers;
     const VERSIONS: (i16, i16) = (0, 0);
-    type Request = strom_protocol::messages::DescribeProducersRequest;
-    type Response = strom_protocol::messages::DescribeProducersResponse;
+    type Request = DescribeProducersRequest;
+    type Response = DescribeProducersResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -84,5 +84,9 @@ impl Api for DescribeProducers {
         req: Self::Request,
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

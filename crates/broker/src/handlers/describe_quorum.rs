@@ -8,11 +8,10 @@
 //! own and reports -1 for the rest. A single node keeps its metadata in a local log and
 //! answers as a quorum of one, itself the leader.
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
 use strom_metadata::quorum::QuorumStatus;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -22,6 +21,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
@@ -197,14 +197,14 @@ fn voter_nodes(broker: &Broker, ctx: &RequestContext) -> Vec<Node> {
         .collect()
 }
 
-/// DescribeQuorum: its key, the versions strom advertises, and its handler.
+/// The DescribeQuorum API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct DescribeQuorum;
 
 impl Api for DescribeQuorum {
     const KEY: ApiKey = ApiKey::DescribeQuorum;
     const VERSIONS: (i16, i16) = (0, 2);
-    type Request = strom_protocol::messages::DescribeQuorumRequest;
-    type Response = strom_protocol::messages::DescribeQuorumResponse;
+    type Request = DescribeQuorumRequest;
+    type Response = DescribeQuorumResponse;
 
     fn handle(
         broker: &Arc<Broker>,

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Commits or aborts a transaction: the decision is written to `__transaction_state`, then
 /// the markers to every partition of the transaction (with transactions v2, under a bumped
@@ -40,14 +40,14 @@ pub async fn handle(
         .with_producer_epoch(epoch)
 }
 
-/// EndTxn: its key, the versions strom advertises, and its handler.
+/// The EndTxn API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct EndTxn;
 
 impl Api for EndTxn {
     const KEY: ApiKey = ApiKey::EndTxn;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::EndTxnRequest;
-    type Response = strom_protocol::messages::EndTxnResponse;
+    type Request = EndTxnRequest;
+    type Response = EndTxnResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -92,5 +92,9 @@ impl Api for EndTxn {
         (!broker.txns.owns(broker, &req.transactional_id))
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

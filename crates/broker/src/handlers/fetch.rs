@@ -8,13 +8,12 @@
 //! record bytes never pass through user space. [`handle`] copies them into the response for
 //! callers that need the whole response in memory.
 
-use crate::handlers::Api;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strom_protocol::ApiKey;
 
 use bytes::Bytes;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
@@ -25,6 +24,7 @@ use strom_storage::{LogSlice, StorageError};
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::delayed::Waiter;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 
@@ -374,14 +374,14 @@ fn read_all(
     (out, total, any_error)
 }
 
-/// Fetch: its key, the versions strom advertises, and its handler.
+/// The Fetch API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct Fetch;
 
 impl Api for Fetch {
     const KEY: ApiKey = ApiKey::Fetch;
     const VERSIONS: (i16, i16) = (4, 16);
-    type Request = strom_protocol::messages::FetchRequest;
-    type Response = strom_protocol::messages::FetchResponse;
+    type Request = FetchRequest;
+    type Response = FetchResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -399,5 +399,9 @@ impl Api for Fetch {
             .iter()
             .flat_map(|t| &t.partitions)
             .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -9,6 +8,7 @@ use strom_protocol::{StrBytes, error_code as ec, str_bytes};
 use super::message;
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// Coordinator key types.
@@ -130,14 +130,14 @@ pub async fn handle(
     }
 }
 
-/// FindCoordinator: its key, the versions strom advertises, and its handler.
+/// The FindCoordinator API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct FindCoordinator;
 
 impl Api for FindCoordinator {
     const KEY: ApiKey = ApiKey::FindCoordinator;
     const VERSIONS: (i16, i16) = (0, 6);
-    type Request = strom_protocol::messages::FindCoordinatorRequest;
-    type Response = strom_protocol::messages::FindCoordinatorResponse;
+    type Request = FindCoordinatorRequest;
+    type Response = FindCoordinatorResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -152,5 +152,9 @@ impl Api for FindCoordinator {
             count(r.error_code);
         }
         r.coordinators.iter().for_each(|c| count(c.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -24,14 +24,14 @@ pub async fn handle(
     HeartbeatResponse::default().with_error_code(code)
 }
 
-/// Heartbeat: its key, the versions strom advertises, and its handler.
+/// The Heartbeat API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct Heartbeat;
 
 impl Api for Heartbeat {
     const KEY: ApiKey = ApiKey::Heartbeat;
     const VERSIONS: (i16, i16) = (0, 4);
-    type Request = strom_protocol::messages::HeartbeatRequest;
-    type Response = strom_protocol::messages::HeartbeatResponse;
+    type Request = HeartbeatRequest;
+    type Response = HeartbeatResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -64,5 +64,9 @@ impl Api for Heartbeat {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

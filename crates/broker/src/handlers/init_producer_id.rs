@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// A producer id for an idempotent producer, or the producer id and a new epoch of a
 /// transactional id (fencing its earlier instances).
@@ -87,14 +87,14 @@ fn idempotent_write_allowed(broker: &Broker, ctx: &RequestContext) -> bool {
     broker.authorize_cluster(ctx, Operation::IdempotentWrite)
 }
 
-/// InitProducerId: its key, the versions strom advertises, and its handler.
+/// The InitProducerId API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct InitProducerId;
 
 impl Api for InitProducerId {
     const KEY: ApiKey = ApiKey::InitProducerId;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::InitProducerIdRequest;
-    type Response = strom_protocol::messages::InitProducerIdResponse;
+    type Request = InitProducerIdRequest;
+    type Response = InitProducerIdResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -143,5 +143,9 @@ impl Api for InitProducerId {
         elsewhere
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,8 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::join_group_response::JoinGroupResponseMember;
 use strom_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -10,7 +7,10 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::{self, JoinRequest, state::JoinResult};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -91,14 +91,14 @@ pub async fn handle(
     resp
 }
 
-/// JoinGroup: its key, the versions strom advertises, and its handler.
+/// The JoinGroup API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct JoinGroup;
 
 impl Api for JoinGroup {
     const KEY: ApiKey = ApiKey::JoinGroup;
     const VERSIONS: (i16, i16) = (0, 9);
-    type Request = strom_protocol::messages::JoinGroupRequest;
-    type Response = strom_protocol::messages::JoinGroupResponse;
+    type Request = JoinGroupRequest;
+    type Response = JoinGroupResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -135,5 +135,9 @@ impl Api for JoinGroup {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

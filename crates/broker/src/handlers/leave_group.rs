@@ -1,8 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::leave_group_response::MemberResponse;
@@ -10,7 +7,10 @@ use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -55,14 +55,14 @@ pub async fn handle(
     }
 }
 
-/// LeaveGroup: its key, the versions strom advertises, and its handler.
+/// The LeaveGroup API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct LeaveGroup;
 
 impl Api for LeaveGroup {
     const KEY: ApiKey = ApiKey::LeaveGroup;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::LeaveGroupRequest;
-    type Response = strom_protocol::messages::LeaveGroupResponse;
+    type Request = LeaveGroupRequest;
+    type Response = LeaveGroupResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -96,5 +96,9 @@ impl Api for LeaveGroup {
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
         r.members.iter().for_each(|m| count(m.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

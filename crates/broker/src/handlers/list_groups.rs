@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::list_groups_response::ListedGroup;
 use strom_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -66,14 +66,14 @@ pub async fn handle(
     ListGroupsResponse::default().with_groups(groups)
 }
 
-/// ListGroups: its key, the versions strom advertises, and its handler.
+/// The ListGroups API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ListGroups;
 
 impl Api for ListGroups {
     const KEY: ApiKey = ApiKey::ListGroups;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::ListGroupsRequest;
-    type Response = strom_protocol::messages::ListGroupsResponse;
+    type Request = ListGroupsRequest;
+    type Response = ListGroupsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -85,5 +85,9 @@ impl Api for ListGroups {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

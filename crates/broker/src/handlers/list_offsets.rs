@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::list_offsets_response::{
@@ -10,6 +9,7 @@ use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// Special timestamps of ListOffsets.
@@ -93,14 +93,14 @@ pub async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// ListOffsets: its key, the versions strom advertises, and its handler.
+/// The ListOffsets API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ListOffsets;
 
 impl Api for ListOffsets {
     const KEY: ApiKey = ApiKey::ListOffsets;
     const VERSIONS: (i16, i16) = (1, 9);
-    type Request = strom_protocol::messages::ListOffsetsRequest;
-    type Response = strom_protocol::messages::ListOffsetsResponse;
+    type Request = ListOffsetsRequest;
+    type Response = ListOffsetsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -115,5 +115,9 @@ impl Api for ListOffsets {
             .iter()
             .flat_map(|t| &t.partitions)
             .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

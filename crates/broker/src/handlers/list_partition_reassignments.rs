@@ -1,9 +1,8 @@
 //! ListPartitionReassignments: the partitions whose replicas are moving.
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -13,6 +12,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -61,14 +61,14 @@ pub async fn handle(
     ListPartitionReassignmentsResponse::default().with_topics(topics)
 }
 
-/// ListPartitionReassignments: its key, the versions strom advertises, and its handler.
+/// The ListPartitionReassignments API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ListPartitionReassignments;
 
 impl Api for ListPartitionReassignments {
     const KEY: ApiKey = ApiKey::ListPartitionReassignments;
     const VERSIONS: (i16, i16) = (0, 0);
-    type Request = strom_protocol::messages::ListPartitionReassignmentsRequest;
-    type Response = strom_protocol::messages::ListPartitionReassignmentsResponse;
+    type Request = ListPartitionReassignmentsRequest;
+    type Response = ListPartitionReassignmentsResponse;
 
     fn handle(
         broker: &Arc<Broker>,

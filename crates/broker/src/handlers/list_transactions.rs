@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::list_transactions_response::TransactionState;
 use strom_protocol::messages::{
@@ -9,6 +8,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 use crate::txn::store::TxnStatus;
@@ -79,14 +79,14 @@ pub async fn handle(
         .with_transaction_states(list)
 }
 
-/// ListTransactions: its key, the versions strom advertises, and its handler.
+/// The ListTransactions API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct ListTransactions;
 
 impl Api for ListTransactions {
     const KEY: ApiKey = ApiKey::ListTransactions;
     const VERSIONS: (i16, i16) = (0, 2);
-    type Request = strom_protocol::messages::ListTransactionsRequest;
-    type Response = strom_protocol::messages::ListTransactionsResponse;
+    type Request = ListTransactionsRequest;
+    type Response = ListTransactionsResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -94,5 +94,9 @@ impl Api for ListTransactions {
         req: Self::Request,
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_metadata::{MetadataImage, TopicInfo};
 use strom_protocol::ApiKey;
 use strom_protocol::messages::metadata_response::{
@@ -10,6 +9,7 @@ use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::topics;
 
@@ -183,14 +183,14 @@ fn topic_entry(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-/// Metadata: its key, the versions strom advertises, and its handler.
+/// The Metadata API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct Metadata;
 
 impl Api for Metadata {
     const KEY: ApiKey = ApiKey::Metadata;
     const VERSIONS: (i16, i16) = (0, 12);
-    type Request = strom_protocol::messages::MetadataRequest;
-    type Response = strom_protocol::messages::MetadataResponse;
+    type Request = MetadataRequest;
+    type Response = MetadataResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -205,5 +205,9 @@ impl Api for Metadata {
             count(r.error_code);
         }
         r.topics.iter().for_each(|t| count(t.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -112,6 +112,23 @@ pub trait Api {
     /// them: one per top-level code and one per entry (topic, partition, group, resource),
     /// `NONE` included. Nothing for an API whose errors are not counted.
     fn error_codes(_response: &Self::Response, _count: &mut dyn FnMut(i16)) {}
+
+    /// For an admin operation, the resources the request names, each with what is asked of it
+    /// (config names, never values or credentials), in the order the response answers them:
+    /// the lines of the audit log. None for an API that is not an admin operation.
+    fn audit(_req: &Self::Request) -> Option<Vec<(String, String)>> {
+        None
+    }
+
+    /// The result code of each resource [`Api::audit`] names, in the same order, and a code
+    /// for the whole request where the response has one (0 where it has none).
+    fn audit_results(_response: &Self::Response) -> (Vec<i16>, i16) {
+        (Vec::new(), 0)
+    }
+
+    /// Puts the throttle time the quotas decided into the response (its `throttle_time_ms`;
+    /// encoding leaves it out of the versions without it). Nothing for a response without one.
+    fn set_throttle_time(_response: &mut Self::Response, _ms: i32) {}
 }
 
 /// The Kafka error code a client sees for a storage failure.

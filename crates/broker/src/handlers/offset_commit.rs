@@ -1,8 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_commit_response::{
@@ -12,7 +9,10 @@ use strom_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -105,14 +105,14 @@ pub async fn handle(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// OffsetCommit: its key, the versions strom advertises, and its handler.
+/// The OffsetCommit API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct OffsetCommit;
 
 impl Api for OffsetCommit {
     const KEY: ApiKey = ApiKey::OffsetCommit;
     const VERSIONS: (i16, i16) = (2, 9);
-    type Request = strom_protocol::messages::OffsetCommitRequest;
-    type Response = strom_protocol::messages::OffsetCommitResponse;
+    type Request = OffsetCommitRequest;
+    type Response = OffsetCommitResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -172,5 +172,9 @@ impl Api for OffsetCommit {
             .iter()
             .flat_map(|t| &t.partitions)
             .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -3,10 +3,9 @@
 //! describe answers TOPIC_AUTHORIZATION_FAILED per partition, and a request for all topics
 //! leaves such topics out.
 
-use crate::handlers::Api;
 use std::sync::Arc;
-use strom_protocol::ApiKey;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -16,6 +15,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::state::Committed;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
@@ -194,14 +194,14 @@ fn unpack(c: Result<Option<Committed>, i16>) -> (i64, i32, String, i16) {
     }
 }
 
-/// OffsetFetch: its key, the versions strom advertises, and its handler.
+/// The OffsetFetch API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct OffsetFetch;
 
 impl Api for OffsetFetch {
     const KEY: ApiKey = ApiKey::OffsetFetch;
     const VERSIONS: (i16, i16) = (1, 9);
-    type Request = strom_protocol::messages::OffsetFetchRequest;
-    type Response = strom_protocol::messages::OffsetFetchResponse;
+    type Request = OffsetFetchRequest;
+    type Response = OffsetFetchResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -273,5 +273,9 @@ impl Api for OffsetFetch {
                 .flat_map(|t| &t.partitions)
                 .for_each(|p| count(p.error_code));
         }
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_for_leader_epoch_response::{
@@ -9,6 +8,7 @@ use strom_protocol::messages::offset_for_leader_epoch_response::{
 use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -63,14 +63,14 @@ pub async fn handle(
     OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
 
-/// OffsetForLeaderEpoch: its key, the versions strom advertises, and its handler.
+/// The OffsetForLeaderEpoch API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct OffsetForLeaderEpoch;
 
 impl Api for OffsetForLeaderEpoch {
     const KEY: ApiKey = ApiKey::OffsetForLeaderEpoch;
     const VERSIONS: (i16, i16) = (2, 4);
-    type Request = strom_protocol::messages::OffsetForLeaderEpochRequest;
-    type Response = strom_protocol::messages::OffsetForLeaderEpochResponse;
+    type Request = OffsetForLeaderEpochRequest;
+    type Response = OffsetForLeaderEpochResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -78,5 +78,9 @@ impl Api for OffsetForLeaderEpoch {
         req: Self::Request,
     ) -> impl Future<Output = Self::Response> + Send {
         handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -9,6 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::delayed::Waiter;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 use crate::security::acl::{Operation, ResourceType};
@@ -422,14 +422,14 @@ fn stale_epoch_or_txn_state(
     )
 }
 
-/// Produce: its key, the versions strom advertises, and its handler.
+/// The Produce API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct Produce;
 
 impl Api for Produce {
     const KEY: ApiKey = ApiKey::Produce;
     const VERSIONS: (i16, i16) = (0, 12);
-    type Request = strom_protocol::messages::ProduceRequest;
-    type Response = strom_protocol::messages::ProduceResponse;
+    type Request = ProduceRequest;
+    type Response = ProduceResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -444,5 +444,9 @@ impl Api for Produce {
             .iter()
             .flat_map(|t| &t.partition_responses)
             .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 use super::since;
@@ -30,14 +30,14 @@ pub async fn handle(
     }
 }
 
-/// SaslAuthenticate: its key, the versions strom advertises, and its handler.
+/// The SaslAuthenticate API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct SaslAuthenticate;
 
 impl Api for SaslAuthenticate {
     const KEY: ApiKey = ApiKey::SaslAuthenticate;
     const VERSIONS: (i16, i16) = (0, 2);
-    type Request = strom_protocol::messages::SaslAuthenticateRequest;
-    type Response = strom_protocol::messages::SaslAuthenticateResponse;
+    type Request = SaslAuthenticateRequest;
+    type Response = SaslAuthenticateResponse;
 
     fn handle(
         broker: &Arc<Broker>,

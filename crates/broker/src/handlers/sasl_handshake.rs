@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -28,14 +28,14 @@ pub async fn handle(
         )
 }
 
-/// SaslHandshake: its key, the versions strom advertises, and its handler.
+/// The SaslHandshake API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct SaslHandshake;
 
 impl Api for SaslHandshake {
     const KEY: ApiKey = ApiKey::SaslHandshake;
     const VERSIONS: (i16, i16) = (1, 1);
-    type Request = strom_protocol::messages::SaslHandshakeRequest;
-    type Response = strom_protocol::messages::SaslHandshakeResponse;
+    type Request = SaslHandshakeRequest;
+    type Response = SaslHandshakeResponse;
 
     fn handle(
         broker: &Arc<Broker>,

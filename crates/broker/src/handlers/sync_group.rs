@@ -1,15 +1,15 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::{self, state::SyncResult};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -48,14 +48,14 @@ pub async fn handle(
     }
 }
 
-/// SyncGroup: its key, the versions strom advertises, and its handler.
+/// The SyncGroup API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct SyncGroup;
 
 impl Api for SyncGroup {
     const KEY: ApiKey = ApiKey::SyncGroup;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::SyncGroupRequest;
-    type Response = strom_protocol::messages::SyncGroupResponse;
+    type Request = SyncGroupRequest;
+    type Response = SyncGroupResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -88,5 +88,9 @@ impl Api for SyncGroup {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,8 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::txn_offset_commit_response::{
@@ -12,7 +9,10 @@ use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Commits a group's offsets inside a transaction: written now, applied when the
 /// transaction commits, dropped if it aborts.
@@ -117,14 +117,14 @@ pub async fn handle(
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
-/// TxnOffsetCommit: its key, the versions strom advertises, and its handler.
+/// The TxnOffsetCommit API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct TxnOffsetCommit;
 
 impl Api for TxnOffsetCommit {
     const KEY: ApiKey = ApiKey::TxnOffsetCommit;
     const VERSIONS: (i16, i16) = (0, 5);
-    type Request = strom_protocol::messages::TxnOffsetCommitRequest;
-    type Response = strom_protocol::messages::TxnOffsetCommitResponse;
+    type Request = TxnOffsetCommitRequest;
+    type Response = TxnOffsetCommitResponse;
 
     fn handle(
         broker: &Arc<Broker>,
@@ -185,5 +185,9 @@ impl Api for TxnOffsetCommit {
         (!broker.groups.owns(broker, &req.group_id))
             .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
             .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,7 +1,5 @@
 use std::sync::Arc;
 
-use crate::handlers::Api;
-use crate::security::acl::Operation;
 use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::write_txn_markers_response::{
@@ -10,7 +8,9 @@ use strom_protocol::messages::write_txn_markers_response::{
 use strom_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
 /// Writes transaction markers to partitions this broker leads (sent by a transaction
 /// coordinator).
@@ -69,14 +69,14 @@ pub async fn handle(
     WriteTxnMarkersResponse::default().with_markers(markers)
 }
 
-/// WriteTxnMarkers: its key, the versions strom advertises, and its handler.
+/// The WriteTxnMarkers API: its versions, handler and the rest of its story (see [`Api`]).
 pub struct WriteTxnMarkers;
 
 impl Api for WriteTxnMarkers {
     const KEY: ApiKey = ApiKey::WriteTxnMarkers;
     const VERSIONS: (i16, i16) = (1, 1);
-    type Request = strom_protocol::messages::WriteTxnMarkersRequest;
-    type Response = strom_protocol::messages::WriteTxnMarkersResponse;
+    type Request = WriteTxnMarkersRequest;
+    type Response = WriteTxnMarkersResponse;
 
     fn handle(
         broker: &Arc<Broker>,
