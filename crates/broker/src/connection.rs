@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{api_versions, fetch, produce};
+use crate::handlers::{Quota, api_versions, fetch, produce};
 use crate::metrics::{RemoteTime, RequestTiming};
 use crate::registry::{self, RequestContext};
 use crate::security::Session;
@@ -445,13 +445,8 @@ fn apply_quotas(
     let client_id = ctx.client_id();
     let principal = ctx.session.principal();
     let now = crate::now_ms();
-    let exempt = handling.is_none()
-        || matches!(
-            response,
-            ResponseKind::WriteTxnMarkers(_)
-                | ResponseKind::SaslHandshake(_)
-                | ResponseKind::SaslAuthenticate(_)
-        );
+    let quota = registry::quota(response);
+    let exempt = handling.is_none() || quota == Quota::Exempt;
     let request_throttle = if exempt
         || broker
             .quotas
@@ -471,8 +466,8 @@ fn apply_quotas(
     if !request_throttle.is_zero() {
         broker.metrics.throttled("request", request_throttle);
     }
-    let byte_throttle = match response {
-        ResponseKind::Produce(_) => {
+    let byte_throttle = match (quota, &mut *response) {
+        (Quota::ProducedBytes, _) => {
             let t = broker.quotas.record(
                 &image,
                 PRODUCER_BYTE_RATE,
@@ -486,7 +481,7 @@ fn apply_quotas(
             }
             t
         }
-        ResponseKind::Fetch(r) => {
+        (Quota::FetchedBytes, ResponseKind::Fetch(r)) => {
             let inline: usize = r
                 .responses
                 .iter()
@@ -511,9 +506,7 @@ fn apply_quotas(
             }
             decision.throttle
         }
-        ResponseKind::CreateTopics(_)
-        | ResponseKind::CreatePartitions(_)
-        | ResponseKind::DeleteTopics(_) => {
+        (Quota::ControllerMutation, _) => {
             let t = broker
                 .quotas
                 .mutation_throttle(&image, &principal, client_id, now);

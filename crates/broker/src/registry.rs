@@ -111,6 +111,14 @@ macro_rules! registry {
             }
         }
 
+        /// The client quotas a response's request counts against (see [`Api::QUOTA`]).
+        pub fn quota(response: &ResponseKind) -> handlers::Quota {
+            match response {
+                $( ResponseKind::$api(_) => <handlers::$module::$api as Api>::QUOTA, )*
+                _ => handlers::Quota::RequestTime,
+            }
+        }
+
         /// Runs the handler of a decoded request.
         pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
             match body {

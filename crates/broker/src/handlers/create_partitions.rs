@@ -7,7 +7,7 @@ use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::message;
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
@@ -71,6 +71,7 @@ pub struct CreatePartitions;
 impl Api for CreatePartitions {
     const KEY: ApiKey = ApiKey::CreatePartitions;
     const VERSIONS: (i16, i16) = (0, 3);
+    const QUOTA: Quota = Quota::ControllerMutation;
     type Request = CreatePartitionsRequest;
     type Response = CreatePartitionsResponse;
 

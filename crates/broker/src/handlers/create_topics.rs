@@ -11,7 +11,7 @@ use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::describe_configs::topic_config_entries;
 use super::message;
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::security::audit;
 use crate::topics::{self, ApiError};
@@ -134,6 +134,7 @@ pub struct CreateTopics;
 impl Api for CreateTopics {
     const KEY: ApiKey = ApiKey::CreateTopics;
     const VERSIONS: (i16, i16) = (2, 7);
+    const QUOTA: Quota = Quota::ControllerMutation;
     type Request = CreateTopicsRequest;
     type Response = CreateTopicsResponse;
 

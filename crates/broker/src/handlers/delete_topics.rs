@@ -7,7 +7,7 @@ use strom_protocol::str_bytes;
 
 use super::{message, since};
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::topics;
 
@@ -91,6 +91,7 @@ pub struct DeleteTopics;
 impl Api for DeleteTopics {
     const KEY: ApiKey = ApiKey::DeleteTopics;
     const VERSIONS: (i16, i16) = (1, 6);
+    const QUOTA: Quota = Quota::ControllerMutation;
     type Request = DeleteTopicsRequest;
     type Response = DeleteTopicsResponse;
 

@@ -24,7 +24,7 @@ use strom_storage::{LogSlice, StorageError};
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::delayed::Waiter;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 
@@ -380,6 +380,7 @@ pub struct Fetch;
 impl Api for Fetch {
     const KEY: ApiKey = ApiKey::Fetch;
     const VERSIONS: (i16, i16) = (4, 16);
+    const QUOTA: Quota = Quota::FetchedBytes;
     type Request = FetchRequest;
     type Response = FetchResponse;
 

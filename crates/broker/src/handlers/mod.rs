@@ -61,12 +61,30 @@ use strom_storage::StorageError;
 use crate::broker::Broker;
 use crate::registry::RequestContext;
 
+/// The client quotas an API's requests count against. All but `Exempt` count the time their
+/// handling takes against `request_percentage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Inter-broker and authentication requests: no quota at all.
+    Exempt,
+    /// `request_percentage` only.
+    RequestTime,
+    /// And the request's bytes against `producer_byte_rate`.
+    ProducedBytes,
+    /// And the response's records against `consumer_byte_rate`.
+    FetchedBytes,
+    /// And `controller_mutation_rate`.
+    ControllerMutation,
+}
+
 /// One API of the protocol, as strom serves it.
 pub trait Api {
     /// The API key.
     const KEY: ApiKey;
     /// The versions strom advertises, lowest and highest.
     const VERSIONS: (i16, i16);
+    /// The client quotas its requests count against.
+    const QUOTA: Quota = Quota::RequestTime;
     type Request: Send + 'static;
     type Response;
 

@@ -8,7 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::delayed::Waiter;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 use crate::security::acl::{Operation, ResourceType};
@@ -428,6 +428,7 @@ pub struct Produce;
 impl Api for Produce {
     const KEY: ApiKey = ApiKey::Produce;
     const VERSIONS: (i16, i16) = (0, 12);
+    const QUOTA: Quota = Quota::ProducedBytes;
     type Request = ProduceRequest;
     type Response = ProduceResponse;
 

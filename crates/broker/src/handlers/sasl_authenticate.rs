@@ -5,7 +5,7 @@ use strom_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 
 use super::since;
@@ -36,6 +36,7 @@ pub struct SaslAuthenticate;
 impl Api for SaslAuthenticate {
     const KEY: ApiKey = ApiKey::SaslAuthenticate;
     const VERSIONS: (i16, i16) = (0, 2);
+    const QUOTA: Quota = Quota::Exempt;
     type Request = SaslAuthenticateRequest;
     type Response = SaslAuthenticateResponse;
 

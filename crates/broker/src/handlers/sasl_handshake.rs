@@ -5,7 +5,7 @@ use strom_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -34,6 +34,7 @@ pub struct SaslHandshake;
 impl Api for SaslHandshake {
     const KEY: ApiKey = ApiKey::SaslHandshake;
     const VERSIONS: (i16, i16) = (1, 1);
+    const QUOTA: Quota = Quota::Exempt;
     type Request = SaslHandshakeRequest;
     type Response = SaslHandshakeResponse;
 

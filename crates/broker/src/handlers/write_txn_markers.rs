@@ -8,7 +8,7 @@ use strom_protocol::messages::write_txn_markers_response::{
 use strom_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use crate::broker::Broker;
-use crate::handlers::Api;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -75,6 +75,7 @@ pub struct WriteTxnMarkers;
 impl Api for WriteTxnMarkers {
     const KEY: ApiKey = ApiKey::WriteTxnMarkers;
     const VERSIONS: (i16, i16) = (1, 1);
+    const QUOTA: Quota = Quota::Exempt;
     type Request = WriteTxnMarkersRequest;
     type Response = WriteTxnMarkersResponse;
 
