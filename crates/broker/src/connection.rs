@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{api_versions, fetch, produce};
+use crate::handlers::{Quota, api_versions, fetch, produce};
 use crate::metrics::{RemoteTime, RequestTiming};
 use crate::registry::{self, RequestContext};
 use crate::security::Session;
@@ -272,131 +272,118 @@ async fn handle_frame(
         })
     };
     let admin = if broker.audit_admin {
-        crate::security::audit::admin_request(&body)
+        registry::admin_request(&body)
     } else {
         None
     };
-    let denied = crate::security::gate::gate(broker, &ctx, &body)
-        .or_else(|| crate::group::ownership::not_coordinator(broker, version, &body));
-    if let Some(mut denied) = denied {
-        broker.metrics.response_errors(prefix.api_key, &denied);
-        if let Some(admin) = admin {
-            crate::security::audit::log_admin(&ctx, admin, &denied);
-        }
-        *throttle = apply_quotas(
-            broker,
-            &ctx,
-            frame_len,
-            0,
-            Some(handling_time(&ctx, started)),
-            &mut denied,
-        )
-        .throttle;
-        if no_response {
-            return Ok((None, timing(&ctx)));
-        }
-        let out = encode_response(api_key, version, correlation_id, &denied)
-            .map_err(|e| e.to_string())?;
-        return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
-    }
-    let body = match body {
-        RequestKind::Produce(req) => {
-            let appended = produce::handle_appends(broker, &ctx, req).await;
-            let quota_bytes = frame_len;
-            if appended.needs_flush() {
-                // The response waits for an fsync; the next request need not. The fsync runs
-                // now, and the writer sends the response in its turn once it is there.
-                let b = broker.clone();
-                // Quotas are charged now (the fsync is not handling time), so that the
-                // connection waits out a throttle like any other; the response gets the field
-                // once it is there.
-                let handling = (!no_response).then(|| handling_time(&ctx, started));
-                let mut charged = ResponseKind::Produce(Default::default());
-                *throttle =
-                    apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut charged).throttle;
-                let throttle_ms = match &charged {
-                    ResponseKind::Produce(r) => r.throttle_time_ms,
-                    _ => 0,
-                };
-                let finished = tokio::spawn(async move {
-                    let mut response = ResponseKind::Produce(appended.finish().await);
-                    b.metrics.response_errors(prefix.api_key, &response);
-                    set_throttle_time(&mut response, throttle_ms);
-                    encode_response(api_key, version, correlation_id, &response)
-                });
-                return Ok((
-                    (!no_response).then_some(Outgoing::Later(finished)),
-                    timing(&ctx),
-                ));
-            }
-            let mut response = ResponseKind::Produce(appended.finish().await);
-            broker.metrics.response_errors(prefix.api_key, &response);
-            // acks=0: the byte rate counts; request time is not charged (as Kafka does).
-            let handling = (!no_response).then(|| handling_time(&ctx, started));
-            *throttle =
-                apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut response).throttle;
-            if no_response {
-                return Ok((None, timing(&ctx)));
-            }
-            let out = encode_response(api_key, version, correlation_id, &response)
-                .map_err(|e| e.to_string())?;
-            return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
-        }
-        RequestKind::Fetch(mut req) => {
-            if let Some(limit) = fetch_max_bytes_for_quota(broker, &ctx)
-                && (req.max_bytes <= 0 || req.max_bytes > limit)
-            {
-                req.max_bytes = limit;
-            }
-            let mut parts = fetch::handle_parts(broker, &ctx, req).await;
-            let fetched: usize = parts.records.iter().map(|r| r.len as usize).sum();
-            let mut response = ResponseKind::Fetch(parts.response);
-            broker.metrics.response_errors(prefix.api_key, &response);
-            let quota = apply_quotas(
-                broker,
-                &ctx,
-                frame_len,
-                fetched,
-                Some(handling_time(&ctx, started)),
-                &mut response,
-            );
-            *throttle = quota.throttle;
-            let ResponseKind::Fetch(r) = response else {
-                unreachable!("a fetch response stays one");
-            };
-            parts.response = r;
-            if quota.send_records {
-                parts.count_bytes_out();
-            } else {
-                parts.records.clear();
-            }
-            let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
-            let out = match frame_fetch_response(version, correlation_id, &parts.response, &lens) {
-                Ok(pieces) => Outgoing::Fetch {
-                    pieces,
-                    records: parts.records,
-                },
-                Err(e) => {
-                    // Not expected; the encoder covers what the framer does not.
-                    tracing::debug!(%peer, error = %e, "fetch response not framed; copying");
-                    Outgoing::Frame(
-                        encode_response(
-                            api_key,
-                            version,
-                            correlation_id,
-                            &ResponseKind::Fetch(parts.into_response()),
-                        )
-                        .map_err(|e| e.to_string())?,
-                    )
+    // Authorization of the request as a whole or coordinator routing may answer in the
+    // handler's place; a refusal and an answer go the rest of the way alike. Produce and Fetch
+    // finish on their own paths.
+    let mut response = match registry::refuse(broker, &ctx, &body) {
+        Some(refusal) => refusal,
+        None => match body {
+            RequestKind::Produce(req) => {
+                let appended = produce::handle_appends(broker, &ctx, req).await;
+                let quota_bytes = frame_len;
+                if appended.needs_flush() {
+                    // The response waits for an fsync; the next request need not. The fsync runs
+                    // now, and the writer sends the response in its turn once it is there.
+                    let b = broker.clone();
+                    // Quotas are charged now (the fsync is not handling time), so that the
+                    // connection waits out a throttle like any other; the response gets the field
+                    // once it is there.
+                    let handling = (!no_response).then(|| handling_time(&ctx, started));
+                    let mut charged = ResponseKind::Produce(Default::default());
+                    *throttle =
+                        apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut charged).throttle;
+                    let throttle_ms = match &charged {
+                        ResponseKind::Produce(r) => r.throttle_time_ms,
+                        _ => 0,
+                    };
+                    let finished = tokio::spawn(async move {
+                        let mut response = ResponseKind::Produce(appended.finish().await);
+                        b.metrics.response_errors(prefix.api_key, &response);
+                        registry::set_throttle_time(&mut response, throttle_ms);
+                        encode_response(api_key, version, correlation_id, &response)
+                    });
+                    return Ok((
+                        (!no_response).then_some(Outgoing::Later(finished)),
+                        timing(&ctx),
+                    ));
                 }
-            };
-            return Ok((Some(out), timing(&ctx)));
-        }
-        other => other,
+                let mut response = ResponseKind::Produce(appended.finish().await);
+                broker.metrics.response_errors(prefix.api_key, &response);
+                // acks=0: the byte rate counts; request time is not charged (as Kafka does).
+                let handling = (!no_response).then(|| handling_time(&ctx, started));
+                *throttle =
+                    apply_quotas(broker, &ctx, quota_bytes, 0, handling, &mut response).throttle;
+                if no_response {
+                    return Ok((None, timing(&ctx)));
+                }
+                let out = encode_response(api_key, version, correlation_id, &response)
+                    .map_err(|e| e.to_string())?;
+                return Ok((Some(Outgoing::Frame(out)), timing(&ctx)));
+            }
+            RequestKind::Fetch(mut req) => {
+                if let Some(limit) = fetch_max_bytes_for_quota(broker, &ctx)
+                    && (req.max_bytes <= 0 || req.max_bytes > limit)
+                {
+                    req.max_bytes = limit;
+                }
+                let mut parts = fetch::handle_parts(broker, &ctx, req).await;
+                let fetched: usize = parts.records.iter().map(|r| r.len as usize).sum();
+                let mut response = ResponseKind::Fetch(parts.response);
+                broker.metrics.response_errors(prefix.api_key, &response);
+                let quota = apply_quotas(
+                    broker,
+                    &ctx,
+                    frame_len,
+                    fetched,
+                    Some(handling_time(&ctx, started)),
+                    &mut response,
+                );
+                *throttle = quota.throttle;
+                let ResponseKind::Fetch(r) = response else {
+                    unreachable!("a fetch response stays one");
+                };
+                parts.response = r;
+                if quota.send_records {
+                    parts.count_bytes_out();
+                } else {
+                    parts.records.clear();
+                }
+                let lens: Vec<u32> = parts.records.iter().map(|r| r.len).collect();
+                let out = match frame_fetch_response(
+                    version,
+                    correlation_id,
+                    &parts.response,
+                    &lens,
+                ) {
+                    Ok(pieces) => Outgoing::Fetch {
+                        pieces,
+                        records: parts.records,
+                    },
+                    Err(e) => {
+                        // Not expected; the encoder covers what the framer does not.
+                        tracing::debug!(%peer, error = %e, "fetch response not framed; copying");
+                        Outgoing::Frame(
+                            encode_response(
+                                api_key,
+                                version,
+                                correlation_id,
+                                &ResponseKind::Fetch(parts.into_response()),
+                            )
+                            .map_err(|e| e.to_string())?,
+                        )
+                    }
+                };
+                return Ok((Some(out), timing(&ctx)));
+            }
+            other => registry::dispatch(broker, &ctx, other)
+                .await
+                .ok_or_else(|| format!("no handler for {api_key:?}"))?,
+        },
     };
-    let mut response = registry::dispatch(broker, &ctx, body)
-        .await
-        .ok_or_else(|| format!("no handler for {api_key:?}"))?;
     broker.metrics.response_errors(prefix.api_key, &response);
     if let Some(admin) = admin {
         crate::security::audit::log_admin(&ctx, admin, &response);
@@ -446,13 +433,8 @@ fn apply_quotas(
     let client_id = ctx.client_id();
     let principal = ctx.session.principal();
     let now = crate::now_ms();
-    let exempt = handling.is_none()
-        || matches!(
-            response,
-            ResponseKind::WriteTxnMarkers(_)
-                | ResponseKind::SaslHandshake(_)
-                | ResponseKind::SaslAuthenticate(_)
-        );
+    let quota = registry::quota(response);
+    let exempt = handling.is_none() || quota == Quota::Exempt;
     let request_throttle = if exempt
         || broker
             .quotas
@@ -472,8 +454,8 @@ fn apply_quotas(
     if !request_throttle.is_zero() {
         broker.metrics.throttled("request", request_throttle);
     }
-    let byte_throttle = match response {
-        ResponseKind::Produce(_) => {
+    let byte_throttle = match (quota, &mut *response) {
+        (Quota::ProducedBytes, _) => {
             let t = broker.quotas.record(
                 &image,
                 PRODUCER_BYTE_RATE,
@@ -487,7 +469,7 @@ fn apply_quotas(
             }
             t
         }
-        ResponseKind::Fetch(r) => {
+        (Quota::FetchedBytes, ResponseKind::Fetch(r)) => {
             let inline: usize = r
                 .responses
                 .iter()
@@ -512,9 +494,7 @@ fn apply_quotas(
             }
             decision.throttle
         }
-        ResponseKind::CreateTopics(_)
-        | ResponseKind::CreatePartitions(_)
-        | ResponseKind::DeleteTopics(_) => {
+        (Quota::ControllerMutation, _) => {
             let t = broker
                 .quotas
                 .mutation_throttle(&image, &principal, client_id, now);
@@ -527,7 +507,7 @@ fn apply_quotas(
     };
     outcome.throttle = request_throttle.max(byte_throttle);
     let ms = outcome.throttle.as_millis().min(i32::MAX as u128) as i32;
-    set_throttle_time(response, ms);
+    registry::set_throttle_time(response, ms);
     outcome
 }
 
@@ -543,64 +523,6 @@ struct QuotaOutcome {
     throttle: std::time::Duration,
     /// False for a throttled Fetch: its records stay unsent.
     send_records: bool,
-}
-
-/// Sets `throttle_time_ms` in a response that has the field (encoding leaves it out of the
-/// versions without it).
-fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
-    macro_rules! set {
-        ($($v:ident),* $(,)?) => {
-            match response {
-                $( ResponseKind::$v(r) => r.throttle_time_ms = ms, )*
-                _ => {}
-            }
-        };
-    }
-    set!(
-        Produce,
-        Fetch,
-        ListOffsets,
-        Metadata,
-        ApiVersions,
-        CreateTopics,
-        DeleteTopics,
-        DeleteRecords,
-        DescribeConfigs,
-        AlterConfigs,
-        DescribeLogDirs,
-        CreatePartitions,
-        IncrementalAlterConfigs,
-        DescribeCluster,
-        FindCoordinator,
-        JoinGroup,
-        SyncGroup,
-        Heartbeat,
-        LeaveGroup,
-        OffsetCommit,
-        OffsetFetch,
-        DescribeGroups,
-        ListGroups,
-        DeleteGroups,
-        OffsetDelete,
-        OffsetForLeaderEpoch,
-        InitProducerId,
-        AddPartitionsToTxn,
-        AddOffsetsToTxn,
-        EndTxn,
-        TxnOffsetCommit,
-        DescribeProducers,
-        DescribeTransactions,
-        ListTransactions,
-        ConsumerGroupHeartbeat,
-        ConsumerGroupDescribe,
-        DescribeAcls,
-        CreateAcls,
-        DeleteAcls,
-        DescribeClientQuotas,
-        AlterClientQuotas,
-        DescribeUserScramCredentials,
-        AlterUserScramCredentials,
-    );
 }
 
 /// The largest Fetch response a client with a `consumer_byte_rate` quota is asked to take:

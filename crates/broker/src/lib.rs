@@ -16,7 +16,6 @@ mod handlers;
 mod log_cleaner;
 pub mod metrics;
 pub mod quota;
-mod refusal;
 pub mod registry;
 mod replica_fetcher;
 pub mod replica_manager;

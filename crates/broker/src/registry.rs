@@ -1,5 +1,6 @@
-//! The API registry: the one list of implemented APIs and their versions. It dispatches
-//! requests and it is what ApiVersions answers with, so the two can never disagree.
+//! The API registry: the one list of implemented APIs, one line per API naming its
+//! [`Api`] type (whose file declares its key, versions and handler). It dispatches requests
+//! and it is what ApiVersions answers with, so the two can never disagree.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use strom_protocol::messages::RequestHeader;
 use strom_protocol::{ApiKey, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, Api};
 
 /// An implemented API and the versions strom advertises for it.
 #[derive(Debug, Clone, Copy)]
@@ -56,73 +57,140 @@ impl RequestContext {
 }
 
 macro_rules! registry {
-    ($( $variant:ident $min:literal ..= $max:literal => $handler:path; )*) => {
+    ($( $module:ident :: $api:ident; )*) => {
         /// Every implemented API with its advertised version range.
         pub const APIS: &[ApiSpec] = &[
-            $( ApiSpec { key: ApiKey::$variant, min: $min, max: $max }, )*
+            $( ApiSpec {
+                key: <handlers::$module::$api as Api>::KEY,
+                min: <handlers::$module::$api as Api>::VERSIONS.0,
+                max: <handlers::$module::$api as Api>::VERSIONS.1,
+            }, )*
         ];
+
+        /// The answer to a request refused before its handler (authorization of the request as
+        /// a whole, then coordinator routing), or None to run the handler.
+        pub fn refuse(broker: &Broker, ctx: &RequestContext, body: &RequestKind) -> Option<ResponseKind> {
+            match body {
+                $( RequestKind::$api(req) => {
+                    refused::<handlers::$module::$api>(broker, ctx, req).map(ResponseKind::$api)
+                } )*
+                _ => None,
+            }
+        }
+
+        /// Calls `count` with every error code of a response (see [`Api::error_codes`]).
+        pub fn error_codes(response: &ResponseKind, count: &mut dyn FnMut(i16)) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::error_codes(r, count), )*
+                _ => {}
+            }
+        }
+
+        /// The audit lines of an admin request (see [`Api::audit`]); None for any other request.
+        pub fn admin_request(body: &RequestKind) -> Option<crate::security::audit::AdminRequest> {
+            match body {
+                $( RequestKind::$api(r) => <handlers::$module::$api as Api>::audit(r)
+                    .map(crate::security::audit::AdminRequest::new), )*
+                _ => None,
+            }
+        }
+
+        /// The result codes of an admin response (see [`Api::audit_results`]).
+        pub fn audit_results(response: &ResponseKind) -> (Vec<i16>, i16) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::audit_results(r), )*
+                _ => (Vec::new(), 0),
+            }
+        }
+
+        /// Sets the throttle time of a response (see [`Api::set_throttle_time`]).
+        pub fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+            match response {
+                $( ResponseKind::$api(r) => <handlers::$module::$api as Api>::set_throttle_time(r, ms), )*
+                _ => {}
+            }
+        }
+
+        /// The client quotas a response's request counts against (see [`Api::QUOTA`]).
+        pub fn quota(response: &ResponseKind) -> handlers::Quota {
+            match response {
+                $( ResponseKind::$api(_) => <handlers::$module::$api as Api>::QUOTA, )*
+                _ => handlers::Quota::RequestTime,
+            }
+        }
 
         /// Runs the handler of a decoded request.
         pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Option<ResponseKind> {
             match body {
-                $( RequestKind::$variant(req) => Some(ResponseKind::$variant($handler(broker, ctx, req).await)), )*
+                $( RequestKind::$api(req) => Some(ResponseKind::$api(
+                    <handlers::$module::$api as Api>::handle(broker, ctx, req).await,
+                )), )*
                 _ => None,
             }
         }
     };
 }
 
+fn refused<A: Api>(broker: &Broker, ctx: &RequestContext, req: &A::Request) -> Option<A::Response> {
+    if broker.authorizer.enabled
+        && let Some(refusal) = A::authorize(broker, ctx, req)
+    {
+        return Some(refusal);
+    }
+    A::route(broker, ctx, req)
+}
+
 registry! {
-    Produce 0..=12 => handlers::produce::handle;
-    Fetch 4..=16 => handlers::fetch::handle;
-    ListOffsets 1..=9 => handlers::list_offsets::handle;
-    Metadata 0..=12 => handlers::metadata::handle;
-    ApiVersions 0..=4 => handlers::api_versions::handle;
-    CreateTopics 2..=7 => handlers::create_topics::handle;
-    DeleteTopics 1..=6 => handlers::delete_topics::handle;
-    DeleteRecords 0..=2 => handlers::delete_records::handle;
-    DescribeConfigs 1..=4 => handlers::describe_configs::handle;
-    AlterConfigs 0..=2 => handlers::alter_configs::handle;
-    DescribeLogDirs 1..=4 => handlers::describe_log_dirs::handle;
-    CreatePartitions 0..=3 => handlers::create_partitions::handle;
-    IncrementalAlterConfigs 0..=1 => handlers::incremental_alter_configs::handle;
-    DescribeCluster 0..=2 => handlers::describe_cluster::handle;
-    ElectLeaders 0..=2 => handlers::elect_leaders::handle;
-    AlterPartitionReassignments 0..=1 => handlers::alter_partition_reassignments::handle;
-    ListPartitionReassignments 0..=0 => handlers::list_partition_reassignments::handle;
-    DescribeQuorum 0..=2 => handlers::describe_quorum::handle;
-    FindCoordinator 0..=6 => handlers::find_coordinator::handle;
-    JoinGroup 0..=9 => handlers::join_group::handle;
-    SyncGroup 0..=5 => handlers::sync_group::handle;
-    Heartbeat 0..=4 => handlers::heartbeat::handle;
-    LeaveGroup 0..=5 => handlers::leave_group::handle;
-    OffsetCommit 2..=9 => handlers::offset_commit::handle;
-    OffsetFetch 1..=9 => handlers::offset_fetch::handle;
-    DescribeGroups 0..=5 => handlers::describe_groups::handle;
-    ListGroups 0..=5 => handlers::list_groups::handle;
-    DeleteGroups 0..=2 => handlers::delete_groups::handle;
-    OffsetDelete 0..=0 => handlers::offset_delete::handle;
-    OffsetForLeaderEpoch 2..=4 => handlers::offset_for_leader_epoch::handle;
-    InitProducerId 0..=5 => handlers::init_producer_id::handle;
-    AddPartitionsToTxn 0..=5 => handlers::add_partitions_to_txn::handle;
-    AddOffsetsToTxn 0..=4 => handlers::add_offsets_to_txn::handle;
-    EndTxn 0..=5 => handlers::end_txn::handle;
-    WriteTxnMarkers 1..=1 => handlers::write_txn_markers::handle;
-    TxnOffsetCommit 0..=5 => handlers::txn_offset_commit::handle;
-    DescribeProducers 0..=0 => handlers::describe_producers::handle;
-    DescribeTransactions 0..=0 => handlers::describe_transactions::handle;
-    ListTransactions 0..=2 => handlers::list_transactions::handle;
-    ConsumerGroupHeartbeat 0..=1 => handlers::consumer_group_heartbeat::handle;
-    ConsumerGroupDescribe 0..=1 => handlers::consumer_group_describe::handle;
-    DescribeAcls 1..=3 => handlers::describe_acls::handle;
-    CreateAcls 1..=3 => handlers::create_acls::handle;
-    DeleteAcls 1..=3 => handlers::delete_acls::handle;
-    SaslHandshake 1..=1 => handlers::sasl_handshake::handle;
-    SaslAuthenticate 0..=2 => handlers::sasl_authenticate::handle;
-    DescribeClientQuotas 0..=1 => handlers::describe_client_quotas::handle;
-    AlterClientQuotas 0..=1 => handlers::alter_client_quotas::handle;
-    DescribeUserScramCredentials 0..=0 => handlers::describe_user_scram_credentials::handle;
-    AlterUserScramCredentials 0..=0 => handlers::alter_user_scram_credentials::handle;
+    produce::Produce;
+    fetch::Fetch;
+    list_offsets::ListOffsets;
+    metadata::Metadata;
+    api_versions::ApiVersions;
+    create_topics::CreateTopics;
+    delete_topics::DeleteTopics;
+    delete_records::DeleteRecords;
+    describe_configs::DescribeConfigs;
+    alter_configs::AlterConfigs;
+    describe_log_dirs::DescribeLogDirs;
+    create_partitions::CreatePartitions;
+    incremental_alter_configs::IncrementalAlterConfigs;
+    describe_cluster::DescribeCluster;
+    elect_leaders::ElectLeaders;
+    alter_partition_reassignments::AlterPartitionReassignments;
+    list_partition_reassignments::ListPartitionReassignments;
+    describe_quorum::DescribeQuorum;
+    find_coordinator::FindCoordinator;
+    join_group::JoinGroup;
+    sync_group::SyncGroup;
+    heartbeat::Heartbeat;
+    leave_group::LeaveGroup;
+    offset_commit::OffsetCommit;
+    offset_fetch::OffsetFetch;
+    describe_groups::DescribeGroups;
+    list_groups::ListGroups;
+    delete_groups::DeleteGroups;
+    offset_delete::OffsetDelete;
+    offset_for_leader_epoch::OffsetForLeaderEpoch;
+    init_producer_id::InitProducerId;
+    add_partitions_to_txn::AddPartitionsToTxn;
+    add_offsets_to_txn::AddOffsetsToTxn;
+    end_txn::EndTxn;
+    write_txn_markers::WriteTxnMarkers;
+    txn_offset_commit::TxnOffsetCommit;
+    describe_producers::DescribeProducers;
+    describe_transactions::DescribeTransactions;
+    list_transactions::ListTransactions;
+    consumer_group_heartbeat::ConsumerGroupHeartbeat;
+    consumer_group_describe::ConsumerGroupDescribe;
+    describe_acls::DescribeAcls;
+    create_acls::CreateAcls;
+    delete_acls::DeleteAcls;
+    sasl_handshake::SaslHandshake;
+    sasl_authenticate::SaslAuthenticate;
+    describe_client_quotas::DescribeClientQuotas;
+    alter_client_quotas::AlterClientQuotas;
+    describe_user_scram_credentials::DescribeUserScramCredentials;
+    alter_user_scram_credentials::AlterUserScramCredentials;
 }
 
 /// The advertised range of an API, if strom implements it.

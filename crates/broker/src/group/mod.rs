@@ -10,7 +10,6 @@
 pub mod assignor;
 pub mod consumer;
 pub mod consumer_ops;
-pub mod ownership;
 pub mod state;
 pub mod store;
 

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use strom_protocol::messages::add_partitions_to_txn_response::{
@@ -8,7 +9,10 @@ use strom_protocol::messages::add_partitions_to_txn_response::{
 use strom_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Adds partitions to a transaction (v0-v3: one transaction from its producer; v4+: many,
 /// possibly only verifying that they are already in their transactions).
@@ -116,5 +120,109 @@ fn add(
         vec![code; wanted.len()]
     };
     let mut codes = codes.into_iter();
-    crate::refusal::add_partitions_results(topics, |_, _| codes.next().unwrap_or(ec::NONE))
+    results(topics, |_, _| codes.next().unwrap_or(ec::NONE))
+}
+
+/// AddPartitionsToTxn results (v3 and below layout) with `code(topic index, partition)` for
+/// each partition.
+pub fn results(
+    topics: &[strom_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    mut code: impl FnMut(usize, i32) -> i16,
+) -> Vec<strom_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult> {
+    use strom_protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+    topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code(i, *p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+/// The AddPartitionsToTxn API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct AddPartitionsToTxn;
+
+impl Api for AddPartitionsToTxn {
+    const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = AddPartitionsToTxnRequest;
+    type Response = AddPartitionsToTxnResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, version: i16, code: i16) -> Option<Self::Response> {
+        if version >= 4 {
+            return Some(Self::Response::default().with_error_code(code));
+        }
+        Some(
+            Self::Response::default()
+                .with_results_by_topic_v3_and_below(results(&req.v3_and_below_topics, |_, _| code)),
+        )
+    }
+
+    /// v0-v3 (clients' own requests) need WRITE on the transactional id and on every topic;
+    /// v4+ batches come from brokers and are authorized by the handler.
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        if ctx.api_version >= 4 {
+            return None;
+        }
+        let txn_ok = broker.authorize(
+            ctx,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            &req.v3_and_below_transactional_id,
+        );
+        let denied_topics: Vec<bool> = req
+            .v3_and_below_topics
+            .iter()
+            .map(|t| !broker.authorize_topic(ctx, Operation::Write, &t.name))
+            .collect();
+        if txn_ok && !denied_topics.iter().any(|d| *d) {
+            return None;
+        }
+        let results = results(&req.v3_and_below_topics, |i, _| {
+            if !txn_ok {
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            } else if denied_topics[i] {
+                ec::TOPIC_AUTHORIZATION_FAILED
+            } else {
+                ec::OPERATION_NOT_ATTEMPTED
+            }
+        });
+        Some(Self::Response::default().with_results_by_topic_v3_and_below(results))
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        (v < 4 && !broker.txns.owns(broker, &req.v3_and_below_transactional_id))
+            .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
+            .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

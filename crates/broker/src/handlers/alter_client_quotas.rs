@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
 use strom_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::quota::{
     CONSUMER_BYTE_RATE, CONTROLLER_MUTATION_RATE, ENTITY_CLIENT_ID, ENTITY_USER,
     PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE,
@@ -106,4 +108,72 @@ pub async fn handle(
         }
     }
     AlterClientQuotasResponse::default().with_entries(results)
+}
+
+/// The AlterClientQuotas API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct AlterClientQuotas;
+
+impl Api for AlterClientQuotas {
+    const KEY: ApiKey = ApiKey::AlterClientQuotas;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = AlterClientQuotasRequest;
+    type Response = AlterClientQuotasResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for e in &r.entries {
+            let entity = e
+                .entity
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}={}",
+                        d.entity_type.as_str(),
+                        d.entity_name.as_ref().map_or("<default>", |n| n.as_str())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let ops = e
+                .ops
+                .iter()
+                .map(|o| {
+                    if o.remove {
+                        format!("remove {}", o.key.as_str())
+                    } else {
+                        format!("set {}={}", o.key.as_str(), o.value)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            items.push((
+                format!("quota:{entity}"),
+                format!(
+                    "alter [{ops}]{}",
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.entries.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

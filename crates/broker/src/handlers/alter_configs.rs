@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use strom_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::{RESOURCE_TOPIC, message};
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::audit;
 use crate::topics::{self, ApiError};
 
 pub async fn handle(
@@ -96,4 +99,53 @@ pub fn not_dynamic(resource_type: i8) -> ApiError {
             "configs of resource type {resource_type} cannot be changed at run time; set broker properties in the config file"
         ),
     )
+}
+
+/// The AlterConfigs API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct AlterConfigs;
+
+impl Api for AlterConfigs {
+    const KEY: ApiKey = ApiKey::AlterConfigs;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = AlterConfigsRequest;
+    type Response = AlterConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for c in &r.resources {
+            items.push((
+                audit::config_resource(c.resource_type, c.resource_name.as_str()),
+                format!(
+                    "alter (replace) {}{}",
+                    audit::configs(c.configs.iter().map(|c| c.name.to_string()).collect()),
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.responses.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

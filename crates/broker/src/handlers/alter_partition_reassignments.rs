@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -15,6 +16,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::cluster;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -105,4 +107,22 @@ async fn commit(broker: &Broker, record: MetadataRecord) -> Result<(), (i16, Str
             let e = crate::topics::ApiError::from(e);
             (e.code, e.message)
         })
+}
+
+/// The AlterPartitionReassignments API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct AlterPartitionReassignments;
+
+impl Api for AlterPartitionReassignments {
+    const KEY: ApiKey = ApiKey::AlterPartitionReassignments;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = AlterPartitionReassignmentsRequest;
+    type Response = AlterPartitionReassignmentsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use strom_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
@@ -9,8 +10,10 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
+use crate::security::audit;
 use crate::security::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramMechanism};
 
 pub async fn handle(
@@ -151,4 +154,51 @@ pub async fn handle(
         }
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// The AlterUserScramCredentials API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct AlterUserScramCredentials;
+
+impl Api for AlterUserScramCredentials {
+    const KEY: ApiKey = ApiKey::AlterUserScramCredentials;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = AlterUserScramCredentialsRequest;
+    type Response = AlterUserScramCredentialsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for d in &r.deletions {
+            items.push((
+                format!("user:{}", d.name.as_str()),
+                format!("delete {} credential", audit::scram_mechanism(d.mechanism)),
+            ));
+        }
+        for u in &r.upsertions {
+            items.push((
+                format!("user:{}", u.name.as_str()),
+                format!(
+                    "set {} credential iterations={}",
+                    audit::scram_mechanism(u.mechanism),
+                    u.iterations
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

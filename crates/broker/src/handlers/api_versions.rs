@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
@@ -7,6 +8,7 @@ use strom_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::{APIS, RequestContext};
 
 /// The registry's APIs and versions, as ApiVersions lists them.
@@ -57,4 +59,30 @@ pub async fn handle(
     resp.with_supported_features(supported)
         .with_finalized_features_epoch(if tv > 0 { 1 } else { -1 })
         .with_finalized_features(finalized)
+}
+
+/// The ApiVersions API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ApiVersions;
+
+impl Api for ApiVersions {
+    const KEY: ApiKey = ApiKey::ApiVersions;
+    const VERSIONS: (i16, i16) = (0, 4);
+    type Request = ApiVersionsRequest;
+    type Response = ApiVersionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

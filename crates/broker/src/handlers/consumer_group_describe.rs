@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
@@ -17,6 +18,7 @@ use crate::broker::Broker;
 use crate::group::assignor::Partitions;
 use crate::group::consumer::Refused;
 use crate::group::consumer_ops::ImageTopics;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
 use crate::security::acl::{OPERATIONS_NOT_REQUESTED, Operation, ResourceType};
@@ -120,4 +122,26 @@ pub async fn handle(
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
+}
+
+/// The ConsumerGroupDescribe API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ConsumerGroupDescribe;
+
+impl Api for ConsumerGroupDescribe {
+    const KEY: ApiKey = ApiKey::ConsumerGroupDescribe;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = ConsumerGroupDescribeRequest;
+    type Response = ConsumerGroupDescribeResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use strom_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
@@ -16,6 +17,7 @@ use crate::broker::Broker;
 use crate::group::assignor::Partitions;
 use crate::group::consumer::{HeartbeatIn, Refused, STATIC_LEAVE_EPOCH};
 use crate::group::{self, consumer_ops::ImageTopics};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
@@ -162,5 +164,48 @@ pub async fn handle(
                 .with_heartbeat_interval_ms(broker.groups.config().consumer.heartbeat_interval_ms)
                 .with_assignment(assignment)
         }
+    }
+}
+
+/// The ConsumerGroupHeartbeat API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ConsumerGroupHeartbeat;
+
+impl Api for ConsumerGroupHeartbeat {
+    const KEY: ApiKey = ApiKey::ConsumerGroupHeartbeat;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = ConsumerGroupHeartbeatRequest;
+    type Response = ConsumerGroupHeartbeatResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

@@ -1,13 +1,16 @@
 use std::sync::Arc;
 
 use strom_metadata::{AclBinding, MetadataRecord};
+use strom_protocol::ApiKey;
 use strom_protocol::messages::create_acls_response::AclCreationResult;
 use strom_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, validate_binding};
+use crate::security::audit;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -74,4 +77,52 @@ pub async fn handle(
         );
     }
     CreateAclsResponse::default().with_results(results)
+}
+
+/// The CreateAcls API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct CreateAcls;
+
+impl Api for CreateAcls {
+    const KEY: ApiKey = ApiKey::CreateAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = CreateAclsRequest;
+    type Response = CreateAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for a in &r.creations {
+            items.push((
+                format!(
+                    "acl:{}:{}",
+                    audit::resource_type_name(a.resource_type),
+                    a.resource_name.as_str()
+                ),
+                format!(
+                    "create {} {} from host {} for {} ({})",
+                    audit::permission_name(a.permission_type),
+                    a.principal.as_str(),
+                    a.host.as_str(),
+                    audit::operation_name(a.operation),
+                    audit::pattern_name(a.resource_pattern_type)
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::message;
 use crate::broker::Broker;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::topics::{self, ApiError};
 
@@ -61,4 +63,54 @@ pub async fn handle(
         })
         .collect();
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// The CreatePartitions API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct CreatePartitions;
+
+impl Api for CreatePartitions {
+    const KEY: ApiKey = ApiKey::CreatePartitions;
+    const VERSIONS: (i16, i16) = (0, 3);
+    const QUOTA: Quota = Quota::ControllerMutation;
+    type Request = CreatePartitionsRequest;
+    type Response = CreatePartitionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for t in &r.topics {
+            items.push((
+                format!("topic:{}", t.name.as_str()),
+                format!(
+                    "create partitions count={}{}",
+                    t.count,
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|t| t.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -10,7 +11,9 @@ use strom_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::describe_configs::topic_config_entries;
 use super::message;
 use crate::broker::Broker;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
+use crate::security::audit;
 use crate::topics::{self, ApiError};
 
 pub async fn handle(
@@ -123,4 +126,56 @@ pub async fn handle(
         results.push(result);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// The CreateTopics API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct CreateTopics;
+
+impl Api for CreateTopics {
+    const KEY: ApiKey = ApiKey::CreateTopics;
+    const VERSIONS: (i16, i16) = (2, 7);
+    const QUOTA: Quota = Quota::ControllerMutation;
+    type Request = CreateTopicsRequest;
+    type Response = CreateTopicsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for t in &r.topics {
+            items.push((
+                format!("topic:{}", t.name.as_str()),
+                format!(
+                    "create partitions={} replication.factor={} {}{}",
+                    t.num_partitions,
+                    t.replication_factor,
+                    audit::configs(t.configs.iter().map(|c| c.name.to_string()).collect()),
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.topics.iter().map(|t| t.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

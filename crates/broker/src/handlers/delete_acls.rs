@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use strom_metadata::MetadataRecord;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
@@ -8,8 +9,10 @@ use strom_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{AclFilter, Operation};
+use crate::security::audit;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -99,4 +102,55 @@ pub async fn handle(
         );
     }
     DeleteAclsResponse::default().with_filter_results(results)
+}
+
+/// The DeleteAcls API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DeleteAcls;
+
+impl Api for DeleteAcls {
+    const KEY: ApiKey = ApiKey::DeleteAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = DeleteAclsRequest;
+    type Response = DeleteAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for f in &r.filters {
+            let opt = |s: &Option<strom_protocol::StrBytes>| {
+                s.as_ref().map_or("*".to_string(), |s| s.to_string())
+            };
+            items.push((
+                format!(
+                    "acl:{}:{}",
+                    audit::resource_type_name(f.resource_type_filter),
+                    opt(&f.resource_name_filter)
+                ),
+                format!(
+                    "delete matching {} {} from host {} for {} ({})",
+                    audit::permission_name(f.permission_type),
+                    opt(&f.principal_filter),
+                    opt(&f.host_filter),
+                    audit::operation_name(f.operation),
+                    audit::pattern_name(f.pattern_type_filter)
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.filter_results.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

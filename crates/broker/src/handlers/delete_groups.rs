@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_groups_response::DeletableGroupResult;
 use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -53,4 +55,42 @@ pub async fn handle(
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// The DeleteGroups API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DeleteGroups;
+
+impl Api for DeleteGroups {
+    const KEY: ApiKey = ApiKey::DeleteGroups;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = DeleteGroupsRequest;
+    type Response = DeleteGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|g| count(g.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for g in &r.groups_names {
+            items.push((format!("group:{}", g.as_str()), "delete".into()));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.results.iter().map(|g| g.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -8,6 +9,7 @@ use strom_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// DeleteRecords offset meaning "up to the high watermark".
@@ -66,4 +68,56 @@ pub async fn handle(
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// The DeleteRecords API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DeleteRecords;
+
+impl Api for DeleteRecords {
+    const KEY: ApiKey = ApiKey::DeleteRecords;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = DeleteRecordsRequest;
+    type Response = DeleteRecordsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for t in &r.topics {
+            for p in &t.partitions {
+                items.push((
+                    format!("topic:{}-{}", t.name.as_str(), p.partition_index),
+                    format!("delete records before offset {}", p.offset),
+                ));
+            }
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect(),
+            0,
+        )
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

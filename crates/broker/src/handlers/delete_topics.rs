@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::delete_topics_response::DeletableTopicResult;
 use strom_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use strom_protocol::str_bytes;
 
 use super::{message, since};
 use crate::broker::Broker;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::topics;
 
@@ -81,4 +83,50 @@ pub async fn handle(
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// The DeleteTopics API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DeleteTopics;
+
+impl Api for DeleteTopics {
+    const KEY: ApiKey = ApiKey::DeleteTopics;
+    const VERSIONS: (i16, i16) = (1, 6);
+    const QUOTA: Quota = Quota::ControllerMutation;
+    type Request = DeleteTopicsRequest;
+    type Response = DeleteTopicsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|t| count(t.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for n in &r.topic_names {
+            items.push((format!("topic:{}", n.as_str()), "delete".into()));
+        }
+        for t in &r.topics {
+            let name = match &t.name {
+                Some(n) => n.to_string(),
+                None => format!("id={}", t.topic_id),
+            };
+            items.push((format!("topic:{name}"), "delete".into()));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.responses.iter().map(|t| t.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

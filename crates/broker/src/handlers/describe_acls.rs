@@ -1,11 +1,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use strom_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{AclFilter, Operation};
 
@@ -59,4 +61,26 @@ pub async fn handle(
             })
             .collect(),
     )
+}
+
+/// The DescribeAcls API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeAcls;
+
+impl Api for DescribeAcls {
+    const KEY: ApiKey = ApiKey::DescribeAcls;
+    const VERSIONS: (i16, i16) = (1, 3);
+    type Request = DescribeAclsRequest;
+    type Response = DescribeAclsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

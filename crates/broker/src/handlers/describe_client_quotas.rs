@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use strom_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -67,4 +69,26 @@ pub async fn handle(
         })
         .collect();
     DescribeClientQuotasResponse::default().with_entries(Some(entries))
+}
+
+/// The DescribeClientQuotas API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeClientQuotas;
+
+impl Api for DescribeClientQuotas {
+    const KEY: ApiKey = ApiKey::DescribeClientQuotas;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = DescribeClientQuotasRequest;
+    type Response = DescribeClientQuotasResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,12 +1,16 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use strom_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 use crate::security::acl::{CLUSTER_NAME, OPERATIONS_NOT_REQUESTED, ResourceType};
 
 pub async fn handle(
@@ -49,4 +53,48 @@ pub async fn handle(
         } else {
             OPERATIONS_NOT_REQUESTED
         })
+}
+
+/// The DescribeCluster API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeCluster;
+
+impl Api for DescribeCluster {
+    const KEY: ApiKey = ApiKey::DescribeCluster;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = DescribeClusterRequest;
+    type Response = DescribeClusterResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(
+            Self::Response::default()
+                .with_error_code(code)
+                .with_cluster_authorized_operations(i32::MIN),
+        )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (!broker.authorize_cluster(ctx, Operation::Describe))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -10,6 +11,7 @@ use strom_protocol::{StrBytes, error_code as ec, str_bytes};
 use super::{RESOURCE_BROKER, RESOURCE_TOPIC, message};
 use crate::broker::Broker;
 use crate::config::{self, ConfigDef, ConfigType};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// Config sources as DescribeConfigs reports them.
@@ -175,4 +177,30 @@ pub async fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The DescribeConfigs API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeConfigs;
+
+impl Api for DescribeConfigs {
+    const KEY: ApiKey = ApiKey::DescribeConfigs;
+    const VERSIONS: (i16, i16) = (1, 4);
+    type Request = DescribeConfigsRequest;
+    type Response = DescribeConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

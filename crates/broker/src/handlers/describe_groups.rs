@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use strom_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -72,4 +74,30 @@ pub async fn handle(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// The DescribeGroups API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeGroups;
+
+impl Api for DescribeGroups {
+    const KEY: ApiKey = ApiKey::DescribeGroups;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = DescribeGroupsRequest;
+    type Response = DescribeGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.groups.iter().for_each(|g| count(g.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -8,7 +10,9 @@ use strom_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -60,4 +64,47 @@ pub async fn handle(
             .with_total_bytes(-1)
             .with_usable_bytes(-1),
     ])
+}
+
+/// The DescribeLogDirs API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeLogDirs;
+
+impl Api for DescribeLogDirs {
+    const KEY: ApiKey = ApiKey::DescribeLogDirs;
+    const VERSIONS: (i16, i16) = (1, 4);
+    type Request = DescribeLogDirsRequest;
+    type Response = DescribeLogDirsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
+
+    /// v3+ answer CLUSTER_AUTHORIZATION_FAILED as a whole; older versions answer with no
+    /// directories (see the handler).
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (ctx.api_version >= 3 && !broker.authorize_cluster(ctx, Operation::Describe))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.results.iter().for_each(|x| count(x.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -7,6 +8,7 @@ use strom_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -65,4 +67,26 @@ pub async fn handle(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// The DescribeProducers API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeProducers;
+
+impl Api for DescribeProducers {
+    const KEY: ApiKey = ApiKey::DescribeProducers;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = DescribeProducersRequest;
+    type Response = DescribeProducersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

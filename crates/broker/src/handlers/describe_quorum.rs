@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use strom_metadata::quorum::QuorumStatus;
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -20,6 +21,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::handlers::since;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
@@ -193,6 +195,24 @@ fn voter_nodes(broker: &Broker, ctx: &RequestContext) -> Vec<Node> {
                 ])
         })
         .collect()
+}
+
+/// The DescribeQuorum API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeQuorum;
+
+impl Api for DescribeQuorum {
+    const KEY: ApiKey = ApiKey::DescribeQuorum;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = DescribeQuorumRequest;
+    type Response = DescribeQuorumResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }
 
 #[cfg(test)]

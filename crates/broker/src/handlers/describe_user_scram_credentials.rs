@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
 };
@@ -10,6 +11,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -75,4 +77,26 @@ pub async fn handle(
         }
     };
     DescribeUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// The DescribeUserScramCredentials API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct DescribeUserScramCredentials;
+
+impl Api for DescribeUserScramCredentials {
+    const KEY: ApiKey = ApiKey::DescribeUserScramCredentials;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = DescribeUserScramCredentialsRequest;
+    type Response = DescribeUserScramCredentialsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

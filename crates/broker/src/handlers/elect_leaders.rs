@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use strom_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::cluster;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -87,4 +89,22 @@ pub async fn handle(
         }
     }
     ElectLeadersResponse::default().with_replica_election_results(results)
+}
+
+/// The ElectLeaders API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ElectLeaders;
+
+impl Api for ElectLeaders {
+    const KEY: ApiKey = ApiKey::ElectLeaders;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = ElectLeadersRequest;
+    type Response = ElectLeadersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

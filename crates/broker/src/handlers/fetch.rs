@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
@@ -23,6 +24,7 @@ use strom_storage::{LogSlice, StorageError};
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::delayed::Waiter;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 
@@ -370,4 +372,37 @@ fn read_all(
         }
     }
     (out, total, any_error)
+}
+
+/// The Fetch API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct Fetch;
+
+impl Api for Fetch {
+    const KEY: ApiKey = ApiKey::Fetch;
+    const VERSIONS: (i16, i16) = (4, 16);
+    const QUOTA: Quota = Quota::FetchedBytes;
+    type Request = FetchRequest;
+    type Response = FetchResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.error_code != 0 || r.responses.is_empty() {
+            count(r.error_code);
+        }
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

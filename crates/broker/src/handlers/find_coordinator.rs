@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::find_coordinator_response::Coordinator;
 use strom_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use strom_protocol::{StrBytes, error_code as ec, str_bytes};
@@ -7,6 +8,7 @@ use strom_protocol::{StrBytes, error_code as ec, str_bytes};
 use super::message;
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// Coordinator key types.
@@ -125,5 +127,34 @@ pub async fn handle(
         resp.with_error_message(text(code))
     } else {
         resp
+    }
+}
+
+/// The FindCoordinator API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct FindCoordinator;
+
+impl Api for FindCoordinator {
+    const KEY: ApiKey = ApiKey::FindCoordinator;
+    const VERSIONS: (i16, i16) = (0, 6);
+    type Request = FindCoordinatorRequest;
+    type Response = FindCoordinatorResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.coordinators.is_empty() {
+            count(r.error_code);
+        }
+        r.coordinators.iter().for_each(|c| count(c.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

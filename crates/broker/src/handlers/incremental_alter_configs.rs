@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use strom_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
@@ -9,7 +10,9 @@ use strom_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use super::alter_configs::not_dynamic;
 use super::{RESOURCE_TOPIC, message};
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::audit;
 use crate::topics::{self, ApiError};
 
 const SET: i8 = 0;
@@ -96,4 +99,67 @@ pub async fn handle(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The IncrementalAlterConfigs API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct IncrementalAlterConfigs;
+
+impl Api for IncrementalAlterConfigs {
+    const KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
+    const VERSIONS: (i16, i16) = (0, 1);
+    type Request = IncrementalAlterConfigsRequest;
+    type Response = IncrementalAlterConfigsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|x| count(x.error_code))
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for c in &r.resources {
+            let ops = c
+                .configs
+                .iter()
+                .map(|c| {
+                    let op = match c.config_operation {
+                        0 => "SET",
+                        1 => "DELETE",
+                        2 => "APPEND",
+                        3 => "SUBTRACT",
+                        _ => "?",
+                    };
+                    format!("{op} {}", c.name.as_str())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            items.push((
+                audit::config_resource(c.resource_type, c.resource_name.as_str()),
+                format!(
+                    "alter [{ops}]{}",
+                    if r.validate_only {
+                        " validate_only"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (r.responses.iter().map(|c| c.error_code).collect(), 0)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_groups_response::ListedGroup;
 use strom_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 pub async fn handle(
@@ -62,4 +64,30 @@ pub async fn handle(
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// The ListGroups API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ListGroups;
+
+impl Api for ListGroups {
+    const KEY: ApiKey = ApiKey::ListGroups;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = ListGroupsRequest;
+    type Response = ListGroupsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

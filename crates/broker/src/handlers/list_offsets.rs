@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -8,6 +9,7 @@ use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 
 /// Special timestamps of ListOffsets.
@@ -89,4 +91,33 @@ pub async fn handle(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The ListOffsets API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ListOffsets;
+
+impl Api for ListOffsets {
+    const KEY: ApiKey = ApiKey::ListOffsets;
+    const VERSIONS: (i16, i16) = (1, 9);
+    type Request = ListOffsetsRequest;
+    type Response = ListOffsetsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -11,6 +12,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -57,4 +59,22 @@ pub async fn handle(
         })
         .collect();
     ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
+
+/// The ListPartitionReassignments API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ListPartitionReassignments;
+
+impl Api for ListPartitionReassignments {
+    const KEY: ApiKey = ApiKey::ListPartitionReassignments;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = ListPartitionReassignmentsRequest;
+    type Response = ListPartitionReassignmentsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
 }

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::list_transactions_response::TransactionState;
 use strom_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
@@ -7,6 +8,7 @@ use strom_protocol::messages::{
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 use crate::txn::store::TxnStatus;
@@ -75,4 +77,26 @@ pub async fn handle(
         .with_error_code(ec::NONE)
         .with_unknown_state_filters(unknown)
         .with_transaction_states(list)
+}
+
+/// The ListTransactions API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct ListTransactions;
+
+impl Api for ListTransactions {
+    const KEY: ApiKey = ApiKey::ListTransactions;
+    const VERSIONS: (i16, i16) = (0, 2);
+    type Request = ListTransactionsRequest;
+    type Response = ListTransactionsResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

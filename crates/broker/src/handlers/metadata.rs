@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use strom_metadata::{MetadataImage, TopicInfo};
+use strom_protocol::ApiKey;
 use strom_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -8,6 +9,7 @@ use strom_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::topics;
 
@@ -179,4 +181,33 @@ fn topic_entry(t: &TopicInfo, version: i16) -> MetadataResponseTopic {
         .with_is_internal(version >= 1 && t.name.starts_with("__"))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+/// The Metadata API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct Metadata;
+
+impl Api for Metadata {
+    const KEY: ApiKey = ApiKey::Metadata;
+    const VERSIONS: (i16, i16) = (0, 12);
+    type Request = MetadataRequest;
+    type Response = MetadataResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.topics.is_empty() {
+            count(r.error_code);
+        }
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

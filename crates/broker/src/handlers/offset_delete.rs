@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -12,6 +13,7 @@ use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
@@ -70,4 +72,61 @@ pub async fn handle(
     }
     broker.groups.forget_offsets(&group_id, &keys);
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// The OffsetDelete API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct OffsetDelete;
+
+impl Api for OffsetDelete {
+    const KEY: ApiKey = ApiKey::OffsetDelete;
+    const VERSIONS: (i16, i16) = (0, 0);
+    type Request = OffsetDeleteRequest;
+    type Response = OffsetDeleteResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code));
+    }
+
+    fn audit(r: &Self::Request) -> Option<Vec<(String, String)>> {
+        let mut items: Vec<(String, String)> = Vec::new();
+        for t in &r.topics {
+            for p in &t.partitions {
+                items.push((
+                    format!("group:{}", r.group_id.as_str()),
+                    format!(
+                        "delete committed offset of {}-{}",
+                        t.name.as_str(),
+                        p.partition_index
+                    ),
+                ));
+            }
+        }
+        Some(items)
+    }
+
+    fn audit_results(r: &Self::Response) -> (Vec<i16>, i16) {
+        (
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect(),
+            r.error_code,
+        )
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

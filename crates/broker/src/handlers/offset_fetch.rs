@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -14,6 +15,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::state::Committed;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
@@ -189,5 +191,91 @@ fn unpack(c: Result<Option<Committed>, i16>) -> (i64, i32, String, i16) {
         Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata, ec::NONE),
         Ok(None) => (-1, -1, String::new(), ec::NONE),
         Err(code) => (-1, -1, String::new(), code),
+    }
+}
+
+/// The OffsetFetch API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct OffsetFetch;
+
+impl Api for OffsetFetch {
+    const KEY: ApiKey = ApiKey::OffsetFetch;
+    const VERSIONS: (i16, i16) = (1, 9);
+    type Request = OffsetFetchRequest;
+    type Response = OffsetFetchResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+        if version < 8 {
+            return Some(Self::Response::default().with_error_code(code));
+        }
+        Some(
+            Self::Response::default().with_groups(
+                req.groups
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            ),
+        )
+    }
+
+    /// v2-v7 name one group, authorized here; v0-v1 and v8+ are authorized by the handler
+    /// (v8+ group by group).
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        let allowed = !(2..8).contains(&v)
+            || broker.authorize(ctx, Operation::Describe, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, v, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        let v = ctx.api_version;
+        let owns = |id: &str| broker.groups.owns(broker, id);
+        let elsewhere = if v < 8 {
+            !owns(&req.group_id)
+        } else {
+            req.groups.iter().any(|g| !owns(&g.group_id))
+        };
+        elsewhere
+            .then(|| Self::error_response(req, v, ec::NOT_COORDINATOR))
+            .flatten()
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        if r.groups.is_empty() {
+            count(r.error_code);
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| count(p.error_code));
+        }
+        for g in &r.groups {
+            count(g.error_code);
+            g.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| count(p.error_code));
+        }
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

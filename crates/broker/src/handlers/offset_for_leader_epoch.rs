@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -7,6 +8,7 @@ use strom_protocol::messages::offset_for_leader_epoch_response::{
 use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::Operation;
 
@@ -59,4 +61,26 @@ pub async fn handle(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// The OffsetForLeaderEpoch API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct OffsetForLeaderEpoch;
+
+impl Api for OffsetForLeaderEpoch {
+    const KEY: ApiKey = ApiKey::OffsetForLeaderEpoch;
+    const VERSIONS: (i16, i16) = (2, 4);
+    type Request = OffsetForLeaderEpochRequest;
+    type Response = OffsetForLeaderEpochResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

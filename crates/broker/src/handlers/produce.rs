@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use strom_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use strom_protocol::{error_code as ec, str_bytes};
@@ -7,6 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::delayed::Waiter;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
 use crate::security::acl::{Operation, ResourceType};
@@ -418,4 +420,34 @@ fn stale_epoch_or_txn_state(
             "transactional write to {topic}-{partition} outside the producer's open transaction"
         ),
     )
+}
+
+/// The Produce API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct Produce;
+
+impl Api for Produce {
+    const KEY: ApiKey = ApiKey::Produce;
+    const VERSIONS: (i16, i16) = (0, 12);
+    const QUOTA: Quota = Quota::ProducedBytes;
+    type Request = ProduceRequest;
+    type Response = ProduceResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .for_each(|p| count(p.error_code));
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

@@ -1,11 +1,15 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::group::{self, state::SyncResult};
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -41,5 +45,52 @@ pub async fn handle(
             .with_protocol_name(result.protocol.map(str_bytes))
     } else {
         resp
+    }
+}
+
+/// The SyncGroup API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct SyncGroup;
+
+impl Api for SyncGroup {
+    const KEY: ApiKey = ApiKey::SyncGroup;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = SyncGroupRequest;
+    type Response = SyncGroupResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(_req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        Some(Self::Response::default().with_error_code(code))
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
+        (!allowed)
+            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+            .flatten()
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
+    }
+
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
     }
 }

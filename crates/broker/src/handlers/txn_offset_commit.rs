@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
 use strom_protocol::error_code as ec;
 use strom_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -8,7 +9,10 @@ use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
 use crate::group;
+use crate::handlers::Api;
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
+use crate::security::acl::ResourceType;
 
 /// Commits a group's offsets inside a transaction: written now, applied when the
 /// transaction commits, dropped if it aborts.
@@ -111,4 +115,79 @@ pub async fn handle(
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The TxnOffsetCommit API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct TxnOffsetCommit;
+
+impl Api for TxnOffsetCommit {
+    const KEY: ApiKey = ApiKey::TxnOffsetCommit;
+    const VERSIONS: (i16, i16) = (0, 5);
+    type Request = TxnOffsetCommitRequest;
+    type Response = TxnOffsetCommitResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::txn_offset_commit_response::{
+            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+        };
+        Some(
+            Self::Response::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        TxnOffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        let code = if !broker.authorize(
+            ctx,
+            Operation::Write,
+            ResourceType::TransactionalId,
+            &req.transactional_id,
+        ) {
+            ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        } else if !broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id) {
+            ec::GROUP_AUTHORIZATION_FAILED
+        } else {
+            return None;
+        };
+        Self::error_response(req, ctx.api_version, code)
+    }
+
+    fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
+        (!broker.groups.owns(broker, &req.group_id))
+            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+            .flatten()
+    }
+
+    fn set_throttle_time(response: &mut Self::Response, ms: i32) {
+        response.throttle_time_ms = ms;
+    }
 }

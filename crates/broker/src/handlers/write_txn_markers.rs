@@ -1,12 +1,16 @@
 use std::sync::Arc;
 
+use strom_protocol::ApiKey;
+use strom_protocol::error_code as ec;
 use strom_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
 use strom_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use crate::broker::Broker;
+use crate::handlers::{Api, Quota};
 use crate::registry::RequestContext;
+use crate::security::acl::Operation;
 
 /// Writes transaction markers to partitions this broker leads (sent by a transaction
 /// coordinator).
@@ -63,4 +67,67 @@ pub async fn handle(
         })
         .collect();
     WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// The WriteTxnMarkers API: its versions, handler and the rest of its story (see [`Api`]).
+pub struct WriteTxnMarkers;
+
+impl Api for WriteTxnMarkers {
+    const KEY: ApiKey = ApiKey::WriteTxnMarkers;
+    const VERSIONS: (i16, i16) = (1, 1);
+    const QUOTA: Quota = Quota::Exempt;
+    type Request = WriteTxnMarkersRequest;
+    type Response = WriteTxnMarkersResponse;
+
+    fn handle(
+        broker: &Arc<Broker>,
+        ctx: &RequestContext,
+        req: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        handle(broker, ctx, req)
+    }
+
+    fn error_response(req: &Self::Request, _version: i16, code: i16) -> Option<Self::Response> {
+        use strom_protocol::messages::write_txn_markers_response::*;
+        Some(
+            Self::Response::default().with_markers(
+                req.markers
+                    .iter()
+                    .map(|m| {
+                        WritableTxnMarkerResult::default()
+                            .with_producer_id(m.producer_id)
+                            .with_topics(
+                                m.topics
+                                    .iter()
+                                    .map(|t| {
+                                        WritableTxnMarkerTopicResult::default()
+                                            .with_name(t.name.clone())
+                                            .with_partitions(
+                                                t.partition_indexes
+                                                    .iter()
+                                                    .map(|p| {
+                                                        WritableTxnMarkerPartitionResult::default()
+                                                            .with_partition_index(*p)
+                                                            .with_error_code(code)
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        )
+    }
+
+    fn authorize(
+        broker: &Broker,
+        ctx: &RequestContext,
+        req: &Self::Request,
+    ) -> Option<Self::Response> {
+        (!broker.authorize_cluster(ctx, Operation::ClusterAction))
+            .then(|| Self::error_response(req, ctx.api_version, ec::CLUSTER_AUTHORIZATION_FAILED))
+            .flatten()
+    }
 }

@@ -7,7 +7,6 @@
 //! broker when `/metrics` is scraped ([`scrape`]), so they cost nothing between scrapes.
 //! docs/operations.md maps every metric to its Kafka counterpart.
 
-pub mod errors;
 mod scrape;
 
 use std::fmt::Write as _;
@@ -358,7 +357,7 @@ impl Metrics {
         // A handful of distinct codes per response at most; tally them without allocating.
         let mut tally: [(i16, u64); 8] = [(0, 0); 8];
         let mut used = 0;
-        errors::for_each_code(response, |code| {
+        crate::registry::error_codes(response, &mut |code| {
             if let Some(slot) = tally[..used].iter_mut().find(|(c, _)| *c == code) {
                 slot.1 += 1;
             } else if used < tally.len() {

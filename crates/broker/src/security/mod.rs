@@ -2,7 +2,6 @@
 
 pub mod acl;
 pub mod audit;
-pub mod gate;
 pub mod limits;
 pub mod listener;
 pub mod oauth;
