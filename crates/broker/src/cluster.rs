@@ -516,10 +516,14 @@ pub fn start(
     broker: &Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(shrink_isr_ticker(
-        broker.clone(),
-        shutdown.clone(),
-    ))];
+    let mut tasks = Vec::new();
+    if let Some(proposals) = broker.replicas.take_isr_proposals() {
+        tasks.push(tokio::spawn(isr_manager(
+            broker.clone(),
+            proposals,
+            shutdown.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::replica_fetcher::run(
         broker.clone(),
         shutdown.clone(),
@@ -720,68 +724,111 @@ pub async fn controller(
     }
 }
 
-/// Every half `replica.lag.time.max.ms`, the partitions this broker leads drop followers that
-/// stopped keeping up.
-async fn shrink_isr_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// The one task that proposes ISR changes of the partitions this broker leads: followers that
+/// caught up (the fetch path reports them through [`ReplicaManager::propose_isr`]) and, every
+/// half `replica.lag.time.max.ms`, followers that stopped keeping up. Changes found together
+/// go to the controller in one metadata commit, as Kafka's AlterPartition batches them.
+///
+/// [`ReplicaManager::propose_isr`]: crate::replica_manager::ReplicaManager::propose_isr
+async fn isr_manager(
+    broker: Arc<Broker>,
+    mut proposals: tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let lag_ms = broker.config.settings().replica_lag_time_max_ms.max(1);
     let mut tick =
         tokio::time::interval(Duration::from_millis((lag_ms as u64 / 2).clamp(50, 5000)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut changes = Vec::new();
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                let now = crate::now_ms();
+                for p in broker.replicas.all() {
+                    if !p.is_replicated() {
+                        continue;
+                    }
+                    if let Some(change) = p.maybe_shrink_isr(now, lag_ms) {
+                        tracing::info!(topic = %p.topic, partition = p.index, isr = ?change.new_isr, "follower fell behind; shrinking the ISR");
+                        changes.push((p, change));
+                    }
+                }
+            }
+            Some(proposed) = proposals.recv() => changes.push(proposed),
             _ = shutdown.changed() => return,
         }
-        let now = crate::now_ms();
-        for p in broker.replicas.all() {
-            if !p.is_replicated() {
-                continue;
+        while let Ok(proposed) = proposals.try_recv() {
+            changes.push(proposed);
+        }
+        if !changes.is_empty() {
+            alter_isr(&broker, changes).await;
+        }
+    }
+}
+
+/// Asks the controller for ISR changes of partitions this broker leads (as AlterPartition
+/// does): a partition record with the next partition epoch for each, all in one commit. A
+/// change based on a partition state that moved meanwhile is dropped, and a refused commit
+/// drops them all; either way the partition may propose again.
+async fn alter_isr(broker: &Broker, changes: Vec<(Arc<Partition>, IsrChange)>) {
+    let image = broker.image();
+    let mut records = Vec::with_capacity(changes.len());
+    let mut proposed = Vec::with_capacity(changes.len());
+    for (p, change) in changes {
+        match isr_record(&image, broker.node_id, &p, &change) {
+            Some(record) => {
+                records.push(record);
+                proposed.push((p, change));
             }
-            if let Some(change) = p.maybe_shrink_isr(now, lag_ms) {
-                tracing::info!(topic = %p.topic, partition = p.index, isr = ?change.new_isr, "follower fell behind; shrinking the ISR");
-                tokio::spawn(alter_isr(broker.clone(), p, change));
+            None => p.isr_change_failed(),
+        }
+    }
+    if records.is_empty() {
+        return;
+    }
+    match broker.commit_metadata_async(records).await {
+        Ok(_) => {
+            for (p, change) in &proposed {
+                tracing::info!(topic = %p.topic, partition = p.index, isr = ?change.new_isr, "ISR changed");
+            }
+        }
+        Err(e) => {
+            tracing::debug!(changes = proposed.len(), error = %e, "ISR changes refused");
+            for (p, _) in proposed {
+                p.isr_change_failed();
             }
         }
     }
 }
 
-/// Asks the controller for an ISR change of a partition this broker leads (as AlterPartition
-/// does): a partition record with the next partition epoch, refused if the partition changed
-/// meanwhile.
-pub async fn alter_isr(broker: Arc<Broker>, p: Arc<Partition>, change: IsrChange) {
-    let image = broker.image();
-    let current = image.partition(&p.topic_id, p.index).cloned();
-    let Some(info) = current.filter(|i| {
-        i.leader == broker.node_id
+/// The partition record of an ISR change, or None when the partition's state in `image` is no
+/// longer the one the change was based on (another leader epoch or partition epoch).
+pub fn isr_record(
+    image: &MetadataImage,
+    node_id: i32,
+    p: &Partition,
+    change: &IsrChange,
+) -> Option<MetadataRecord> {
+    let info = image.partition(&p.topic_id, p.index).filter(|i| {
+        i.leader == node_id
             && i.leader_epoch == change.leader_epoch
             && i.partition_epoch == change.partition_epoch
-    }) else {
-        p.isr_change_failed();
-        return;
-    };
-    let wanted: BTreeSet<i32> = change.new_isr.iter().copied().collect();
+    })?;
     let isr: Vec<i32> = info
         .replicas
         .iter()
         .copied()
-        .filter(|r| wanted.contains(r))
+        .filter(|r| change.new_isr.contains(r))
         .collect();
-    let record = next_record(
+    Some(next_record(
         p.topic_id,
-        &info,
+        info,
         info.replicas.clone(),
-        isr.clone(),
-        broker.node_id,
+        isr,
+        node_id,
         info.adding.clone(),
         info.removing.clone(),
-    );
-    match broker.commit_metadata_async(vec![record]).await {
-        Ok(_) => tracing::info!(topic = %p.topic, partition = p.index, ?isr, "ISR changed"),
-        Err(e) => {
-            tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "ISR change refused");
-            p.isr_change_failed();
-        }
-    }
+    ))
 }
 
 /// Moves leadership away from this broker before it stops (controlled shutdown): it fences

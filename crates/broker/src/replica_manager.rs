@@ -434,6 +434,9 @@ impl Partition {
 
 type Key = (String, i32);
 
+/// ISR changes that may wait for the ISR task at once; more are dropped and proposed again.
+const ISR_PROPOSALS_QUEUED: usize = 4096;
+
 pub struct ReplicaManager {
     node_id: i32,
     metrics: Arc<Metrics>,
@@ -441,6 +444,10 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<Key, Arc<Partition>>>,
     /// The partitions this broker follows, by leader: the replica fetchers watch it.
     pub followed: tokio::sync::watch::Sender<FollowedPartitions>,
+    /// ISR changes for the one task that proposes them to the controller
+    /// (`cluster::isr_manager`); its receiver until that task takes it.
+    isr_proposals: tokio::sync::mpsc::Sender<(Arc<Partition>, IsrChange)>,
+    isr_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>>>,
     /// Offset of the newest image reconciled: an older one arriving late is skipped.
     reconciled: Mutex<u64>,
 }
@@ -450,7 +457,10 @@ pub type FollowedPartitions = std::collections::BTreeMap<i32, Vec<Arc<Partition>
 
 impl ReplicaManager {
     pub fn new(node_id: i32, data_dir: &Path, metrics: Arc<Metrics>) -> Self {
+        let (isr_proposals, isr_receiver) = tokio::sync::mpsc::channel(ISR_PROPOSALS_QUEUED);
         Self {
+            isr_proposals,
+            isr_receiver: Mutex::new(Some(isr_receiver)),
             node_id,
             metrics,
             data_dir: data_dir.to_path_buf(),
@@ -458,6 +468,26 @@ impl ReplicaManager {
             followed: tokio::sync::watch::Sender::new(Default::default()),
             reconciled: Mutex::new(0),
         }
+    }
+
+    /// Hands an ISR change of a partition this broker leads to the ISR task. When the task is
+    /// not running or is too far behind, the change is dropped and the partition may propose
+    /// it again.
+    pub fn propose_isr(&self, p: Arc<Partition>, change: IsrChange) {
+        if let Err(e) = self.isr_proposals.try_send((p, change)) {
+            let (p, _) = e.into_inner();
+            p.isr_change_failed();
+        }
+    }
+
+    /// The ISR changes to propose, for the one task that proposes them (once).
+    pub fn take_isr_proposals(
+        &self,
+    ) -> Option<tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>> {
+        self.isr_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {

@@ -191,11 +191,7 @@ pub async fn handle_parts(
                 let (_, change) = part.on_follower_fetch(replica_id, p.fetch_offset, now);
                 if let Some(change) = change {
                     tracing::info!(topic = %part.topic, partition = part.index, follower = replica_id, isr = ?change.new_isr, "follower caught up; expanding the ISR");
-                    tokio::spawn(crate::cluster::alter_isr(
-                        broker.clone(),
-                        part.clone(),
-                        change,
-                    ));
+                    broker.replicas.propose_isr(part.clone(), change);
                 }
             }
             wanted.push(Wanted {

@@ -4,7 +4,7 @@
 //! elections from the ISR only. The controller is the real one: a metadata image changed only
 //! by records that pass its checks (`MetadataImage::validate`), with the active controller's
 //! decisions of `cluster.rs` (fencing a crashed broker, electing leaders for offline
-//! partitions) and the ISR changes leaders ask for as `cluster::alter_isr` writes them. After every step it checks that each leader epoch has one
+//! partitions) and the ISR changes leaders ask for as `cluster::isr_record` writes them. After every step it checks that each leader epoch has one
 //! leader, that a leader's high watermark never moves back, and that every acknowledged write
 //! is in the current leader's log at its offset; at the end, with the network healed, that all
 //! replicas hold the same log.
@@ -287,7 +287,7 @@ impl Sim {
         rep.leader = None;
     }
 
-    /// The leader asks for an ISR change, written as `cluster::alter_isr` does: a partition
+    /// The leader asks for an ISR change, written as `cluster::isr_record` does: a partition
     /// record with the next partition epoch, refused if the partition changed meanwhile.
     fn propose(&mut self, change: IsrChange) {
         let leader = self.ctl.leader.expect("a leader proposes");
