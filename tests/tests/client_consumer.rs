@@ -792,8 +792,26 @@ fn static_members(protocol: &[(&str, &str)]) {
     wait_until("two members sharing", Duration::from_secs(30), || {
         settled(&o1, &o2)
     });
-    // A late rebalance would show in the log.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The group may take a second round right after the first join (a member that joined
+    // while the first assignment was being given out): wait until the rebalance log has been
+    // quiet for 3 s before taking the baseline.
+    let quiet_since = |log: &EventLog| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = log.lock().unwrap().len();
+        loop {
+            std::thread::sleep(Duration::from_secs(3));
+            let now = log.lock().unwrap().len();
+            if now == seen {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group kept rebalancing for 30 s"
+            );
+            seen = now;
+        }
+    };
+    quiet_since(&log);
     assert!(settled(&o1, &o2));
     let before = o1.lock().unwrap().clone();
     let s2_events = log.lock().unwrap().iter().filter(|e| e.1 == "s2").count();
