@@ -732,7 +732,7 @@ pub async fn controller(
 /// [`ReplicaManager::propose_isr`]: crate::replica_manager::ReplicaManager::propose_isr
 async fn isr_manager(
     broker: Arc<Broker>,
-    mut proposals: tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>,
+    mut proposals: tokio::sync::mpsc::Receiver<crate::replica_manager::IsrProposal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let lag_ms = broker.config.settings().replica_lag_time_max_ms.max(1);

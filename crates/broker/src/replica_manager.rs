@@ -434,6 +434,9 @@ impl Partition {
 
 type Key = (String, i32);
 
+/// An ISR change a partition leader proposes, for the ISR task.
+pub type IsrProposal = (Arc<Partition>, IsrChange);
+
 /// ISR changes that may wait for the ISR task at once; more are dropped and proposed again.
 const ISR_PROPOSALS_QUEUED: usize = 4096;
 
@@ -446,8 +449,8 @@ pub struct ReplicaManager {
     pub followed: tokio::sync::watch::Sender<FollowedPartitions>,
     /// ISR changes for the one task that proposes them to the controller
     /// (`cluster::isr_manager`); its receiver until that task takes it.
-    isr_proposals: tokio::sync::mpsc::Sender<(Arc<Partition>, IsrChange)>,
-    isr_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>>>,
+    isr_proposals: tokio::sync::mpsc::Sender<IsrProposal>,
+    isr_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<IsrProposal>>>,
     /// Offset of the newest image reconciled: an older one arriving late is skipped.
     reconciled: Mutex<u64>,
 }
@@ -481,9 +484,7 @@ impl ReplicaManager {
     }
 
     /// The ISR changes to propose, for the one task that proposes them (once).
-    pub fn take_isr_proposals(
-        &self,
-    ) -> Option<tokio::sync::mpsc::Receiver<(Arc<Partition>, IsrChange)>> {
+    pub fn take_isr_proposals(&self) -> Option<tokio::sync::mpsc::Receiver<IsrProposal>> {
         self.isr_receiver
             .lock()
             .unwrap_or_else(|e| e.into_inner())

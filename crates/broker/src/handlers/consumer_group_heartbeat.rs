@@ -193,16 +193,11 @@ impl Api for ConsumerGroupHeartbeat {
         ctx: &RequestContext,
         req: &Self::Request,
     ) -> Option<Self::Response> {
-        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
-        (!allowed)
-            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
-            .flatten()
+        super::authorize_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
-        (!broker.groups.owns(broker, &req.group_id))
-            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
-            .flatten()
+        super::route_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn set_throttle_time(response: &mut Self::Response, ms: i32) {

@@ -9,8 +9,6 @@ use crate::broker::Broker;
 use crate::group::{self, JoinRequest, state::JoinResult};
 use crate::handlers::Api;
 use crate::registry::RequestContext;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -121,16 +119,11 @@ impl Api for JoinGroup {
         ctx: &RequestContext,
         req: &Self::Request,
     ) -> Option<Self::Response> {
-        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
-        (!allowed)
-            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
-            .flatten()
+        super::authorize_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
-        (!broker.groups.owns(broker, &req.group_id))
-            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
-            .flatten()
+        super::route_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use strom_protocol::ApiKey;
-use strom_protocol::error_code as ec;
 use strom_protocol::messages::leave_group_response::MemberResponse;
 use strom_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
@@ -9,8 +8,6 @@ use crate::broker::Broker;
 use crate::group;
 use crate::handlers::Api;
 use crate::registry::RequestContext;
-use crate::security::acl::Operation;
-use crate::security::acl::ResourceType;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -81,16 +78,11 @@ impl Api for LeaveGroup {
         ctx: &RequestContext,
         req: &Self::Request,
     ) -> Option<Self::Response> {
-        let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, &req.group_id);
-        (!allowed)
-            .then(|| Self::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
-            .flatten()
+        super::authorize_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
-        (!broker.groups.owns(broker, &req.group_id))
-            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
-            .flatten()
+        super::route_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {

@@ -77,6 +77,34 @@ pub enum Quota {
     ControllerMutation,
 }
 
+/// `Api::authorize` of an API whose request names one group: the principal needs READ on it,
+/// else the request is refused with GROUP_AUTHORIZATION_FAILED.
+pub fn authorize_group<A: Api>(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: &A::Request,
+    group_id: &str,
+) -> Option<A::Response> {
+    use crate::security::acl::{Operation, ResourceType};
+    let allowed = broker.authorize(ctx, Operation::Read, ResourceType::Group, group_id);
+    (!allowed)
+        .then(|| A::error_response(req, ctx.api_version, ec::GROUP_AUTHORIZATION_FAILED))
+        .flatten()
+}
+
+/// `Api::route` of an API whose request names one group: NOT_COORDINATOR unless this broker
+/// coordinates it.
+pub fn route_group<A: Api>(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: &A::Request,
+    group_id: &str,
+) -> Option<A::Response> {
+    (!broker.groups.owns(broker, group_id))
+        .then(|| A::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
+        .flatten()
+}
+
 /// One API of the protocol, as strom serves it.
 pub trait Api {
     /// The API key.

@@ -182,9 +182,7 @@ impl Api for TxnOffsetCommit {
     }
 
     fn route(broker: &Broker, ctx: &RequestContext, req: &Self::Request) -> Option<Self::Response> {
-        (!broker.groups.owns(broker, &req.group_id))
-            .then(|| Self::error_response(req, ctx.api_version, ec::NOT_COORDINATOR))
-            .flatten()
+        super::route_group::<Self>(broker, ctx, req, &req.group_id)
     }
 
     fn set_throttle_time(response: &mut Self::Response, ms: i32) {
