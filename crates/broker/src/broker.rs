@@ -45,9 +45,9 @@ pub struct Broker {
     shutting_down: std::sync::atomic::AtomicBool,
     pub replicas: ReplicaManager,
     /// Consumer groups and committed offsets.
-    pub groups: crate::group::GroupCoordinator,
+    pub groups: Arc<crate::group::GroupCoordinator>,
     /// Producer ids, transactional ids and transactions.
-    pub txns: crate::txn::TransactionCoordinator,
+    pub txns: Arc<crate::txn::TransactionCoordinator>,
     /// Serializes changes to the metadata (topic creation, deletion, config changes).
     pub controller: tokio::sync::Mutex<()>,
     /// The host and port of the first listener as configured (the port may still be 0 before
@@ -194,10 +194,13 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "logs recovered"
         );
-        let groups =
-            crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config));
-        let txns =
-            crate::txn::TransactionCoordinator::new(crate::txn::TxnConfig::from_broker(&config));
+        let groups = Arc::new(crate::group::GroupCoordinator::new(
+            crate::coordinators::group_config(&config),
+        ));
+        let txns = Arc::new(crate::txn::TransactionCoordinator::new(
+            crate::coordinators::txn_config(&config),
+            groups.clone(),
+        ));
         let fetch_memory = Arc::new(crate::send::FetchMemory::new(
             config.settings().fetch_memory_budget_bytes.max(1) as usize,
         ));
@@ -229,8 +232,8 @@ impl Broker {
         });
         // Transactions first: markers of decided transactions reach __consumer_offsets before the
         // groups read it.
-        broker.txns.load(&broker);
-        broker.groups.load(&broker);
+        broker.txns.load(&*broker);
+        broker.groups.load(&*broker);
         broker.metrics.attach(&broker);
         Ok(broker)
     }
@@ -555,8 +558,16 @@ impl Broker {
         tracing::info!(node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
         crate::log_cleaner::start(self.clone(), shutdown.clone());
-        let group_ticker = tokio::spawn(crate::group::ticker(self.clone(), shutdown.clone()));
-        let txn_ticker = tokio::spawn(crate::txn::ticker(self.clone(), shutdown.clone()));
+        let group_ticker = tokio::spawn(crate::group::ticker(
+            self.groups.clone(),
+            self.clone(),
+            shutdown.clone(),
+        ));
+        let txn_ticker = tokio::spawn(crate::txn::ticker(
+            self.txns.clone(),
+            self.clone(),
+            shutdown.clone(),
+        ));
         let mut accepting = Vec::new();
         for l in listeners {
             accepting.push(tokio::spawn(accept_loop(self.clone(), l, shutdown.clone())));

@@ -528,7 +528,7 @@ pub fn start(
         broker.clone(),
         shutdown.clone(),
     )));
-    tasks.push(tokio::spawn(crate::txn::send_remote_markers(
+    tasks.push(tokio::spawn(crate::coordinators::send_remote_markers(
         broker.clone(),
         shutdown.clone(),
     )));

@@ -10,8 +10,8 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 mod connection;
+pub mod coordinators;
 pub mod delayed;
-pub mod group;
 mod handlers;
 mod log_cleaner;
 pub mod metrics;
@@ -23,10 +23,10 @@ pub mod replication;
 pub mod security;
 mod send;
 mod topics;
-pub mod txn;
 
 pub use broker::{BoundListener, Broker, BrokerError};
 pub use config::{BrokerConfig, ConfigError};
+pub use strom_coordinator::{group, txn};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

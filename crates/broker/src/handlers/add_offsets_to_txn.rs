@@ -18,7 +18,7 @@ pub async fn handle(
     ctx: &RequestContext,
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let code = match group::ensure_offsets_topic(broker).await {
+    let code = match broker.groups.ensure_offsets_topic(&**broker).await {
         Err(code) => code,
         Ok(()) => {
             let partition = group::store::partition_for(
@@ -28,7 +28,7 @@ pub async fn handle(
             broker
                 .txns
                 .add_partitions(
-                    broker,
+                    &**broker,
                     req.transactional_id.as_str(),
                     req.producer_id.0,
                     req.producer_epoch,

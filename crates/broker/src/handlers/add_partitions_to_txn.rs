@@ -108,7 +108,7 @@ fn add(
         let code = broker
             .txns
             .add_partitions(
-                broker,
+                &**broker,
                 transactional_id,
                 producer_id,
                 epoch,

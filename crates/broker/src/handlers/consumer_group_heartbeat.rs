@@ -16,7 +16,7 @@ use strom_protocol::str_bytes;
 use crate::broker::Broker;
 use crate::group::assignor::Partitions;
 use crate::group::consumer::{HeartbeatIn, Refused, STATIC_LEAVE_EPOCH};
-use crate::group::{self, consumer_ops::ImageTopics};
+use crate::group::consumer_ops::ImageTopics;
 use crate::handlers::Api;
 use crate::registry::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
@@ -82,7 +82,7 @@ pub async fn handle(
                 ))));
         }
     }
-    if let Err(code) = group::ensure_offsets_topic(broker).await {
+    if let Err(code) = broker.groups.ensure_offsets_topic(&**broker).await {
         return error(code, "the group coordinator is not available".into());
     }
     let topics = ImageTopics(broker.image());
@@ -136,7 +136,7 @@ pub async fn handle(
         owned = ?input.owned,
         "consumer group heartbeat"
     );
-    let write = |records| group::persist(broker, &group_id, records);
+    let write = |records| broker.groups.persist(&**broker, &group_id, records);
     let visible =
         |t: &str| broker.authorize_quietly(ctx, Operation::Describe, ResourceType::Topic, t);
     match broker

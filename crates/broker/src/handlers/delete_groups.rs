@@ -43,7 +43,7 @@ pub async fn handle(
                         records.push((group::store::consumer_epoch_key(&name), None));
                         records.push((group::store::target_epoch_key(&name), None));
                     }
-                    match group::persist(broker, &name, records) {
+                    match broker.groups.persist(&**broker, &name, records) {
                         Ok(()) => ec::NONE,
                         Err(code) => code,
                     }

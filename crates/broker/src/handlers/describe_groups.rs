@@ -30,7 +30,7 @@ pub async fn handle(
                     .with_group_id(id)
                     .with_error_code(strom_protocol::error_code::GROUP_AUTHORIZATION_FAILED);
             }
-            if !broker.groups.owns(broker, id.as_str()) {
+            if !broker.groups.owns(&**broker, id.as_str()) {
                 return g
                     .with_group_id(id)
                     .with_error_code(strom_protocol::error_code::NOT_COORDINATOR);

@@ -21,7 +21,7 @@ pub async fn handle(
     let result = broker
         .txns
         .end_txn(
-            broker,
+            &**broker,
             req.transactional_id.as_str(),
             req.producer_id.0,
             req.producer_epoch,

@@ -23,8 +23,8 @@ pub async fn handle(
     let (host, port) = broker.endpoint(&ctx.session.listener.name);
     let port = port as i32;
     let ready = match req.key_type {
-        GROUP => group::ensure_offsets_topic(broker).await,
-        TRANSACTION => crate::txn::ensure_txn_topic(broker).await,
+        GROUP => broker.groups.ensure_offsets_topic(&**broker).await,
+        TRANSACTION => broker.txns.ensure_txn_topic(&**broker).await,
         _ => Err(ec::INVALID_REQUEST),
     };
     let code = ready.err().unwrap_or(ec::NONE);

@@ -25,7 +25,7 @@ pub async fn handle(
     let result = match transactional_id {
         None => broker
             .txns
-            .new_producer_id(broker)
+            .new_producer_id(&**broker)
             .await
             .map(|pid| (pid, 0)),
         Some(id) => {
@@ -34,7 +34,7 @@ pub async fn handle(
             broker
                 .txns
                 .init_producer_id(
-                    broker,
+                    &**broker,
                     &id,
                     req.transaction_timeout_ms,
                     expected,

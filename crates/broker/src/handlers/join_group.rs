@@ -6,7 +6,7 @@ use strom_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
-use crate::group::{self, JoinRequest, state::JoinResult};
+use crate::group::{JoinRequest, state::JoinResult};
 use crate::handlers::Api;
 use crate::registry::RequestContext;
 
@@ -16,7 +16,7 @@ pub async fn handle(
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
     let v = ctx.api_version;
-    let result = match group::ensure_offsets_topic(broker).await {
+    let result = match broker.groups.ensure_offsets_topic(&**broker).await {
         Err(code) => JoinResult::error(code, req.member_id.as_str()),
         Ok(()) => {
             let member_id = req.member_id.as_str().to_string();

@@ -31,7 +31,9 @@ pub async fn handle(
     };
     let (code, codes, persist) = broker.groups.leave(&group_id, members.clone());
     if let Some((g, value)) = persist {
-        let _ = group::persist(broker, &g, vec![group::group_record(&g, &value)]);
+        let _ = broker
+            .groups
+            .persist(&**broker, &g, vec![group::group_record(&g, &value)]);
     }
     if ctx.api_version >= 3 {
         let responses = members

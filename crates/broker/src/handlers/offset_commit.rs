@@ -18,7 +18,7 @@ pub async fn handle(
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.as_str().to_string();
-    let verdict = match group::ensure_offsets_topic(broker).await {
+    let verdict = match broker.groups.ensure_offsets_topic(&**broker).await {
         Err(code) => Err(code),
         Ok(()) => broker.groups.check_commit_at(
             &group_id,
@@ -33,7 +33,7 @@ pub async fn handle(
         committed,
         codes,
     } = group::plan_commit(
-        broker,
+        broker.groups.config(),
         &group_id,
         verdict,
         req.topics.iter().flat_map(|t| {
@@ -69,7 +69,10 @@ pub async fn handle(
         "offset commit"
     );
     // All offsets of the request go to the log in one batch, then become visible.
-    let written = group::persist_replicated(broker, &group_id, records).await;
+    let written = broker
+        .groups
+        .persist_replicated(&**broker, &group_id, records)
+        .await;
     match written {
         Ok(()) => broker.groups.committed(&group_id, committed),
         Err(code) => {

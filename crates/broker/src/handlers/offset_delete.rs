@@ -67,7 +67,7 @@ pub async fn handle(
                 .with_partitions(partitions)
         })
         .collect();
-    if let Err(code) = group::persist(broker, &group_id, records) {
+    if let Err(code) = broker.groups.persist(&**broker, &group_id, records) {
         return OffsetDeleteResponse::default().with_error_code(code);
     }
     broker.groups.forget_offsets(&group_id, &keys);

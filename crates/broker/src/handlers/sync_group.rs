@@ -26,7 +26,10 @@ pub async fn handle(
             .collect(),
     );
     if let Some((g, value)) = persist
-        && let Err(code) = group::persist(broker, &g, vec![group::group_record(&g, &value)])
+        && let Err(code) =
+            broker
+                .groups
+                .persist(&**broker, &g, vec![group::group_record(&g, &value)])
     {
         tracing::warn!(group = %g, code, "group metadata not persisted");
     }

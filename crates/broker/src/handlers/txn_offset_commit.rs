@@ -24,13 +24,13 @@ pub async fn handle(
     let group_id = req.group_id.as_str().to_string();
     let partition =
         group::store::partition_for(&group_id, broker.groups.config().offsets_partitions);
-    let mut verdict = match group::ensure_offsets_topic(broker).await {
+    let mut verdict = match broker.groups.ensure_offsets_topic(&**broker).await {
         Err(code) => Err(code),
         Ok(()) => {
             // Transactions v2: the commit adds the offsets partition itself.
             if ctx.api_version >= 5 {
                 broker.txns.add_partition_implicitly(
-                    broker,
+                    &**broker,
                     req.producer_id.0,
                     req.producer_epoch,
                     group::OFFSETS_TOPIC,
@@ -56,7 +56,7 @@ pub async fn handle(
         );
     }
     let group::CommitPlan { records, codes, .. } = group::plan_commit(
-        broker,
+        broker.groups.config(),
         &group_id,
         verdict,
         req.topics.iter().flat_map(|t| {
@@ -83,8 +83,8 @@ pub async fn handle(
                 .collect()
         })
         .collect();
-    if let Err(code) = broker.txns.write_txn_offsets(
-        broker,
+    if let Err(code) = broker.groups.write_txn_offsets(
+        &**broker,
         partition,
         req.producer_id.0,
         req.producer_epoch,

@@ -35,7 +35,7 @@ pub async fn handle(
             let mut codes = broker
                 .txns
                 .write_markers(
-                    broker,
+                    &**broker,
                     m.producer_id.0,
                     m.producer_epoch,
                     m.coordinator_epoch,

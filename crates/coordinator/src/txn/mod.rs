@@ -18,13 +18,12 @@ pub mod store;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use strom_protocol::error_code as ec;
-use strom_protocol::records::{BatchProducer, ConsumedRecord, decode_batches};
-use strom_storage::{BatchHeader, ControlType};
+use strom_protocol::records::{BatchProducer, decode_batches};
+use strom_storage::ControlType;
 
-use crate::broker::Broker;
-use crate::group::OFFSETS_TOPIC;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::log::{CoordinatorLog, InternalTopic};
 use store::{TxnStatus, TxnValue};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
@@ -39,16 +38,13 @@ pub struct TxnConfig {
     /// The finalized `transaction.version` feature: 2 turns on the KIP-890 protocol for clients
     /// that speak it (partitions added by the broker, an epoch bump per transaction).
     pub version: i16,
-}
-
-impl TxnConfig {
-    pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
-        TxnConfig {
-            partitions: c.settings().transaction_state_log_num_partitions.max(1),
-            max_timeout_ms: c.settings().transaction_max_timeout_ms.max(1),
-            version: c.settings().transaction_version.clamp(0, 2) as i16,
-        }
-    }
+    /// `transaction.state.log.replication.factor`, `.segment.bytes` and `.min.isr`, for
+    /// creating `__transaction_state`.
+    pub replication_factor: i32,
+    pub segment_bytes: String,
+    pub min_isr: String,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_check_interval: std::time::Duration,
 }
 
 /// One transactional id.
@@ -92,10 +88,6 @@ pub struct TxnView {
     pub start_ms: i64,
 }
 
-/// Records of `__consumer_offsets` written in a transaction: (producer id, offsets partition)
-/// -> (key, value) in write order.
-type PendingOffsets = HashMap<(i64, i32), Vec<(Bytes, Option<Bytes>)>>;
-
 #[derive(Default)]
 struct State {
     txns: HashMap<String, TxnMeta>,
@@ -125,8 +117,9 @@ pub struct RemoteMarkers {
 
 pub struct TransactionCoordinator {
     config: TxnConfig,
+    /// Where transactional offset commits settle when a marker reaches `__consumer_offsets`.
+    groups: Arc<GroupCoordinator>,
     state: Mutex<State>,
-    pending_offsets: Mutex<PendingOffsets>,
     /// Woken when remote markers are queued.
     markers_queued: tokio::sync::Notify,
 }
@@ -143,11 +136,11 @@ fn fenced_code(version: i16, first_version_with_fenced: i16) -> i16 {
 }
 
 impl TransactionCoordinator {
-    pub fn new(config: TxnConfig) -> Self {
+    pub fn new(config: TxnConfig, groups: Arc<GroupCoordinator>) -> Self {
         TransactionCoordinator {
             config,
+            groups,
             state: Mutex::new(State::default()),
-            pending_offsets: Mutex::new(HashMap::new()),
             markers_queued: tokio::sync::Notify::new(),
         }
     }
@@ -160,12 +153,6 @@ impl TransactionCoordinator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pending(&self) -> MutexGuard<'_, PendingOffsets> {
-        self.pending_offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The `__transaction_state` partition of a transactional id.
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
         crate::group::store::partition_for(transactional_id, self.config.partitions)
@@ -173,7 +160,7 @@ impl TransactionCoordinator {
 
     /// A fresh producer id; takes a new block from the metadata log when the current one is
     /// used up, so ids stay unique across restarts.
-    pub async fn new_producer_id(&self, broker: &Arc<Broker>) -> Result<i64, i16> {
+    pub async fn new_producer_id(&self, log: &dyn CoordinatorLog) -> Result<i64, i16> {
         {
             let mut s = self.lock();
             if s.next_pid < s.end_pid {
@@ -181,23 +168,15 @@ impl TransactionCoordinator {
                 return Ok(s.next_pid - 1);
             }
         }
-        let _guard = broker.controller.lock().await;
+        // Ids are handed out under the state lock, which is never held across an await: the
+        // block is taken first, then used unless a concurrent caller refilled meanwhile (its
+        // block then goes unused, which only skips ids).
+        let first = log.allocate_producer_ids(PRODUCER_ID_BLOCK).await?;
         let mut s = self.lock();
         if s.next_pid < s.end_pid {
             s.next_pid += 1;
             return Ok(s.next_pid - 1);
         }
-        let first = broker.image().next_producer_id.max(0);
-        broker
-            .commit_metadata(vec![strom_metadata::MetadataRecord::ProducerIds {
-                broker_id: broker.node_id,
-                first_producer_id: first,
-                size: PRODUCER_ID_BLOCK,
-            }])
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot allocate a producer id block");
-                ec::COORDINATOR_NOT_AVAILABLE
-            })?;
         s.next_pid = first + 1;
         s.end_pid = first + PRODUCER_ID_BLOCK;
         Ok(first)
@@ -206,7 +185,7 @@ impl TransactionCoordinator {
     /// InitProducerId for a transactional id.
     pub async fn init_producer_id(
         &self,
-        broker: &Arc<Broker>,
+        log: &dyn CoordinatorLog,
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
@@ -215,7 +194,7 @@ impl TransactionCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Err(ec::INVALID_TRANSACTION_TIMEOUT);
         }
-        ensure_txn_topic(broker).await?;
+        self.ensure_txn_topic(log).await?;
         // A new id, or one whose epoch is about to run out, needs a producer id: taken before
         // the state lock, which is never held across an await.
         let needs_pid = self
@@ -224,7 +203,7 @@ impl TransactionCoordinator {
             .get(transactional_id)
             .is_none_or(|m| m.epoch >= i16::MAX - 3);
         let fresh = if needs_pid {
-            Some(self.new_producer_id(broker).await?)
+            Some(self.new_producer_id(log).await?)
         } else {
             None
         };
@@ -257,7 +236,7 @@ impl TransactionCoordinator {
             TxnStatus::Ongoing => {
                 // A new instance of the producer: fence the old one and abort what it left.
                 meta.epoch = meta.epoch.saturating_add(1);
-                self.complete(broker, &mut s, transactional_id, meta.clone(), false, now)?;
+                self.complete(log, &mut s, transactional_id, meta.clone(), false, now)?;
                 meta = s.txns.get(transactional_id).cloned().unwrap_or(meta);
             }
             _ => {}
@@ -274,7 +253,7 @@ impl TransactionCoordinator {
         meta.partitions.clear();
         meta.start_ms = -1;
         meta.last_update_ms = now;
-        self.persist(broker, transactional_id, &meta)?;
+        self.persist(log, transactional_id, &meta)?;
         let result = (meta.producer_id, meta.epoch);
         s.by_producer
             .insert(meta.producer_id, transactional_id.to_string());
@@ -312,7 +291,7 @@ impl TransactionCoordinator {
     /// Adds partitions to the producer's transaction (starting it if needed).
     pub fn add_partitions(
         &self,
-        broker: &Broker,
+        log: &dyn CoordinatorLog,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -337,7 +316,7 @@ impl TransactionCoordinator {
         meta.partitions.extend(partitions.iter().cloned());
         if meta.partitions.len() != before || meta.last_update_ms < 0 {
             meta.last_update_ms = now;
-            self.persist(broker, transactional_id, &meta)?;
+            self.persist(log, transactional_id, &meta)?;
         }
         s.txns.insert(transactional_id.to_string(), meta);
         Ok(())
@@ -410,7 +389,7 @@ impl TransactionCoordinator {
     /// transaction can land in the next one; the new producer id and epoch are returned.
     pub async fn end_txn(
         &self,
-        broker: &Arc<Broker>,
+        log: &dyn CoordinatorLog,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -425,7 +404,7 @@ impl TransactionCoordinator {
             .get(transactional_id)
             .is_some_and(|m| m.epoch >= i16::MAX - 2);
         let fresh = if bump && near_overflow {
-            Some(self.new_producer_id(broker).await?)
+            Some(self.new_producer_id(log).await?)
         } else {
             None
         };
@@ -466,14 +445,7 @@ impl TransactionCoordinator {
                 if bump {
                     meta.epoch = meta.epoch.saturating_add(1);
                 }
-                self.complete(
-                    broker,
-                    &mut s,
-                    transactional_id,
-                    meta,
-                    commit,
-                    crate::now_ms(),
-                )?;
+                self.complete(log, &mut s, transactional_id, meta, commit, crate::now_ms())?;
                 let mut meta = s
                     .txns
                     .get(transactional_id)
@@ -486,7 +458,7 @@ impl TransactionCoordinator {
                     meta.previous_producer_id = Some(meta.producer_id);
                     meta.producer_id = pid;
                     meta.epoch = 0;
-                    self.persist(broker, transactional_id, &meta)?;
+                    self.persist(log, transactional_id, &meta)?;
                     s.by_producer.insert(pid, transactional_id.to_string());
                     s.txns.insert(transactional_id.to_string(), meta.clone());
                 }
@@ -506,7 +478,7 @@ impl TransactionCoordinator {
     /// partition is now in the producer's open transaction at `epoch`.
     pub fn add_partition_implicitly(
         &self,
-        broker: &Broker,
+        log: &dyn CoordinatorLog,
         producer_id: i64,
         epoch: i16,
         topic: &str,
@@ -520,7 +492,7 @@ impl TransactionCoordinator {
             None => return false,
         };
         self.add_partitions(
-            broker,
+            log,
             &id,
             producer_id,
             epoch,
@@ -533,7 +505,7 @@ impl TransactionCoordinator {
     /// Writes the decision, the markers, and the completion of a transaction.
     fn complete(
         &self,
-        broker: &Broker,
+        log: &dyn CoordinatorLog,
         s: &mut State,
         transactional_id: &str,
         mut meta: TxnMeta,
@@ -546,25 +518,21 @@ impl TransactionCoordinator {
             TxnStatus::PrepareAbort
         };
         meta.last_update_ms = now;
-        self.persist(broker, transactional_id, &meta)?;
+        self.persist(log, transactional_id, &meta)?;
         s.txns.insert(transactional_id.to_string(), meta.clone());
         s.by_producer
             .insert(meta.producer_id, transactional_id.to_string());
-        let coordinator_epoch = broker
-            .replicas
-            .get(TXN_TOPIC, self.partition_for(transactional_id))
-            .map_or(0, |p| p.leader_epoch());
+        let coordinator_epoch = log
+            .leader_epoch(TXN_TOPIC, self.partition_for(transactional_id))
+            .unwrap_or(0);
         type Partitions = Vec<(String, i32)>;
-        let (local, remote): (Partitions, Partitions) =
-            meta.partitions.iter().cloned().partition(|(t, p)| {
-                broker
-                    .replicas
-                    .get(t, *p)
-                    .is_some_and(|part| part.is_leader())
-                    || broker.quorum.is_none()
-            });
+        let (local, remote): (Partitions, Partitions) = meta
+            .partitions
+            .iter()
+            .cloned()
+            .partition(|(t, p)| log.leader_epoch(t, *p).is_some() || log.single_node());
         self.write_markers(
-            broker,
+            log,
             meta.producer_id,
             meta.epoch,
             coordinator_epoch,
@@ -593,7 +561,7 @@ impl TransactionCoordinator {
         };
         meta.partitions.clear();
         meta.last_update_ms = crate::now_ms();
-        self.persist(broker, transactional_id, &meta)?;
+        self.persist(log, transactional_id, &meta)?;
         s.txns.insert(transactional_id.to_string(), meta);
         Ok(())
     }
@@ -602,7 +570,7 @@ impl TransactionCoordinator {
     /// offset commits on `__consumer_offsets` partitions. Returns an error code per partition.
     pub fn write_markers(
         &self,
-        broker: &Broker,
+        log: &dyn CoordinatorLog,
         producer_id: i64,
         epoch: i16,
         coordinator_epoch: i32,
@@ -614,10 +582,9 @@ impl TransactionCoordinator {
         } else {
             ControlType::Abort
         };
-        let now = crate::now_ms();
         let mut codes = Vec::with_capacity(partitions.len());
         for (topic, index) in partitions {
-            let Some(p) = broker.replicas.get(topic, *index) else {
+            if !log.hosts(topic, *index) {
                 tracing::warn!(
                     topic,
                     partition = index,
@@ -626,142 +593,47 @@ impl TransactionCoordinator {
                 );
                 codes.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
-            };
-            if !p.is_leader() {
+            }
+            if log.leader_epoch(topic, *index).is_none() {
                 codes.push(ec::NOT_LEADER_OR_FOLLOWER);
                 continue;
             }
-            match p.append_control(producer_id, epoch, coordinator_epoch, kind, now) {
-                Ok(_) => {
+            match log.append_marker(topic, *index, producer_id, epoch, coordinator_epoch, kind) {
+                Ok(()) => {
                     codes.push(ec::NONE);
                     if topic == OFFSETS_TOPIC {
-                        self.settle_offsets(broker, producer_id, *index, commit);
+                        self.groups
+                            .complete_txn_offsets(producer_id, *index, commit);
                     }
                 }
-                Err(e) => {
-                    tracing::error!(topic, partition = index, producer_id, error = %e, "cannot write a transaction marker");
-                    codes.push(crate::handlers::storage_error_code(&e));
+                Err(code) => {
+                    tracing::error!(
+                        topic,
+                        partition = index,
+                        producer_id,
+                        code,
+                        "cannot write a transaction marker"
+                    );
+                    codes.push(code);
                 }
             }
         }
         codes
     }
 
-    /// Applies (commit) or drops (abort) the producer's pending offsets of one
-    /// `__consumer_offsets` partition.
-    fn settle_offsets(&self, broker: &Broker, producer_id: i64, partition: i32, commit: bool) {
-        let Some(records) = self.pending().remove(&(producer_id, partition)) else {
-            return;
-        };
-        if commit {
-            broker.groups.apply_stored(records);
-        }
-    }
-
-    /// Writes a TxnOffsetCommit's records to the group's offsets partition as a transactional
-    /// batch of the producer; they apply when the transaction commits.
-    pub fn write_txn_offsets(
-        &self,
-        broker: &Broker,
-        partition: i32,
-        producer_id: i64,
-        epoch: i16,
-        records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), i16> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let p = broker
-            .replicas
-            .get(OFFSETS_TOPIC, partition)
-            .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-        let producer = BatchProducer {
-            producer_id,
-            producer_epoch: epoch,
-            base_sequence: -1,
-            transactional: true,
-        };
-        p.append_records(&records, producer, crate::now_ms())
-            .map_err(|e| {
-                tracing::warn!(producer_id, error = %e, "cannot write transactional offsets");
-                crate::handlers::storage_error_code(&e)
-            })?;
-        self.pending()
-            .entry((producer_id, partition))
-            .or_default()
-            .extend(records);
-        Ok(())
-    }
-
-    /// Splits batches read from `__consumer_offsets` partition `partition` at load time into
-    /// the records to apply now, in log order: plain records as they come, transactional ones
-    /// when their commit marker comes. Records of transactions still open stay pending.
-    pub fn split_offsets_batches(
-        &self,
-        partition: i32,
-        data: Bytes,
-    ) -> Result<Vec<ConsumedRecord>, strom_protocol::ProtocolError> {
-        let mut out = Vec::new();
-        let mut pending = self.pending();
-        let mut pos = 0usize;
-        while data.len() - pos >= strom_storage::BATCH_HEADER_SIZE {
-            let Ok(header) = BatchHeader::parse(&data[pos..]) else {
-                break;
-            };
-            let end = pos + header.total_size();
-            if end > data.len() {
-                break;
-            }
-            let batch = data.slice(pos..end);
-            pos = end;
-            if header.is_control() {
-                let Some((kind, _)) = strom_storage::batch::control_record(&batch) else {
-                    continue;
-                };
-                if let Some(records) = pending.remove(&(header.producer_id, partition))
-                    && kind == ControlType::Commit.code()
-                {
-                    out.extend(records.into_iter().map(|(key, value)| ConsumedRecord {
-                        offset: header.base_offset,
-                        timestamp_ms: header.max_timestamp,
-                        timestamp_type_log_append: false,
-                        key: Some(key),
-                        value,
-                        headers: Vec::new(),
-                    }));
-                }
-                continue;
-            }
-            let records = decode_batches(batch)?;
-            if header.is_transactional() {
-                let entry = pending.entry((header.producer_id, partition)).or_default();
-                entry.extend(records.into_iter().filter_map(|r| Some((r.key?, r.value))));
-            } else {
-                out.extend(records);
-            }
-        }
-        Ok(out)
-    }
-
     /// Rebuilds transactional ids from `__transaction_state` and completes transactions whose
     /// decision was written but whose markers may not have been (called at start-up).
-    pub fn load(&self, broker: &Broker) {
-        let led: Vec<i32> = broker
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == TXN_TOPIC && p.is_leader())
-            .map(|p| p.index)
-            .collect();
-        self.load_partitions(broker, &led);
+    pub fn load(&self, log: &dyn CoordinatorLog) {
+        let led = log.led_partitions(TXN_TOPIC);
+        self.load_partitions(log, &led);
     }
 
     /// (Re)loads the transactional ids of these `__transaction_state` partitions and completes
     /// their decided transactions.
-    fn load_partitions(&self, broker: &Broker, partitions: &[i32]) {
+    fn load_partitions(&self, log: &dyn CoordinatorLog, partitions: &[i32]) {
         let mut s = self.lock();
         let mut records = 0usize;
-        let count = broker
+        let count = log
             .image()
             .topic(TXN_TOPIC)
             .map_or(self.config.partitions, |t| t.partitions.len() as i32);
@@ -777,18 +649,16 @@ impl TransactionCoordinator {
             }
         }
         let mut loaded = Vec::new();
-        for p in broker
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == TXN_TOPIC && partitions.contains(&p.index) && p.is_leader())
-        {
-            loaded.push((p.index, p.leader_epoch()));
-            crate::group::read_partition(&p, |data| {
+        for &index in partitions {
+            let Some(epoch) = log.leader_epoch(TXN_TOPIC, index) else {
+                continue;
+            };
+            loaded.push((index, epoch));
+            log.read_all(TXN_TOPIC, index, &mut |data| {
                 let recs = match decode_batches(data) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot decode __transaction_state");
+                        tracing::error!(partition = index, error = %e, "cannot decode __transaction_state");
                         return;
                     }
                 };
@@ -818,7 +688,7 @@ impl TransactionCoordinator {
                             }
                         }
                         Err(e) => tracing::warn!(
-                            partition = p.index,
+                            partition = index,
                             offset = r.offset,
                             reason = e.0,
                             "skipping malformed transaction record"
@@ -839,7 +709,7 @@ impl TransactionCoordinator {
         for (id, meta) in unfinished {
             let commit = meta.status == TxnStatus::PrepareCommit;
             tracing::info!(transactional_id = %id, commit, "completing a decided transaction");
-            if let Err(code) = self.complete(broker, &mut s, &id, meta, commit, now) {
+            if let Err(code) = self.complete(log, &mut s, &id, meta, commit, now) {
                 tracing::error!(transactional_id = %id, code, "cannot complete transaction");
             }
         }
@@ -853,18 +723,16 @@ impl TransactionCoordinator {
     }
 
     /// Aborts transactions open past their timeout, fencing their producers with a new epoch.
-    pub fn abort_timed_out(&self, broker: &Broker) -> usize {
+    pub fn abort_timed_out(&self, log: &dyn CoordinatorLog) -> usize {
         let now = crate::now_ms();
         let mut s = self.lock();
-        let count = broker
+        let count = log
             .image()
             .topic(TXN_TOPIC)
             .map_or(self.config.partitions, |t| t.partitions.len() as i32);
         let led = |id: &str| {
-            broker
-                .replicas
-                .get(TXN_TOPIC, crate::group::store::partition_for(id, count))
-                .is_some_and(|p| p.is_leader())
+            log.leader_epoch(TXN_TOPIC, crate::group::store::partition_for(id, count))
+                .is_some()
         };
         let expired: Vec<(String, TxnMeta)> = s
             .txns
@@ -881,7 +749,7 @@ impl TransactionCoordinator {
         for (id, mut meta) in expired {
             tracing::info!(transactional_id = %id, producer_id = meta.producer_id, "aborting a transaction past its timeout");
             meta.epoch = meta.epoch.saturating_add(1);
-            if let Err(code) = self.complete(broker, &mut s, &id, meta, false, now) {
+            if let Err(code) = self.complete(log, &mut s, &id, meta, false, now) {
                 tracing::error!(transactional_id = %id, code, "cannot abort timed-out transaction");
             }
         }
@@ -929,7 +797,7 @@ impl TransactionCoordinator {
 
     /// The remote markers of `job` are written: the transaction completes (unless something
     /// else happened to it meanwhile).
-    pub fn remote_markers_written(&self, broker: &Broker, job: &RemoteMarkers) {
+    pub fn remote_markers_written(&self, log: &dyn CoordinatorLog, job: &RemoteMarkers) {
         let mut s = self.lock();
         s.remote_markers.retain(|m| {
             !(m.transactional_id == job.transactional_id
@@ -955,7 +823,7 @@ impl TransactionCoordinator {
         };
         meta.partitions.clear();
         meta.last_update_ms = crate::now_ms();
-        match self.persist(broker, &job.transactional_id, &meta) {
+        match self.persist(log, &job.transactional_id, &meta) {
             Ok(()) => {
                 s.txns.insert(job.transactional_id.clone(), meta);
             }
@@ -969,240 +837,91 @@ impl TransactionCoordinator {
     /// Whether this broker coordinates `transactional_id`: it leads the id's partition of
     /// `__transaction_state` (loading that partition first if it has just come to lead it).
     /// Any id before that topic exists.
-    pub fn owns(&self, broker: &Broker, transactional_id: &str) -> bool {
-        let Some(topic) = broker.image().topic(TXN_TOPIC).cloned() else {
+    pub fn owns(&self, log: &dyn CoordinatorLog, transactional_id: &str) -> bool {
+        let Some(topic) = log.image().topic(TXN_TOPIC).cloned() else {
             return true;
         };
         let partition =
             crate::group::store::partition_for(transactional_id, topic.partitions.len() as i32);
-        let Some(p) = broker.replicas.get(TXN_TOPIC, partition) else {
+        let Some(epoch) = log.leader_epoch(TXN_TOPIC, partition) else {
             return false;
         };
-        if !p.is_leader() {
-            return false;
-        }
-        let epoch = p.leader_epoch();
         if self.lock().loaded.get(&partition) != Some(&epoch) {
-            self.load_partitions(broker, &[partition]);
+            self.load_partitions(log, &[partition]);
         }
         true
     }
 
     /// Writes a transactional id's metadata to its `__transaction_state` partition.
-    fn persist(&self, broker: &Broker, transactional_id: &str, meta: &TxnMeta) -> Result<(), i16> {
-        let p = broker
-            .replicas
-            .get(TXN_TOPIC, self.partition_for(transactional_id))
-            .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+    fn persist(
+        &self,
+        log: &dyn CoordinatorLog,
+        transactional_id: &str,
+        meta: &TxnMeta,
+    ) -> Result<(), i16> {
+        let partition = self.partition_for(transactional_id);
+        if !log.hosts(TXN_TOPIC, partition) {
+            return Err(ec::COORDINATOR_NOT_AVAILABLE);
+        }
         let record = (
             store::key(transactional_id),
             Some(store::value(&meta.value())),
         );
-        p.append_records(&[record], BatchProducer::NONE, crate::now_ms())
-            .map_err(|e| {
-                tracing::error!(transactional_id, error = %e, "cannot write to __transaction_state");
+        log.append(TXN_TOPIC, partition, &[record], BatchProducer::NONE)
+            .map_err(|code| {
+                tracing::error!(
+                    transactional_id,
+                    code,
+                    "cannot write to __transaction_state"
+                );
                 ec::COORDINATOR_NOT_AVAILABLE
             })?;
         Ok(())
     }
-}
 
-/// Creates `__transaction_state` if it does not exist yet (compacted, as Kafka's).
-pub async fn ensure_txn_topic(broker: &Arc<Broker>) -> Result<(), i16> {
-    if broker.image().topic(TXN_TOPIC).is_some() {
-        return Ok(());
-    }
-    let _guard = broker.controller.lock().await;
-    if broker.image().topic(TXN_TOPIC).is_some() {
-        return Ok(());
-    }
-    let mut configs = std::collections::BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert(
-        "segment.bytes".to_string(),
-        broker
-            .config
-            .get("transaction.state.log.segment.bytes")
-            .to_string(),
-    );
-    configs.insert(
-        "min.insync.replicas".to_string(),
-        broker
-            .config
-            .get("transaction.state.log.min.isr")
-            .to_string(),
-    );
-    let partitions = broker.txns.config().partitions;
-    let rf = broker
-        .config
-        .settings()
-        .transaction_state_log_replication_factor;
-    match crate::topics::create_topic(broker, TXN_TOPIC, partitions, rf, configs, false) {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
-        Err(e) => {
-            tracing::error!(error = %e.message, "cannot create __transaction_state");
-            Err(ec::COORDINATOR_NOT_AVAILABLE)
+    /// Creates `__transaction_state` if it does not exist yet (compacted, as Kafka's).
+    pub async fn ensure_txn_topic(&self, log: &dyn CoordinatorLog) -> Result<(), i16> {
+        if log.image().topic(TXN_TOPIC).is_some() {
+            return Ok(());
         }
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert(
+            "segment.bytes".to_string(),
+            self.config.segment_bytes.clone(),
+        );
+        configs.insert(
+            "min.insync.replicas".to_string(),
+            self.config.min_isr.clone(),
+        );
+        log.ensure_topic(InternalTopic {
+            name: TXN_TOPIC,
+            partitions: self.config.partitions,
+            replication_factor: self.config.replication_factor,
+            configs,
+        })
+        .await
+    }
+
+    /// Waits until remote markers are queued, or `timeout` passes.
+    pub async fn wait_for_markers(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.markers_queued.notified()).await;
     }
 }
 
 /// Aborts timed-out transactions every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
-pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let every = std::time::Duration::from_millis(
-        broker
-            .config
-            .settings()
-            .transaction_abort_timed_out_transaction_cleanup_interval_ms
-            .max(10) as u64,
-    );
-    let mut tick = tokio::time::interval(every);
+pub async fn ticker(
+    txns: Arc<TransactionCoordinator>,
+    log: Arc<dyn CoordinatorLog>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(txns.config.abort_check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        broker.txns.abort_timed_out(&broker);
+        txns.abort_timed_out(&*log);
     }
-}
-
-/// Sends the markers of decided transactions to the brokers that lead their partitions
-/// (WriteTxnMarkers), retrying until each is written, then completes the transactions.
-pub async fn send_remote_markers(
-    broker: Arc<Broker>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut connections: HashMap<i32, strom_client::Connection> = HashMap::new();
-    loop {
-        let jobs = broker.txns.queued_markers();
-        if jobs.is_empty() {
-            tokio::select! {
-                _ = broker.txns.markers_queued.notified() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
-            }
-            continue;
-        }
-        let mut failed = false;
-        for job in jobs {
-            if send_markers(&broker, &mut connections, &job).await {
-                broker.txns.remote_markers_written(&broker, &job);
-            } else {
-                failed = true;
-            }
-        }
-        if failed {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-}
-
-/// Writes one transaction's markers on the current leaders of its partitions; true when all
-/// of them are written.
-async fn send_markers(
-    broker: &Broker,
-    connections: &mut HashMap<i32, strom_client::Connection>,
-    job: &RemoteMarkers,
-) -> bool {
-    use strom_protocol::messages::write_txn_markers_request::{
-        WritableTxnMarker, WritableTxnMarkerTopic,
-    };
-    use strom_protocol::messages::{ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest};
-    use strom_protocol::{RequestKind, ResponseKind, str_bytes};
-    let image = broker.image();
-    let mut by_leader: std::collections::BTreeMap<i32, Vec<(String, i32)>> = Default::default();
-    for (topic, index) in &job.partitions {
-        let leader = image
-            .topic(topic)
-            .and_then(|t| t.partitions.get(*index as usize))
-            .map_or(-1, |p| p.leader);
-        if leader < 0 {
-            return false;
-        }
-        by_leader
-            .entry(leader)
-            .or_default()
-            .push((topic.clone(), *index));
-    }
-    for (leader, partitions) in by_leader {
-        if leader == broker.node_id {
-            let codes = broker.txns.write_markers(
-                broker,
-                job.producer_id,
-                job.epoch,
-                job.coordinator_epoch,
-                job.commit,
-                &partitions,
-            );
-            if codes.iter().any(|c| *c != ec::NONE) {
-                return false;
-            }
-            continue;
-        }
-        let Some(b) = image.brokers.get(&leader) else {
-            return false;
-        };
-        if connections.get(&leader).is_none_or(|c| c.is_broken()) {
-            let addr = format!("{}:{}", b.host, b.port);
-            match strom_client::Connection::connect(&addr, Default::default()).await {
-                Ok(c) => {
-                    connections.insert(leader, c);
-                }
-                Err(e) => {
-                    tracing::debug!(leader, error = %e, "cannot reach a partition leader for markers");
-                    return false;
-                }
-            }
-        }
-        let Some(conn) = connections.get_mut(&leader) else {
-            return false;
-        };
-        let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
-        for (topic, index) in &partitions {
-            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                Some(t) => t.partition_indexes.push(*index),
-                None => topics.push(
-                    WritableTxnMarkerTopic::default()
-                        .with_name(TopicName(str_bytes(topic.clone())))
-                        .with_partition_indexes(vec![*index]),
-                ),
-            }
-        }
-        let marker = WritableTxnMarker::default()
-            .with_producer_id(ProducerId(job.producer_id))
-            .with_producer_epoch(job.epoch)
-            .with_transaction_result(job.commit)
-            .with_topics(topics)
-            .with_coordinator_epoch(job.coordinator_epoch);
-        let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-        match conn
-            .send(
-                ApiKey::WriteTxnMarkers,
-                1,
-                RequestKind::WriteTxnMarkers(req),
-            )
-            .await
-        {
-            Ok(ResponseKind::WriteTxnMarkers(r)) => {
-                let all_written = r.markers.iter().all(|m| {
-                    m.topics
-                        .iter()
-                        .all(|t| t.partitions.iter().all(|p| p.error_code == ec::NONE))
-                });
-                if !all_written {
-                    tracing::debug!(leader, transactional_id = %job.transactional_id, "markers refused; retrying");
-                    return false;
-                }
-            }
-            Ok(_) | Err(_) => {
-                connections.remove(&leader);
-                return false;
-            }
-        }
-    }
-    true
 }

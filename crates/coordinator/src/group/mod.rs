@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod consumer_ops;
 pub mod state;
 pub mod store;
+mod txn_offsets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use strom_protocol::error_code as ec;
 use strom_protocol::records::BatchProducer;
 use tokio::sync::oneshot;
 
-use crate::broker::Broker;
+use crate::log::{CoordinatorLog, InternalTopic};
 use state::{Committed, Group, GroupState, JoinResult, Member, SyncResult};
 use store::{GroupValue, OffsetValue, StoredMember, StoredRecord};
 
@@ -41,49 +42,11 @@ pub struct GroupConfig {
     /// `offsets.commit.timeout.ms`: how long a write waits for the in-sync replicas.
     pub offsets_commit_timeout: Duration,
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.topic.replication.factor`, for creating `__consumer_offsets`.
+    pub offsets_topic_replication_factor: i32,
+    /// `offsets.topic.segment.bytes`, for creating `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: String,
     pub consumer: consumer::ConsumerConfig,
-}
-
-impl GroupConfig {
-    pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
-        GroupConfig {
-            initial_rebalance_delay: Duration::from_millis(
-                c.settings().group_initial_rebalance_delay_ms.max(0) as u64,
-            ),
-            min_session_timeout_ms: c.settings().group_min_session_timeout_ms,
-            max_session_timeout_ms: c.settings().group_max_session_timeout_ms,
-            max_size: c.settings().group_max_size.max(1) as usize,
-            offsets_partitions: c.settings().offsets_topic_num_partitions.max(1),
-            offsets_retention_ms: i64::from(c.settings().offsets_retention_minutes)
-                .saturating_mul(60_000),
-            offsets_retention_check: Duration::from_millis(
-                c.settings().offsets_retention_check_interval_ms.max(1) as u64,
-            ),
-            offsets_commit_timeout: Duration::from_millis(
-                c.settings().offsets_commit_timeout_ms.max(1) as u64,
-            ),
-            offset_metadata_max_bytes: c.settings().offset_metadata_max_bytes.max(0) as usize,
-            consumer: consumer::ConsumerConfig {
-                session_timeout: Duration::from_millis(
-                    c.settings().group_consumer_session_timeout_ms.max(1) as u64,
-                ),
-                heartbeat_interval_ms: c.settings().group_consumer_heartbeat_interval_ms.max(1),
-                max_size: c.settings().group_consumer_max_size.max(1) as usize,
-                assignors: {
-                    let list: Vec<&'static str> = c
-                        .get("group.consumer.assignors")
-                        .split(',')
-                        .filter_map(|a| assignor::normalize(a.trim()))
-                        .collect();
-                    if list.is_empty() {
-                        vec!["uniform", "range"]
-                    } else {
-                        list
-                    }
-                },
-            },
-        }
-    }
 }
 
 /// Committed offsets by topic: (topic, [(partition, offset if committed)]).
@@ -156,6 +119,9 @@ pub struct GroupCoordinator {
     /// The `__consumer_offsets` partitions this broker leads and has loaded: it coordinates
     /// the groups that map to them, and answers NOT_COORDINATOR for the others.
     loaded: Mutex<std::collections::BTreeSet<i32>>,
+    /// Offsets committed inside transactions, by (producer id, `__consumer_offsets`
+    /// partition): written, but applied only when the transaction commits.
+    pending_txn_offsets: Mutex<txn_offsets::PendingOffsets>,
 }
 
 fn now_ms() -> i64 {
@@ -168,6 +134,7 @@ impl GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
             loaded: Mutex::new(Default::default()),
+            pending_txn_offsets: Mutex::new(Default::default()),
         }
     }
 
@@ -181,14 +148,14 @@ impl GroupCoordinator {
 
     /// Rebuilds groups and offsets from the `__consumer_offsets` partitions this broker leads
     /// (called at start-up).
-    pub fn load(&self, broker: &Broker) {
-        self.follow_leadership(broker);
+    pub fn load(&self, log: &dyn CoordinatorLog) {
+        self.follow_leadership(log);
     }
 
     /// Whether this broker coordinates `group_id`: it leads and has loaded the group's
     /// partition of `__consumer_offsets` (any group before that topic exists).
-    pub fn owns(&self, broker: &Broker, group_id: &str) -> bool {
-        let image = broker.image();
+    pub fn owns(&self, log: &dyn CoordinatorLog, group_id: &str) -> bool {
+        let image = log.image();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return true;
         };
@@ -201,14 +168,9 @@ impl GroupCoordinator {
 
     /// Loads the groups of `__consumer_offsets` partitions this broker has come to lead and
     /// drops those of partitions it no longer leads (they moved to another coordinator).
-    pub fn follow_leadership(&self, broker: &Broker) {
-        let led: std::collections::BTreeSet<i32> = broker
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC && p.is_leader())
-            .map(|p| p.index)
-            .collect();
+    pub fn follow_leadership(&self, log: &dyn CoordinatorLog) {
+        let led: std::collections::BTreeSet<i32> =
+            log.led_partitions(OFFSETS_TOPIC).into_iter().collect();
         let (gained, lost) = {
             let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
             (
@@ -217,7 +179,7 @@ impl GroupCoordinator {
             )
         };
         if !lost.is_empty() {
-            let partitions = broker
+            let partitions = log
                 .image()
                 .topic(OFFSETS_TOPIC)
                 .map_or(self.config.offsets_partitions, |t| {
@@ -233,25 +195,23 @@ impl GroupCoordinator {
             tracing::info!(partitions = ?lost, groups = before - groups.len(), "no longer coordinating the groups of these __consumer_offsets partitions");
         }
         if !gained.is_empty() {
-            self.load_partitions(broker, &gained);
+            self.load_partitions(log, &gained);
         }
     }
 
     /// Rebuilds the groups and offsets of these `__consumer_offsets` partitions.
-    fn load_partitions(&self, broker: &Broker, partitions: &[i32]) {
+    fn load_partitions(&self, log: &dyn CoordinatorLog, partitions: &[i32]) {
         let mut groups = self.lock();
         let now = Instant::now();
-        let topics = consumer_ops::ImageTopics(broker.image());
+        let topics = consumer_ops::ImageTopics(log.image());
         let mut records = 0usize;
-        for p in broker
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC && partitions.contains(&p.index))
-        {
-            read_partition(&p, |data| {
+        for &index in partitions {
+            if !log.hosts(OFFSETS_TOPIC, index) {
+                continue;
+            }
+            log.read_all(OFFSETS_TOPIC, index, &mut |data| {
                 // Transactional offset commits count once their transaction commits.
-                match broker.txns.split_offsets_batches(p.index, data) {
+                match self.split_offsets_batches(index, data) {
                     Ok(recs) => {
                         for r in recs {
                             let Some(key) = r.key else { continue };
@@ -268,7 +228,7 @@ impl GroupCoordinator {
                                     }
                                 }
                                 Err(e) => tracing::warn!(
-                                    partition = p.index,
+                                    partition = index,
                                     offset = r.offset,
                                     reason = e.0,
                                     "skipping malformed record"
@@ -277,12 +237,12 @@ impl GroupCoordinator {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(partition = p.index, error = %e, "cannot decode __consumer_offsets")
+                        tracing::error!(partition = index, error = %e, "cannot decode __consumer_offsets")
                     }
                 }
             });
         }
-        let count = broker
+        let count = log
             .image()
             .topic(OFFSETS_TOPIC)
             .map_or(self.config.offsets_partitions, |t| {
@@ -1001,35 +961,6 @@ fn group_value(g: &Group) -> GroupValue {
     }
 }
 
-/// Reads a whole internal partition from its log start, handing `f` chunks of whole batches.
-pub fn read_partition(p: &crate::replica_manager::Partition, mut f: impl FnMut(Bytes)) {
-    let mut offset = p.with_log(|l| l.log_start_offset());
-    loop {
-        let read = p.with_log(|l| {
-            let end = l.log_end_offset();
-            l.read(offset, 8 * 1024 * 1024, end, true)
-        });
-        let data = match read
-            .and_then(|r| r.read_to_vec().map_err(strom_storage::StorageError::from))
-        {
-            Ok(d) if !d.is_empty() => d,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cannot read internal partition");
-                break;
-            }
-        };
-        let Some(next) = strom_protocol::records::batches_end_offset(&data) else {
-            break;
-        };
-        f(Bytes::from(data));
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-}
-
 /// Applies one stored record while loading.
 fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
     match rec {
@@ -1117,53 +1048,85 @@ fn apply(groups: &mut HashMap<String, Group>, rec: StoredRecord, now: Instant) {
     }
 }
 
-/// Writes records to the group's `__consumer_offsets` partition (uncompressed, one batch).
-pub fn persist(
-    broker: &Broker,
-    group_id: &str,
-    records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(), i16> {
-    if records.is_empty() {
-        return Ok(());
+impl GroupCoordinator {
+    /// The `__consumer_offsets` partition that holds `group_id`.
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        store::partition_for(group_id, self.config.offsets_partitions)
     }
-    let partitions = broker.groups.config().offsets_partitions;
-    let p = broker
-        .replicas
-        .get(OFFSETS_TOPIC, store::partition_for(group_id, partitions))
-        .ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-    p.append_records(&records, BatchProducer::NONE, crate::now_ms())
-        .map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "cannot write to __consumer_offsets");
-            ec::KAFKA_STORAGE_ERROR
-        })?;
-    Ok(())
-}
 
-/// [`persist`], then (in a cluster) waits until every in-sync replica of the partition has the
-/// records, as Kafka's coordinator does before it answers a commit: a coordinator that dies
-/// right after answering loses nothing.
-pub async fn persist_replicated(
-    broker: &Broker,
-    group_id: &str,
-    records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(), i16> {
-    if records.is_empty() {
-        return Ok(());
+    /// Writes records to the group's `__consumer_offsets` partition (uncompressed, one
+    /// batch).
+    pub fn persist(
+        &self,
+        log: &dyn CoordinatorLog,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), i16> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.append(log, group_id, &records).map(|_| ())
     }
-    persist(broker, group_id, records)?;
-    let config = broker.groups.config();
-    let partitions = config.offsets_partitions;
-    let Some(p) = broker
-        .replicas
-        .get(OFFSETS_TOPIC, store::partition_for(group_id, partitions))
-    else {
-        return Ok(());
-    };
-    let end = p.with_log(|l| l.log_end_offset());
-    broker
-        .replicas
-        .wait_replicated(&p, end, config.offsets_commit_timeout)
+
+    /// Appends to the group's partition; returns the log end offset after the records.
+    fn append(
+        &self,
+        log: &dyn CoordinatorLog,
+        group_id: &str,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<i64, i16> {
+        let partition = self.partition_of(group_id);
+        if !log.hosts(OFFSETS_TOPIC, partition) {
+            return Err(ec::COORDINATOR_NOT_AVAILABLE);
+        }
+        log.append(OFFSETS_TOPIC, partition, records, BatchProducer::NONE)
+            .map_err(|code| {
+                tracing::error!(group = group_id, code, "cannot write to __consumer_offsets");
+                ec::KAFKA_STORAGE_ERROR
+            })
+    }
+
+    /// [`Self::persist`], then (in a cluster) waits until every in-sync replica of the
+    /// partition has the records, as Kafka's coordinator does before it answers a commit: a
+    /// coordinator that dies right after answering loses nothing.
+    pub async fn persist_replicated(
+        &self,
+        log: &dyn CoordinatorLog,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), i16> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let end = self.append(log, group_id, &records)?;
+        log.wait_replicated(
+            OFFSETS_TOPIC,
+            self.partition_of(group_id),
+            end,
+            self.config.offsets_commit_timeout,
+        )
         .await
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (compacted, as Kafka's).
+    pub async fn ensure_offsets_topic(&self, log: &dyn CoordinatorLog) -> Result<(), i16> {
+        if log.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert(
+            "segment.bytes".to_string(),
+            self.config.offsets_topic_segment_bytes.clone(),
+        );
+        log.ensure_topic(InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: self.config.offsets_partitions,
+            replication_factor: self.config.offsets_topic_replication_factor,
+            configs,
+        })
+        .await
+    }
 }
 
 /// One partition's offset in a commit request: (topic, partition, offset, leader epoch,
@@ -1181,14 +1144,14 @@ pub struct CommitPlan {
 }
 
 pub fn plan_commit<'a>(
-    broker: &Broker,
+    config: &GroupConfig,
     group_id: &str,
     verdict: Result<(), i16>,
     offsets: impl Iterator<Item = OffsetToCommit<'a>>,
     readable: impl Fn(&str) -> bool,
 ) -> CommitPlan {
     let now = crate::now_ms();
-    let max_metadata = broker.groups.config().offset_metadata_max_bytes;
+    let max_metadata = config.offset_metadata_max_bytes;
     let mut plan = CommitPlan {
         records: Vec::new(),
         committed: Vec::new(),
@@ -1245,35 +1208,12 @@ pub fn offset_record(
     )
 }
 
-/// Creates `__consumer_offsets` if it does not exist yet (compacted, as Kafka's).
-pub async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), i16> {
-    if broker.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let _guard = broker.controller.lock().await;
-    if broker.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let mut configs = std::collections::BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert(
-        "segment.bytes".to_string(),
-        broker.config.get("offsets.topic.segment.bytes").to_string(),
-    );
-    let partitions = broker.groups.config().offsets_partitions;
-    let rf = broker.config.settings().offsets_topic_replication_factor;
-    match crate::topics::create_topic(broker, OFFSETS_TOPIC, partitions, rf, configs, false) {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
-        Err(e) => {
-            tracing::error!(error = %e.message, "cannot create __consumer_offsets");
-            Err(ec::COORDINATOR_NOT_AVAILABLE)
-        }
-    }
-}
-
 /// Drives the coordinator's timeouts and writes what they change.
-pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn ticker(
+    groups: Arc<GroupCoordinator>,
+    log: Arc<dyn CoordinatorLog>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry = Instant::now();
@@ -1282,24 +1222,24 @@ pub async fn ticker(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Recei
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let expire = last_expiry.elapsed() >= broker.groups.config().offsets_retention_check;
+        let expire = last_expiry.elapsed() >= groups.config().offsets_retention_check;
         if expire {
             last_expiry = Instant::now();
         }
-        let (groups, expired) = broker.groups.tick(expire);
-        for (group, value) in groups {
-            let _ = persist(&broker, &group, vec![group_record(&group, &value)]);
+        let (changed, expired) = groups.tick(expire);
+        for (group, value) in changed {
+            let _ = groups.persist(&*log, &group, vec![group_record(&group, &value)]);
         }
         for (group, topic, partition) in expired {
-            let _ = persist(
-                &broker,
+            let _ = groups.persist(
+                &*log,
                 &group,
                 vec![offset_record(&group, &topic, partition, None)],
             );
         }
-        let topics = consumer_ops::ImageTopics(broker.image());
-        for (group, records) in broker.groups.consumer_tick(&topics, expire) {
-            let _ = persist(&broker, &group, records);
+        let topics = consumer_ops::ImageTopics(log.image());
+        for (group, records) in groups.consumer_tick(&topics, expire) {
+            let _ = groups.persist(&*log, &group, records);
         }
     }
 }
@@ -1320,6 +1260,8 @@ mod tests {
             offsets_retention_check: Duration::from_secs(600),
             offsets_commit_timeout: Duration::from_secs(5),
             offset_metadata_max_bytes: 100,
+            offsets_topic_replication_factor: 1,
+            offsets_topic_segment_bytes: "104857600".into(),
             consumer: consumer::ConsumerConfig {
                 session_timeout: Duration::from_secs(45),
                 heartbeat_interval_ms: 5000,
