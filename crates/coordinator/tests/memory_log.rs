@@ -19,11 +19,14 @@ use strom_protocol::records::{BatchProducer, ProducerRecord, encode_producer_bat
 use strom_storage::ControlType;
 use strom_storage::batch::{build_control_batch, patch_base_offset};
 
+/// Whole batches of each partition, in log order.
+type Batches = HashMap<(String, i32), Vec<Vec<u8>>>;
+
 /// One broker alone, leading every partition; each partition is a list of whole batches.
 #[derive(Default)]
 struct MemoryLog {
     image: Mutex<MetadataImage>,
-    partitions: Mutex<HashMap<(String, i32), Vec<Vec<u8>>>>,
+    partitions: Mutex<Batches>,
     next_producer_id: Mutex<i64>,
 }
 
