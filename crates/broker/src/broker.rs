@@ -43,7 +43,7 @@ pub struct Broker {
     pub isolated: Arc<std::sync::atomic::AtomicBool>,
     /// Set when a shutdown begins: the broker no longer registers again.
     shutting_down: std::sync::atomic::AtomicBool,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
     /// Consumer groups and committed offsets.
     pub groups: Arc<crate::group::GroupCoordinator>,
     /// Producer ids, transactional ids and transactions.
@@ -184,7 +184,7 @@ impl Broker {
         } else {
             None
         };
-        let replicas = ReplicaManager::new(node_id, &data_dir, metrics.clone());
+        let replicas = Arc::new(ReplicaManager::new(node_id, &data_dir, metrics.clone()));
         metrics.declare_listener(listener_name(config.get("listeners")));
         let started = std::time::Instant::now();
         replicas.reconcile(&metadata.image(), &config, crate::now_ms())?;
@@ -234,7 +234,8 @@ impl Broker {
         // groups read it.
         broker.txns.load(&*broker);
         broker.groups.load(&*broker);
-        broker.metrics.attach(&broker);
+        let source: Arc<dyn crate::metrics::ScrapeSource> = broker.clone();
+        broker.metrics.attach(Arc::downgrade(&source));
         Ok(broker)
     }
 
@@ -557,7 +558,12 @@ impl Broker {
         }
         tracing::info!(node_id = self.node_id, cluster_id = %self.cluster_id, "strom broker listening");
         let housekeeping = tokio::spawn(housekeeping(self.clone(), shutdown.clone()));
-        crate::log_cleaner::start(self.clone(), shutdown.clone());
+        crate::log_cleaner::start(
+            self.replicas.clone(),
+            self.metrics.cleaner.clone(),
+            &self.config,
+            shutdown.clone(),
+        );
         let group_ticker = tokio::spawn(crate::group::ticker(
             self.groups.clone(),
             self.clone(),

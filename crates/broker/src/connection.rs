@@ -302,7 +302,9 @@ async fn handle_frame(
                     };
                     let finished = tokio::spawn(async move {
                         let mut response = ResponseKind::Produce(appended.finish().await);
-                        b.metrics.response_errors(prefix.api_key, &response);
+                        b.metrics.response_errors(prefix.api_key, |f| {
+                            crate::registry::error_codes(&response, f)
+                        });
                         registry::set_throttle_time(&mut response, throttle_ms);
                         encode_response(api_key, version, correlation_id, &response)
                     });
@@ -312,7 +314,9 @@ async fn handle_frame(
                     ));
                 }
                 let mut response = ResponseKind::Produce(appended.finish().await);
-                broker.metrics.response_errors(prefix.api_key, &response);
+                broker.metrics.response_errors(prefix.api_key, |f| {
+                    crate::registry::error_codes(&response, f)
+                });
                 // acks=0: the byte rate counts; request time is not charged (as Kafka does).
                 let handling = (!no_response).then(|| handling_time(&ctx, started));
                 *throttle =
@@ -333,7 +337,9 @@ async fn handle_frame(
                 let mut parts = fetch::handle_parts(broker, &ctx, req).await;
                 let fetched: usize = parts.records.iter().map(|r| r.len as usize).sum();
                 let mut response = ResponseKind::Fetch(parts.response);
-                broker.metrics.response_errors(prefix.api_key, &response);
+                broker.metrics.response_errors(prefix.api_key, |f| {
+                    crate::registry::error_codes(&response, f)
+                });
                 let quota = apply_quotas(
                     broker,
                     &ctx,
@@ -384,9 +390,17 @@ async fn handle_frame(
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?,
         },
     };
-    broker.metrics.response_errors(prefix.api_key, &response);
+    broker.metrics.response_errors(prefix.api_key, |f| {
+        crate::registry::error_codes(&response, f)
+    });
     if let Some(admin) = admin {
-        crate::security::audit::log_admin(&ctx, admin, &response);
+        let principal = ctx.session.principal();
+        let who = crate::security::audit::Requester {
+            principal: &principal,
+            host: ctx.peer.ip(),
+            api_key: ctx.header.request_api_key,
+        };
+        crate::security::audit::log_admin(&who, admin, crate::registry::audit_results(&response));
     }
     *throttle = apply_quotas(
         broker,

@@ -15,6 +15,7 @@ pub mod delayed;
 mod handlers;
 mod log_cleaner;
 pub mod metrics;
+mod metrics_source;
 pub mod quota;
 pub mod registry;
 mod replica_fetcher;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use strom_storage::CleanerConfig;
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::metrics::CleanerMetrics;
-use crate::replica_manager::Partition;
+use crate::replica_manager::{Partition, ReplicaManager};
 
 type Key = (String, i32);
 
@@ -35,18 +35,18 @@ struct Shared {
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// Starts the cleaner threads; they stop when `shutdown` turns true.
-pub fn start(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    let threads = broker.config.settings().log_cleaner_threads.max(0) as usize;
+pub fn start(
+    replicas: Arc<ReplicaManager>,
+    metrics: Arc<CleanerMetrics>,
+    config: &BrokerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let threads = config.settings().log_cleaner_threads.max(0) as usize;
     if threads == 0 {
         return;
     }
-    let dedupe = broker
-        .config
-        .settings()
-        .log_cleaner_dedupe_buffer_size
-        .max(1) as usize;
-    let rate: f64 = broker
-        .config
+    let dedupe = config.settings().log_cleaner_dedupe_buffer_size.max(1) as usize;
+    let rate: f64 = config
         .get("log.cleaner.io.max.bytes.per.second")
         .parse()
         .unwrap_or(f64::MAX);
@@ -56,19 +56,19 @@ pub fn start(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
         io_max_bytes_per_second: (per_thread_rate < u64::MAX as f64)
             .then_some(per_thread_rate.max(1.0) as u64),
     };
-    let backoff =
-        Duration::from_millis(broker.config.settings().log_cleaner_backoff_ms.max(0) as u64);
+    let backoff = Duration::from_millis(config.settings().log_cleaner_backoff_ms.max(0) as u64);
     let shared = Arc::new(Mutex::new(Shared::default()));
     for i in 0..threads {
-        let (broker, shutdown, shared, cleaner) = (
-            broker.clone(),
+        let (replicas, metrics, shutdown, shared, cleaner) = (
+            replicas.clone(),
+            metrics.clone(),
             shutdown.clone(),
             shared.clone(),
             cleaner.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("log-cleaner-{i}"))
-            .spawn(move || run(&broker, &shutdown, &shared, &cleaner, backoff));
+            .spawn(move || run(&replicas, &metrics, &shutdown, &shared, &cleaner, backoff));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a log cleaner thread");
         }
@@ -80,17 +80,18 @@ fn stopped(shutdown: &watch::Receiver<bool>) -> bool {
 }
 
 fn run(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    metrics: &CleanerMetrics,
     shutdown: &watch::Receiver<bool>,
     shared: &Mutex<Shared>,
     cleaner: &CleanerConfig,
     backoff: Duration,
 ) {
     while !stopped(shutdown) {
-        match pick(broker, shared) {
+        match pick(replicas, shared) {
             Some(partition) => {
                 let key = (partition.topic.clone(), partition.index);
-                let ok = clean(&partition, cleaner, &broker.metrics.cleaner);
+                let ok = clean(&partition, cleaner, metrics);
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.busy.remove(&key);
                 if !ok {
@@ -114,13 +115,13 @@ fn run(
 }
 
 /// The partition that most needs cleaning and that no other thread is cleaning; marks it busy.
-fn pick(broker: &Broker, shared: &Mutex<Shared>) -> Option<Arc<Partition>> {
+fn pick(replicas: &ReplicaManager, shared: &Mutex<Shared>) -> Option<Arc<Partition>> {
     let now = crate::now_ms();
     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
     let instant = Instant::now();
     s.failed_until.retain(|_, until| *until > instant);
     let mut best: Option<(f64, Arc<Partition>)> = None;
-    for p in broker.replicas.all() {
+    for p in replicas.all() {
         let key = (p.topic.clone(), p.index);
         if s.busy.contains(&key) || s.failed_until.contains_key(&key) {
             continue;

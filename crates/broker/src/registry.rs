@@ -284,3 +284,17 @@ mod doc_tests {
         );
     }
 }
+
+impl crate::metrics::Metrics {
+    /// Metrics for the APIs this broker implements.
+    pub fn new() -> Self {
+        let keys: Vec<ApiKey> = APIS.iter().map(|s| s.key).collect();
+        Self::for_apis(&keys)
+    }
+}
+
+impl Default for crate::metrics::Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -9,6 +9,8 @@
 
 mod scrape;
 
+pub use scrape::{PartitionState, ScrapeSource};
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -20,9 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::broker::Broker;
-use crate::registry::APIS;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -128,8 +127,8 @@ pub struct Metrics {
     connections_created: Family<ListenerLabels, Counter>,
     auth_failures: Family<ListenerLabels, Counter>,
     throttle_seconds: Family<QuotaLabels, Counter<f64, AtomicU64>>,
-    pub cleaner: CleanerMetrics,
-    broker: Arc<OnceLock<Weak<Broker>>>,
+    pub cleaner: Arc<CleanerMetrics>,
+    broker: scrape::Source,
     started: Instant,
 }
 
@@ -144,14 +143,10 @@ fn latency_family() -> Family<RequestLabels, Histogram> {
     Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18)))
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Metrics with a request counter for each of `apis` (`Metrics::new`, beside the API
+    /// registry, passes the APIs this broker implements).
+    pub fn for_apis(apis: &[strom_protocol::ApiKey]) -> Metrics {
         let mut registry = Registry::with_prefix("strom");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -201,12 +196,13 @@ impl Metrics {
         ] {
             registry.register_with_unit(name, help, Unit::Seconds, h.clone());
         }
-        let max_key = APIS.iter().map(|s| s.key as i16).max().unwrap_or(0) as usize;
+        let implemented = apis;
+        let max_key = implemented.iter().map(|k| *k as i16).max().unwrap_or(0) as usize;
         let mut apis: Vec<Option<ApiMetrics>> = (0..=max_key).map(|_| None).collect();
-        for spec in APIS {
-            let name: &'static str = api_name(spec.key);
+        for &key in implemented {
+            let name: &'static str = api_name(key);
             let l = RequestLabels { request: name };
-            apis[spec.key as i16 as usize] = Some(ApiMetrics {
+            apis[key as i16 as usize] = Some(ApiMetrics {
                 name,
                 requests: requests.get_or_create_owned(&l),
                 latency: OnceLock::new(),
@@ -267,7 +263,7 @@ impl Metrics {
         for quota in ["produce", "fetch", "request", "controller_mutation"] {
             drop(throttle_seconds.get_or_create(&QuotaLabels { quota }));
         }
-        let cleaner = CleanerMetrics::default();
+        let cleaner = Arc::new(CleanerMetrics::default());
         registry.register(
             "log_cleaner_passes",
             "Completed log cleaning passes",
@@ -328,8 +324,8 @@ impl Metrics {
     }
 
     /// Lets the scrape-time gauges read this broker. Called once by `Broker::open`.
-    pub(crate) fn attach(&self, broker: &Arc<Broker>) {
-        let _ = self.broker.set(Arc::downgrade(broker));
+    pub fn attach(&self, source: Weak<dyn ScrapeSource>) {
+        let _ = self.broker.set(source);
     }
 
     /// When these metrics were created (the process start, for the binary).
@@ -349,15 +345,16 @@ impl Metrics {
         }
     }
 
-    /// Counts the error codes of a response (NONE included).
-    pub fn response_errors(&self, api_key: i16, response: &strom_protocol::ResponseKind) {
+    /// Counts the error codes of a response (NONE included): `codes` hands each code of the
+    /// response to the function it is given (the API registry knows where they are).
+    pub fn response_errors(&self, api_key: i16, codes: impl FnOnce(&mut dyn FnMut(i16))) {
         let Some(m) = self.api(api_key) else {
             return;
         };
         // A handful of distinct codes per response at most; tally them without allocating.
         let mut tally: [(i16, u64); 8] = [(0, 0); 8];
         let mut used = 0;
-        crate::registry::error_codes(response, &mut |code| {
+        codes(&mut |code| {
             if let Some(slot) = tally[..used].iter_mut().find(|(c, _)| *c == code) {
                 slot.1 += 1;
             } else if used < tally.len() {
@@ -534,12 +531,17 @@ fn api_name(key: strom_protocol::ApiKey) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strom_protocol::ResponseKind;
-    use strom_protocol::messages::ProduceResponse;
-    use strom_protocol::messages::produce_response::{
-        PartitionProduceResponse, TopicProduceResponse,
-    };
 
+    /// Metrics for the few APIs these tests use.
+    fn test_metrics() -> Metrics {
+        use strom_protocol::ApiKey;
+        Metrics::for_apis(&[
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::Metadata,
+            ApiKey::ApiVersions,
+        ])
+    }
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -547,16 +549,10 @@ mod tests {
 
     #[test]
     fn errors_are_counted_per_partition_by_name() {
-        let m = Metrics::new();
-        let partitions = [0i16, 0, 3, 0, 87]
-            .iter()
-            .map(|c| PartitionProduceResponse::default().with_error_code(*c))
-            .collect();
-        let resp = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
-            TopicProduceResponse::default().with_partition_responses(partitions),
-        ]));
+        let m = test_metrics();
+        // A Produce response with five partitions.
         m.request_received(0);
-        m.response_errors(0, &resp);
+        m.response_errors(0, |f| [0i16, 0, 3, 0, 87].into_iter().for_each(f));
         let text = m.encode();
         assert_eq!(
             sample(&text, "strom_requests_total{request=\"Produce\"}"),
@@ -576,7 +572,7 @@ mod tests {
 
     #[test]
     fn request_stages_add_up() {
-        let m = Metrics::new();
+        let m = test_metrics();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let timing = RequestTiming {
@@ -607,7 +603,7 @@ mod tests {
 
     #[test]
     fn topic_counters_are_shared_and_removed_with_the_topic() {
-        let m = Metrics::new();
+        let m = test_metrics();
         let a = m.topic("t");
         let b = m.topic("t");
         a.messages_in.inc_by(2);
@@ -623,7 +619,7 @@ mod tests {
 
     #[test]
     fn connections_are_counted_while_open() {
-        let m = Metrics::new();
+        let m = test_metrics();
         let guard = m.connection_opened("PLAINTEXT");
         let _other = m.connection_opened("PLAINTEXT");
         drop(guard);

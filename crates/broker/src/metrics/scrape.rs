@@ -13,15 +13,35 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Unit;
 
-use crate::broker::Broker;
+use strom_coordinator::group::GroupOffsets;
+use strom_metadata::MetadataImage;
 
 type Labels = Vec<(&'static str, String)>;
 type IntFamily = Family<Labels, Gauge>;
 type FloatFamily = Family<Labels, Gauge<f64, AtomicU64>>;
 
-#[derive(Debug)]
+/// What the scrape-time gauges read from a running broker.
+pub trait ScrapeSource: Send + Sync {
+    fn node_id(&self) -> i32;
+    fn image(&self) -> Arc<MetadataImage>;
+    /// The partitions hosted here.
+    fn partition_states(&self) -> Vec<PartitionState>;
+    /// A topic's `min.insync.replicas`, from its configs and the broker's default.
+    fn min_insync_replicas(&self, topic_configs: &BTreeMap<String, String>) -> usize;
+    /// Groups with their state and committed offsets.
+    fn group_offsets(&self) -> Vec<GroupOffsets>;
+    /// The high watermark of a hosted partition.
+    fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64>;
+    /// The timestamp of the record at `offset` (or the first one after the log start) of a
+    /// hosted partition.
+    fn timestamp_at(&self, topic: &str, partition: i32, offset: i64) -> Option<i64>;
+}
+
+/// The broker being scraped: set once its logs are recovered.
+pub(super) type Source = Arc<OnceLock<Weak<dyn ScrapeSource>>>;
+
 pub(super) struct BrokerCollector {
-    pub broker: Arc<OnceLock<Weak<Broker>>>,
+    pub broker: Source,
     pub started: Instant,
 }
 
@@ -42,16 +62,22 @@ fn int(value: i64) -> Gauge {
     g
 }
 
+impl std::fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerCollector")
+    }
+}
+
 /// One partition's state as the scrape saw it.
-struct PartitionState {
-    topic: String,
-    partition: i32,
-    log_start: i64,
-    log_end: i64,
-    size: u64,
-    segments: usize,
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start: i64,
+    pub log_end: i64,
+    pub size: u64,
+    pub segments: usize,
     /// (dirty ratio, last clean ms) for compacted logs.
-    cleaner: Option<(f64, i64)>,
+    pub cleaner: Option<(f64, i64)>,
 }
 
 impl Collector for BrokerCollector {
@@ -81,25 +107,7 @@ impl Collector for BrokerCollector {
         let now = crate::now_ms();
 
         // Partitions hosted here.
-        let mut states: Vec<PartitionState> = broker
-            .replicas
-            .all()
-            .iter()
-            .map(|p| {
-                p.with_log(|l| PartitionState {
-                    topic: p.topic.clone(),
-                    partition: p.index,
-                    log_start: l.log_start_offset(),
-                    log_end: l.log_end_offset(),
-                    size: l.size_bytes(),
-                    segments: l.segment_count(),
-                    cleaner: l
-                        .config()
-                        .compact
-                        .then(|| (l.dirty_ratio(), l.last_clean_ms())),
-                })
-            })
-            .collect();
+        let mut states = broker.partition_states();
         states.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         let (leo, lso, size, segs) = (
             IntFamily::default(),
@@ -171,20 +179,16 @@ impl Collector for BrokerCollector {
         let image = broker.image();
         let (mut hosted, mut led, mut under, mut under_min_isr, mut offline) = (0, 0, 0, 0, 0);
         for topic in image.topics.values() {
-            let min_isr: usize = broker
-                .config
-                .topic_value(&topic.configs, "min.insync.replicas")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
+            let min_isr = broker.min_insync_replicas(&topic.configs);
             for p in &topic.partitions {
                 if p.leader < 0 || image.brokers.get(&p.leader).is_none_or(|b| b.fenced) {
                     offline += 1;
                 }
-                if !p.replicas.contains(&broker.node_id) {
+                if !p.replicas.contains(&broker.node_id()) {
                     continue;
                 }
                 hosted += 1;
-                if p.leader == broker.node_id {
+                if p.leader == broker.node_id() {
                     led += 1;
                     if p.isr.len() < p.replicas.len() {
                         under += 1;
@@ -226,7 +230,7 @@ impl Collector for BrokerCollector {
         }
 
         // Groups by state, and lag of every committed offset.
-        let groups = broker.groups.offsets_snapshot();
+        let groups = broker.group_offsets();
         let by_state = IntFamily::default();
         for state in [
             "Empty",
@@ -251,12 +255,9 @@ impl Collector for BrokerCollector {
             for (topic, partition, offset) in &g.offsets {
                 let key = (topic.clone(), *partition);
                 let offset = *offset;
-                let end = *ends.entry(key).or_insert_with(|| {
-                    broker
-                        .replicas
-                        .get(topic, *partition)
-                        .map(|p| p.high_watermark())
-                });
+                let end = *ends
+                    .entry(key)
+                    .or_insert_with(|| broker.high_watermark(topic, *partition));
                 let Some(end) = end else { continue };
                 let l: Labels = vec![
                     ("group", g.group_id.clone()),
@@ -271,14 +272,7 @@ impl Collector for BrokerCollector {
                 } else {
                     // The oldest record the group has not consumed: how long it has waited.
                     broker
-                        .replicas
-                        .get(topic, *partition)
-                        .and_then(|p| {
-                            p.with_log(|log| {
-                                let from = offset.max(log.log_start_offset());
-                                log.timestamp_at(from).ok().flatten()
-                            })
-                        })
+                        .timestamp_at(topic, *partition, offset)
                         .map(|ts| ((now - ts).max(0)) as f64 / 1000.0)
                         .unwrap_or(0.0)
                 };

@@ -5,11 +5,9 @@
 //! `strom::audit`. Config values and credentials are never written; config
 //! names are.
 
-use strom_protocol::ResponseKind;
 use strom_protocol::error_code;
 
 use super::acl::{self, Operation, ResourceType};
-use crate::registry::RequestContext;
 
 /// What an admin request asks, resource by resource, in the order its response answers.
 /// Each admin API names its resources itself ([`crate::handlers::Api::audit`]).
@@ -77,14 +75,22 @@ pub fn config_resource(resource_type: i8, name: &str) -> String {
     format!("{kind}:{name}")
 }
 
-/// Writes the audit lines of an admin request once its response is known.
-pub fn log_admin(ctx: &RequestContext, request: AdminRequest, response: &ResponseKind) {
-    let (codes, whole) = crate::registry::audit_results(response);
-    let principal = ctx.session.principal();
-    let host = ctx.peer.ip();
-    let api = strom_protocol::ApiKey::try_from(ctx.header.request_api_key)
+/// Who sent an admin request: its principal, address and API.
+pub struct Requester<'a> {
+    pub principal: &'a dyn std::fmt::Display,
+    pub host: std::net::IpAddr,
+    pub api_key: i16,
+}
+
+/// Writes the audit lines of an admin request once its response is known: `codes` holds the
+/// response's error code per resource, in request order, and `whole` the code of the request as a
+/// whole (non-zero when everything failed).
+pub fn log_admin(who: &Requester<'_>, request: AdminRequest, (codes, whole): (Vec<i16>, i16)) {
+    let principal = who.principal;
+    let host = who.host;
+    let api = strom_protocol::ApiKey::try_from(who.api_key)
         .map(|k| format!("{k:?}"))
-        .unwrap_or_else(|_| ctx.header.request_api_key.to_string());
+        .unwrap_or_else(|_| who.api_key.to_string());
     for (i, (resource, detail)) in request.items.into_iter().enumerate() {
         let code = if whole != 0 {
             whole
