@@ -295,7 +295,7 @@ fn status(state: &AdminState) -> serde_json::Value {
                 }
             }
         }
-        let name = crate::broker::listener_name(broker.config.get("listeners"));
+        let name = crate::startup::listener_name(broker.config.get("listeners"));
         out["broker_id"] = json!(broker.node_id);
         out["cluster_id"] = json!(broker.cluster_id);
         out["listeners"] = json!([{

@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, watch};
 use crate::broker::Broker;
 use crate::handlers::{Quota, api_versions, fetch, produce};
 use crate::metrics::{RemoteTime, RequestTiming};
-use crate::registry::{self, RequestContext};
+use crate::registry;
+use crate::request::RequestContext;
 use crate::security::Session;
 use crate::send::{Outgoing, ResponseStream, write_outgoing};
 

@@ -21,12 +21,15 @@ pub mod registry;
 mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication;
+pub mod request;
 pub mod security;
 mod send;
+mod startup;
 mod topics;
 
-pub use broker::{BoundListener, Broker, BrokerError};
+pub use broker::{Broker, BrokerError};
 pub use config::{BrokerConfig, ConfigError};
+pub use startup::{BoundListener, listener_name, parse_listener};
 pub use strom_coordinator::{group, txn};
 
 /// Milliseconds since the Unix epoch.

@@ -2,14 +2,13 @@
 //! [`Api`] type (whose file declares its key, versions and handler). It dispatches requests
 //! and it is what ApiVersions answers with, so the two can never disagree.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use strom_protocol::messages::RequestHeader;
 use strom_protocol::{ApiKey, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Api};
+use crate::request::RequestContext;
 
 /// An implemented API and the versions strom advertises for it.
 #[derive(Debug, Clone, Copy)]
@@ -17,43 +16,6 @@ pub struct ApiSpec {
     pub key: ApiKey,
     pub min: i16,
     pub max: i16,
-}
-
-/// What a handler knows of the request besides its body.
-pub struct RequestContext {
-    pub header: RequestHeader,
-    pub api_version: i16,
-    pub peer: SocketAddr,
-    /// Time the handler spent waiting on other work, for the request latency metrics.
-    pub remote: crate::metrics::RemoteTime,
-    /// The connection's listener and authenticated principal.
-    pub session: Arc<crate::security::Session>,
-}
-
-impl RequestContext {
-    /// The client id of the request header ("" when there is none).
-    pub fn client_id(&self) -> &str {
-        self.header
-            .client_id
-            .as_ref()
-            .map(|c| c.as_str())
-            .unwrap_or("")
-    }
-
-    /// The `controller_mutation_rate` quota of this request's client; `strict` for the request
-    /// versions that can answer THROTTLING_QUOTA_EXCEEDED.
-    pub fn mutation_quota<'a>(
-        &self,
-        broker: &'a Broker,
-        strict: bool,
-    ) -> crate::quota::MutationQuota<'a> {
-        broker.quotas.mutations(
-            &broker.image(),
-            &self.session.principal(),
-            self.client_id(),
-            strict,
-        )
-    }
 }
 
 macro_rules! registry {

@@ -17,7 +17,28 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::handlers::fetch::PartitionRecords;
+/// The records of one partition of a Fetch response: whole batches in slices of its log (file
+/// regions, and the last bytes of a segment written with direct I/O in memory).
+#[derive(Clone, Debug, Default)]
+pub struct PartitionRecords {
+    pub slices: Vec<LogSlice>,
+    /// Sum of the slices' lengths.
+    pub len: u32,
+    /// The topic's bytes-out counter, counted when the records are sent
+    /// (`FetchParts::count_bytes_out`): a throttled fetch drops them unsent.
+    pub bytes_out: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+impl PartitionRecords {
+    /// Copies the records into memory.
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        for slice in &self.slices {
+            slice.read_into(&mut out)?;
+        }
+        Ok(out)
+    }
+}
 
 /// A response waiting to be written.
 #[derive(Debug)]

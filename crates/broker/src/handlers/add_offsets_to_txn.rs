@@ -7,7 +7,7 @@ use strom_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use crate::broker::Broker;
 use crate::group::{self, OFFSETS_TOPIC};
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 use crate::security::acl::ResourceType;
 

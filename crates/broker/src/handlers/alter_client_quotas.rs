@@ -12,7 +12,7 @@ use crate::quota::{
     CONSUMER_BYTE_RATE, CONTROLLER_MUTATION_RATE, ENTITY_CLIENT_ID, ENTITY_USER,
     PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE,
 };
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 pub async fn handle(

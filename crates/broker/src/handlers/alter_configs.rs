@@ -10,7 +10,7 @@ use strom_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use super::{RESOURCE_TOPIC, message};
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::audit;
 use crate::topics::{self, ApiError};
 

@@ -11,7 +11,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 use crate::security::audit;
 use crate::security::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramMechanism};

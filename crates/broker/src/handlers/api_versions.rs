@@ -9,7 +9,8 @@ use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::{APIS, RequestContext};
+use crate::registry::APIS;
+use crate::request::RequestContext;
 
 /// The registry's APIs and versions, as ApiVersions lists them.
 pub fn api_list() -> Vec<ApiVersion> {

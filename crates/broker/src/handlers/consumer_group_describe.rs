@@ -20,7 +20,7 @@ use crate::group::consumer::Refused;
 use crate::group::consumer_ops::ImageTopics;
 use crate::handlers::Api;
 use crate::handlers::since;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{OPERATIONS_NOT_REQUESTED, Operation, ResourceType};
 
 fn assignment(topics: &ImageTopics, p: &Partitions) -> Assignment {

@@ -18,7 +18,7 @@ use crate::group::assignor::Partitions;
 use crate::group::consumer::{HeartbeatIn, Refused, STATIC_LEAVE_EPOCH};
 use crate::group::consumer_ops::ImageTopics;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
 fn error(code: i16, message: String) -> ConsumerGroupHeartbeatResponse {

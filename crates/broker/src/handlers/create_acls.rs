@@ -8,7 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, validate_binding};
 use crate::security::audit;
 

@@ -8,7 +8,7 @@ use strom_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use super::message;
 use crate::broker::Broker;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::topics::{self, ApiError};
 
 pub async fn handle(
@@ -17,7 +17,7 @@ pub async fn handle(
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let _guard = broker.controller.lock().await;
-    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 3);
+    let mutations = broker.mutation_quota(ctx, ctx.api_version >= 3);
     let results = req
         .topics
         .into_iter()

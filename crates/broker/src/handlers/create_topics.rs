@@ -12,7 +12,7 @@ use super::describe_configs::topic_config_entries;
 use super::message;
 use crate::broker::Broker;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::audit;
 use crate::topics::{self, ApiError};
 
@@ -22,7 +22,7 @@ pub async fn handle(
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let _guard = broker.controller.lock().await;
-    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 6);
+    let mutations = broker.mutation_quota(ctx, ctx.api_version >= 6);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
         .topics

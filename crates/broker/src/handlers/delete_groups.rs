@@ -8,7 +8,7 @@ use strom_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use crate::broker::Broker;
 use crate::group;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,

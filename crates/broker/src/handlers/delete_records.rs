@@ -10,7 +10,7 @@ use strom_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 /// DeleteRecords offset meaning "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;

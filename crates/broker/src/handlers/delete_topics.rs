@@ -8,7 +8,7 @@ use strom_protocol::str_bytes;
 use super::{message, since};
 use crate::broker::Broker;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::topics;
 
 pub async fn handle(
@@ -17,7 +17,7 @@ pub async fn handle(
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let _guard = broker.controller.lock().await;
-    let mutations = ctx.mutation_quota(broker, ctx.api_version >= 5);
+    let mutations = broker.mutation_quota(ctx, ctx.api_version >= 5);
     let targets: Vec<(Option<String>, Option<strom_metadata::Uuid>)> = if ctx.api_version >= 6 {
         req.topics
             .into_iter()

@@ -7,7 +7,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 const MATCH_EXACT: i8 = 0;

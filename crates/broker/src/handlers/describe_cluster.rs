@@ -9,7 +9,7 @@ use strom_protocol::str_bytes;
 use crate::broker::Broker;
 use crate::handlers::Api;
 use crate::handlers::since;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 use crate::security::acl::{CLUSTER_NAME, OPERATIONS_NOT_REQUESTED, ResourceType};
 

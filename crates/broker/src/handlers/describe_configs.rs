@@ -12,7 +12,7 @@ use super::{RESOURCE_BROKER, RESOURCE_TOPIC, message};
 use crate::broker::Broker;
 use crate::config::{self, ConfigDef, ConfigType};
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 /// Config sources as DescribeConfigs reports them.
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;

@@ -7,7 +7,7 @@ use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,

@@ -11,7 +11,7 @@ use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 pub async fn handle(

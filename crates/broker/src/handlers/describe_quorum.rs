@@ -23,7 +23,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use crate::broker::Broker;
 use crate::handlers::Api;
 use crate::handlers::since;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 /// The topic of the metadata log.

@@ -12,7 +12,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use crate::broker::Broker;
 use crate::cluster;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 const UNCLEAN: i8 = 1;

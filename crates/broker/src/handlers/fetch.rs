@@ -8,7 +8,6 @@
 //! record bytes never pass through user space. [`handle`] copies them into the response for
 //! callers that need the whole response in memory.
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,15 @@ use strom_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use strom_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use strom_storage::{LogSlice, StorageError};
+use strom_storage::StorageError;
 
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::delayed::Waiter;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
+use crate::request::RequestContext;
+use crate::send::PartitionRecords;
 
 /// One requested partition, resolved once.
 struct Wanted {
@@ -37,29 +37,6 @@ struct Wanted {
     hosted: Result<Arc<Partition>, i16>,
     /// A follower's fetch reads the whole log; a consumer's only below the high watermark.
     replica: bool,
-}
-
-/// The records of one partition of a Fetch response: whole batches in slices of its log (file
-/// regions, and the last bytes of a segment written with direct I/O in memory).
-#[derive(Clone, Debug, Default)]
-pub struct PartitionRecords {
-    pub slices: Vec<LogSlice>,
-    /// Sum of the slices' lengths.
-    pub len: u32,
-    /// The topic's bytes-out counter, counted when the records are sent
-    /// ([`FetchParts::count_bytes_out`]): a throttled fetch drops them unsent.
-    pub bytes_out: Option<prometheus_client::metrics::counter::Counter>,
-}
-
-impl PartitionRecords {
-    /// Copies the records into memory.
-    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.len as usize);
-        for slice in &self.slices {
-            slice.read_into(&mut out)?;
-        }
-        Ok(out)
-    }
 }
 
 /// A Fetch response whose records are still in the logs: the response's records fields are

@@ -9,7 +9,7 @@ use super::message;
 use crate::broker::Broker;
 use crate::group;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 /// Coordinator key types.
 const GROUP: i8 = 0;

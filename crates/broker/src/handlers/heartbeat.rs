@@ -5,7 +5,7 @@ use strom_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,

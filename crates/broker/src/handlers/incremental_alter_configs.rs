@@ -11,7 +11,7 @@ use super::alter_configs::not_dynamic;
 use super::{RESOURCE_TOPIC, message};
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::audit;
 use crate::topics::{self, ApiError};
 

@@ -6,7 +6,7 @@ use strom_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 use crate::security::acl::ResourceType;
 

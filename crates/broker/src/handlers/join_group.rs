@@ -8,7 +8,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use crate::broker::Broker;
 use crate::group::{JoinRequest, state::JoinResult};
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,

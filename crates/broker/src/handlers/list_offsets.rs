@@ -10,7 +10,7 @@ use strom_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 /// Special timestamps of ListOffsets.
 const LATEST: i64 = -1;

@@ -9,7 +9,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 use crate::txn::store::TxnStatus;
 

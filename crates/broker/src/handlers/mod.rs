@@ -59,7 +59,7 @@ use strom_protocol::{ApiKey, StrBytes, error_code as ec, str_bytes};
 use strom_storage::StorageError;
 
 use crate::broker::Broker;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 /// The client quotas an API's requests count against. All but `Exempt` count the time their
 /// handling takes against `request_percentage`.

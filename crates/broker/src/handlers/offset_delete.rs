@@ -14,7 +14,7 @@ use strom_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use crate::broker::Broker;
 use crate::group;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(

@@ -16,7 +16,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use crate::broker::Broker;
 use crate::group::state::Committed;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 
 /// Offsets of one group as the principal may see them: (topic, partitions with their commit or

@@ -9,7 +9,7 @@ use strom_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use crate::broker::Broker;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 /// Where a leader epoch ends in a partition's log: the largest epoch at or below the one asked

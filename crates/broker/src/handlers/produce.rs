@@ -9,8 +9,8 @@ use super::{message, since, storage_error_code};
 use crate::broker::Broker;
 use crate::delayed::Waiter;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
 use crate::replica_manager::Partition;
+use crate::request::RequestContext;
 use crate::security::acl::{Operation, ResourceType};
 use crate::topics;
 

@@ -6,7 +6,7 @@ use strom_protocol::str_bytes;
 
 use crate::broker::Broker;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 use super::since;
 

@@ -7,7 +7,7 @@ use strom_protocol::{error_code as ec, str_bytes};
 use crate::broker::Broker;
 use crate::group::{self, state::SyncResult};
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,

@@ -10,7 +10,7 @@ use strom_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use crate::broker::Broker;
 use crate::group;
 use crate::handlers::Api;
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 use crate::security::acl::ResourceType;
 

@@ -9,7 +9,7 @@ use strom_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use crate::broker::Broker;
 use crate::handlers::{Api, Quota};
-use crate::registry::RequestContext;
+use crate::request::RequestContext;
 use crate::security::acl::Operation;
 
 /// Writes transaction markers to partitions this broker leads (sent by a transaction
