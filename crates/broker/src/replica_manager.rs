@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use strom_metadata::{MetadataImage, PartitionInfo, Uuid};
+use strom_metadata::{MetadataDelta, MetadataImage, PartitionInfo, Uuid};
 use strom_protocol::compression::Codec;
 use strom_protocol::records::{BatchProducer, ProducerRecord, encode_producer_batch};
 use strom_storage::{AppendInfo, Log, LogConfig, StorageError};
@@ -451,8 +451,9 @@ pub struct ReplicaManager {
     /// (`cluster::isr_manager`); its receiver until that task takes it.
     isr_proposals: tokio::sync::mpsc::Sender<IsrProposal>,
     isr_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<IsrProposal>>>,
-    /// Offset of the newest image reconciled: an older one arriving late is skipped.
-    reconciled: Mutex<u64>,
+    /// The newest image reconciled: the next one is reconciled by its delta from it, and an
+    /// older one arriving late is skipped.
+    reconciled: Mutex<Option<Arc<MetadataImage>>>,
 }
 
 /// Followed partitions by leader broker id.
@@ -469,7 +470,7 @@ impl ReplicaManager {
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
             followed: tokio::sync::watch::Sender::new(Default::default()),
-            reconciled: Mutex::new(0),
+            reconciled: Mutex::new(None),
         }
     }
 
@@ -559,17 +560,47 @@ impl ReplicaManager {
     /// Brings the hosted partitions in line with the image.
     pub fn reconcile(
         &self,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         config: &BrokerConfig,
         now_ms: i64,
     ) -> Result<(), StorageError> {
         let mut reconciled = self.reconciled.lock().unwrap_or_else(|e| e.into_inner());
-        if image.offset < *reconciled {
-            return Ok(());
-        }
-        *reconciled = image.offset;
+        let delta = match reconciled.as_ref() {
+            Some(last) if image.offset < last.offset => return Ok(()),
+            Some(last) => {
+                let mut delta = MetadataDelta::between(last, image);
+                if delta.broker_configs_changed {
+                    // Broker defaults may change every topic's log settings.
+                    delta.changed_topics = image.topics.values().cloned().collect();
+                }
+                delta
+            }
+            None => MetadataDelta::all(image),
+        };
+        self.apply_delta(&delta, config, now_ms)?;
+        // Only once applied: a failure (a log that cannot be opened) is retried with the next
+        // image, whose delta still holds it.
+        *reconciled = Some(image.clone());
+        Ok(())
+    }
+
+    /// Brings the hosted partitions of the topics `delta` names in line with it: opens new
+    /// ones, removes those that left (or whose topic was recreated), updates configs and
+    /// roles. Partitions of other topics are not looked at.
+    fn apply_delta(
+        &self,
+        delta: &MetadataDelta,
+        config: &BrokerConfig,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let touched: std::collections::HashSet<&str> = delta
+            .changed_topics
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(delta.removed_topics.iter().map(|(name, _)| name.as_str()))
+            .collect();
         let mut wanted: HashMap<Key, (Uuid, PartitionInfo, LogConfig)> = HashMap::new();
-        for topic in image.topics.values() {
+        for topic in &delta.changed_topics {
             let log_config = config.log_config(&topic.configs);
             for p in &topic.partitions {
                 if p.replicas.contains(&self.node_id) {
@@ -588,6 +619,7 @@ impl ReplicaManager {
         // Drop partitions that left the image, or whose topic was recreated under a new id.
         let gone: Vec<Key> = parts
             .iter()
+            .filter(|(k, _)| touched.contains(k.0.as_str()))
             .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
             .map(|(k, _)| k.clone())
             .collect();

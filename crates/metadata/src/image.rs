@@ -83,6 +83,77 @@ pub struct ScramCredentialInfo {
     pub iterations: i32,
 }
 
+/// What changed from one image to a later one of the same log. It is computed by comparing
+/// the two (unchanged topics are the same `Arc` in both), so a subscriber that skipped images
+/// (a watch channel keeps only the newest) still sees every change, and the cost is one
+/// pointer comparison per topic plus the work on what changed.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataDelta {
+    /// Topics that are new or changed (placement, leadership, ISR, configs), as in the newer
+    /// image.
+    pub changed_topics: Vec<Arc<TopicInfo>>,
+    /// Topics of the older image that the newer one no longer has under the same id: (name,
+    /// id in the older image).
+    pub removed_topics: Vec<(String, Uuid)>,
+    /// Registrations or fencing changed.
+    pub brokers_changed: bool,
+    /// Dynamic broker configs changed.
+    pub broker_configs_changed: bool,
+    /// ACLs changed.
+    pub acls_changed: bool,
+    /// Client quotas changed.
+    pub quotas_changed: bool,
+    /// SCRAM credentials changed.
+    pub scram_changed: bool,
+}
+
+impl MetadataDelta {
+    /// The changes from `old` to `new`.
+    pub fn between(old: &MetadataImage, new: &MetadataImage) -> MetadataDelta {
+        let changed_topics = new
+            .topics
+            .iter()
+            .filter(|(name, t)| old.topics.get(*name).is_none_or(|o| !Arc::ptr_eq(o, t)))
+            .map(|(_, t)| t.clone())
+            .collect();
+        let removed_topics = old
+            .topics
+            .iter()
+            .filter(|(name, t)| {
+                new.topics
+                    .get(*name)
+                    .is_none_or(|n| n.topic_id != t.topic_id)
+            })
+            .map(|(name, t)| (name.clone(), t.topic_id))
+            .collect();
+        MetadataDelta {
+            changed_topics,
+            removed_topics,
+            brokers_changed: old.brokers != new.brokers,
+            broker_configs_changed: old.broker_configs != new.broker_configs,
+            acls_changed: old.acls != new.acls,
+            quotas_changed: old.client_quotas != new.client_quotas,
+            scram_changed: old.scram_credentials != new.scram_credentials,
+        }
+    }
+
+    /// Everything in `image`, as changes from an empty image.
+    pub fn all(image: &MetadataImage) -> MetadataDelta {
+        MetadataDelta::between(&MetadataImage::default(), image)
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.changed_topics.is_empty()
+            && self.removed_topics.is_empty()
+            && !self.brokers_changed
+            && !self.broker_configs_changed
+            && !self.acls_changed
+            && !self.quotas_changed
+            && !self.scram_changed
+    }
+}
+
 impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicInfo>> {
         self.topics.get(name)
@@ -309,6 +380,69 @@ impl MetadataImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_names_what_changed_and_nothing_else() {
+        let id = |n: u8| Uuid::from_bytes([n; 16]);
+        let topic = |name: &str, n: u8| {
+            vec![
+                MetadataRecord::Topic {
+                    name: name.into(),
+                    topic_id: id(n),
+                },
+                MetadataRecord::Partition {
+                    topic_id: id(n),
+                    partition: 0,
+                    replicas: vec![1],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    adding: vec![],
+                    removing: vec![],
+                },
+            ]
+        };
+        let mut old = MetadataImage::default();
+        for r in topic("a", 1)
+            .iter()
+            .chain(&topic("b", 2))
+            .chain(&topic("c", 3))
+        {
+            old.apply(r);
+        }
+        let all = MetadataDelta::all(&old);
+        assert_eq!(all.changed_topics.len(), 3);
+        assert!(MetadataDelta::between(&old, &old).is_empty());
+
+        let mut new = old.clone();
+        // b: a new leader epoch; c: deleted and recreated under another id; d: new.
+        new.apply(&MetadataRecord::Partition {
+            topic_id: id(2),
+            partition: 0,
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            adding: vec![],
+            removing: vec![],
+        });
+        new.apply(&MetadataRecord::RemoveTopic { topic_id: id(3) });
+        for r in topic("c", 4).iter().chain(&topic("d", 5)) {
+            new.apply(r);
+        }
+        let delta = MetadataDelta::between(&old, &new);
+        let mut changed: Vec<&str> = delta
+            .changed_topics
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        changed.sort();
+        assert_eq!(changed, ["b", "c", "d"]);
+        assert_eq!(delta.removed_topics, vec![("c".to_string(), id(3))]);
+        assert!(!delta.brokers_changed && !delta.acls_changed);
+    }
 
     #[test]
     fn topics_partitions_configs_and_removal() {

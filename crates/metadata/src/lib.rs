@@ -12,7 +12,8 @@ pub mod quorum;
 mod record;
 
 pub use image::{
-    BrokerInfo, MetadataImage, PartitionInfo, QuotaEntity, ScramCredentialInfo, TopicInfo,
+    BrokerInfo, MetadataDelta, MetadataImage, PartitionInfo, QuotaEntity, ScramCredentialInfo,
+    TopicInfo,
 };
 pub use local_log::LocalMetadataLog;
 pub use record::{AclBinding, ConfigResource, MetadataRecord};
