@@ -10,7 +10,7 @@ use bytes::Bytes;
 use strom_coordinator::group::GroupConfig;
 use strom_coordinator::log::PortFuture;
 use strom_coordinator::txn::{RemoteMarkers, TxnConfig};
-use strom_coordinator::{CoordinatorLog, InternalTopic};
+use strom_coordinator::{BrokerId, CoordinatorLog, InternalTopic, LeaderEpoch, Offset, ProducerId};
 use strom_metadata::MetadataImage;
 use strom_protocol::error_code as ec;
 use strom_protocol::records::BatchProducer;
@@ -80,8 +80,8 @@ pub fn txn_config(c: &BrokerConfig) -> TxnConfig {
 }
 
 impl CoordinatorLog for Broker {
-    fn node_id(&self) -> i32 {
-        self.node_id
+    fn node_id(&self) -> BrokerId {
+        BrokerId(self.node_id)
     }
 
     fn image(&self) -> Arc<MetadataImage> {
@@ -92,9 +92,9 @@ impl CoordinatorLog for Broker {
         self.replicas.get(topic, partition).is_some()
     }
 
-    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<LeaderEpoch> {
         let p = self.replicas.get(topic, partition)?;
-        p.is_leader().then(|| p.leader_epoch())
+        p.is_leader().then(|| LeaderEpoch(p.leader_epoch()))
     }
 
     fn led_partitions(&self, topic: &str) -> Vec<i32> {
@@ -116,7 +116,7 @@ impl CoordinatorLog for Broker {
         partition: i32,
         records: &[(Bytes, Option<Bytes>)],
         producer: BatchProducer,
-    ) -> Result<i64, i16> {
+    ) -> Result<Offset, i16> {
         let p = self
             .replicas
             .get(topic, partition)
@@ -127,7 +127,7 @@ impl CoordinatorLog for Broker {
                 tracing::error!(topic, partition, error = %e, "cannot append coordinator records");
                 crate::handlers::storage_error_code(&e)
             })?;
-        Ok(info.last_offset + 1)
+        Ok(Offset(info.last_offset + 1))
     }
 
     fn append_marker(
@@ -161,13 +161,13 @@ impl CoordinatorLog for Broker {
         &self,
         topic: &str,
         partition: i32,
-        end: i64,
+        end: Offset,
         timeout: Duration,
     ) -> PortFuture<'_, Result<(), i16>> {
         let p = self.replicas.get(topic, partition);
         Box::pin(async move {
             match p {
-                Some(p) => self.replicas.wait_replicated(&p, end, timeout).await,
+                Some(p) => self.replicas.wait_replicated(&p, end.0, timeout).await,
                 None => Err(ec::NOT_LEADER_OR_FOLLOWER),
             }
         })
@@ -231,7 +231,7 @@ impl CoordinatorLog for Broker {
         })
     }
 
-    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<i64, i16>> {
+    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<ProducerId, i16>> {
         Box::pin(async move {
             let _guard = self.controller.lock().await;
             let first = self.image().next_producer_id.max(0);
@@ -244,7 +244,7 @@ impl CoordinatorLog for Broker {
                 tracing::error!(error = %e, "cannot allocate a producer id block");
                 ec::COORDINATOR_NOT_AVAILABLE
             })?;
-            Ok(first)
+            Ok(ProducerId(first))
         })
     }
 }

@@ -15,6 +15,7 @@
 use std::io::{Read, Write};
 
 pub mod batch;
+pub mod ids;
 pub mod varint;
 
 /// A codec failed: corrupt input, an unknown codec, or output over the limit.

@@ -12,7 +12,7 @@ pub mod group;
 pub mod log;
 pub mod txn;
 
-pub use log::{CoordinatorLog, InternalTopic};
+pub use log::{BrokerId, CoordinatorLog, InternalTopic, LeaderEpoch, Offset, ProducerId};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -16,6 +16,8 @@ use strom_metadata::MetadataImage;
 use strom_protocol::records::BatchProducer;
 use strom_storage::ControlType;
 
+pub use strom_codec::ids::{BrokerId, LeaderEpoch, Offset, ProducerId};
+
 /// A future the port returns (boxed, so the trait stays object safe).
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -32,7 +34,7 @@ pub struct InternalTopic {
 /// the coordinator hands them on to clients.
 pub trait CoordinatorLog: Send + Sync {
     /// This broker's id.
-    fn node_id(&self) -> i32;
+    fn node_id(&self) -> BrokerId;
 
     /// The current metadata image.
     fn image(&self) -> Arc<MetadataImage>;
@@ -41,7 +43,7 @@ pub trait CoordinatorLog: Send + Sync {
     fn hosts(&self, topic: &str, partition: i32) -> bool;
 
     /// The leader epoch of `topic`-`partition` if this broker leads it, else `None`.
-    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32>;
+    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<LeaderEpoch>;
 
     /// The partitions of `topic` this broker leads.
     fn led_partitions(&self, topic: &str) -> Vec<i32>;
@@ -57,7 +59,7 @@ pub trait CoordinatorLog: Send + Sync {
         partition: i32,
         records: &[(Bytes, Option<Bytes>)],
         producer: BatchProducer,
-    ) -> Result<i64, i16>;
+    ) -> Result<Offset, i16>;
 
     /// Appends a transaction marker for `producer_id`, as leader.
     fn append_marker(
@@ -77,7 +79,7 @@ pub trait CoordinatorLog: Send + Sync {
         &self,
         topic: &str,
         partition: i32,
-        end: i64,
+        end: Offset,
         timeout: Duration,
     ) -> PortFuture<'_, Result<(), i16>>;
 
@@ -88,5 +90,5 @@ pub trait CoordinatorLog: Send + Sync {
     fn ensure_topic(&self, topic: InternalTopic) -> PortFuture<'_, Result<(), i16>>;
 
     /// Takes a block of `size` producer ids from the metadata log; returns its first id.
-    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<i64, i16>>;
+    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<ProducerId, i16>>;
 }

@@ -11,7 +11,7 @@ use strom_coordinator::group::state::Committed;
 use strom_coordinator::group::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC, consumer};
 use strom_coordinator::log::PortFuture;
 use strom_coordinator::txn::{TXN_TOPIC, TransactionCoordinator, TxnConfig};
-use strom_coordinator::{CoordinatorLog, InternalTopic};
+use strom_coordinator::{BrokerId, CoordinatorLog, InternalTopic, LeaderEpoch, Offset, ProducerId};
 use strom_metadata::{MetadataImage, MetadataRecord};
 use strom_protocol::compression::Codec;
 use strom_protocol::error_code as ec;
@@ -76,8 +76,8 @@ impl MemoryLog {
 }
 
 impl CoordinatorLog for MemoryLog {
-    fn node_id(&self) -> i32 {
-        1
+    fn node_id(&self) -> BrokerId {
+        BrokerId(1)
     }
     fn image(&self) -> Arc<MetadataImage> {
         Arc::new(self.image.lock().unwrap().clone())
@@ -89,8 +89,8 @@ impl CoordinatorLog for MemoryLog {
             .topic(topic)
             .is_some_and(|t| (partition as usize) < t.partitions.len())
     }
-    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
-        self.hosts(topic, partition).then_some(0)
+    fn leader_epoch(&self, topic: &str, partition: i32) -> Option<LeaderEpoch> {
+        self.hosts(topic, partition).then_some(LeaderEpoch(0))
     }
     fn led_partitions(&self, topic: &str) -> Vec<i32> {
         self.image
@@ -109,7 +109,7 @@ impl CoordinatorLog for MemoryLog {
         partition: i32,
         records: &[(Bytes, Option<Bytes>)],
         producer: BatchProducer,
-    ) -> Result<i64, i16> {
+    ) -> Result<Offset, i16> {
         if !self.hosts(topic, partition) {
             return Err(ec::NOT_LEADER_OR_FOLLOWER);
         }
@@ -123,7 +123,7 @@ impl CoordinatorLog for MemoryLog {
             })
             .collect();
         let batch = encode_producer_batch(&records, Codec::None, producer).unwrap();
-        Ok(self.push(topic, partition, batch.to_vec()))
+        Ok(Offset(self.push(topic, partition, batch.to_vec())))
     }
     fn append_marker(
         &self,
@@ -148,7 +148,7 @@ impl CoordinatorLog for MemoryLog {
         &self,
         _topic: &str,
         _partition: i32,
-        _end: i64,
+        _end: Offset,
         _timeout: Duration,
     ) -> PortFuture<'_, Result<(), i16>> {
         Box::pin(async { Ok(()) })
@@ -192,11 +192,11 @@ impl CoordinatorLog for MemoryLog {
         }
         Box::pin(async { Ok(()) })
     }
-    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<i64, i16>> {
+    fn allocate_producer_ids(&self, size: i64) -> PortFuture<'_, Result<ProducerId, i16>> {
         let mut next = self.next_producer_id.lock().unwrap();
         let first = *next;
         *next += size;
-        Box::pin(async move { Ok(first) })
+        Box::pin(async move { Ok(ProducerId(first)) })
     }
 }
 

@@ -1074,7 +1074,7 @@ impl GroupCoordinator {
         log: &dyn CoordinatorLog,
         group_id: &str,
         records: &[(Bytes, Option<Bytes>)],
-    ) -> Result<i64, i16> {
+    ) -> Result<crate::Offset, i16> {
         let partition = self.partition_of(group_id);
         if !log.hosts(OFFSETS_TOPIC, partition) {
             return Err(ec::COORDINATOR_NOT_AVAILABLE);

@@ -97,7 +97,7 @@ struct State {
     next_pid: i64,
     end_pid: i64,
     /// `__transaction_state` partitions loaded, with the leader epoch they were loaded at.
-    loaded: HashMap<i32, i32>,
+    loaded: HashMap<i32, crate::LeaderEpoch>,
     /// Markers for partitions led by other brokers, waiting to be sent.
     remote_markers: Vec<RemoteMarkers>,
 }
@@ -171,7 +171,7 @@ impl TransactionCoordinator {
         // Ids are handed out under the state lock, which is never held across an await: the
         // block is taken first, then used unless a concurrent caller refilled meanwhile (its
         // block then goes unused, which only skips ids).
-        let first = log.allocate_producer_ids(PRODUCER_ID_BLOCK).await?;
+        let first = log.allocate_producer_ids(PRODUCER_ID_BLOCK).await?.0;
         let mut s = self.lock();
         if s.next_pid < s.end_pid {
             s.next_pid += 1;
@@ -524,7 +524,7 @@ impl TransactionCoordinator {
             .insert(meta.producer_id, transactional_id.to_string());
         let coordinator_epoch = log
             .leader_epoch(TXN_TOPIC, self.partition_for(transactional_id))
-            .unwrap_or(0);
+            .map_or(0, |e| e.0);
         type Partitions = Vec<(String, i32)>;
         let (local, remote): (Partitions, Partitions) = meta
             .partitions
