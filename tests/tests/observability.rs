@@ -517,24 +517,38 @@ fn json_log_lines() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Read the log as it comes, and stop the broker once it says it listens (a connection
+    // alone could reach another process that took the port meanwhile).
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !log.lock().unwrap().contains("strom broker listening") {
         assert!(
             Instant::now() < deadline,
-            "strom did not listen within 30 s"
+            "strom did not listen within 30 s: {}",
+            log.lock().unwrap()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
     assert!(child.wait().unwrap().success());
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 3, "{err}");
