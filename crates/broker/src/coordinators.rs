@@ -387,3 +387,78 @@ async fn send_markers(
     }
     true
 }
+
+/// Transactions v2 when another broker coordinates the transactional id: adds the group's
+/// `__consumer_offsets` partition to the producer's transaction there, as a broker
+/// (AddPartitionsToTxn v5, not verify-only), so that its marker reaches that partition.
+pub async fn add_offsets_partition_remotely(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    offsets_partition: i32,
+) -> Result<(), i16> {
+    use strom_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use strom_protocol::messages::{
+        AddPartitionsToTxnRequest, ApiKey, ProducerId, TopicName, TransactionalId,
+    };
+    use strom_protocol::{RequestKind, ResponseKind, str_bytes};
+    let image = broker.image();
+    let coordinator = image
+        .topic(strom_coordinator::txn::TXN_TOPIC)
+        .and_then(|t| {
+            let index = strom_coordinator::group::store::partition_for(
+                transactional_id,
+                t.partitions.len() as i32,
+            );
+            t.partitions.get(index as usize)
+        })
+        .map_or(-1, |p| p.leader);
+    let Some(b) = image.brokers.get(&coordinator) else {
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    };
+    let addr = format!("{}:{}", b.host, b.port);
+    let mut conn = strom_client::Connection::connect(&addr, Default::default())
+        .await
+        .map_err(|e| {
+            tracing::debug!(coordinator, error = %e, "cannot reach the transaction coordinator");
+            ec::COORDINATOR_NOT_AVAILABLE
+        })?;
+    let txn = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(str_bytes(transactional_id.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch)
+        .with_verify_only(false)
+        .with_topics(vec![
+            AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(str_bytes(
+                    strom_coordinator::group::OFFSETS_TOPIC.to_string(),
+                )))
+                .with_partitions(vec![offsets_partition]),
+        ]);
+    let req = AddPartitionsToTxnRequest::default().with_transactions(vec![txn]);
+    match conn
+        .send(
+            ApiKey::AddPartitionsToTxn,
+            5,
+            RequestKind::AddPartitionsToTxn(req),
+        )
+        .await
+    {
+        Ok(ResponseKind::AddPartitionsToTxn(r)) if r.error_code != ec::NONE => Err(r.error_code),
+        Ok(ResponseKind::AddPartitionsToTxn(r)) => {
+            let code = r
+                .results_by_transaction
+                .iter()
+                .flat_map(|t| &t.topic_results)
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code)
+                .find(|c| *c != ec::NONE)
+                .unwrap_or(ec::NONE);
+            if code == ec::NONE { Ok(()) } else { Err(code) }
+        }
+        _ => Err(ec::COORDINATOR_NOT_AVAILABLE),
+    }
+}

@@ -26,6 +26,27 @@ pub async fn handle(
         group::store::partition_for(&group_id, broker.groups.config().offsets_partitions);
     let mut verdict = match broker.groups.ensure_offsets_topic(&**broker).await {
         Err(code) => Err(code),
+        // The transaction's state is known here only when this broker also coordinates the
+        // transactional id. Otherwise the group's coordinator relies, as Kafka's does without
+        // partition verification, on the log: the batch carries the producer id and epoch, and
+        // the offsets partition's producer state refuses an epoch older than one it has seen
+        // (a marker of the bumped epoch fences a zombie). The transaction coordinator added
+        // the partition on AddOffsetsToTxn (transactions v2: on our request, here) and writes
+        // its marker there with WriteTxnMarkers.
+        Ok(()) if !broker.txns.owns(&**broker, req.transactional_id.as_str()) => {
+            if ctx.api_version >= 5 {
+                crate::coordinators::add_offsets_partition_remotely(
+                    broker,
+                    req.transactional_id.as_str(),
+                    req.producer_id.0,
+                    req.producer_epoch,
+                    partition,
+                )
+                .await
+            } else {
+                Ok(())
+            }
+        }
         Ok(()) => {
             // Transactions v2: the commit adds the offsets partition itself.
             if ctx.api_version >= 5 {
