@@ -371,7 +371,7 @@ fn transaction_verified(
         Ok(h)
             if h.is_transactional()
                 && broker.quorum.is_some()
-                && !broker.txns.knows_producer(h.producer_id) =>
+                && !broker.txns.knows_producer(broker, h.producer_id) =>
         {
             true
         }

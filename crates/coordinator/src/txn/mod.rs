@@ -785,9 +785,18 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Whether this broker coordinates the transactional producer `producer_id`.
-    pub fn knows_producer(&self, producer_id: i64) -> bool {
-        self.lock().by_producer.contains_key(&producer_id)
+    /// Whether this broker coordinates the transactional producer `producer_id` now: it knows
+    /// the producer and still leads, at the epoch it loaded, the `__transaction_state`
+    /// partition of its transactional id (a broker that lost that partition keeps stale state
+    /// until it leads it again and reloads).
+    pub fn knows_producer(&self, log: &dyn CoordinatorLog, producer_id: i64) -> bool {
+        let s = self.lock();
+        let Some(id) = s.by_producer.get(&producer_id) else {
+            return false;
+        };
+        let partition = self.partition_for(id);
+        log.leader_epoch(TXN_TOPIC, partition)
+            .is_some_and(|epoch| s.loaded.get(&partition) == Some(&epoch))
     }
 
     /// Remote markers waiting to be sent.
