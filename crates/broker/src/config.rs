@@ -762,7 +762,7 @@ broker_properties! {
         ConfigType::Int { min: 0 },
         "Transaction protocol finalized for clients (the transaction.version feature): 2 adds \
          partitions on the broker and bumps the producer epoch with every transaction (KIP-890); \
-         0 or 1 keep clients on the classic protocol.",
+         0 or 1 keep clients on the classic protocol. A cluster offers at most 1 for now.",
     ),
     transaction_abort_timed_out_transaction_cleanup_interval_ms: i32 = (
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",

@@ -62,12 +62,29 @@ pub fn group_config(c: &BrokerConfig) -> GroupConfig {
     }
 }
 
+/// The `transaction.version` finalized for clients. In a cluster it stays at 1 (the classic
+/// protocol): under version 2 a partition's leader must add the partition to the producer's
+/// transaction at the transaction coordinator, another broker, before it appends, and strom's
+/// leaders do not do that yet, so a transaction's marker could miss a partition.
+fn transaction_version(c: &BrokerConfig) -> i16 {
+    let configured = c.settings().transaction_version.clamp(0, 2) as i16;
+    let cluster = c.quorum_voters().is_ok_and(|v| !v.is_empty());
+    if cluster && configured > 1 {
+        tracing::info!(
+            configured,
+            "transaction.version 2 is not offered in a cluster yet; clients use the classic transaction protocol"
+        );
+        return 1;
+    }
+    configured
+}
+
 /// The transaction coordinator's settings, from the broker's properties.
 pub fn txn_config(c: &BrokerConfig) -> TxnConfig {
     TxnConfig {
         partitions: c.settings().transaction_state_log_num_partitions.max(1),
         max_timeout_ms: c.settings().transaction_max_timeout_ms.max(1),
-        version: c.settings().transaction_version.clamp(0, 2) as i16,
+        version: transaction_version(c),
         replication_factor: c.settings().transaction_state_log_replication_factor,
         segment_bytes: c.get("transaction.state.log.segment.bytes").to_string(),
         min_isr: c.get("transaction.state.log.min.isr").to_string(),
