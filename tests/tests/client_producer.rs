@@ -734,7 +734,10 @@ fn transactions(v2: bool) {
     let raw = read_back_isolated(&bootstrap, "txn-out", 3, 1_501, "read_uncommitted");
     assert_eq!(raw.len(), 1_501);
     // The offsets committed in the transaction.
-    let admin = strom_client::GroupAdmin::new(&bootstrap).expect("admin");
+    let admin = strom_client::Admin::new(
+        strom_client::Properties::default().set("bootstrap.servers", &bootstrap),
+    )
+    .expect("admin");
     let offsets = rt
         .block_on(admin.fetch_offsets("strom-txn-group", None))
         .expect("fetch offsets");

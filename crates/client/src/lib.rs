@@ -15,38 +15,36 @@
 //!   by Kafka's property names; see [`producer`].
 //! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
-pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
-pub mod groups;
 pub mod pipeline;
 pub mod producer;
-pub mod replicas;
-pub mod security;
 #[cfg(test)]
 mod test_peer;
-pub mod transactions;
 
+pub use admin::cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
+pub(crate) use admin::groups;
+pub use admin::groups::{
+    CommittedOffsets, GroupDescription, GroupListing, GroupMember, decode_assignment,
+};
+pub use admin::replicas::{PartitionOutcome, Reassignment};
+pub use admin::security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
+pub use admin::transactions::{ActiveProducer, TransactionDescription, TransactionListing};
+pub use admin::{Admin, AdminConfig};
 pub use auth::{ClientSecurity, ClientStream, SaslLogin};
 pub use client::{
     BrokerMetadata, Client, ClusterMetadata, ConfigEntry, FetchedRecords, PartitionMetadata,
     TopicId, TopicMetadata, config_source, offset_spec, versions,
 };
-pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use config::{CommonConfig, Properties};
 pub use connection::{BrokerApiRange, Connection, ConnectionConfig, pick_version};
 pub use error::{ClientError, error_description, error_name};
-pub use groups::{
-    CommittedOffsets, GroupAdmin, GroupDescription, GroupListing, GroupMember, decode_assignment,
-};
 pub use pipeline::PipelinedConnection;
 pub use producer::{Delivered, DeliveryFuture, Producer, ProducerConfig, Record};
-pub use replicas::{PartitionOutcome, Reassignment};
-pub use security::{Acl, AclFilterSpec, QuotaEntity, ScramUpsert};
 pub use strom_protocol::compression::Codec;
 pub use strom_protocol::records::{ConsumedRecord, ProducerRecord};
-pub use transactions::{ActiveProducer, TransactionDescription, TransactionListing};
