@@ -93,18 +93,27 @@ async fn topics_configs_offsets_records_and_the_cluster() {
         "{features:?}"
     );
 
-    // Create: by count with configs, and by explicit assignment.
+    // Create in one request: by count with configs, and by explicit assignment, which strom
+    // refuses (replicas are placed by the controller): one result per topic.
     let results = admin
         .create_topics(&[
             NewTopic::new("adm-a", 2, 1).config("retention.ms", "123456"),
-            NewTopic::with_assignments("adm-b", vec![vec![broker], vec![broker], vec![broker]]),
+            NewTopic::with_assignments("adm-x", vec![vec![broker], vec![broker]]),
         ])
         .await
         .expect("create topics");
     assert_eq!(results.len(), 2);
-    for (name, r) in &results {
-        assert!(!r.as_ref().expect(name).is_zero(), "{name} has an id");
-    }
+    assert_eq!(results[0].0, "adm-a");
+    assert!(!results[0].1.as_ref().expect("adm-a").is_zero());
+    let (name, refusal) = &results[1];
+    assert_eq!(name, "adm-x");
+    let e = refusal.as_ref().unwrap_err();
+    assert_eq!(e.error_name(), Some("INVALID_REPLICA_ASSIGNMENT"), "{e}");
+    assert_eq!(e.resource_name(), Some("topic \"adm-x\""), "{e}");
+    admin
+        .create_topic(NewTopic::new("adm-b", 3, 1))
+        .await
+        .expect("create adm-b");
     let described = admin
         .describe_topics(&["adm-b", "adm-a"])
         .await
@@ -207,13 +216,18 @@ async fn topics_configs_offsets_records_and_the_cluster() {
         admin.log_offsets("adm-b", 1).await.expect("offsets"),
         (0, 10)
     );
-    let by_time = admin.list_offsets(&[
+    let asked = [
         ("adm-b".to_string(), 1, OffsetSpec::Timestamp(t0 + 3)),
         ("adm-b".to_string(), 1, OffsetSpec::Timestamp(t0 + 100)),
         ("adm-b".to_string(), 1, OffsetSpec::MaxTimestamp),
         ("adm-b".to_string(), 0, OffsetSpec::Latest),
-    ]);
-    let by_time: Vec<i64> = by_time.await.into_iter().map(|r| r.unwrap().0).collect();
+    ];
+    let by_time: Vec<i64> = admin
+        .list_offsets(&asked)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().0)
+        .collect();
     assert_eq!(by_time, vec![3, -1, 9, 0]);
     assert_eq!(
         admin

@@ -10,7 +10,7 @@
 //!
 //! Defaults: `$STROM_BOOTSTRAP` or `127.0.0.1:9092`, `input`, `output`, `transformer`, and 0
 //! (run until Ctrl-C). With IDLE_SECS > 0 the loop also stops after that many seconds without
-//! input. The `transactional.id` is the group name with `-txn` appended.
+//! input (10 s more before the first record, while the group forms). The `transactional.id` is the group name with `-txn` appended.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,10 +50,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (mut records, mut transactions) = (0u64, 0u64);
     let mut last_input = Instant::now();
+    // Until the first record, the group may still be forming: allow 10 s more.
+    let mut started = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        if idle_secs > 0 && last_input.elapsed() >= Duration::from_secs(idle_secs) {
+        let grace = if started { 0 } else { 10 };
+        if idle_secs > 0 && last_input.elapsed() >= Duration::from_secs(idle_secs + grace) {
             eprintln!("no input for {idle_secs} s");
             break;
         }
@@ -65,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         last_input = Instant::now();
+        started = true;
 
         // One transaction per poll: the transformed records and the next input offsets.
         producer.begin_transaction().await?;
