@@ -399,7 +399,7 @@ impl Admin {
                     return Ok(v);
                 }
                 Err(e) => {
-                    if !e.kafka_code().is_none() {
+                    if e.kafka_code().is_some() {
                         // A broker answered.
                         self.reached.store(true, Ordering::Relaxed);
                     }
