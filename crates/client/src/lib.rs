@@ -1,19 +1,24 @@
-//! A native async Kafka client for strom's own tools (the CLI, and later bench, streams and
-//! connect).
+//! strom-client: a native async Rust client for the Kafka protocol, for strom and any
+//! Kafka-compatible cluster. Its three APIs each have a page with an example:
+//!
+//! - [`producer`]: Kafka's producer (batching, compression, idempotence, retries,
+//!   transactions), configured by Kafka's property names.
+//! - [`consumer`]: reads partitions assigned by hand or by a consumer group (classic or KIP-848
+//!   protocol), with pipelined fetches and committed offsets.
+//! - [`admin`]: Kafka's admin client: topics, configs, groups and their offsets, partition
+//!   offsets and records, ACLs, SCRAM users, quotas, reassignments, elections, log
+//!   directories, transactions and the cluster. The `strom` CLI is built on it.
+//!
+//! Underneath:
 //!
 //! - [`Connection`]: one broker connection with framing, correlation ids, timeouts and API
 //!   versions negotiated through ApiVersions.
 //! - [`PipelinedConnection`]: several requests in flight on one connection, responses matched
 //!   by correlation id (for throughput: the bench tool).
-//! - [`Client`]: metadata and topic admin, produce, fetch and list offsets, routed to partition
-//!   leaders.
-//! - [`consumer::Consumer`]: reads partitions assigned by hand or by a consumer group (classic
-//!   or KIP-848 protocol), with pipelined fetches and committed offsets.
-//! - [`GroupAdmin`]: consumer groups, ACLs, SCRAM users, quotas, and the cluster and its
-//!   metadata quorum (DescribeCluster, DescribeQuorum).
-//! - [`Producer`]: Kafka's producer (batching, compression, idempotence, retries), configured
-//!   by Kafka's property names; see [`producer`].
-//! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name.
+//! - [`Client`]: metadata, produce, fetch and list offsets, routed to partition leaders; the
+//!   connection pool the admin client sends through.
+//! - [`ClientError`]: i/o, protocol and timeout failures, and Kafka error codes by name, with
+//!   the partition or resource they concern.
 
 pub mod admin;
 pub mod auth;
