@@ -110,3 +110,165 @@ fn producer_and_group_consumer_examples_round_trip() {
         );
     }
 }
+
+/// Waits for `child` to exit within `within`, killing it and failing otherwise.
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not stop within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every value of `topic` a read_committed reader sees, read until none came for 2 s.
+fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
+    use strom_client::Properties;
+    use strom_client::consumer::{Consumer, TopicPartition};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut consumer = Consumer::new(
+            Properties::default()
+                .set("bootstrap.servers", bootstrap)
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed"),
+        )
+        .expect("consumer");
+        let tps: Vec<TopicPartition> = (0..partitions)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect();
+        consumer.assign(&tps).expect("assign");
+        let mut values = Vec::new();
+        let mut quiet_since = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while quiet_since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+            let polled = consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll");
+            if !polled.is_empty() {
+                quiet_since = Instant::now();
+            }
+            for r in polled {
+                values.push(
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        consumer.close().await.expect("close");
+        values
+    })
+}
+
+#[test]
+fn transactional_and_admin_examples() {
+    let strom = Strom::start(&[]);
+    let bootstrap = strom.bootstrap();
+    for (topic, partitions) in [("tx-in", "3"), ("tx-out", "2")] {
+        let (ok, _, err) = strom.cli(&["topics", "create", topic, "--partitions", partitions]);
+        assert!(ok, "topics create {topic}: {err}");
+    }
+    let out = Command::new(example("producer"))
+        .args([&bootstrap, "tx-in", "300"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the producer example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The consume-transform-produce loop stops after 3 idle seconds.
+    let mut child = Command::new(example("transactional"))
+        .args([&bootstrap, "tx-in", "tx-out", "tx-group", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the transactional example");
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(90),
+        "the transactional example",
+    );
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success(),
+        "transactional example exited {status}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("transformed 300 records"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // read_committed sees each input upper-cased, exactly once.
+    let mut got = read_committed(&bootstrap, "tx-out", 2);
+    got.sort();
+    let mut want: Vec<String> = (0..300).map(|n| format!("RECORD {n}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // Stopped by Ctrl-C with nothing to do, it commits nothing more.
+    let mut child = Command::new(example("transactional"))
+        .args([&bootstrap, "tx-in", "tx-out", "tx-group"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the transactional example");
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(20),
+        "the transactional example after Ctrl-C",
+    );
+    let out = child.wait_with_output().expect("output");
+    assert!(status.success(), "exited {status}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("transformed 0 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The admin example: creates, describes, alters and deletes its topic, and lists the
+    // group of the transactional example with no lag left.
+    let out = Command::new(example("admin"))
+        .args([&bootstrap, "adm-example"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the admin example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "admin example failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "created adm-example",
+        "retention.ms of adm-example is now 3600000",
+        "group tx-group (",
+        "has 3 committed partitions, lag 0",
+        "deleted adm-example",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from: {stdout}");
+    }
+    assert_eq!(stdout.matches("  partition ").count(), 3, "{stdout}");
+    let (ok, topics, err) = strom.cli(&["topics", "list"]);
+    assert!(ok, "{err}");
+    assert!(!topics.contains("adm-example"), "{topics}");
+}

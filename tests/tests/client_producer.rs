@@ -734,7 +734,10 @@ fn transactions(v2: bool) {
     let raw = read_back_isolated(&bootstrap, "txn-out", 3, 1_501, "read_uncommitted");
     assert_eq!(raw.len(), 1_501);
     // The offsets committed in the transaction.
-    let admin = strom_client::GroupAdmin::new(&bootstrap).expect("admin");
+    let admin = strom_client::Admin::new(
+        strom_client::Properties::default().set("bootstrap.servers", &bootstrap),
+    )
+    .expect("admin");
     let offsets = rt
         .block_on(admin.fetch_offsets("strom-txn-group", None))
         .expect("fetch offsets");
@@ -1020,4 +1023,56 @@ fn throughput_next_to_librdkafka() {
         rate(ours),
         rate(theirs)
     );
+}
+
+/// `send_offsets_to_transaction` follows the group coordinator: TxnOffsetCommit answered
+/// NOT_COORDINATOR and then COORDINATOR_NOT_AVAILABLE (injected on librdkafka's mock cluster,
+/// whose group coordinator moves meanwhile) finds the coordinator again and succeeds there. The
+/// mock answers NOT_COORDINATOR itself to a TxnOffsetCommit sent to another broker than the
+/// group's coordinator; it validates transactional offsets but does not store them, so they are
+/// not read back here (tests/tests/transactions.rs reads them back from strom).
+#[test]
+fn transactional_offsets_follow_a_moved_group_coordinator() {
+    use rdkafka::mocking::MockCoordinator;
+    use rdkafka::types::RDKafkaApiKey;
+    use rdkafka::types::RDKafkaRespErr::*;
+    let mock = MockCluster::new(3).expect("mock cluster");
+    mock.create_topic("txn-moved", 1, 3).expect("mock topic");
+    mock.coordinator(MockCoordinator::Group("moved-group".into()), 1)
+        .expect("coordinator");
+    let bootstrap = mock.bootstrap_servers();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let p = producer(
+            &bootstrap,
+            &[
+                ("transactional.id", "moved-txn"),
+                ("retry.backoff.ms", "20"),
+            ],
+        );
+        p.init_transactions().await.expect("init_transactions");
+        p.begin_transaction().await.expect("begin");
+        p.send(Record::new("txn-moved", "x"))
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+        mock.coordinator(MockCoordinator::Group("moved-group".into()), 2)
+            .expect("move coordinator");
+        mock.request_errors(
+            RDKafkaApiKey::TxnOffsetCommit,
+            &[
+                RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+            ],
+        );
+        p.send_offsets_to_transaction(
+            &[("txn-moved".to_string(), 0, 7)],
+            &GroupMetadata::new("moved-group"),
+        )
+        .await
+        .expect("offsets sent after the coordinator moved");
+        p.commit_transaction().await.expect("commit");
+        p.close().await.expect("close");
+    });
 }

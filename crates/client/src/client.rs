@@ -1,8 +1,10 @@
-//! The client: admin calls, produce, fetch and list offsets, routed to partition leaders.
+//! The connection layer of the admin client and strom's tools: metadata, produce, fetch and list
+//! offsets, routed to partition leaders.
 //!
-//! Admin requests go to any broker (brokers forward them to the controller). Partition requests
-//! go to the partition's leader as the latest metadata names it; connections are cached per
-//! broker address, and a leader change seen in an error code refreshes the metadata and retries.
+//! Partition requests go to the partition's leader as the latest metadata names it; connections
+//! are cached per broker address, and a leader change seen in an error code refreshes the
+//! metadata and retries. [`crate::admin::Admin`] sends its requests through a `Client`'s
+//! connections; the admin calls themselves (topics, configs, groups, ...) live there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,15 +16,7 @@ use tokio::sync::Mutex;
 use strom_protocol::compression::Codec;
 use strom_protocol::messages::{MetadataResponse, TopicName};
 use strom_protocol::messages::{
-    create_partitions_request::{CreatePartitionsRequest, CreatePartitionsTopic},
-    create_topics_request::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest},
-    delete_records_request::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic},
-    delete_topics_request::{DeleteTopicState, DeleteTopicsRequest},
-    describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource},
     fetch_request::{FetchPartition, FetchRequest, FetchTopic},
-    incremental_alter_configs_request::{
-        AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
-    },
     list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic},
     metadata_request::{MetadataRequest, MetadataRequestTopic},
     produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData},
@@ -78,9 +72,6 @@ pub mod config_source {
     }
 }
 
-const RESOURCE_TYPE_TOPIC: i8 = 2;
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
 /// Attempts for a partition request when the leader moved.
 const LEADER_ATTEMPTS: usize = 3;
 const LEADER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
@@ -200,7 +191,7 @@ pub struct FetchedRecords {
     pub next_offset: i64,
 }
 
-type SharedConnection = Arc<Mutex<Connection>>;
+pub(crate) type SharedConnection = Arc<Mutex<Connection>>;
 
 #[derive(Default)]
 struct State {
@@ -219,37 +210,37 @@ pub struct Client {
     state: Mutex<State>,
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(str_bytes(name))
 }
 
-fn topic_subject(name: &str) -> String {
+pub(crate) fn topic_subject(name: &str) -> String {
     format!("topic {name:?}")
 }
 
-fn partition_subject(topic: &str, partition: i32) -> String {
+pub(crate) fn partition_subject(topic: &str, partition: i32) -> String {
     format!("partition {partition} of topic {topic:?}")
 }
 
-fn unexpected(api: &str, other: &ResponseKind) -> ClientError {
+pub(crate) fn unexpected(api: &str, other: &ResponseKind) -> ClientError {
     let kind = format!("{other:?}");
     let kind = kind.split('(').next().unwrap_or("?").to_string();
     ClientError::UnexpectedResponse(format!("{api} request answered with a {kind} response"))
 }
 
-fn missing(what: String) -> ClientError {
+pub(crate) fn missing(what: String) -> ClientError {
     ClientError::UnexpectedResponse(format!("the response has no entry for {what}"))
 }
 
 /// Error codes after which a partition request is retried against a fresh leader.
-fn is_leader_change(code: i16) -> bool {
+pub(crate) fn is_leader_change(code: i16) -> bool {
     matches!(
         code,
         error_code::NOT_LEADER_OR_FOLLOWER | error_code::LEADER_NOT_AVAILABLE | 74 /* FENCED_LEADER_EPOCH */ | 75 /* UNKNOWN_LEADER_EPOCH */
     )
 }
 
-macro_rules! expect {
+macro_rules! expect_response {
     ($resp:expr, $kind:ident) => {
         match $resp {
             ResponseKind::$kind(r) => r,
@@ -298,7 +289,8 @@ impl Client {
     // -----------------------------------------------------------------------------------------
     // connections
 
-    async fn connection_to(&self, addr: &str) -> Result<SharedConnection, ClientError> {
+    /// The open connection to `addr`, or a new one.
+    pub(crate) async fn connection_to(&self, addr: &str) -> Result<SharedConnection, ClientError> {
         let mut state = self.state.lock().await;
         if let Some(c) = state.connections.get(addr) {
             return Ok(c.clone());
@@ -310,19 +302,19 @@ impl Client {
         Ok(conn)
     }
 
-    /// A connection to any broker: an open one if there is one, else the first bootstrap
-    /// server that accepts.
-    async fn any_connection(&self) -> Result<SharedConnection, ClientError> {
+    /// A connection to any broker, with its address: an open one if there is one, else the
+    /// first bootstrap server that accepts.
+    pub(crate) async fn any_connection(&self) -> Result<(String, SharedConnection), ClientError> {
         {
             let state = self.state.lock().await;
-            if let Some(c) = state.connections.values().next() {
-                return Ok(c.clone());
+            if let Some((addr, c)) = state.connections.iter().next() {
+                return Ok((addr.clone(), c.clone()));
             }
         }
         let mut last_error = None;
         for addr in &self.bootstrap {
             match self.connection_to(addr).await {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((addr.clone(), c)),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "bootstrap server unreachable");
                     last_error = Some(e);
@@ -331,6 +323,11 @@ impl Client {
         }
         Err(last_error
             .unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap server".into())))
+    }
+
+    /// The bootstrap servers, in the order given.
+    pub fn bootstrap_servers(&self) -> &[String] {
+        &self.bootstrap
     }
 
     async fn forget_if_broken(&self, conn: &SharedConnection) {
@@ -351,18 +348,8 @@ impl Client {
         timeout: Option<Duration>,
         body: impl FnOnce(i16) -> RequestKind,
     ) -> Result<(i16, ResponseKind), ClientError> {
-        let result = {
-            let mut c = conn.lock().await;
-            let version = c.version(api, client_max)?;
-            let timeout = timeout.unwrap_or(self.config.request_timeout);
-            c.send_with_timeout(api, version, body(version), timeout)
-                .await
-                .map(|r| (version, r))
-        };
-        if result.is_err() {
-            self.forget_if_broken(conn).await;
-        }
-        result
+        self.try_request(conn, api, client_max, timeout, |v| Ok(body(v)))
+            .await
     }
 
     async fn request_any(
@@ -371,8 +358,52 @@ impl Client {
         client_max: i16,
         body: impl FnOnce(i16) -> RequestKind,
     ) -> Result<(i16, ResponseKind), ClientError> {
-        let conn = self.any_connection().await?;
+        let (_, conn) = self.any_connection().await?;
         self.request(&conn, api, client_max, None, body).await
+    }
+
+    /// [`Client::request`] with a body that may refuse the negotiated version.
+    pub(crate) async fn try_request(
+        &self,
+        conn: &SharedConnection,
+        api: ApiKey,
+        client_max: i16,
+        timeout: Option<Duration>,
+        body: impl FnOnce(i16) -> Result<RequestKind, ClientError>,
+    ) -> Result<(i16, ResponseKind), ClientError> {
+        let result = async {
+            let mut c = conn.lock().await;
+            let version = c.version(api, client_max)?;
+            let timeout = timeout.unwrap_or(self.config.request_timeout);
+            c.send_with_timeout(api, version, body(version)?, timeout)
+                .await
+                .map(|r| (version, r))
+        }
+        .await;
+        if result.is_err() {
+            self.forget_if_broken(conn).await;
+        }
+        result
+    }
+
+    /// The address of broker `id`, from the latest metadata (fetched when the broker is not
+    /// known yet).
+    pub(crate) async fn broker_address(&self, id: i32) -> Result<String, ClientError> {
+        if let Some(addr) = self.state.lock().await.brokers.get(&id) {
+            return Ok(addr.clone());
+        }
+        let md = self.metadata(Some(Vec::new())).await?;
+        md.brokers
+            .iter()
+            .find(|b| b.id == id)
+            .map(BrokerMetadata::address)
+            .ok_or_else(|| {
+                ClientError::kafka(
+                    8, // BROKER_NOT_AVAILABLE
+                    &format!("broker {id}"),
+                    Some("not among the brokers in metadata"),
+                )
+            })
     }
 
     /// The connection to the leader of a partition, from cached metadata or fresh metadata.
@@ -381,6 +412,16 @@ impl Client {
         topic: &str,
         partition: i32,
     ) -> Result<SharedConnection, ClientError> {
+        let addr = self.leader_address(topic, partition).await?;
+        self.connection_to(&addr).await
+    }
+
+    /// The address of the leader of a partition, from cached metadata or fresh metadata.
+    pub(crate) async fn leader_address(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<String, ClientError> {
         let key = (topic.to_string(), partition);
         let cached = {
             let state = self.state.lock().await;
@@ -433,10 +474,19 @@ impl Client {
                     })?
             }
         };
-        self.connection_to(&addr).await
+        Ok(addr)
     }
 
-    async fn forget_leader(&self, topic: &str, partition: i32) {
+    /// Forgets the leaders of a deleted topic.
+    pub(crate) async fn forget_topic(&self, name: &str) {
+        self.state
+            .lock()
+            .await
+            .leaders
+            .retain(|(topic, _), _| topic != name);
+    }
+
+    pub(crate) async fn forget_leader(&self, topic: &str, partition: i32) {
         let mut state = self.state.lock().await;
         state.leaders.remove(&(topic.to_string(), partition));
     }
@@ -508,7 +558,7 @@ impl Client {
                 RequestKind::Metadata(req)
             })
             .await?;
-        let response = expect!(response, Metadata);
+        let response = expect_response!(response, Metadata);
         let metadata = convert_metadata(&response);
         self.remember(&metadata).await;
         Ok(metadata)
@@ -534,7 +584,9 @@ impl Client {
         }
     }
 
-    /// Creates a topic; `replication_factor` -1 takes the broker default.
+    /// Creates a topic; `replication_factor` -1 takes the broker default. The admin call is
+    /// [`crate::admin::Admin::create_topics`]; this shorthand, without retries, is for tools
+    /// that hold a `Client` only (the bench).
     pub async fn create_topic(
         &self,
         name: &str,
@@ -542,204 +594,14 @@ impl Client {
         replication_factor: i16,
         configs: Vec<(String, String)>,
     ) -> Result<TopicId, ClientError> {
-        let timeout_ms = self.config.request_timeout.as_millis() as i32;
-        let (_, response) = self
-            .request_any(ApiKey::CreateTopics, versions::CREATE_TOPICS, |_| {
-                let mut topic = CreatableTopic::default();
-                topic.name = topic_name(name);
-                topic.num_partitions = partitions;
-                topic.replication_factor = replication_factor;
-                topic.configs = configs
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let mut c = CreatableTopicConfig::default();
-                        c.name = str_bytes(k);
-                        c.value = Some(str_bytes(v));
-                        c
-                    })
-                    .collect();
-                let mut req = CreateTopicsRequest::default();
-                req.topics = vec![topic];
-                req.timeout_ms = timeout_ms;
-                RequestKind::CreateTopics(req)
-            })
-            .await?;
-        let response = expect!(response, CreateTopics);
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.as_str() == name)
-            .ok_or_else(|| missing(topic_subject(name)))?;
-        check(
-            result.error_code,
-            &topic_subject(name),
-            result.error_message.as_deref(),
-        )?;
-        Ok(TopicId(*result.topic_id.as_bytes()))
-    }
-
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        let timeout_ms = self.config.request_timeout.as_millis() as i32;
-        let (_, response) = self
-            .request_any(ApiKey::DeleteTopics, versions::DELETE_TOPICS, |version| {
-                let mut req = DeleteTopicsRequest::default();
-                if version >= 6 {
-                    let mut t = DeleteTopicState::default();
-                    t.name = Some(topic_name(name));
-                    req.topics = vec![t];
-                } else {
-                    req.topic_names = vec![topic_name(name)];
-                }
-                req.timeout_ms = timeout_ms;
-                RequestKind::DeleteTopics(req)
-            })
-            .await?;
-        let response = expect!(response, DeleteTopics);
-        let result = response
-            .responses
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == name))
-            .or_else(|| response.responses.first())
-            .ok_or_else(|| missing(topic_subject(name)))?;
-        check(
-            result.error_code,
-            &topic_subject(name),
-            result.error_message.as_deref(),
-        )?;
-        self.state
-            .lock()
-            .await
-            .leaders
-            .retain(|(topic, _), _| topic != name);
-        Ok(())
-    }
-
-    /// Grows a topic to `new_total` partitions.
-    pub async fn create_partitions(&self, name: &str, new_total: i32) -> Result<(), ClientError> {
-        let timeout_ms = self.config.request_timeout.as_millis() as i32;
-        let (_, response) = self
-            .request_any(
-                ApiKey::CreatePartitions,
-                versions::CREATE_PARTITIONS,
-                |_| {
-                    let mut t = CreatePartitionsTopic::default();
-                    t.name = topic_name(name);
-                    t.count = new_total;
-                    t.assignments = None;
-                    let mut req = CreatePartitionsRequest::default();
-                    req.topics = vec![t];
-                    req.timeout_ms = timeout_ms;
-                    RequestKind::CreatePartitions(req)
-                },
-            )
-            .await?;
-        let response = expect!(response, CreatePartitions);
-        let result = response
-            .results
-            .iter()
-            .find(|t| t.name.as_str() == name)
-            .ok_or_else(|| missing(topic_subject(name)))?;
-        check(
-            result.error_code,
-            &topic_subject(name),
-            result.error_message.as_deref(),
-        )
-    }
-
-    /// Every config of a topic with its value and source.
-    pub async fn describe_topic_configs(
-        &self,
-        name: &str,
-    ) -> Result<Vec<ConfigEntry>, ClientError> {
-        let (_, response) = self
-            .request_any(ApiKey::DescribeConfigs, versions::DESCRIBE_CONFIGS, |_| {
-                let mut resource = DescribeConfigsResource::default();
-                resource.resource_type = RESOURCE_TYPE_TOPIC;
-                resource.resource_name = str_bytes(name);
-                resource.configuration_keys = None;
-                let mut req = DescribeConfigsRequest::default();
-                req.resources = vec![resource];
-                RequestKind::DescribeConfigs(req)
-            })
-            .await?;
-        let response = expect!(response, DescribeConfigs);
-        let result = response
-            .results
-            .iter()
-            .find(|r| r.resource_name.as_str() == name)
-            .ok_or_else(|| missing(topic_subject(name)))?;
-        check(
-            result.error_code,
-            &topic_subject(name),
-            result.error_message.as_deref(),
-        )?;
-        let mut entries: Vec<ConfigEntry> = result
-            .configs
-            .iter()
-            .map(|c| ConfigEntry {
-                name: c.name.to_string(),
-                value: c.value.as_ref().map(|v| v.to_string()),
-                read_only: c.read_only,
-                source: c.config_source,
-                is_default: c.config_source == config_source::DEFAULT_CONFIG,
-                sensitive: c.is_sensitive,
-            })
-            .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
-    }
-
-    /// Sets and removes topic config overrides in one IncrementalAlterConfigs request.
-    pub async fn alter_topic_configs(
-        &self,
-        name: &str,
-        set: Vec<(String, String)>,
-        delete: Vec<String>,
-    ) -> Result<(), ClientError> {
-        if set.is_empty() && delete.is_empty() {
-            return Ok(());
-        }
-        let (_, response) = self
-            .request_any(
-                ApiKey::IncrementalAlterConfigs,
-                versions::INCREMENTAL_ALTER_CONFIGS,
-                |_| {
-                    let mut configs = Vec::new();
-                    for (k, v) in set {
-                        let mut c = AlterableConfig::default();
-                        c.name = str_bytes(k);
-                        c.config_operation = OP_SET;
-                        c.value = Some(str_bytes(v));
-                        configs.push(c);
-                    }
-                    for k in delete {
-                        let mut c = AlterableConfig::default();
-                        c.name = str_bytes(k);
-                        c.config_operation = OP_DELETE;
-                        c.value = None;
-                        configs.push(c);
-                    }
-                    let mut resource = AlterConfigsResource::default();
-                    resource.resource_type = RESOURCE_TYPE_TOPIC;
-                    resource.resource_name = str_bytes(name);
-                    resource.configs = configs;
-                    let mut req = IncrementalAlterConfigsRequest::default();
-                    req.resources = vec![resource];
-                    RequestKind::IncrementalAlterConfigs(req)
-                },
-            )
-            .await?;
-        let response = expect!(response, IncrementalAlterConfigs);
-        let result = response
-            .responses
-            .iter()
-            .find(|r| r.resource_name.as_str() == name)
-            .ok_or_else(|| missing(topic_subject(name)))?;
-        check(
-            result.error_code,
-            &topic_subject(name),
-            result.error_message.as_deref(),
-        )
+        let topic =
+            crate::admin::NewTopic::new(name, partitions, replication_factor).configs(configs);
+        let conn = self.any_connection().await?.1;
+        crate::admin::topics::create_topics_at(self, &conn, std::slice::from_ref(&topic))
+            .await?
+            .pop()
+            .ok_or_else(|| missing(topic_subject(name)))?
+            .1
     }
 
     // -----------------------------------------------------------------------------------------
@@ -796,7 +658,7 @@ impl Client {
                         build(batch)
                     })
                     .await?;
-                let response = expect!(response, Produce);
+                let response = expect_response!(response, Produce);
                 let p = response
                     .responses
                     .iter()
@@ -859,7 +721,7 @@ impl Client {
                     RequestKind::Fetch(req)
                 })
                 .await?;
-            let response = expect!(response, Fetch);
+            let response = expect_response!(response, Fetch);
             check(
                 response.error_code,
                 &partition_subject(topic, partition),
@@ -930,7 +792,7 @@ impl Client {
                         .into(),
                 ));
             }
-            let response = expect!(response, ListOffsets);
+            let response = expect_response!(response, ListOffsets);
             let p = response
                 .topics
                 .iter()
@@ -938,52 +800,10 @@ impl Client {
                 .flat_map(|t| t.partitions.iter())
                 .find(|p| p.partition_index == partition)
                 .ok_or_else(|| missing(partition_subject(topic, partition)))?;
-            check(p.error_code, &partition_subject(topic, partition), None)?;
+            if p.error_code != error_code::NONE {
+                return Err(ClientError::partition(p.error_code, topic, partition, None));
+            }
             Ok((p.offset, p.timestamp))
-        })
-        .await
-    }
-
-    /// Deletes the records of a partition before `before_offset` (-1: up to the high
-    /// watermark); returns the new log start offset.
-    pub async fn delete_records(
-        &self,
-        topic: &str,
-        partition: i32,
-        before_offset: i64,
-    ) -> Result<i64, ClientError> {
-        let timeout_ms = self.config.request_timeout.as_millis() as i32;
-        self.with_leader(topic, partition, |conn| async move {
-            let (_, response) = self
-                .request(
-                    &conn,
-                    ApiKey::DeleteRecords,
-                    versions::DELETE_RECORDS,
-                    None,
-                    |_| {
-                        let mut p = DeleteRecordsPartition::default();
-                        p.partition_index = partition;
-                        p.offset = before_offset;
-                        let mut t = DeleteRecordsTopic::default();
-                        t.name = topic_name(topic);
-                        t.partitions = vec![p];
-                        let mut req = DeleteRecordsRequest::default();
-                        req.topics = vec![t];
-                        req.timeout_ms = timeout_ms;
-                        RequestKind::DeleteRecords(req)
-                    },
-                )
-                .await?;
-            let response = expect!(response, DeleteRecords);
-            let p = response
-                .topics
-                .iter()
-                .filter(|t| t.name.as_str() == topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == partition)
-                .ok_or_else(|| missing(partition_subject(topic, partition)))?;
-            check(p.error_code, &partition_subject(topic, partition), None)?;
-            Ok(p.low_watermark)
         })
         .await
     }

@@ -59,6 +59,15 @@ pub enum ClientError {
         name: &'static str,
         message: String,
     },
+    /// An admin request was refused for one resource: which resource (`topic "orders"`,
+    /// `group "g"`, `broker 1`, `user "alice"`...), which Kafka error.
+    #[error("{message} ({name})")]
+    Resource {
+        resource: String,
+        code: i16,
+        name: &'static str,
+        message: String,
+    },
     /// A record was not delivered within `delivery.timeout.ms`.
     #[error(
         "partition {partition} of topic {topic:?}: record not delivered within delivery.timeout.ms ({timeout_ms} ms){}",
@@ -116,6 +125,30 @@ impl ClientError {
         }
     }
 
+    /// A Kafka error about one resource of an admin request (`subject` names it, e.g.
+    /// `topic "orders"`), with the broker's message appended when it says more.
+    pub fn resource(code: i16, subject: &str, broker_message: Option<&str>) -> ClientError {
+        let message = match ClientError::kafka(code, subject, broker_message) {
+            ClientError::Kafka { message, .. } => message,
+            _ => subject.to_string(),
+        };
+        ClientError::Resource {
+            resource: subject.to_string(),
+            code,
+            name: error_name(code),
+            message,
+        }
+    }
+
+    /// The resource an admin error concerns (`topic "orders"`, `group "g"`...), when the
+    /// broker refused one; partition errors name theirs with [`ClientError::topic_partition`].
+    pub fn resource_name(&self) -> Option<&str> {
+        match self {
+            ClientError::Resource { resource, .. } => Some(resource),
+            _ => None,
+        }
+    }
+
     /// A Kafka error about one partition of a topic.
     pub fn partition(
         code: i16,
@@ -140,7 +173,9 @@ impl ClientError {
     /// The Kafka error code, when this is a Kafka error.
     pub fn kafka_code(&self) -> Option<i16> {
         match self {
-            ClientError::Kafka { code, .. } | ClientError::Partition { code, .. } => Some(*code),
+            ClientError::Kafka { code, .. }
+            | ClientError::Partition { code, .. }
+            | ClientError::Resource { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -148,7 +183,9 @@ impl ClientError {
     /// The Kafka error name (e.g. `NOT_ENOUGH_REPLICAS`), when this is a Kafka error.
     pub fn error_name(&self) -> Option<&'static str> {
         match self {
-            ClientError::Kafka { name, .. } | ClientError::Partition { name, .. } => Some(name),
+            ClientError::Kafka { name, .. }
+            | ClientError::Partition { name, .. }
+            | ClientError::Resource { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -180,9 +217,9 @@ impl ClientError {
             | ClientError::Timeout { .. }
             | ClientError::DeliveryTimeout { .. }
             | ClientError::MaxBlock { .. } => true,
-            ClientError::Kafka { code, .. } | ClientError::Partition { code, .. } => {
-                is_retriable_code(*code)
-            }
+            ClientError::Kafka { code, .. }
+            | ClientError::Partition { code, .. }
+            | ClientError::Resource { code, .. } => is_retriable_code(*code),
             ClientError::NotDelivered { retriable, .. } => *retriable,
             ClientError::Protocol(_)
             | ClientError::UnsupportedVersion { .. }
@@ -213,6 +250,7 @@ pub fn is_retriable_code(code: i16) -> bool {
         | 16 // NOT_COORDINATOR
         | 19 // NOT_ENOUGH_REPLICAS
         | 20 // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        | 41 // NOT_CONTROLLER
         | 51 // CONCURRENT_TRANSACTIONS
         | 56 // KAFKA_STORAGE_ERROR
         | 74 // FENCED_LEADER_EPOCH
@@ -233,6 +271,19 @@ pub fn check(code: i16, subject: &str, broker_message: Option<&str>) -> Result<(
         Ok(())
     } else {
         Err(ClientError::kafka(code, subject, broker_message))
+    }
+}
+
+/// `Ok(())` for error code 0, else the admin error about the resource `subject`.
+pub fn check_resource(
+    code: i16,
+    subject: &str,
+    broker_message: Option<&str>,
+) -> Result<(), ClientError> {
+    if code == error_code::NONE {
+        Ok(())
+    } else {
+        Err(ClientError::resource(code, subject, broker_message))
     }
 }
 
@@ -264,6 +315,11 @@ pub fn error_description(code: i16) -> &'static str {
         error_code::UNSUPPORTED_VERSION => "uses an API version the broker does not support",
         error_code::KAFKA_STORAGE_ERROR => "hit a storage error on the broker",
         error_code::THROTTLING_QUOTA_EXCEEDED => "was throttled by a quota",
+        41 => "was sent to a broker that is not the controller",
+        57 => "names a log directory the broker does not have",
+        60 => "is being reassigned already",
+        85 => "has no reassignment in progress",
+        84 => "already has its preferred leader",
         73 => "cannot be deleted: topic deletion is disabled",
         29 => "is not authorized",
         _ => "failed",

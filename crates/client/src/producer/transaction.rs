@@ -34,9 +34,9 @@ use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
 use super::accumulator::TopicPartition;
 use super::{Inner, Producer, ProducerId};
+use crate::admin::Admin;
 use crate::connection::Connection;
 use crate::error::ClientError;
-use crate::groups::GroupAdmin;
 
 /// The Produce version of transactions v2.
 pub(super) const PRODUCE_V2: i16 = 12;
@@ -60,7 +60,7 @@ pub(super) enum Phase {
 /// The transactional state of a producer.
 pub(super) struct Transactions {
     pub(super) id: String,
-    admin: GroupAdmin,
+    admin: Admin,
     coordinator: Option<String>,
     pub(super) phase: Phase,
     /// Partitions added to the open transaction.
@@ -81,10 +81,7 @@ impl Transactions {
     ) -> Result<Self, ClientError> {
         Ok(Transactions {
             id,
-            admin: GroupAdmin::with_config(
-                &inner_config.common.bootstrap(),
-                inner_config.common.connection(),
-            )?,
+            admin: Admin::for_common(&inner_config.common)?,
             coordinator: None,
             phase: Phase::Uninitialized,
             partitions: BTreeSet::new(),
@@ -121,6 +118,42 @@ fn not_transactional() -> ClientError {
     ClientError::InvalidArgument(
         "this producer has no transactional.id: transactions are not available".into(),
     )
+}
+
+/// The TxnOffsetCommit request of `offsets` for `group` in the transaction of `id`.
+fn txn_offset_commit(
+    id: &str,
+    group: &GroupMetadata,
+    pid: ProducerId,
+    offsets: &[(String, i32, i64)],
+) -> RequestKind {
+    let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+    for (topic, partition, offset) in offsets {
+        let mut p = TxnOffsetCommitRequestPartition::default();
+        p.partition_index = *partition;
+        p.committed_offset = *offset;
+        p.committed_leader_epoch = -1;
+        p.committed_metadata = Some(str_bytes(""));
+        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = TxnOffsetCommitRequestTopic::default();
+                t.name = TopicName(str_bytes(topic.as_str()));
+                t.partitions = vec![p];
+                topics.push(t);
+            }
+        }
+    }
+    let mut req = TxnOffsetCommitRequest::default();
+    req.transactional_id = TransactionalId(str_bytes(id));
+    req.group_id = GroupId(str_bytes(group.group_id.as_str()));
+    req.producer_id = WireProducerId(pid.id);
+    req.producer_epoch = pid.epoch;
+    req.generation_id = group.generation_id;
+    req.member_id = str_bytes(group.member_id.as_str());
+    req.group_instance_id = group.group_instance_id.as_deref().map(str_bytes);
+    req.topics = topics;
+    RequestKind::TxnOffsetCommit(req)
 }
 
 fn is_fatal_code(code: i16) -> bool {
@@ -436,55 +469,63 @@ impl Producer {
             .await?;
         }
         txn.started = true;
-        // The offsets themselves go to the group's coordinator.
-        let addr = txn.admin.find_coordinator(&group.group_id).await?;
-        let (_, r) = txn
-            .admin
-            .request(
-                &addr,
-                ApiKey::TxnOffsetCommit,
-                if v2 { 5 } else { 3 },
-                |_| {
-                    let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
-                    for (topic, partition, offset) in offsets {
-                        let mut p = TxnOffsetCommitRequestPartition::default();
-                        p.partition_index = *partition;
-                        p.committed_offset = *offset;
-                        p.committed_leader_epoch = -1;
-                        p.committed_metadata = Some(str_bytes(""));
-                        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                            Some(t) => t.partitions.push(p),
-                            None => {
-                                let mut t = TxnOffsetCommitRequestTopic::default();
-                                t.name = TopicName(str_bytes(topic.as_str()));
-                                t.partitions = vec![p];
-                                topics.push(t);
-                            }
+        // The offsets themselves go to the group's coordinator, found again when it moved.
+        let deadline = Instant::now() + self.inner.config.max_block;
+        let backoff = self
+            .inner
+            .config
+            .common
+            .retry_backoff
+            .max(Duration::from_millis(20));
+        let subject = format!(
+            "committing offsets of group {:?} in the transaction",
+            group.group_id
+        );
+        loop {
+            let attempt = async {
+                let addr = txn.admin.find_coordinator(&group.group_id).await?;
+                let (_, r) = txn
+                    .admin
+                    .request(
+                        &addr,
+                        ApiKey::TxnOffsetCommit,
+                        if v2 { 5 } else { 3 },
+                        |_| Ok(txn_offset_commit(&id, group, pid, offsets)),
+                    )
+                    .await?;
+                Ok::<_, ClientError>(response_code(&r))
+            };
+            let error = match attempt.await {
+                Ok(0) => break,
+                Ok(code) => {
+                    let e = ClientError::kafka(code, &subject, None);
+                    match code {
+                        NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
+                            txn.admin
+                                .forget_coordinator(crate::admin::KEY_TYPE_GROUP, &group.group_id)
+                                .await;
                         }
+                        COORDINATOR_LOAD_IN_PROGRESS | CONCURRENT_TRANSACTIONS => {}
+                        _ => return Err(e),
                     }
-                    let mut req = TxnOffsetCommitRequest::default();
-                    req.transactional_id = TransactionalId(str_bytes(id.as_str()));
-                    req.group_id = GroupId(str_bytes(group.group_id.as_str()));
-                    req.producer_id = WireProducerId(pid.id);
-                    req.producer_epoch = pid.epoch;
-                    req.generation_id = group.generation_id;
-                    req.member_id = str_bytes(group.member_id.as_str());
-                    req.group_instance_id = group.group_instance_id.as_deref().map(str_bytes);
-                    req.topics = topics;
-                    Ok(RequestKind::TxnOffsetCommit(req))
-                },
-            )
-            .await?;
-        let code = response_code(&r);
-        if code != 0 {
-            return Err(ClientError::kafka(
-                code,
-                &format!(
-                    "committing offsets of group {:?} in the transaction",
-                    group.group_id
-                ),
-                None,
-            ));
+                    e
+                }
+                Err(e) if e.is_retriable() => {
+                    txn.admin
+                        .forget_coordinator(crate::admin::KEY_TYPE_GROUP, &group.group_id)
+                        .await;
+                    e
+                }
+                Err(e) => return Err(e),
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(ClientError::MaxBlock {
+                    what: format!("{subject} did not succeed ({error})"),
+                    waited_ms: self.inner.config.max_block.as_millis() as u64,
+                });
+            }
+            tracing::debug!(group = %group.group_id, error = %error, "TxnOffsetCommit failed; retrying");
+            tokio::time::sleep(backoff).await;
         }
         Ok(())
     }

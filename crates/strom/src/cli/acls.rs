@@ -244,7 +244,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
                     permission_type: if a.deny { 2 } else { 3 },
                 });
             }
-            let admin = a.connect.group_admin()?;
+            let admin = a.connect.admin()?;
             let results = admin.create_acls(&acls).await.map_err(friendly)?;
             for (acl, r) in acls.iter().zip(results) {
                 r.map_err(friendly)?;
@@ -268,7 +268,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
             }
         }
         AclsCommand::List(a) => {
-            let admin = a.connect.group_admin()?;
+            let admin = a.connect.admin()?;
             let acls = admin
                 .describe_acls(&a.resource.filter(a.principal.clone()))
                 .await
@@ -276,7 +276,7 @@ pub async fn run(cmd: AclsCommand) -> anyhow::Result<()> {
             print(&acls, a.output)?;
         }
         AclsCommand::Remove(a) => {
-            let admin = a.connect.group_admin()?;
+            let admin = a.connect.admin()?;
             let mut filter = a.resource.filter(a.principal.clone());
             if a.deny {
                 filter.permission_type = 2;

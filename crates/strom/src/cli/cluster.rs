@@ -102,8 +102,8 @@ fn load(md: &ClusterMetadata) -> Load {
 }
 
 async fn describe(a: Args) -> anyhow::Result<()> {
-    let admin = a.connect.group_admin()?;
-    let md = admin.client().metadata(None).await.map_err(friendly)?;
+    let admin = a.connect.admin()?;
+    let md = admin.metadata(None).await.map_err(friendly)?;
     let cluster = match admin.describe_cluster_with(true).await {
         Ok(c) => c,
         // A broker without DescribeCluster: Metadata says the same.
@@ -207,7 +207,7 @@ fn optional(v: i64) -> serde_json::Value {
 }
 
 async fn quorum(a: Args) -> anyhow::Result<()> {
-    let admin = a.connect.group_admin()?;
+    let admin = a.connect.admin()?;
     let q = admin.describe_quorum().await.map_err(friendly)?;
     let members: Vec<(&QuorumReplica, bool)> = q
         .voters

@@ -1,6 +1,8 @@
 //! Arguments and helpers shared by the client subcommands.
 
-use strom_client::{Client, ClientError, ClientSecurity, ConnectionConfig, GroupAdmin};
+use strom_client::{
+    Admin, AdminConfig, Client, ClientError, ClientSecurity, ConnectionConfig, Properties,
+};
 
 /// Where to connect.
 #[derive(clap::Args, Debug, Clone)]
@@ -32,12 +34,22 @@ impl ConnectArgs {
         Ok(config)
     }
 
+    /// The connection layer alone, for the tools that move records and need no admin call
+    /// (the bench).
     pub fn client(&self) -> anyhow::Result<Client> {
         Client::with_config(&self.bootstrap_server, self.connection_config()?).map_err(friendly)
     }
 
-    pub fn group_admin(&self) -> anyhow::Result<GroupAdmin> {
-        GroupAdmin::with_config(&self.bootstrap_server, self.connection_config()?).map_err(friendly)
+    /// The admin client every subcommand talks through: `bootstrap.servers` from
+    /// --bootstrap-server, client id `strom-cli`, TLS and SASL from --command-config.
+    pub fn admin(&self) -> anyhow::Result<Admin> {
+        let connection = self.connection_config()?;
+        let properties = Properties::default()
+            .set("bootstrap.servers", &self.bootstrap_server)
+            .set("client.id", &connection.client_id);
+        let mut config = AdminConfig::from_properties(properties).map_err(friendly)?;
+        config.common.security = connection.security;
+        Admin::with_config(config).map_err(friendly)
     }
 }
 

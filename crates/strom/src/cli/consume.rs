@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use strom_client::{ConsumedRecord, offset_spec};
+use strom_client::ConsumedRecord;
+use strom_client::admin::OffsetSpec;
 use strom_protocol::error_code;
 
 use super::common::{ConnectArgs, Output, friendly, lossy};
@@ -179,12 +180,13 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let pieces = parse_template(&a.format)?;
-    let client = a.connect.client()?;
+    let admin = a.connect.admin()?;
+    let client = admin.client();
     let (topic, partition) = (a.topic.as_str(), a.partition);
 
     let mut offset = if a.from_beginning {
-        client
-            .list_offsets(topic, partition, offset_spec::EARLIEST)
+        admin
+            .list_offset(topic, partition, OffsetSpec::Earliest)
             .await
             .map_err(friendly)?
             .0
@@ -194,23 +196,23 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         }
         o
     } else if let Some(ts) = a.from_timestamp {
-        let (o, _) = client
-            .list_offsets(topic, partition, ts)
+        let (o, _) = admin
+            .list_offset(topic, partition, OffsetSpec::Timestamp(ts))
             .await
             .map_err(friendly)?;
         if o >= 0 {
             o
         } else {
             // No record at or after that time: start at the end.
-            client
-                .list_offsets(topic, partition, offset_spec::LATEST)
+            admin
+                .list_offset(topic, partition, OffsetSpec::Latest)
                 .await
                 .map_err(friendly)?
                 .0
         }
     } else {
-        client
-            .list_offsets(topic, partition, offset_spec::LATEST)
+        admin
+            .list_offset(topic, partition, OffsetSpec::Latest)
             .await
             .map_err(friendly)?
             .0
@@ -238,11 +240,11 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         let fetched = match fetched {
             Ok(f) => f,
             Err(e) if e.kafka_code() == Some(error_code::OFFSET_OUT_OF_RANGE) => {
-                let start = client
-                    .list_offsets(topic, partition, offset_spec::EARLIEST)
+                let start = admin
+                    .list_offset(topic, partition, OffsetSpec::Earliest)
                     .await;
-                let end = client
-                    .list_offsets(topic, partition, offset_spec::LATEST)
+                let end = admin
+                    .list_offset(topic, partition, OffsetSpec::Latest)
                     .await;
                 match (start, end) {
                     (Ok((start, _)), Ok((end, _))) => bail!(

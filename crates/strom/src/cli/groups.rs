@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use strom_client::{ClientError, CommittedOffsets, GroupAdmin, GroupDescription, error_name};
+use strom_client::{Admin, ClientError, CommittedOffsets, GroupDescription, error_name};
 
 use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
@@ -150,8 +150,8 @@ pub async fn run(cmd: GroupsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    connect.group_admin()
+fn admin(connect: &ConnectArgs) -> anyhow::Result<Admin> {
+    connect.admin()
 }
 
 /// Turns a client error into a message for the terminal, with hints for the group errors.
@@ -205,9 +205,8 @@ fn parse_topic_partitions(s: &str) -> anyhow::Result<(String, Option<Vec<i32>>)>
 }
 
 /// The partitions of a topic from metadata; an error when the topic does not exist.
-async fn topic_partitions(admin: &GroupAdmin, topic: &str) -> anyhow::Result<Vec<i32>> {
+async fn topic_partitions(admin: &Admin, topic: &str) -> anyhow::Result<Vec<i32>> {
     let md = admin
-        .client()
         .metadata(Some(vec![topic.to_string()]))
         .await
         .map_err(friendly)?;
@@ -471,7 +470,7 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
 
 /// Rows for every partition that is committed or assigned, sorted by topic and partition.
 async fn partition_rows(
-    admin: &GroupAdmin,
+    admin: &Admin,
     desc: &GroupDescription,
     committed: &CommittedOffsets,
 ) -> Vec<PartitionRow> {

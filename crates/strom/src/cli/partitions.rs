@@ -176,7 +176,7 @@ fn ids(v: &[i32]) -> String {
 
 pub async fn run(cmd: PartitionsCommand) -> anyhow::Result<()> {
     let PartitionsCommand::Reassign(a) = cmd;
-    let admin = a.connect.group_admin()?;
+    let admin = a.connect.admin()?;
     if a.mode.list {
         let list = admin
             .list_partition_reassignments()
@@ -208,12 +208,11 @@ pub async fn run(cmd: PartitionsCommand) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let client = a.connect.client()?;
     if a.mode.generate {
         if a.topics.is_empty() || a.brokers.is_empty() {
             anyhow::bail!("--generate needs --topics and --brokers");
         }
-        let md = client
+        let md = admin
             .metadata(Some(a.topics.clone()))
             .await
             .map_err(friendly)?;
@@ -304,7 +303,7 @@ pub async fn run(cmd: PartitionsCommand) -> anyhow::Result<()> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let md = client.metadata(Some(topics)).await.map_err(friendly)?;
+    let md = admin.metadata(Some(topics)).await.map_err(friendly)?;
     let mut status: BTreeMap<(String, i32), String> = BTreeMap::new();
     let mut done = 0;
     for m in &plan.partitions {
@@ -349,14 +348,14 @@ pub async fn run(cmd: PartitionsCommand) -> anyhow::Result<()> {
 
 pub async fn run_leaders(cmd: LeadersCommand) -> anyhow::Result<()> {
     let LeadersCommand::Elect(a) = cmd;
-    let admin = a.connect.group_admin()?;
+    let admin = a.connect.admin()?;
     let partitions: Option<Vec<(String, i32)>> = match (&a.topic, a.partition) {
         _ if a.all_topic_partitions => None,
         (Some(t), Some(p)) => Some(vec![(t.clone(), p)]),
         (Some(t), None) => {
             let md = a
                 .connect
-                .client()?
+                .admin()?
                 .metadata(Some(vec![t.clone()]))
                 .await
                 .map_err(friendly)?;

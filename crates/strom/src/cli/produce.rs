@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use strom_client::admin::OffsetSpec;
 use strom_client::{Codec, ProducerRecord};
 use tokio::sync::mpsc;
 
@@ -176,10 +177,11 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     if a.key_separator.as_deref() == Some("") {
         bail!("--key-separator must not be empty");
     }
-    let client = a.connect.client()?;
+    let admin = a.connect.admin()?;
+    let client = admin.client();
     // Fail early, before reading input, when the topic or partition does not exist.
-    client
-        .list_offsets(&a.topic, a.partition, strom_client::offset_spec::LATEST)
+    admin
+        .list_offset(&a.topic, a.partition, OffsetSpec::Latest)
         .await
         .map_err(friendly)?;
 

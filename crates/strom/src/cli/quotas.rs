@@ -106,7 +106,7 @@ pub async fn run(cmd: QuotasCommand) -> anyhow::Result<()> {
             if ops.is_empty() {
                 anyhow::bail!("give --add key=value or --delete key");
             }
-            let admin = a.connect.group_admin()?;
+            let admin = a.connect.admin()?;
             admin
                 .alter_client_quotas(&entity, &ops)
                 .await
@@ -114,7 +114,7 @@ pub async fn run(cmd: QuotasCommand) -> anyhow::Result<()> {
             println!("updated quotas of {}", entity_text(&entity));
         }
         QuotasCommand::Describe(a) => {
-            let admin = a.connect.group_admin()?;
+            let admin = a.connect.admin()?;
             let entries = admin
                 .describe_client_quotas(&a.entity.entity())
                 .await

@@ -2,7 +2,8 @@
 
 use anyhow::bail;
 use serde_json::json;
-use strom_client::{Client, config_source, error_name, offset_spec};
+use strom_client::admin::{ConfigResource, NewTopic, OffsetSpec};
+use strom_client::{Admin, config_source, error_name};
 
 use super::common::{
     ConnectArgs, Output, admin_get_json, friendly, parse_key_value, print_json, table,
@@ -108,11 +109,9 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
     if a.partitions < 1 {
         bail!("--partitions must be at least 1");
     }
-    let client = a.connect.client()?;
-    let id = client
-        .create_topic(&a.name, a.partitions, a.replication_factor, a.configs)
-        .await
-        .map_err(friendly)?;
+    let admin = a.connect.admin()?;
+    let topic = NewTopic::new(&a.name, a.partitions, a.replication_factor).configs(a.configs);
+    let id = admin.create_topic(topic).await.map_err(friendly)?;
     if id.is_zero() {
         println!("Created topic {}.", a.name);
     } else {
@@ -122,12 +121,11 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn list(a: ListArgs) -> anyhow::Result<()> {
-    let client = a.connect.client()?;
-    let md = client.metadata(None).await.map_err(friendly)?;
+    let admin = a.connect.admin()?;
+    let all = admin.list_topics().await.map_err(friendly)?;
     match a.output {
         Output::Json => {
-            let topics: Vec<_> = md
-                .topics
+            let topics: Vec<_> = all
                 .iter()
                 .map(|t| {
                     json!({
@@ -142,12 +140,12 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
             print_json(&json!(topics))
         }
         Output::Table => {
-            if md.topics.is_empty() {
+            if all.is_empty() {
                 eprintln!("No topics.");
                 return Ok(());
             }
             let mut t = table(vec!["TOPIC", "PARTITIONS", "REPLICATION FACTOR", "ID"]);
-            for topic in &md.topics {
+            for topic in &all {
                 t.add_row(vec![
                     topic.name.clone(),
                     topic.partitions.len().to_string(),
@@ -175,32 +173,30 @@ fn join_ids(ids: &[i32]) -> String {
 
 /// Log start and end offset of a partition; errors become None so one bad partition does not
 /// hide the others.
-async fn offsets(client: &Client, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
-    let start = client
-        .list_offsets(topic, partition, offset_spec::EARLIEST)
+async fn offsets(admin: &Admin, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
+    let start = admin
+        .list_offset(topic, partition, OffsetSpec::Earliest)
         .await;
-    let end = client
-        .list_offsets(topic, partition, offset_spec::LATEST)
+    let end = admin
+        .list_offset(topic, partition, OffsetSpec::Latest)
         .await;
     (start.ok().map(|o| o.0), end.ok().map(|o| o.0))
 }
 
 async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
-    let client = a.connect.client()?;
-    let md = client
-        .metadata(Some(vec![a.name.clone()]))
+    let admin = a.connect.admin()?;
+    let described = admin
+        .describe_topics(&[a.name.as_str()])
         .await
         .map_err(friendly)?;
-    let Some(topic) = md.topic(&a.name) else {
+    let Some(topic) = described.first() else {
         bail!(
             "topic {:?} does not exist (UNKNOWN_TOPIC_OR_PARTITION)",
             a.name
         );
     };
-    strom_client::error::check(topic.error_code, &format!("topic {:?}", a.name), None)
-        .map_err(friendly)?;
-    let configs = client
-        .describe_topic_configs(&a.name)
+    let configs = admin
+        .describe_configs(&ConfigResource::topic(&a.name))
         .await
         .map_err(friendly)?;
     let overrides: Vec<_> = configs
@@ -209,7 +205,7 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
         .collect();
     let mut partitions = Vec::with_capacity(topic.partitions.len());
     for p in &topic.partitions {
-        let (start, end) = offsets(&client, &a.name, p.index).await;
+        let (start, end) = offsets(&admin, &a.name, p.index).await;
         partitions.push((p, start, end));
     }
     let show = |o: Option<i64>| o.map_or_else(|| "-".to_string(), |o| o.to_string());
@@ -383,17 +379,17 @@ async fn alter(a: AlterArgs) -> anyhow::Result<()> {
     if a.partitions.is_none() && a.configs.is_empty() && a.delete_configs.is_empty() {
         bail!("nothing to change: pass --partitions, --config or --delete-config");
     }
-    let client = a.connect.client()?;
+    let admin = a.connect.admin()?;
     if let Some(n) = a.partitions {
-        client
-            .create_partitions(&a.name, n)
+        admin
+            .create_partitions(&a.name, n, None)
             .await
             .map_err(friendly)?;
         println!("Topic {} now has {n} partitions.", a.name);
     }
     if !a.configs.is_empty() || !a.delete_configs.is_empty() {
         let (set, removed) = (a.configs.len(), a.delete_configs.len());
-        client
+        admin
             .alter_topic_configs(&a.name, a.configs, a.delete_configs)
             .await
             .map_err(friendly)?;
@@ -406,8 +402,8 @@ async fn alter(a: AlterArgs) -> anyhow::Result<()> {
 }
 
 async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
-    let client = a.connect.client()?;
-    client.delete_topic(&a.name).await.map_err(friendly)?;
+    let admin = a.connect.admin()?;
+    admin.delete_topic(&a.name).await.map_err(friendly)?;
     println!("Deleted topic {}.", a.name);
     Ok(())
 }

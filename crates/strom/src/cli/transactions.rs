@@ -2,7 +2,7 @@
 //! idempotent producers are doing, like Kafka's kafka-transactions.sh.
 
 use serde_json::json;
-use strom_client::{GroupAdmin, TransactionDescription};
+use strom_client::{Admin, TransactionDescription};
 
 use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
@@ -97,8 +97,8 @@ pub async fn run_producers(cmd: ProducersCommand) -> anyhow::Result<()> {
     }
 }
 
-fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    connect.group_admin()
+fn admin(connect: &ConnectArgs) -> anyhow::Result<Admin> {
+    connect.admin()
 }
 
 /// A wall-clock time in milliseconds as RFC 3339 UTC, or "-" for -1.

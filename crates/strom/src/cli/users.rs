@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use strom_broker::security::scram::{MIN_ITERATIONS, ScramMechanism, new_salt};
-use strom_client::{GroupAdmin, ScramUpsert};
+use strom_client::{Admin, ScramUpsert};
 
 use super::common::{ConnectArgs, Output, friendly, print_json, table};
 
@@ -78,8 +78,8 @@ fn mechanism(name: &str) -> anyhow::Result<ScramMechanism> {
     })
 }
 
-fn admin(connect: &ConnectArgs) -> anyhow::Result<GroupAdmin> {
-    connect.group_admin()
+fn admin(connect: &ConnectArgs) -> anyhow::Result<Admin> {
+    connect.admin()
 }
 
 pub async fn run(cmd: UsersCommand) -> anyhow::Result<()> {

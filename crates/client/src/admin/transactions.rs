@@ -1,6 +1,7 @@
 //! Transaction and producer administration: what `strom transactions` and `strom producers`
-//! show, like Kafka's kafka-transactions.sh. Methods on [`GroupAdmin`], which already knows
-//! how to reach coordinators.
+//! show, like Kafka's kafka-transactions.sh: ListTransactions on every broker,
+//! DescribeTransactions at the transaction coordinator, DescribeProducers at the partition
+//! leader.
 
 use std::collections::BTreeMap;
 
@@ -8,15 +9,13 @@ use strom_protocol::messages::{
     TopicName, TransactionalId,
     describe_producers_request::{DescribeProducersRequest, TopicRequest},
     describe_transactions_request::DescribeTransactionsRequest,
-    find_coordinator_request::FindCoordinatorRequest,
     list_transactions_request::ListTransactionsRequest,
 };
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
-use crate::error::{ClientError, check};
-use crate::groups::{GroupAdmin, host_port, unexpected};
-
-const KEY_TYPE_TRANSACTION: i8 = 1;
+use super::groups::unexpected;
+use super::{Admin, Route};
+use crate::error::{ClientError, check_resource as check};
 
 /// A transactional id as ListTransactions shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,58 +54,28 @@ pub struct ActiveProducer {
     pub current_txn_start_offset: i64,
 }
 
-impl GroupAdmin {
-    /// The coordinator of a transactional id, as `host:port`.
-    pub async fn find_transaction_coordinator(&self, id: &str) -> Result<String, ClientError> {
-        let (version, response) = self
-            .request_any(ApiKey::FindCoordinator, 6, |v| {
-                let mut req = FindCoordinatorRequest::default();
-                req.key_type = KEY_TYPE_TRANSACTION;
-                if v >= 4 {
-                    req.coordinator_keys = vec![str_bytes(id)];
-                } else {
-                    req.key = str_bytes(id);
-                }
-                Ok(RequestKind::FindCoordinator(req))
-            })
-            .await?;
-        let ResponseKind::FindCoordinator(r) = response else {
-            return Err(unexpected("FindCoordinator"));
-        };
-        let subject = format!("the coordinator of transactional id {id:?}");
-        if version >= 4 {
-            let c = r
-                .coordinators
-                .iter()
-                .find(|c| c.key.as_str() == id)
-                .ok_or_else(|| {
-                    ClientError::UnexpectedResponse(format!("no answer for {subject}"))
-                })?;
-            check(c.error_code, &subject, c.error_message.as_deref())?;
-            Ok(host_port(c.host.as_str(), c.port))
-        } else {
-            check(r.error_code, &subject, r.error_message.as_deref())?;
-            Ok(host_port(r.host.as_str(), r.port))
-        }
-    }
-
+impl Admin {
     /// Every transactional id of the cluster (ListTransactions on every broker), sorted; with
     /// `states`, only those in one of the states (e.g. Ongoing, CompleteCommit).
     pub async fn list_transactions(
         &self,
         states: &[String],
     ) -> Result<Vec<TransactionListing>, ClientError> {
-        let md = self.client().metadata(Some(Vec::new())).await?;
-        let addrs: Vec<String> = md.brokers.iter().map(|b| b.address()).collect();
+        let addrs = self.all_brokers().await?;
         let mut all = BTreeMap::new();
         for addr in &addrs {
             let (_, response) = self
-                .request(addr, ApiKey::ListTransactions, 1, |_| {
-                    let mut req = ListTransactionsRequest::default();
-                    req.state_filters = states.iter().map(|s| str_bytes(s.as_str())).collect();
-                    req.duration_filter = -1;
-                    Ok(RequestKind::ListTransactions(req))
-                })
+                .send(
+                    Route::Address(addr.clone()),
+                    ApiKey::ListTransactions,
+                    1,
+                    |_| {
+                        let mut req = ListTransactionsRequest::default();
+                        req.state_filters = states.iter().map(|s| str_bytes(s.as_str())).collect();
+                        req.duration_filter = -1;
+                        Ok(RequestKind::ListTransactions(req))
+                    },
+                )
                 .await?;
             let ResponseKind::ListTransactions(r) = response else {
                 return Err(unexpected("ListTransactions"));
@@ -143,22 +112,28 @@ impl GroupAdmin {
         &self,
         id: &str,
     ) -> Result<TransactionDescription, ClientError> {
-        let addr = self.find_transaction_coordinator(id).await?;
-        let (_, response) = self
-            .request(&addr, ApiKey::DescribeTransactions, 0, |_| {
-                let mut req = DescribeTransactionsRequest::default();
-                req.transactional_ids = vec![TransactionalId(str_bytes(id))];
-                Ok(RequestKind::DescribeTransactions(req))
-            })
+        let (t, addr) = self
+            .call(
+                Route::Transaction(id.to_string()),
+                ApiKey::DescribeTransactions,
+                0,
+                |_| {
+                    let mut req = DescribeTransactionsRequest::default();
+                    req.transactional_ids = vec![TransactionalId(str_bytes(id))];
+                    Ok(RequestKind::DescribeTransactions(req))
+                },
+                |_, response, addr| {
+                    let ResponseKind::DescribeTransactions(r) = response else {
+                        return Err(unexpected("DescribeTransactions"));
+                    };
+                    let t = r.transaction_states.into_iter().next().ok_or_else(|| {
+                        ClientError::UnexpectedResponse("empty DescribeTransactions".into())
+                    })?;
+                    check(t.error_code, &format!("transactional id {id:?}"), None)?;
+                    Ok((t, addr.to_string()))
+                },
+            )
             .await?;
-        let ResponseKind::DescribeTransactions(r) = response else {
-            return Err(unexpected("DescribeTransactions"));
-        };
-        let t =
-            r.transaction_states.into_iter().next().ok_or_else(|| {
-                ClientError::UnexpectedResponse("empty DescribeTransactions".into())
-            })?;
-        check(t.error_code, &format!("transactional id {id:?}"), None)?;
         let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for topic in t.topics {
             let ps = partitions.entry(topic.topic.to_string()).or_default();
@@ -183,10 +158,7 @@ impl GroupAdmin {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<ActiveProducer>, ClientError> {
-        let md = self
-            .client()
-            .metadata(Some(vec![topic.to_string()]))
-            .await?;
+        let md = self.metadata(Some(vec![topic.to_string()])).await?;
         let t = md
             .topic(topic)
             .ok_or_else(|| ClientError::InvalidArgument(format!("no topic {topic:?}")))?;
@@ -201,23 +173,23 @@ impl GroupAdmin {
                     t.partitions.len()
                 ))
             })?;
-        let leader = md
-            .brokers
-            .iter()
-            .find(|b| b.id == p.leader)
-            .map(|b| b.address())
-            .ok_or_else(|| {
-                ClientError::UnexpectedResponse(format!("{topic}-{partition} has no leader"))
-            })?;
+        if p.leader < 0 {
+            return Err(ClientError::partition(5, topic, partition, None)); // LEADER_NOT_AVAILABLE
+        }
         let (_, response) = self
-            .request(&leader, ApiKey::DescribeProducers, 0, |_| {
-                let mut req = DescribeProducersRequest::default();
-                let mut tr = TopicRequest::default();
-                tr.name = TopicName(str_bytes(topic));
-                tr.partition_indexes = vec![partition];
-                req.topics = vec![tr];
-                Ok(RequestKind::DescribeProducers(req))
-            })
+            .send(
+                Route::Leader(topic.to_string(), partition),
+                ApiKey::DescribeProducers,
+                0,
+                |_| {
+                    let mut req = DescribeProducersRequest::default();
+                    let mut tr = TopicRequest::default();
+                    tr.name = TopicName(str_bytes(topic));
+                    tr.partition_indexes = vec![partition];
+                    req.topics = vec![tr];
+                    Ok(RequestKind::DescribeProducers(req))
+                },
+            )
             .await?;
         let ResponseKind::DescribeProducers(r) = response else {
             return Err(unexpected("DescribeProducers"));

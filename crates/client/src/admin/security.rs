@@ -12,8 +12,9 @@ use strom_protocol::messages::{
 };
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
-use crate::error::{ClientError, check};
-use crate::groups::{GroupAdmin, unexpected};
+use super::groups::unexpected;
+use super::{Admin, Route};
+use crate::error::{ClientError, check_resource as check};
 
 /// One ACL, with Kafka's numeric codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub struct ScramUpsert {
     pub salted_password: Vec<u8>,
 }
 
-impl GroupAdmin {
+impl Admin {
     /// Sets and deletes SCRAM credentials ((user, mechanism) pairs); one result per user.
     pub async fn alter_scram_credentials(
         &self,
@@ -57,29 +58,34 @@ impl GroupAdmin {
         deletions: &[(String, i8)],
     ) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::AlterUserScramCredentials, 0, |_| {
-                let mut req = AlterUserScramCredentialsRequest::default();
-                req.upsertions = upserts
-                    .iter()
-                    .map(|u| {
-                        ScramCredentialUpsertion::default()
-                            .with_name(str_bytes(u.user.clone()))
-                            .with_mechanism(u.mechanism)
-                            .with_iterations(u.iterations)
-                            .with_salt(u.salt.clone().into())
-                            .with_salted_password(u.salted_password.clone().into())
-                    })
-                    .collect();
-                req.deletions = deletions
-                    .iter()
-                    .map(|(user, m)| {
-                        ScramCredentialDeletion::default()
-                            .with_name(str_bytes(user.clone()))
-                            .with_mechanism(*m)
-                    })
-                    .collect();
-                Ok(RequestKind::AlterUserScramCredentials(req))
-            })
+            .send(
+                Route::Controller,
+                ApiKey::AlterUserScramCredentials,
+                0,
+                |_| {
+                    let mut req = AlterUserScramCredentialsRequest::default();
+                    req.upsertions = upserts
+                        .iter()
+                        .map(|u| {
+                            ScramCredentialUpsertion::default()
+                                .with_name(str_bytes(u.user.clone()))
+                                .with_mechanism(u.mechanism)
+                                .with_iterations(u.iterations)
+                                .with_salt(u.salt.clone().into())
+                                .with_salted_password(u.salted_password.clone().into())
+                        })
+                        .collect();
+                    req.deletions = deletions
+                        .iter()
+                        .map(|(user, m)| {
+                            ScramCredentialDeletion::default()
+                                .with_name(str_bytes(user.clone()))
+                                .with_mechanism(*m)
+                        })
+                        .collect();
+                    Ok(RequestKind::AlterUserScramCredentials(req))
+                },
+            )
             .await?;
         let ResponseKind::AlterUserScramCredentials(r) = response else {
             return Err(unexpected("AlterUserScramCredentials"));
@@ -101,15 +107,20 @@ impl GroupAdmin {
         users: Option<&[String]>,
     ) -> Result<Vec<(String, Result<Vec<(i8, i32)>, ClientError>)>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::DescribeUserScramCredentials, 0, |_| {
-                let mut req = DescribeUserScramCredentialsRequest::default();
-                req.users = users.map(|u| {
-                    u.iter()
-                        .map(|n| UserName::default().with_name(str_bytes(n.clone())))
-                        .collect()
-                });
-                Ok(RequestKind::DescribeUserScramCredentials(req))
-            })
+            .send(
+                Route::Controller,
+                ApiKey::DescribeUserScramCredentials,
+                0,
+                |_| {
+                    let mut req = DescribeUserScramCredentialsRequest::default();
+                    req.users = users.map(|u| {
+                        u.iter()
+                            .map(|n| UserName::default().with_name(str_bytes(n.clone())))
+                            .collect()
+                    });
+                    Ok(RequestKind::DescribeUserScramCredentials(req))
+                },
+            )
             .await?;
         let ResponseKind::DescribeUserScramCredentials(r) = response else {
             return Err(unexpected("DescribeUserScramCredentials"));
@@ -145,7 +156,7 @@ impl GroupAdmin {
         acls: &[Acl],
     ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::CreateAcls, 3, |_| {
+            .send(Route::Controller, ApiKey::CreateAcls, 3, |_| {
                 let mut req = CreateAclsRequest::default();
                 req.creations = acls
                     .iter()
@@ -175,7 +186,7 @@ impl GroupAdmin {
     /// ACLs matching a filter.
     pub async fn describe_acls(&self, f: &AclFilterSpec) -> Result<Vec<Acl>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::DescribeAcls, 3, |_| {
+            .send(Route::Controller, ApiKey::DescribeAcls, 3, |_| {
                 Ok(RequestKind::DescribeAcls(
                     DescribeAclsRequest::default()
                         .with_resource_type_filter(f.resource_type)
@@ -212,7 +223,7 @@ impl GroupAdmin {
     /// Deletes the ACLs matching a filter and returns them.
     pub async fn delete_acls(&self, f: &AclFilterSpec) -> Result<Vec<Acl>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::DeleteAcls, 3, |_| {
+            .send(Route::Controller, ApiKey::DeleteAcls, 3, |_| {
                 let mut req = DeleteAclsRequest::default();
                 req.filters = vec![
                     DeleteAclsFilter::default()
@@ -252,7 +263,7 @@ impl GroupAdmin {
 /// A client quota entity: (type, name or None for the default).
 pub type QuotaEntity = Vec<(String, Option<String>)>;
 
-impl GroupAdmin {
+impl Admin {
     /// Sets (`Some`) or removes (`None`) quota values of one entity.
     pub async fn alter_client_quotas(
         &self,
@@ -264,7 +275,7 @@ impl GroupAdmin {
             EntityData, EntryData, OpData,
         };
         let (_, response) = self
-            .request_any(ApiKey::AlterClientQuotas, 1, |_| {
+            .send(Route::Controller, ApiKey::AlterClientQuotas, 1, |_| {
                 let entry = EntryData::default()
                     .with_entity(
                         entity
@@ -309,7 +320,7 @@ impl GroupAdmin {
         use strom_protocol::messages::DescribeClientQuotasRequest;
         use strom_protocol::messages::describe_client_quotas_request::ComponentData;
         let (_, response) = self
-            .request_any(ApiKey::DescribeClientQuotas, 1, |_| {
+            .send(Route::Controller, ApiKey::DescribeClientQuotas, 1, |_| {
                 Ok(RequestKind::DescribeClientQuotas(
                     DescribeClientQuotasRequest::default().with_components(
                         filter

@@ -11,8 +11,9 @@ use strom_protocol::messages::{
 };
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
-use crate::error::{ClientError, check};
-use crate::groups::{GroupAdmin, unexpected};
+use super::groups::unexpected;
+use super::{Admin, Route};
+use crate::error::{ClientError, check_resource as check};
 
 /// A partition whose replicas are moving.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,37 +33,42 @@ fn outcome(topic: &str, partition: i32, code: i16, message: Option<&str>) -> Par
     (topic.to_string(), partition, check(code, &subject, message))
 }
 
-impl GroupAdmin {
+impl Admin {
     /// Moves each (topic, partition) to its replicas, or cancels its move (`None`).
     pub async fn alter_partition_reassignments(
         &self,
         moves: &[(String, i32, Option<Vec<i32>>)],
     ) -> Result<Vec<PartitionOutcome>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::AlterPartitionReassignments, 0, |_| {
-                let mut topics: Vec<ReassignableTopic> = Vec::new();
-                for (topic, partition, replicas) in moves {
-                    let p = ReassignablePartition::default()
-                        .with_partition_index(*partition)
-                        .with_replicas(
-                            replicas
-                                .as_ref()
-                                .map(|r| r.iter().map(|b| BrokerId(*b)).collect()),
-                        );
-                    match topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                        Some(t) => t.partitions.push(p),
-                        None => topics.push(
-                            ReassignableTopic::default()
-                                .with_name(TopicName(str_bytes(topic.clone())))
-                                .with_partitions(vec![p]),
-                        ),
+            .send(
+                Route::Controller,
+                ApiKey::AlterPartitionReassignments,
+                0,
+                |_| {
+                    let mut topics: Vec<ReassignableTopic> = Vec::new();
+                    for (topic, partition, replicas) in moves {
+                        let p = ReassignablePartition::default()
+                            .with_partition_index(*partition)
+                            .with_replicas(
+                                replicas
+                                    .as_ref()
+                                    .map(|r| r.iter().map(|b| BrokerId(*b)).collect()),
+                            );
+                        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                            Some(t) => t.partitions.push(p),
+                            None => topics.push(
+                                ReassignableTopic::default()
+                                    .with_name(TopicName(str_bytes(topic.clone())))
+                                    .with_partitions(vec![p]),
+                            ),
+                        }
                     }
-                }
-                let mut req = AlterPartitionReassignmentsRequest::default();
-                req.timeout_ms = 60_000;
-                req.topics = topics;
-                Ok(RequestKind::AlterPartitionReassignments(req))
-            })
+                    let mut req = AlterPartitionReassignmentsRequest::default();
+                    req.timeout_ms = 60_000;
+                    req.topics = topics;
+                    Ok(RequestKind::AlterPartitionReassignments(req))
+                },
+            )
             .await?;
         let ResponseKind::AlterPartitionReassignments(r) = response else {
             return Err(unexpected("AlterPartitionReassignments"));
@@ -86,12 +92,17 @@ impl GroupAdmin {
     /// The reassignments in progress.
     pub async fn list_partition_reassignments(&self) -> Result<Vec<Reassignment>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::ListPartitionReassignments, 0, |_| {
-                let mut req = ListPartitionReassignmentsRequest::default();
-                req.timeout_ms = 30_000;
-                req.topics = None;
-                Ok(RequestKind::ListPartitionReassignments(req))
-            })
+            .send(
+                Route::Controller,
+                ApiKey::ListPartitionReassignments,
+                0,
+                |_| {
+                    let mut req = ListPartitionReassignmentsRequest::default();
+                    req.timeout_ms = 30_000;
+                    req.topics = None;
+                    Ok(RequestKind::ListPartitionReassignments(req))
+                },
+            )
             .await?;
         let ResponseKind::ListPartitionReassignments(r) = response else {
             return Err(unexpected("ListPartitionReassignments"));
@@ -120,7 +131,7 @@ impl GroupAdmin {
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<PartitionOutcome>, ClientError> {
         let (_, response) = self
-            .request_any(ApiKey::ElectLeaders, 2, |version| {
+            .send(Route::Controller, ApiKey::ElectLeaders, 2, |version| {
                 if unclean && version < 1 {
                     return Err(ClientError::InvalidArgument(
                         "the broker does not support unclean elections".into(),

@@ -1,16 +1,14 @@
-//! Consumer-group administration: the calls behind `strom groups`, as Kafka's AdminClient makes
-//! them.
+//! Consumer groups: list, describe, delete, and their committed offsets (list, alter, delete),
+//! as Kafka's admin client makes these calls.
 //!
 //! Group requests go to the group's coordinator, found with FindCoordinator (key type 0) and
-//! cached per group; a NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE answer forgets it and
-//! retries. ListGroups asks every broker and merges the answers. Partition offsets (log start,
-//! log end, by timestamp) come from [`Client::list_offsets`].
+//! cached per group; a NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or
+//! COORDINATOR_LOAD_IN_PROGRESS answer finds it again and retries. ListGroups asks every
+//! broker and merges the answers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use tokio::sync::Mutex;
 
 use strom_protocol::messages::{
     ConsumerProtocolAssignment, GroupId, TopicName,
@@ -18,7 +16,6 @@ use strom_protocol::messages::{
     consumer_group_describe_response,
     delete_groups_request::DeleteGroupsRequest,
     describe_groups_request::DescribeGroupsRequest,
-    find_coordinator_request::FindCoordinatorRequest,
     list_groups_request::ListGroupsRequest,
     offset_commit_request::{
         OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -30,9 +27,8 @@ use strom_protocol::messages::{
 };
 use strom_protocol::{ApiKey, Decodable, RequestKind, ResponseKind, error_code, str_bytes};
 
-use crate::client::{Client, offset_spec};
-use crate::connection::{Connection, ConnectionConfig};
-use crate::error::{ClientError, check, error_name};
+use super::{Admin, Route};
+use crate::error::{ClientError, check_resource as check, error_name};
 
 /// The highest version of each group API this client speaks.
 pub mod group_versions {
@@ -46,12 +42,6 @@ pub mod group_versions {
     pub const OFFSET_DELETE: i16 = 0;
     pub const CONSUMER_GROUP_DESCRIBE: i16 = 1;
 }
-
-/// FindCoordinator key type of a consumer group.
-const KEY_TYPE_GROUP: i8 = 0;
-/// Attempts of a group request while the coordinator moves or loads.
-const COORDINATOR_ATTEMPTS: usize = 10;
-const COORDINATOR_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +174,8 @@ fn group_check(code: i16, subject: &str, broker_message: Option<&str>) -> Result
         30 => "is not authorized (GROUP_AUTHORIZATION_FAILED)",
         _ => return check(code, subject, broker_message),
     };
-    Err(ClientError::Kafka {
+    Err(ClientError::Resource {
+        resource: subject.to_string(),
         code,
         name: error_name(code),
         message: format!("{subject} {description}"),
@@ -207,165 +198,7 @@ pub(crate) fn host_port(host: &str, port: i32) -> String {
     }
 }
 
-/// Group administration against a cluster. Owns a [`Client`] for metadata and list offsets,
-/// and its own connections to coordinators.
-pub struct GroupAdmin {
-    client: Client,
-    bootstrap: Vec<String>,
-    config: ConnectionConfig,
-    /// Open connections by `host:port`. A call holds the map while it talks, so calls on one
-    /// `GroupAdmin` run one at a time (it is meant for tools).
-    connections: Mutex<HashMap<String, Connection>>,
-    /// Coordinator address by group.
-    coordinators: Mutex<HashMap<String, String>>,
-}
-
-impl GroupAdmin {
-    /// Group administration through the comma-separated `host:port` list in `bootstrap`.
-    pub fn new(bootstrap: &str) -> Result<GroupAdmin, ClientError> {
-        GroupAdmin::with_config(bootstrap, ConnectionConfig::default())
-    }
-
-    pub fn with_config(
-        bootstrap: &str,
-        config: ConnectionConfig,
-    ) -> Result<GroupAdmin, ClientError> {
-        let client = Client::with_config(bootstrap, config.clone())?;
-        let bootstrap = bootstrap
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-        Ok(GroupAdmin {
-            client,
-            bootstrap,
-            config,
-            connections: Mutex::new(HashMap::new()),
-            coordinators: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The client used for metadata and partition offsets.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The bootstrap servers, in the order given.
-    pub fn bootstrap_servers(&self) -> Vec<String> {
-        self.bootstrap.clone()
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // connections
-
-    /// Sends one request to `addr` at the version negotiated for `api` (capped at
-    /// `client_max`); `body` builds the request for that version.
-    pub(crate) async fn request(
-        &self,
-        addr: &str,
-        api: ApiKey,
-        client_max: i16,
-        body: impl FnOnce(i16) -> Result<RequestKind, ClientError>,
-    ) -> Result<(i16, ResponseKind), ClientError> {
-        let mut conns = self.connections.lock().await;
-        if !conns.contains_key(addr) {
-            let conn = Connection::connect(addr, self.config.clone()).await?;
-            conns.insert(addr.to_string(), conn);
-        }
-        let Some(conn) = conns.get_mut(addr) else {
-            return Err(ClientError::UnexpectedResponse(format!(
-                "no connection to {addr}"
-            )));
-        };
-        let version = conn.version(api, client_max)?;
-        let result = conn.send(api, version, body(version)?).await;
-        if conn.is_broken() {
-            conns.remove(addr);
-        }
-        result.map(|r| (version, r))
-    }
-
-    /// Sends a request to the first bootstrap server that answers.
-    pub(crate) async fn request_any(
-        &self,
-        api: ApiKey,
-        client_max: i16,
-        body: impl Fn(i16) -> Result<RequestKind, ClientError>,
-    ) -> Result<(i16, ResponseKind), ClientError> {
-        let mut last_error = None;
-        for addr in &self.bootstrap {
-            match self.request(addr, api, client_max, &body).await {
-                Err(e @ (ClientError::Connect { .. } | ClientError::Io(_))) => {
-                    tracing::debug!(%addr, error = %e, "bootstrap server unreachable");
-                    last_error = Some(e);
-                }
-                other => return other,
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap server".into())))
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // coordinator
-
-    /// The coordinator of `group` as `host:port` (FindCoordinator, key type 0).
-    pub async fn find_coordinator(&self, group: &str) -> Result<String, ClientError> {
-        if let Some(addr) = self.coordinators.lock().await.get(group) {
-            return Ok(addr.clone());
-        }
-        let subject = group_subject(group);
-        let (version, response) = self
-            .request_any(
-                ApiKey::FindCoordinator,
-                group_versions::FIND_COORDINATOR,
-                |v| {
-                    let mut req = FindCoordinatorRequest::default();
-                    req.key_type = KEY_TYPE_GROUP;
-                    if v >= 4 {
-                        req.coordinator_keys = vec![str_bytes(group)];
-                    } else {
-                        req.key = str_bytes(group);
-                    }
-                    Ok(RequestKind::FindCoordinator(req))
-                },
-            )
-            .await?;
-        let ResponseKind::FindCoordinator(r) = response else {
-            return Err(unexpected("FindCoordinator"));
-        };
-        let addr = if version >= 4 {
-            let c = r
-                .coordinators
-                .iter()
-                .find(|c| c.key.as_str() == group)
-                .ok_or_else(|| {
-                    ClientError::UnexpectedResponse(format!(
-                        "FindCoordinator has no answer for {subject}"
-                    ))
-                })?;
-            check(
-                c.error_code,
-                &format!("the coordinator of {subject}"),
-                c.error_message.as_deref(),
-            )?;
-            host_port(c.host.as_str(), c.port)
-        } else {
-            check(
-                r.error_code,
-                &format!("the coordinator of {subject}"),
-                r.error_message.as_deref(),
-            )?;
-            host_port(r.host.as_str(), r.port)
-        };
-        self.coordinators
-            .lock()
-            .await
-            .insert(group.to_string(), addr.clone());
-        Ok(addr)
-    }
-
+impl Admin {
     /// Runs `attempt` against the group's coordinator, finding it again when it moved or was
     /// still loading.
     async fn with_coordinator<T, F, Fut>(&self, group: &str, attempt: F) -> Result<T, ClientError>
@@ -373,26 +206,8 @@ impl GroupAdmin {
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = match self.find_coordinator(group).await {
-                Ok(addr) => attempt(addr).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e)
-                    if tries < COORDINATOR_ATTEMPTS
-                        && (e.kafka_code().is_some_and(is_coordinator_error)
-                            || matches!(e, ClientError::Connect { .. } | ClientError::Io(_))) =>
-                {
-                    tracing::debug!(group, error = %e, "coordinator unavailable; retrying");
-                    self.coordinators.lock().await.remove(group);
-                    tokio::time::sleep(COORDINATOR_RETRY_BACKOFF).await;
-                }
-                other => return other,
-            }
-        }
+        self.retrying(Route::Group(group.to_string()), attempt)
+            .await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -401,15 +216,11 @@ impl GroupAdmin {
     /// All groups of the cluster (ListGroups on every broker), sorted by id; with `states`,
     /// only groups in one of those states (case-insensitive; needs ListGroups v4).
     pub async fn list_groups(&self, states: &[String]) -> Result<Vec<GroupListing>, ClientError> {
-        let md = self.client.metadata(Some(Vec::new())).await?;
-        let mut addrs: Vec<String> = md.brokers.iter().map(|b| b.address()).collect();
-        if addrs.is_empty() {
-            addrs = self.bootstrap.clone();
-        }
+        let addrs = self.all_brokers().await?;
         let mut all: BTreeMap<String, GroupListing> = BTreeMap::new();
         for addr in &addrs {
             let (version, response) = self
-                .request(addr, ApiKey::ListGroups, group_versions::LIST_GROUPS, |v| {
+                .send(Route::Address(addr.clone()), ApiKey::ListGroups, group_versions::LIST_GROUPS, |v| {
                     if !states.is_empty() && v < 4 {
                         return Err(ClientError::InvalidArgument(format!(
                             "the broker at {addr} cannot filter groups by state (ListGroups v{v}, v4 needed)"
@@ -848,10 +659,14 @@ impl GroupAdmin {
             for t in &r.topics {
                 for p in &t.partitions {
                     group_check(p.error_code, &subject, None).map_err(|e| match e {
-                        ClientError::Kafka { code, name, .. }
-                            if code == error_code::GROUP_SUBSCRIBED_TO_TOPIC =>
-                        {
-                            ClientError::Kafka {
+                        ClientError::Resource {
+                            resource,
+                            code,
+                            name,
+                            ..
+                        } if code == error_code::GROUP_SUBSCRIBED_TO_TOPIC => {
+                            ClientError::Resource {
+                                resource,
                                 code,
                                 name,
                                 message: format!(
@@ -867,41 +682,6 @@ impl GroupAdmin {
             Ok(())
         })
         .await
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // partition offsets
-
-    /// Log start and log end offset of a partition (ListOffsets earliest and latest).
-    pub async fn log_offsets(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(i64, i64), ClientError> {
-        let (start, _) = self
-            .client
-            .list_offsets(topic, partition, offset_spec::EARLIEST)
-            .await?;
-        let (end, _) = self
-            .client
-            .list_offsets(topic, partition, offset_spec::LATEST)
-            .await?;
-        Ok((start, end))
-    }
-
-    /// The first offset of a partition whose timestamp is at or after `timestamp_ms`, or
-    /// None when every record is older.
-    pub async fn offset_for_time(
-        &self,
-        topic: &str,
-        partition: i32,
-        timestamp_ms: i64,
-    ) -> Result<Option<i64>, ClientError> {
-        let (offset, _) = self
-            .client
-            .list_offsets(topic, partition, timestamp_ms.max(0))
-            .await?;
-        Ok((offset >= 0).then_some(offset))
     }
 }
 

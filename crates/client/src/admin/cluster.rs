@@ -1,13 +1,15 @@
-//! Cluster description: the calls behind `strom cluster describe|quorum` (DescribeCluster and
-//! DescribeQuorum), as Kafka's AdminClient makes them.
+//! The cluster: its brokers and controller (DescribeCluster), its metadata quorum
+//! (DescribeQuorum), each broker's log directories (DescribeLogDirs) and the features it
+//! supports and the cluster finalized (ApiVersions).
 
 use strom_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use strom_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest, TopicName};
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
+use super::groups::{host_port, unexpected};
+use super::{Admin, Route};
 use crate::client::BrokerMetadata;
-use crate::error::{ClientError, check};
-use crate::groups::{GroupAdmin, host_port, unexpected};
+use crate::error::{ClientError, check_resource as check};
 
 /// The highest version of each cluster API this client speaks.
 pub mod cluster_versions {
@@ -99,21 +101,22 @@ fn replicas(
     out
 }
 
-impl GroupAdmin {
+impl Admin {
     /// Cluster id, active controller and live brokers (DescribeCluster), from the first
     /// bootstrap server that answers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription, ClientError> {
         self.describe_cluster_with(false).await
     }
 
-    /// [`GroupAdmin::describe_cluster`], with fenced brokers too when `include_fenced` (and
+    /// [`Admin::describe_cluster`], with fenced brokers too when `include_fenced` (and
     /// the broker speaks DescribeCluster v2).
     pub async fn describe_cluster_with(
         &self,
         include_fenced: bool,
     ) -> Result<ClusterDescription, ClientError> {
         let (_, response) = self
-            .request_any(
+            .send(
+                Route::Any,
                 ApiKey::DescribeCluster,
                 cluster_versions::DESCRIBE_CLUSTER,
                 |v| {
@@ -223,6 +226,128 @@ impl GroupAdmin {
             observers: replicas(&partition.observers),
             answered_by: addr.to_string(),
         })
+    }
+}
+
+/// One log directory of a broker, as DescribeLogDirs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDirDescription {
+    pub path: String,
+    /// NONE, or e.g. KAFKA_STORAGE_ERROR for an offline directory.
+    pub error: Option<&'static str>,
+    /// Bytes of the volume and bytes free (-1 when the broker does not say).
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+    /// (topic, partition, size in bytes, offset lag), sorted.
+    pub replicas: Vec<(String, i32, i64, i64)>,
+}
+
+/// A feature as ApiVersions reports it: what the broker supports and, when the cluster
+/// finalized it, the level in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedFeature {
+    pub name: String,
+    pub supported_min: i16,
+    pub supported_max: i16,
+    /// The finalized level; None when the cluster has not finalized the feature.
+    pub finalized: Option<i16>,
+}
+
+impl Admin {
+    /// The log directories of broker `broker_id` and the replicas in each.
+    pub async fn describe_log_dirs(
+        &self,
+        broker_id: i32,
+    ) -> Result<Vec<LogDirDescription>, ClientError> {
+        use strom_protocol::messages::DescribeLogDirsRequest;
+        let (_, response) = self
+            .send(Route::Broker(broker_id), ApiKey::DescribeLogDirs, 4, |_| {
+                Ok(RequestKind::DescribeLogDirs(
+                    DescribeLogDirsRequest::default().with_topics(None),
+                ))
+            })
+            .await?;
+        let ResponseKind::DescribeLogDirs(r) = response else {
+            return Err(unexpected("DescribeLogDirs"));
+        };
+        check(r.error_code, &format!("broker {broker_id}"), None)?;
+        let mut dirs: Vec<LogDirDescription> = r
+            .results
+            .iter()
+            .map(|d| {
+                let mut replicas: Vec<(String, i32, i64, i64)> = d
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| {
+                            (
+                                t.name.to_string(),
+                                p.partition_index,
+                                p.partition_size,
+                                p.offset_lag,
+                            )
+                        })
+                    })
+                    .collect();
+                replicas.sort();
+                LogDirDescription {
+                    path: d.log_dir.to_string(),
+                    error: (d.error_code != 0).then(|| crate::error::error_name(d.error_code)),
+                    total_bytes: d.total_bytes,
+                    usable_bytes: d.usable_bytes,
+                    replicas,
+                }
+            })
+            .collect();
+        dirs.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(dirs)
+    }
+
+    /// The features a broker supports and the levels the cluster finalized (ApiVersions v3),
+    /// sorted by name.
+    pub async fn describe_features(&self) -> Result<Vec<FinalizedFeature>, ClientError> {
+        use strom_protocol::messages::ApiVersionsRequest;
+        let (version, response) = self
+            .send(Route::Any, ApiKey::ApiVersions, 3, |_| {
+                let mut req = ApiVersionsRequest::default();
+                req.client_software_name = str_bytes("strom-client");
+                req.client_software_version = str_bytes(env!("CARGO_PKG_VERSION"));
+                Ok(RequestKind::ApiVersions(req))
+            })
+            .await?;
+        let ResponseKind::ApiVersions(r) = response else {
+            return Err(unexpected("ApiVersions"));
+        };
+        check(r.error_code, "ApiVersions", None)?;
+        if version < 3 {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<FinalizedFeature> = r
+            .supported_features
+            .iter()
+            .map(|f| FinalizedFeature {
+                name: f.name.to_string(),
+                supported_min: f.min_version,
+                supported_max: f.max_version,
+                finalized: r
+                    .finalized_features
+                    .iter()
+                    .find(|x| x.name == f.name)
+                    .map(|x| x.max_version_level),
+            })
+            .collect();
+        for f in &r.finalized_features {
+            if !out.iter().any(|o| o.name == f.name.as_str()) {
+                out.push(FinalizedFeature {
+                    name: f.name.to_string(),
+                    supported_min: -1,
+                    supported_max: -1,
+                    finalized: Some(f.max_version_level),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 }
 
