@@ -928,6 +928,21 @@ impl Consumer {
         }
     }
 
+    /// The group membership as a transaction's offset commit names it (Kafka's
+    /// `groupMetadata()`): group, generation (or member epoch) and member id, so that the
+    /// coordinator refuses offsets sent by a member the group has moved past. `None` without a
+    /// `group.id`.
+    pub fn group_metadata(&self) -> Option<crate::producer::GroupMetadata> {
+        let group = self.config.group_id.as_deref()?;
+        let me = self.member_identity();
+        Some(crate::producer::GroupMetadata {
+            group_id: group.to_string(),
+            generation_id: me.generation,
+            member_id: me.member_id,
+            group_instance_id: me.instance_id,
+        })
+    }
+
     /// Commits the positions of all assigned partitions and waits for the coordinator.
     pub async fn commit_sync(&mut self) -> Result<(), ClientError> {
         let offsets = self.consumed_offsets();
