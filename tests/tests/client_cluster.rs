@@ -116,10 +116,12 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
     }
     match c.committed_offsets(tpl, Duration::from_secs(10)) {
         Ok(list) => (0..partitions)
-            .map(|p| match list.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
+            .map(
+                |p| match list.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
             .collect(),
         Err(_) => vec![-1; partitions as usize],
     }
@@ -183,7 +185,11 @@ fn read_back(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> BTreeMap<
 /// Writes records 0..n with strom-client's idempotent producer (record k to partition
 /// k % partitions, key k in decimal, an 8-byte value) while the leaders of two partitions are
 /// SIGKILLed and restarted; returns each acknowledgement as (partition, offset, k).
-fn produce_through_leader_kills(cluster: &mut Cluster, topic: &str, n: u64) -> Vec<(i32, i64, u64)> {
+fn produce_through_leader_kills(
+    cluster: &mut Cluster,
+    topic: &str,
+    n: u64,
+) -> Vec<(i32, i64, u64)> {
     let rt = runtime();
     let bootstrap = cluster.bootstrap();
     let acked = Arc::new(AtomicU64::new(0));
@@ -492,10 +498,7 @@ fn group_through_changes(
     let ends = end_offsets(&bootstrap, topic, PARTITIONS);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let done = run
-            .processed
-            .iter()
-            .all(|p| p.load(Ordering::Relaxed) > 0);
+        let done = run.processed.iter().all(|p| p.load(Ordering::Relaxed) > 0);
         if done && committed(&bootstrap, group, topic, PARTITIONS) == ends {
             break;
         }
@@ -710,8 +713,7 @@ fn transactional_transform_survives_worker_and_leader_kills() {
     let mut last_by_key: HashMap<String, u64> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut quiet_since = Instant::now();
-    while Instant::now() < deadline
-        && (total < n || quiet_since.elapsed() < Duration::from_secs(2))
+    while Instant::now() < deadline && (total < n || quiet_since.elapsed() < Duration::from_secs(2))
     {
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             continue;

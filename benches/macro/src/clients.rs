@@ -46,7 +46,13 @@ impl Row {
 
 /// Writes `args.records` records of `args.record_size` bytes (no key) with strom-client's
 /// producer, awaiting every delivery.
-fn strom_produce(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, acks: &str, args: &Args) -> Measured {
+fn strom_produce(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    topic: &str,
+    acks: &str,
+    args: &Args,
+) -> Measured {
     let payload = bytes_payload(args.record_size);
     let n = args.records;
     let topic = topic.to_string();
@@ -105,7 +111,13 @@ fn strom_produce(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, ack
 
 /// Reads `expected` records of `topic` from the start with strom-client's consumer (partitions
 /// assigned by hand, as the librdkafka consume does).
-fn strom_consume(rt: &tokio::runtime::Runtime, bootstrap: &str, topic: &str, expected: u64, args: &Args) -> Measured {
+fn strom_consume(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    topic: &str,
+    expected: u64,
+    args: &Args,
+) -> Measured {
     let props = Properties::default()
         .set("bootstrap.servers", bootstrap)
         .set("auto.offset.reset", "earliest")

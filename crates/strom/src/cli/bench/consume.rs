@@ -120,13 +120,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     .await;
     progress.finish();
     let elapsed = result?;
-    let side = Side::from_stats(
-        "consume",
-        &stats,
-        elapsed,
-        "keys and values",
-        "poll",
-    );
+    let side = Side::from_stats("consume", &stats, elapsed, "keys and values", "poll");
     let errors = side.errors;
     print_summary(
         args.common.output,
@@ -205,8 +199,9 @@ pub async fn connect(
         let n = options.fetchers.clamp(1, partitions.len());
         for i in 0..n {
             let mine: Vec<i32> = partitions.iter().copied().skip(i).step_by(n).collect();
-            let consumer = Consumer::with_config(consumer_config(connect, options, fetchers.len())?)
-                .map_err(friendly)?;
+            let consumer =
+                Consumer::with_config(consumer_config(connect, options, fetchers.len())?)
+                    .map_err(friendly)?;
             fetchers.push(Fetcher {
                 consumer,
                 partitions: mine,
@@ -315,16 +310,21 @@ async fn fetch_loop(
         let (mut count, mut bytes) = (0u64, 0u64);
         let mut samples = Vec::new();
         for r in &records {
-            if plan.end.as_ref().is_some_and(|end| r.offset >= end[r.partition as usize]) {
+            if plan
+                .end
+                .as_ref()
+                .is_some_and(|end| r.offset >= end[r.partition as usize])
+            {
                 continue;
             }
             count += 1;
             let value = r.value.as_deref().unwrap_or_default();
             bytes += (value.len() + r.key.as_ref().map_or(0, |k| k.len())) as u64;
             if let Some(now) = now_ns {
-                let sent = (value.len() >= 8)
-                    .then(|| u64::from_le_bytes(value[..8].try_into().unwrap_or([0; 8])))
-                    .unwrap_or(now);
+                let sent = match value.get(..8) {
+                    Some(stamp) => u64::from_le_bytes(stamp.try_into().unwrap_or([0; 8])),
+                    None => now,
+                };
                 samples.push((Duration::from_nanos(now.saturating_sub(sent)), 1));
             }
         }

@@ -352,11 +352,10 @@ impl ProducerTask {
         let o = self.plan.options.clone();
         let mut rng = XorShift::new(self.index as u64 + 7);
         // Keys precomputed when there are not too many.
-        let key_pool: Option<Vec<Bytes>> = o.keys.filter(|&n| n <= 1 << 20).map(|n| {
-            (0..n)
-                .map(|i| Bytes::from(format!("key-{i}")))
-                .collect()
-        });
+        let key_pool: Option<Vec<Bytes>> = o
+            .keys
+            .filter(|&n| n <= 1 << 20)
+            .map(|n| (0..n).map(|i| Bytes::from(format!("key-{i}"))).collect());
         let deadline = match self.plan.limit {
             Limit::Duration(d) => Some(self.start + d),
             Limit::Records(_) => None,
@@ -453,7 +452,9 @@ impl ProducerTask {
             let _ = tx.send(chunk).await;
         }
         drop(tx);
-        counting.await.context("the delivery counting task failed")?;
+        counting
+            .await
+            .context("the delivery counting task failed")?;
         self.producer.close().await.map_err(friendly)?;
         result
     }
