@@ -17,6 +17,12 @@
 //! ratio to the run without idle consumers:
 //!
 //!   target/release/strom-macro-bench --scenarios idle-consumers --idle-consumers 0,200,1000
+//!
+//! The clients scenario (not in the default list) compares strom-client with librdkafka
+//! against the same strom broker: produce acks=1 and acks=all, consume, and the client's CPU
+//! seconds per GiB (this process's CPU time; the broker is another process):
+//!
+//!   target/release/strom-macro-bench --scenarios clients
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -34,6 +40,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use strom_macro_bench::{Broker, cpu_seconds, create_topic, reset_peak_rss, status_kib, strom_bin};
 
+mod clients;
 mod idle;
 
 #[derive(Parser, Debug)]
@@ -73,7 +80,7 @@ struct Args {
     /// Seconds each idle-consumers run produces for
     #[arg(long, default_value_t = 10)]
     rate_seconds: u64,
-    /// Scenarios to run (produce-acks1, produce-acksall, consume, idle-consumers)
+    /// Scenarios to run (produce-acks1, produce-acksall, consume, idle-consumers, clients)
     #[arg(
         long,
         value_delimiter = ',',
@@ -305,6 +312,10 @@ fn main() {
     for scenario in &args.scenarios {
         if scenario == "idle-consumers" {
             idle_consumers(&bin, &broker, args);
+            continue;
+        }
+        if scenario == "clients" {
+            clients::run(&bin, &broker.bootstrap(), &pid, args);
             continue;
         }
         let (topic, run): (&str, Runner) = match scenario.as_str() {

@@ -7,8 +7,9 @@
 //! (the group leader assigns with range, roundrobin or cooperative-sticky) or the consumer
 //! protocol (`group.protocol=consumer`: the coordinator assigns). [`Consumer::poll`] returns
 //! the next records; fetches run on background tasks, one in flight per partition leader, so
-//! that the next records are on their way while the application works. Each partition keeps
-//! at most one fetched response buffered.
+//! that the next records are on their way while the application works. A partition's next
+//! response is fetched while less than `max.poll.records` of its records are buffered, so at
+//! most that many records and one response are buffered per partition.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -145,6 +146,18 @@ struct PartitionState {
     in_flight: bool,
     /// The high watermark the latest fetch reported.
     high_watermark: Option<i64>,
+}
+
+impl PartitionState {
+    /// Where the next fetch of this partition starts: after the buffered response, else at
+    /// the position.
+    fn fetch_from(&self) -> Option<i64> {
+        if self.buffer_next.is_some() {
+            self.buffer_next
+        } else {
+            self.position
+        }
+    }
 }
 
 enum Subscription {
@@ -773,13 +786,25 @@ impl Consumer {
         }
         let mut by_broker: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
         let mut leaderless = false;
+        let max_poll_records = self.config.max_poll_records;
         for (tp, s) in &self.assigned {
             let Some(position) = s.position else {
                 continue;
             };
-            if s.paused || s.in_flight || !s.buffer.is_empty() || s.buffer_next.is_some() {
+            if s.paused || s.in_flight {
                 continue;
             }
+            // With a response buffered, the next one is fetched ahead of the application
+            // while less than a poll's worth of records is left.
+            let offset = match s.fetch_from() {
+                Some(next) if s.buffer_next.is_some() => {
+                    if s.buffer.len() >= max_poll_records {
+                        continue;
+                    }
+                    next
+                }
+                _ => position,
+            };
             let Some(&(broker, epoch)) = self.leaders.get(tp) else {
                 leaderless = true;
                 continue;
@@ -789,7 +814,7 @@ impl Consumer {
             }
             by_broker.entry(broker).or_default().push(FetchTarget {
                 tp: tp.clone(),
-                offset: position,
+                offset,
                 leader_epoch: epoch,
             });
         }
@@ -853,7 +878,7 @@ impl Consumer {
                 continue;
             };
             // A seek or reset since the fetch was sent makes its answer stale.
-            if s.position != Some(f.fetch_offset) {
+            if s.fetch_from() != Some(f.fetch_offset) {
                 continue;
             }
             if let Some(e) = f.decode_error {
@@ -881,6 +906,8 @@ impl Consumer {
                             "offset out of range; applying auto.offset.reset");
                         s.position = None;
                         s.reset = true;
+                        s.buffer.clear();
+                        s.buffer_next = None;
                     }
                 }
                 code if fetcher::needs_metadata(code) => {
@@ -926,6 +953,21 @@ impl Consumer {
                 instance_id: None,
             },
         }
+    }
+
+    /// The group membership as a transaction's offset commit names it (Kafka's
+    /// `groupMetadata()`): group, generation (or member epoch) and member id, so that the
+    /// coordinator refuses offsets sent by a member the group has moved past. `None` without a
+    /// `group.id`.
+    pub fn group_metadata(&self) -> Option<crate::producer::GroupMetadata> {
+        let group = self.config.group_id.as_deref()?;
+        let me = self.member_identity();
+        Some(crate::producer::GroupMetadata {
+            group_id: group.to_string(),
+            generation_id: me.generation,
+            member_id: me.member_id,
+            group_instance_id: me.instance_id,
+        })
     }
 
     /// Commits the positions of all assigned partitions and waits for the coordinator.

@@ -1,24 +1,22 @@
 //! `strom bench consume` and the fetch engine shared with `e2e`.
 //!
 //! The tool assigns partitions itself (consumer groups are not needed): the partitions of each
-//! leader are split over --fetchers connections, and each connection has one fetch in flight
-//! covering all its partitions, as a Kafka consumer does per broker.
+//! leader are split over --fetchers strom-client consumers, each assigned its share by hand and
+//! polled in a loop (the consumer keeps a fetch ahead of the application per broker).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use strom_client::{Client, PipelinedConnection, error_description, offset_spec, versions};
-use strom_protocol::messages::TopicName;
-use strom_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
-use strom_protocol::{ApiKey, RequestKind, ResponseKind, records, str_bytes};
+use strom_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
+use strom_client::{Client, Properties, offset_spec};
 use tokio::task::JoinSet;
 
 use super::report::{Progress, Side, Stats, print_summary};
 use super::{BenchCommon, leaders, parse_secs};
-use crate::cli::common::friendly;
+use crate::cli::common::{ConnectArgs, friendly};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FetchOptions {
@@ -60,7 +58,6 @@ pub struct ConsumeArgs {
 #[derive(Clone)]
 pub struct FetchPlan {
     pub topic: String,
-    pub options: FetchOptions,
     /// Start offset of each partition.
     pub start: Vec<i64>,
     /// Stop each partition at this offset (exclusive), when set.
@@ -102,13 +99,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    let connections = connect(&client, &layout, &args.fetch).await?;
+    let connections = connect(&args.common.connect, &layout, &args.fetch).await?;
     let stats = Arc::new(Stats::new());
     let progress = Progress::start(args.common.output, total, vec![("consumed", stats.clone())]);
     let begin = Instant::now();
     let plan = FetchPlan {
         topic: args.topic.clone(),
-        options: args.fetch.clone(),
         start,
         end,
         records: args.records,
@@ -124,13 +120,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     .await;
     progress.finish();
     let elapsed = result?;
-    let side = Side::from_stats(
-        "consume",
-        &stats,
-        elapsed,
-        "record batch bytes",
-        "fetch round trip",
-    );
+    let side = Side::from_stats("consume", &stats, elapsed, "keys and values", "poll");
     let errors = side.errors;
     print_summary(
         args.common.output,
@@ -169,32 +159,51 @@ pub async fn offsets(
     Ok(out)
 }
 
-/// One fetcher: a connection and the partitions it reads.
+/// One fetcher: a strom-client [`Consumer`] and the partitions assigned to it.
 pub struct Fetcher {
-    conn: PipelinedConnection,
+    consumer: Consumer,
     partitions: Vec<i32>,
 }
 
-/// Opens --fetchers connections per leader and deals that leader's partitions over them.
+/// The client configuration of one fetcher: the fetch flags as Kafka consumer properties, no
+/// group, TLS and SASL from --command-config.
+fn consumer_config(
+    connect: &ConnectArgs,
+    options: &FetchOptions,
+    index: usize,
+) -> anyhow::Result<ConsumerConfig> {
+    let props = Properties::default()
+        .set("bootstrap.servers", &connect.bootstrap_server)
+        .set("client.id", format!("strom-bench-{index}"))
+        .set("fetch.max.bytes", options.fetch_max_bytes)
+        .set("max.partition.fetch.bytes", options.partition_max_bytes)
+        .set("fetch.max.wait.ms", options.max_wait_ms.max(0))
+        .set("max.poll.records", 10_000);
+    let mut config = ConsumerConfig::from_properties(props).map_err(friendly)?;
+    config.common.security = connect.connection_config()?.security;
+    Ok(config)
+}
+
+/// Creates --fetchers consumers per leader and deals that leader's partitions over them.
 pub async fn connect(
-    client: &Client,
+    connect: &ConnectArgs,
     layout: &[(i32, String)],
     options: &FetchOptions,
 ) -> anyhow::Result<Vec<Fetcher>> {
-    let mut by_leader: HashMap<&str, Vec<i32>> = HashMap::new();
+    let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (p, addr) in layout {
         by_leader.entry(addr.as_str()).or_default().push(*p);
     }
     let mut fetchers = Vec::new();
-    for (addr, partitions) in by_leader {
+    for partitions in by_leader.into_values() {
         let n = options.fetchers.clamp(1, partitions.len());
         for i in 0..n {
             let mine: Vec<i32> = partitions.iter().copied().skip(i).step_by(n).collect();
-            let conn = PipelinedConnection::connect(addr, client.config().clone(), 1)
-                .await
-                .map_err(friendly)?;
+            let consumer =
+                Consumer::with_config(consumer_config(connect, options, fetchers.len())?)
+                    .map_err(friendly)?;
             fetchers.push(Fetcher {
-                conn,
+                consumer,
                 partitions: mine,
             });
         }
@@ -238,211 +247,106 @@ pub async fn run_fetchers(
     }
 }
 
+/// Polls one consumer until its partitions reach their end offsets or the plan stops.
 async fn fetch_loop(
-    f: Fetcher,
+    mut f: Fetcher,
     plan: Arc<FetchPlan>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let version = f
-        .conn
-        .version(ApiKey::Fetch, versions::FETCH)
-        .map_err(friendly)?;
-    let mut position: HashMap<i32, i64> = f
+    let tps: Vec<TopicPartition> = f
         .partitions
         .iter()
-        .map(|&p| (p, plan.start[p as usize]))
+        .map(|&p| TopicPartition::new(&plan.topic, p))
         .collect();
-    let done = |position: &HashMap<i32, i64>, p: i32| {
-        plan.end
-            .as_ref()
-            .is_some_and(|end| position[&p] >= end[p as usize])
-    };
-    loop {
+    f.consumer.assign(&tps).map_err(friendly)?;
+    for tp in &tps {
+        f.consumer
+            .seek(tp, plan.start[tp.partition as usize])
+            .map_err(friendly)?;
+    }
+    // Partitions not at their end offset yet (all of them without an end).
+    let mut open: BTreeSet<i32> = f
+        .partitions
+        .iter()
+        .copied()
+        .filter(|&p| {
+            plan.end
+                .as_ref()
+                .is_none_or(|end| plan.start[p as usize] < end[p as usize])
+        })
+        .collect();
+    let result = loop {
         if stop.load(Ordering::Relaxed)
             || plan.deadline.is_some_and(|d| Instant::now() >= d)
             || plan.records.is_some_and(|n| stats.records() >= n)
         {
             stop.store(true, Ordering::Relaxed);
-            return Ok(());
+            break Ok(());
         }
-        let active: Vec<i32> = f
-            .partitions
-            .iter()
-            .copied()
-            .filter(|&p| !done(&position, p))
-            .collect();
-        if active.is_empty() {
-            return Ok(());
+        if open.is_empty() {
+            break Ok(());
         }
-        let mut t = FetchTopic::default();
-        t.topic = TopicName(str_bytes(plan.topic.clone()));
-        t.partitions = active
-            .iter()
-            .map(|&p| {
-                let mut fp = FetchPartition::default();
-                fp.partition = p;
-                fp.fetch_offset = position[&p];
-                fp.partition_max_bytes = plan.options.partition_max_bytes;
-                fp
-            })
-            .collect();
-        let mut req = FetchRequest::default();
-        req.max_wait_ms = match plan.deadline {
+        let wait = match plan.deadline {
             // Do not wait past the end of the run.
-            Some(d) => (d.saturating_duration_since(Instant::now()).as_millis() as i32)
-                .clamp(0, plan.options.max_wait_ms),
-            None => plan.options.max_wait_ms,
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+            None => Duration::from_millis(100),
         };
-        req.min_bytes = 1;
-        req.max_bytes = plan.options.fetch_max_bytes;
-        req.isolation_level = 0;
-        req.session_id = 0;
-        req.session_epoch = -1;
-        req.topics = vec![t];
-        let sent_at = Instant::now();
-        let response = f
-            .conn
-            .request(ApiKey::Fetch, version, &RequestKind::Fetch(req))
-            .await
-            .map_err(friendly)?;
-        let received_at = Instant::now();
-        let ResponseKind::Fetch(response) = response else {
-            anyhow::bail!("a fetch was answered with another response type");
+        let polled_at = Instant::now();
+        let records = match f.consumer.poll(wait).await {
+            Ok(r) => r,
+            Err(e) => {
+                stats.error(e.to_string());
+                break Err(friendly(e));
+            }
         };
-        if response.error_code != 0 {
-            anyhow::bail!("fetch failed: {}", error_description(response.error_code));
+        if records.is_empty() {
+            continue;
         }
-        let mut got = 0u64;
-        for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
-            let Some(pos) = position.get_mut(&p.partition_index) else {
+        let returned_at = Instant::now();
+        let now_ns = plan.stamped_origin.map(|o| o.elapsed().as_nanos() as u64);
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut samples = Vec::new();
+        for r in &records {
+            if plan
+                .end
+                .as_ref()
+                .is_some_and(|end| r.offset >= end[r.partition as usize])
+            {
                 continue;
-            };
-            if p.error_code != 0 {
-                stats.error(format!(
-                    "partition {}: {}",
-                    p.partition_index,
-                    error_description(p.error_code)
-                ));
-                anyhow::bail!(
-                    "fetch from partition {} failed: {}",
-                    p.partition_index,
-                    error_description(p.error_code)
-                );
             }
-            let Some(data) = &p.records else { continue };
-            let walk = walk_batches(data, *pos);
-            if let Some(origin) = plan.stamped_origin {
-                let now = origin.elapsed().as_nanos() as u64;
-                let consumed = records::decode_batches(data.clone())?;
-                stats.latencies(consumed.iter().filter(|r| r.offset >= *pos).map(|r| {
-                    let sent = r
-                        .value
-                        .as_ref()
-                        .filter(|v| v.len() >= 8)
-                        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8])))
-                        .unwrap_or(now);
-                    (Duration::from_nanos(now.saturating_sub(sent)), 1)
-                }));
-            }
-            stats.add(walk.records, walk.bytes);
-            got += walk.records;
-            if let Some(next) = walk.next_offset {
-                *pos = next.max(*pos);
+            count += 1;
+            let value = r.value.as_deref().unwrap_or_default();
+            bytes += (value.len() + r.key.as_ref().map_or(0, |k| k.len())) as u64;
+            if let Some(now) = now_ns {
+                let sent = match value.get(..8) {
+                    Some(stamp) => u64::from_le_bytes(stamp.try_into().unwrap_or([0; 8])),
+                    None => now,
+                };
+                samples.push((Duration::from_nanos(now.saturating_sub(sent)), 1));
             }
         }
-        if plan.stamped_origin.is_none() && got > 0 {
-            stats.latency(received_at - sent_at, 1);
+        if let Some(end) = &plan.end {
+            for p in open.clone() {
+                let at = f
+                    .consumer
+                    .position(&TopicPartition::new(&plan.topic, p))
+                    .await
+                    .map_err(friendly)?;
+                if at >= end[p as usize] {
+                    open.remove(&p);
+                }
+            }
         }
-    }
-}
-
-/// What a fetch response's records hold for a reader at `fetch_offset`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Walk {
-    pub records: u64,
-    pub bytes: u64,
-    /// The offset after the last complete batch.
-    pub next_offset: Option<i64>,
-}
-
-/// Counts records and bytes of the complete batches in `data` from headers alone (no CRC
-/// check, no decompression): records below `fetch_offset` (a fetch may start mid-batch) and
-/// control batches are not counted; a truncated batch at the end is ignored.
-pub fn walk_batches(data: &[u8], fetch_offset: i64) -> Walk {
-    let be_i64 = |at: usize| i64::from_be_bytes(data[at..at + 8].try_into().unwrap_or([0; 8]));
-    let be_i32 = |at: usize| i32::from_be_bytes(data[at..at + 4].try_into().unwrap_or([0; 4]));
-    let mut walk = Walk {
-        records: 0,
-        bytes: 0,
-        next_offset: None,
+        stats.add(count, bytes);
+        if now_ns.is_some() {
+            stats.latencies(samples);
+        } else if count > 0 {
+            stats.latency(returned_at - polled_at, 1);
+        }
     };
-    let mut pos = 0usize;
-    while data.len() - pos >= records::BATCH_HEADER_BYTES {
-        let base = be_i64(pos);
-        let length = be_i32(pos + 8);
-        if length < 0 {
-            break;
-        }
-        let end = pos + 12 + length as usize;
-        if end > data.len() {
-            break;
-        }
-        let attributes = i16::from_be_bytes([data[pos + 21], data[pos + 22]]);
-        let last = base + i64::from(be_i32(pos + 23));
-        let count = be_i32(pos + 57).max(0) as u64;
-        let control = attributes & 0x20 != 0;
-        if !control && last >= fetch_offset {
-            walk.records += if base >= fetch_offset {
-                count
-            } else {
-                (last - fetch_offset + 1) as u64
-            };
-            walk.bytes += (end - pos) as u64;
-        }
-        walk.next_offset = Some(last + 1);
-        pos = end;
-    }
-    walk
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::{Bytes, BytesMut};
-    use strom_client::{Codec, ProducerRecord};
-
-    fn batch(base: i64, n: usize) -> Bytes {
-        let recs: Vec<ProducerRecord> = (0..n)
-            .map(|_| ProducerRecord {
-                value: Some(Bytes::from_static(b"v")),
-                ..Default::default()
-            })
-            .collect();
-        let mut b = BytesMut::from(&records::encode_batch(&recs, Codec::None).unwrap()[..]);
-        b[..8].copy_from_slice(&base.to_be_bytes());
-        b.freeze()
-    }
-
-    #[test]
-    fn walks_whole_batches_and_skips_what_was_read() {
-        let mut data = BytesMut::new();
-        data.extend_from_slice(&batch(10, 5));
-        data.extend_from_slice(&batch(15, 3));
-        let full = data.len() as u64;
-        // A truncated third batch.
-        data.extend_from_slice(&batch(18, 2)[..30]);
-        let w = walk_batches(&data, 10);
-        assert_eq!(
-            w,
-            Walk {
-                records: 8,
-                bytes: full,
-                next_offset: Some(18)
-            }
-        );
-        // Starting inside the first batch.
-        assert_eq!(walk_batches(&data, 13).records, 5);
-        assert_eq!(walk_batches(&[], 0).next_offset, None);
-    }
+    let _ = f.consumer.close().await;
+    result
 }

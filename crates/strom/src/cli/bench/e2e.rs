@@ -53,11 +53,11 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
             origin,
         },
     };
-    let prepared = produce::prepare(&client, &plan).await?;
+    let prepared = produce::prepare(&args.common.connect, &client, &plan).await?;
     let topic = &args.producer.topic;
     let layout = leaders(&client, topic).await?;
     let start = consume::offsets(&client, topic, layout.len(), offset_spec::LATEST).await?;
-    let fetchers = consume::connect(&client, &layout, &args.fetch).await?;
+    let fetchers = consume::connect(&args.common.connect, &layout, &args.fetch).await?;
 
     let produced = Arc::new(Stats::new());
     let consumed = Arc::new(Stats::new());
@@ -72,7 +72,6 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     );
     let fetch_plan = FetchPlan {
         topic: topic.clone(),
-        options: args.fetch.clone(),
         start,
         end: None,
         records: None,
@@ -115,7 +114,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         "consume",
         &consumed,
         consume_elapsed,
-        "record batch bytes",
+        "keys and values",
         "produce to consume",
     );
     let (p, c) = (produce_side.records, consume_side.records);
