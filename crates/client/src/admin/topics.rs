@@ -386,3 +386,24 @@ impl Admin {
         .await
     }
 }
+
+impl Client {
+    /// Creates a topic; `replication_factor` -1 takes the broker default. The admin call is
+    /// [`crate::admin::Admin::create_topics`]; this shorthand, without retries, is for tools
+    /// that hold a `Client` only (the bench).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: Vec<(String, String)>,
+    ) -> Result<TopicId, ClientError> {
+        let topic = NewTopic::new(name, partitions, replication_factor).configs(configs);
+        let conn = self.any_connection().await?.1;
+        create_topics_at(self, &conn, std::slice::from_ref(&topic))
+            .await?
+            .pop()
+            .ok_or_else(|| missing(topic_subject(name)))?
+            .1
+    }
+}

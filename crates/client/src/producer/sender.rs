@@ -23,6 +23,9 @@ use crate::connection::Connection;
 use crate::error::{ClientError, is_retriable_code};
 use crate::pipeline::PipelinedConnection;
 
+/// The Produce version of transactions v2 (KIP-890: the write adds its partition).
+pub(super) const PRODUCE_V2: i16 = 12;
+
 const INVALID_RECORD: i16 = 87;
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
 
@@ -489,7 +492,7 @@ async fn send_request(
     req.topic_data = topics;
     let body = RequestKind::Produce(req);
     let max_version = if inner.state().txn_v2 {
-        super::transaction::PRODUCE_V2
+        PRODUCE_V2
     } else {
         versions::PRODUCE
     };

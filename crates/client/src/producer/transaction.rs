@@ -33,13 +33,11 @@ use strom_protocol::messages::{
 use strom_protocol::{ApiKey, RequestKind, ResponseKind, str_bytes};
 
 use super::accumulator::TopicPartition;
+use super::sender::PRODUCE_V2;
 use super::{Inner, Producer, ProducerId};
 use crate::admin::Admin;
 use crate::connection::Connection;
 use crate::error::ClientError;
-
-/// The Produce version of transactions v2.
-pub(super) const PRODUCE_V2: i16 = 12;
 
 const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
