@@ -1,0 +1,189 @@
+//! The registry over an in-memory log: the REST layer through its router (no sockets), and
+//! several instances sharing one log.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use strom_registry::log::{Log, MemoryLog};
+use strom_registry::registry::SchemaInput;
+use strom_registry::{Registry, SchemaType, api};
+
+fn avro_record(fields: &[(&str, &str)]) -> String {
+    let fields: Vec<Value> = fields
+        .iter()
+        .map(|(n, t)| json!({"name": n, "type": t}))
+        .collect();
+    json!({"type": "record", "name": "R", "fields": fields}).to_string()
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(match body {
+            Some(b) => Body::from(b.to_string()),
+            None => Body::empty(),
+        })
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+fn instance(log: Arc<dyn Log>) -> (Arc<Registry>, watch::Sender<bool>) {
+    let (tx, rx) = watch::channel(false);
+    (Registry::start(log, rx), tx)
+}
+
+#[test]
+fn the_router_builds() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (reg, _stop) = instance(MemoryLog::new());
+        let _ = api::router(reg);
+    });
+}
+
+#[tokio::test]
+async fn register_read_evolve_and_refuse() {
+    let (reg, _stop) = instance(MemoryLog::new());
+    let app = api::router(reg);
+    let v1 = avro_record(&[("a", "string")]);
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/subjects/t-value/versions",
+        Some(json!({"schema": v1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["id"], 1);
+    // The same schema again, formatted differently: the same id, no new version.
+    let v1_pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&v1).unwrap()).unwrap();
+    let (_, again) = call(
+        &app,
+        "POST",
+        "/subjects/t-value/versions",
+        Some(json!({"schema": v1_pretty})),
+    )
+    .await;
+    assert_eq!(again["id"], 1);
+    assert_eq!(again["version"], 1);
+    // The same schema under another subject shares the id.
+    let (_, other) = call(
+        &app,
+        "POST",
+        "/subjects/u-value/versions",
+        Some(json!({"schema": v1})),
+    )
+    .await;
+    assert_eq!(other["id"], 1);
+    // An incompatible change (a field without default) is refused under BACKWARD.
+    let bad = avro_record(&[("a", "string"), ("b", "int")]);
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/subjects/t-value/versions",
+        Some(json!({"schema": bad})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["error_code"], 409);
+    // A compatible one gets id 2, version 2.
+    let good = json!({"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0}]}).to_string();
+    let (s, ok) = call(
+        &app,
+        "POST",
+        "/subjects/t-value/versions",
+        Some(json!({"schema": good})),
+    )
+    .await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!(
+        (ok["id"].as_i64(), ok["version"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let (_, versions) = call(&app, "GET", "/subjects/t-value/versions", None).await;
+    assert_eq!(versions, json!([1, 2]));
+    let (_, latest) = call(&app, "GET", "/subjects/t-value/versions/latest", None).await;
+    assert_eq!(latest["version"], 2);
+    let (_, subjects) = call(&app, "GET", "/schemas/ids/1/subjects", None).await;
+    assert_eq!(subjects, json!(["t-value", "u-value"]));
+    // Errors in the registry's format.
+    let (s, e) = call(&app, "GET", "/subjects/nope/versions", None).await;
+    assert_eq!((s.as_u16(), e["error_code"].as_i64()), (404, Some(40401)));
+    let (s, e) = call(&app, "GET", "/subjects/t-value/versions/9", None).await;
+    assert_eq!((s.as_u16(), e["error_code"].as_i64()), (404, Some(40402)));
+    let (s, e) = call(&app, "GET", "/schemas/ids/99", None).await;
+    assert_eq!((s.as_u16(), e["error_code"].as_i64()), (404, Some(40403)));
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/subjects/t-value/versions",
+        Some(json!({"schema": "{not json"})),
+    )
+    .await;
+    assert_eq!((s.as_u16(), e["error_code"].as_i64()), (422, Some(42201)));
+    let (s, e) = call(&app, "GET", "/subjects/t-value/versions/zero", None).await;
+    assert_eq!((s.as_u16(), e["error_code"].as_i64()), (422, Some(42202)));
+}
+
+#[tokio::test]
+async fn instances_sharing_a_log_never_hand_out_an_id_twice() {
+    let log = MemoryLog::new();
+    let (a, _sa) = instance(log.clone());
+    let (b, _sb) = instance(log.clone());
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let reg = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let schema = avro_record(&[(&format!("f{i}"), "string")]);
+            let input = SchemaInput {
+                schema: schema.clone(),
+                schema_type: SchemaType::Avro,
+                ..Default::default()
+            };
+            let (id, _) = reg.register(&format!("s{i}"), input, false).await.unwrap();
+            (id, schema)
+        }));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, schema) = t.await.unwrap();
+        assert!(
+            seen.insert(id, schema).is_none(),
+            "id {id} handed out twice"
+        );
+    }
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    // Both instances, and a new one reading the compacted log, agree on every id.
+    log.compact().await;
+    let (c, _sc) = instance(log.clone());
+    c.sync().await.unwrap();
+    for (id, schema) in &seen {
+        for reg in [&a, &b, &c] {
+            assert_eq!(&reg.schema(*id).unwrap().schema, schema);
+        }
+    }
+}
