@@ -49,8 +49,57 @@ fn flag(q: &HashMap<String, String>, name: &str) -> bool {
     q.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Every route of the registry.
+/// Checks a user name and password (HTTP basic authentication). The broker's SASL users are
+/// meant to plug in here.
+pub type Authenticator = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// Every route of the registry, open to all.
 pub fn router(registry: Arc<Registry>) -> Router {
+    router_with(registry, None)
+}
+
+/// Every route of the registry; with `auth`, each request must carry HTTP basic credentials
+/// that it accepts (401 with error code 401 otherwise).
+pub fn router_with(registry: Arc<Registry>, auth: Option<Authenticator>) -> Router {
+    let app = routes(registry);
+    match auth {
+        None => app,
+        Some(auth) => app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let auth = auth.clone();
+                async move {
+                    let credentials = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(basic_credentials);
+                    match credentials {
+                        Some((user, password)) if auth(&user, &password) => next.run(req).await,
+                        _ => {
+                            let mut r = ApiError::new(401, 401, "Unauthorized").into_response();
+                            r.headers_mut().insert(
+                                header::WWW_AUTHENTICATE,
+                                HeaderValue::from_static("Basic realm=\"strom\""),
+                            );
+                            r
+                        }
+                    }
+                }
+            },
+        )),
+    }
+}
+
+/// `Basic base64(user:password)` to (user, password).
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = crate::format::protobuf::decode_base64(encoded)?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn routes(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/subjects", get(list_subjects))
@@ -190,8 +239,24 @@ fn subject_id(s: &str) -> String {
     s.to_string()
 }
 
+/// Reads answer from this instance's copy once it has read the log written before it
+/// started.
 async fn synced(reg: &Registry) -> Result<()> {
-    reg.sync().await
+    reg.ready().await
+}
+
+/// A schema by id; an id this instance has not seen yet may have just been registered
+/// through another instance, so it reads the log to its end once before answering 40403.
+async fn schema_synced(reg: &Registry, id: i32) -> Result<crate::state::StoredSchema> {
+    synced(reg).await?;
+    match reg.schema(id) {
+        Ok(s) => Ok(s),
+        Err(e) if e.code == code::SCHEMA_NOT_FOUND => {
+            reg.sync().await?;
+            reg.schema(id)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,8 +405,7 @@ async fn schema_by_id(
     Query(q): Params,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    synced(&reg).await?;
-    let s = reg.schema(id)?;
+    let s = schema_synced(&reg, id).await?;
     if let Some(subject) = q.get("subject") {
         let registered = reg.read(|st| st.versions(subject, true).iter().any(|v| v.id == id));
         if !registered {
@@ -363,8 +427,7 @@ async fn schema_by_id(
 
 async fn schema_text_by_id(State(reg): Shared, Path(id): Path<String>) -> Result<Response> {
     let id = parse_id(&id)?;
-    synced(&reg).await?;
-    let s = reg.schema(id)?;
+    let s = schema_synced(&reg, id).await?;
     Ok(with_type(StatusCode::OK, s.schema))
 }
 

@@ -80,6 +80,8 @@ pub struct Registry {
     nonce: AtomicU64,
     /// Parsed schemas by id (schemas never change under an id).
     parsed: Mutex<HashMap<i32, Arc<Compiled>>>,
+    /// Set once the log has been read up to its end as it was at start-up.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 fn random_prefix() -> String {
@@ -108,6 +110,7 @@ impl Registry {
             nonce_prefix: random_prefix(),
             nonce: AtomicU64::new(0),
             parsed: Mutex::new(HashMap::new()),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -173,6 +176,17 @@ impl Registry {
                 ApiError::store(format!("Error while reading the _schemas topic: {e}"))
             })?;
         self.wait_applied(end).await
+    }
+
+    /// Waits, on the first call only, until this instance has read the log written before it
+    /// started; later reads answer from the local copy at once.
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        if self.caught_up.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.sync().await?;
+        self.caught_up.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `f` on the current state.

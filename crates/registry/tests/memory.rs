@@ -187,3 +187,51 @@ async fn instances_sharing_a_log_never_hand_out_an_id_twice() {
         }
     }
 }
+
+#[tokio::test]
+async fn ids_are_not_reused_after_hard_deletes_and_compaction() {
+    let log = MemoryLog::new();
+    let (a, _sa) = instance(log.clone());
+    let input = |f: &str| SchemaInput {
+        schema: avro_record(&[(f, "string")]),
+        schema_type: SchemaType::Avro,
+        ..Default::default()
+    };
+    let (id1, _) = a.register("s", input("a"), false).await.unwrap();
+    let (id2, _) = a.register("t", input("b"), false).await.unwrap();
+    assert_eq!((id1, id2), (1, 2));
+    for subject in ["s", "t"] {
+        assert_eq!(a.delete_subject(subject, false).await.unwrap(), vec![1]);
+        assert_eq!(a.delete_subject(subject, true).await.unwrap(), vec![1]);
+    }
+    assert!(a.schema(id2).is_err());
+    log.compact().await;
+    // A new instance reads only what compaction kept: the highest id survives in MAX_ID.
+    let (b, _sb) = instance(log.clone());
+    let (id3, version) = b.register("s", input("c"), false).await.unwrap();
+    assert_eq!((id3, version), (3, 1));
+}
+
+#[tokio::test]
+async fn basic_authentication_when_configured() {
+    let (reg, _stop) = instance(MemoryLog::new());
+    let auth: api::Authenticator = Arc::new(|u: &str, p: &str| u == "alice" && p == "secret");
+    let app = api::router_with(reg, Some(auth));
+    let get = |authz: Option<&str>| {
+        let mut b = Request::builder().uri("/subjects");
+        if let Some(a) = authz {
+            b = b.header("authorization", a);
+        }
+        app.clone().oneshot(b.body(Body::empty()).unwrap())
+    };
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    // "alice:wrong" and "alice:secret" in base64.
+    assert_eq!(
+        get(Some("Basic YWxpY2U6d3Jvbmc=")).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        get(Some("Basic YWxpY2U6c2VjcmV0")).await.unwrap().status(),
+        200
+    );
+}

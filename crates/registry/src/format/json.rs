@@ -79,7 +79,9 @@ pub fn parse(text: &str, deps: &[Dependency]) -> Result<JsonSchema, String> {
 
 /// Why documents written with `writer` may fail `reader` (empty: all pass).
 pub fn can_read(writer: &JsonSchema, reader: &JsonSchema) -> Vec<String> {
+    let budget = std::cell::Cell::new(STEP_BUDGET);
     let mut cx = Cx {
+        budget: &budget,
         w_root: &writer.value,
         r_root: &reader.value,
         w_deps: &writer.deps,
@@ -91,7 +93,12 @@ pub fn can_read(writer: &JsonSchema, reader: &JsonSchema) -> Vec<String> {
     cx.problems
 }
 
+/// Subschema comparisons one check may make: combinators nest multiplicatively, so a small
+/// document can ask for very many. Past the budget the check answers "incompatible".
+const STEP_BUDGET: usize = 200_000;
+
 struct Cx<'a> {
+    budget: &'a std::cell::Cell<usize>,
     w_root: &'a Value,
     r_root: &'a Value,
     w_deps: &'a HashMap<String, Value>,
@@ -262,6 +269,12 @@ impl<'a> Cx<'a> {
     where
         'a: 'b,
     {
+        let left = self.budget.get();
+        if left == 0 {
+            self.fail(path, "the schemas are too complex to compare");
+            return;
+        }
+        self.budget.set(left - 1);
         self.depth += 1;
         if self.depth > 64 {
             // Recursive schemas: assume the deeper levels repeat what was checked.
@@ -447,6 +460,7 @@ impl<'a> Cx<'a> {
 
     fn child(&self) -> Cx<'a> {
         Cx {
+            budget: self.budget,
             w_root: self.w_root,
             r_root: self.r_root,
             w_deps: self.w_deps,

@@ -38,7 +38,8 @@ impl FileResolver for Sources {
     }
 }
 
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+/// Standard base64 (padding and whitespace ignored); `None` for other characters.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0u32);
