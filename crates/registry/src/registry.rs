@@ -18,8 +18,10 @@ use crate::state::{
     ConfigValue, Mode, Reference, SchemaKey, SchemaValue, State, StoredSchema, content_key,
 };
 
-/// Attempts of one write when other instances keep winning the race for the log's end.
-const WRITE_ATTEMPTS: usize = 20;
+/// Attempts of one write when other instances keep winning the race for the log's end. Each
+/// lost race means that another write succeeded, so a write fails only if this many others
+/// got in first while it was trying.
+const WRITE_ATTEMPTS: u32 = 200;
 /// How long a request waits for this instance to read the log up to a write.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -84,7 +86,8 @@ pub struct Registry {
     caught_up: std::sync::atomic::AtomicBool,
 }
 
-fn random_prefix() -> String {
+/// A random number from std's per-process hash keys, the clock and the process id.
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -94,7 +97,11 @@ fn random_prefix() -> String {
             .unwrap_or(0),
     );
     h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    h.finish()
+}
+
+fn random_prefix() -> String {
+    format!("{:016x}", random_u64())
 }
 
 impl Registry {
@@ -214,6 +221,7 @@ impl Registry {
         ) -> Result<(T, Vec<(Bytes, Option<Bytes>)>), ApiError>,
     ) -> Result<T, ApiError> {
         let _one_at_a_time = self.writes.lock().await;
+        let mut lost = 0u32;
         for _ in 0..WRITE_ATTEMPTS {
             let end = self.log.end_offset().await.map_err(|e| {
                 ApiError::store(format!("Error while reading the _schemas topic: {e}"))
@@ -234,12 +242,16 @@ impl Registry {
             if base == end {
                 return Ok(result);
             }
-            // Another instance wrote first: our records are ignored by everyone; decide again.
+            // Another instance wrote first: our records are ignored by everyone; decide again,
+            // after a short random pause so that two writers do not stay in step.
             tracing::debug!(
                 aimed = end,
                 got = base,
                 "schema registry: lost a write race; retrying"
             );
+            lost += 1;
+            let pause = random_u64() % (u64::from(lost.min(20)) * 500 + 1);
+            tokio::time::sleep(Duration::from_micros(pause)).await;
         }
         Err(ApiError::store(
             "Could not write to the _schemas topic: other writers kept writing first",

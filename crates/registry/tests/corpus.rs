@@ -125,3 +125,29 @@ fn protobuf_corpus() {
 fn json_schema_corpus() {
     run(SchemaType::Json, "json.txt");
 }
+
+/// What the fuzz targets assert, over every schema of the corpus: a schema reads its own data,
+/// and its canonical form parses to the same canonical form.
+#[test]
+fn every_corpus_schema_reads_itself_and_keeps_its_canonical_form() {
+    for (ty, file) in [
+        (SchemaType::Avro, "avro.txt"),
+        (SchemaType::Protobuf, "protobuf.txt"),
+        (SchemaType::Json, "json.txt"),
+    ] {
+        for case in load(file) {
+            for text in case.olds.iter().chain([&case.new]) {
+                let p = format::parse(ty, text, &[]).unwrap();
+                assert!(
+                    format::can_read(&p, &p).is_empty(),
+                    "{file} {}: {text}",
+                    case.name
+                );
+                if ty != SchemaType::Protobuf {
+                    let again = format::parse(ty, p.canonical(), &[]).unwrap();
+                    assert_eq!(again.canonical(), p.canonical(), "{file} {}", case.name);
+                }
+            }
+        }
+    }
+}

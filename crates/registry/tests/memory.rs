@@ -148,11 +148,39 @@ async fn register_read_evolve_and_refuse() {
     assert_eq!((s.as_u16(), e["error_code"].as_i64()), (422, Some(42202)));
 }
 
-#[tokio::test]
+/// A log whose appends take a moment, so that two writers decide on the same end offset.
+struct SlowLog(Arc<MemoryLog>);
+
+impl Log for SlowLog {
+    fn append(
+        &self,
+        records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>,
+    ) -> strom_registry::log::BoxFuture<'_, Result<i64, String>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            self.0.append(records).await
+        })
+    }
+    fn end_offset(&self) -> strom_registry::log::BoxFuture<'_, Result<i64, String>> {
+        self.0.end_offset()
+    }
+    fn read(
+        &self,
+        from: i64,
+        wait: std::time::Duration,
+    ) -> strom_registry::log::BoxFuture<
+        '_,
+        Result<(Vec<strom_registry::log::LogRecord>, i64), String>,
+    > {
+        self.0.read(from, wait)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_a_log_never_hand_out_an_id_twice() {
     let log = MemoryLog::new();
-    let (a, _sa) = instance(log.clone());
-    let (b, _sb) = instance(log.clone());
+    let (a, _sa) = instance(Arc::new(SlowLog(log.clone())));
+    let (b, _sb) = instance(Arc::new(SlowLog(log.clone())));
     let mut tasks = Vec::new();
     for i in 0..40 {
         let reg = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -177,6 +205,9 @@ async fn instances_sharing_a_log_never_hand_out_an_id_twice() {
     }
     a.sync().await.unwrap();
     b.sync().await.unwrap();
+    // Some writes lost the race for the log's end and were decided again.
+    let records = log.end_offset().await.unwrap();
+    assert!(records > 40, "{records} records: no write raced another");
     // Both instances, and a new one reading the compacted log, agree on every id.
     log.compact().await;
     let (c, _sc) = instance(log.clone());
@@ -234,4 +265,94 @@ async fn basic_authentication_when_configured() {
         get(Some("Basic YWxpY2U6c2VjcmV0")).await.unwrap().status(),
         200
     );
+}
+
+#[tokio::test]
+async fn avro_and_json_schema_references() {
+    let (reg, _stop) = instance(MemoryLog::new());
+    let app = api::router(reg);
+    // Avro: a named type defined in another subject, used by its full name.
+    let address = json!({"type": "record", "name": "Address", "namespace": "demo", "fields": [{"name": "city", "type": "string"}]});
+    let (s, a) = call(
+        &app,
+        "POST",
+        "/subjects/address/versions",
+        Some(json!({"schema": address.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    let user = json!({"type": "record", "name": "User", "namespace": "demo", "fields": [{"name": "home", "type": "demo.Address"}]});
+    let refs = json!([{"name": "demo.Address", "subject": "address", "version": 1}]);
+    let (s, u) = call(
+        &app,
+        "POST",
+        "/subjects/user/versions",
+        Some(json!({"schema": user.to_string(), "references": refs})),
+    )
+    .await;
+    assert_eq!(s, 200, "{u}");
+    // Without the reference the name is unknown: an invalid schema.
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/subjects/user2/versions",
+        Some(json!({"schema": user.to_string()})),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), e["error_code"].as_i64()),
+        (422, Some(42201)),
+        "{e}"
+    );
+    // Evolving the referring schema is checked with the reference resolved: changing the
+    // field to another type is refused.
+    let user2 = json!({"type": "record", "name": "User", "namespace": "demo", "fields": [{"name": "home", "type": "string"}]});
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/subjects/user/versions",
+        Some(json!({"schema": user2.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    let (_, by) = call(
+        &app,
+        "GET",
+        "/subjects/address/versions/1/referencedby",
+        None,
+    )
+    .await;
+    assert_eq!(by, json!([u["id"]]));
+
+    // JSON Schema: "$ref" to another registered document by its reference name.
+    let money = json!({"type": "object", "properties": {"cents": {"type": "integer"}}, "required": ["cents"]});
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/subjects/money/versions",
+        Some(json!({"schemaType": "JSON", "schema": money.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let order = json!({"type": "object", "properties": {"total": {"$ref": "money.json"}}});
+    let refs = json!([{"name": "money.json", "subject": "money", "version": 1}]);
+    let (s, o) = call(
+        &app,
+        "POST",
+        "/subjects/order/versions",
+        Some(json!({"schemaType": "JSON", "schema": order.to_string(), "references": refs})),
+    )
+    .await;
+    assert_eq!(s, 200, "{o}");
+    // Narrowing the referenced type through a local change is refused under BACKWARD.
+    let order2 = json!({"type": "object", "properties": {"total": {"type": "string"}}});
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/order/versions/latest?verbose=true",
+        Some(json!({"schemaType": "JSON", "schema": order2.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(e["is_compatible"], false, "{e}");
 }
