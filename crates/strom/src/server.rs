@@ -79,6 +79,15 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
         let metrics = Arc::new(Metrics::new());
         let admin = AdminState::new(metrics.clone(), Some(log_control));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        // SIGTERM and Ctrl-C are caught from the start: a signal that comes while the logs are
+        // recovered or the listeners bound stops the broker cleanly instead of killing it.
+        let shutting_down = admin.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutting_down.set_not_ready();
+            let _ = tx.send(true);
+        });
         // The admin listener comes first, so that /health/ready can say "not yet" while the
         // logs are recovered.
         if let Some((host, port)) = admin_addr {
@@ -100,16 +109,9 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
         if let Some((host, port)) = registry_addr {
             start_registry(&host, port, &listeners, rx.clone()).await?;
         }
-        if let Some(first) = listeners.first() {
+        if let Some(first) = listeners.first().filter(|_| !*rx.borrow()) {
             admin.set_ready(broker.clone(), first.addr);
         }
-        let shutting_down = admin.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            shutting_down.set_not_ready();
-            let _ = tx.send(true);
-        });
         for l in &listeners {
             tracing::info!(listener = %l.spec.name, addr = %l.addr, "ready");
         }
