@@ -65,9 +65,11 @@ class Strom:
     def __init__(self, *props: str):
         self.port = free_port()
         self.admin_port = free_port()
+        self.registry_port = free_port()
         self.data = tempfile.mkdtemp(prefix="strom-py-")
         args = [strom_bin(), "server", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
-                "--set", f"admin.listener=127.0.0.1:{self.admin_port}"]
+                "--set", f"admin.listener=127.0.0.1:{self.admin_port}",
+                "--set", f"schema.registry.listener=127.0.0.1:{self.registry_port}"]
         for p in props:
             args += ["--set", p]
         env = dict(os.environ, STROM_LOG=os.environ.get("STROM_TEST_LOG", "warn"))
@@ -87,6 +89,10 @@ class Strom:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
 
     @property
     def admin_url(self) -> str:

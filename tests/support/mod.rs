@@ -96,6 +96,8 @@ pub struct Strom {
     pub port: u16,
     /// Port of the admin HTTP listener (/metrics, /health/*, /v1/*).
     pub admin_port: u16,
+    /// Port of the Schema Registry's REST API (`schema.registry.listener`).
+    pub registry_port: u16,
     pub data: tempfile::TempDir,
     extra: Vec<String>,
     /// With [`Strom::start_logged`]: the log filter and the file that holds the broker's
@@ -111,6 +113,7 @@ impl Strom {
             child: None,
             port: free_port(),
             admin_port: free_port(),
+            registry_port: free_port(),
             data,
             extra: props.iter().map(|s| s.to_string()).collect(),
             log: None,
@@ -163,6 +166,7 @@ impl Strom {
             child: None,
             port: ports[0].1,
             admin_port: free_port(),
+            registry_port: free_port(),
             data,
             extra,
             log: None,
@@ -175,6 +179,7 @@ impl Strom {
             child: None,
             port,
             admin_port: free_port(),
+            registry_port: free_port(),
             data: tempfile::tempdir().expect("tempdir"),
             extra,
             log: None,
@@ -232,6 +237,11 @@ impl Strom {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--set")
             .arg(format!("admin.listener=127.0.0.1:{}", self.admin_port))
+            .arg("--set")
+            .arg(format!(
+                "schema.registry.listener=127.0.0.1:{}",
+                self.registry_port
+            ))
             .env(
                 "STROM_LOG",
                 std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -243,6 +243,8 @@ fn server_refuses_a_misspelt_or_mistyped_property() {
                 &format!("127.0.0.1:{port}"),
                 "--set",
                 "admin.listener=",
+                "--set",
+                "schema.registry.listener=",
             ])
             .args(args)
             .env("STROM_LOG", "warn")

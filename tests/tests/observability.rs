@@ -508,7 +508,15 @@ fn json_log_lines() {
     let data = tempfile::tempdir().unwrap();
     let port = strom_e2e::free_port();
     let mut child = std::process::Command::new(strom_bin())
-        .args(["server", "--log-format", "json", "--set", "admin.listener="])
+        .args([
+            "server",
+            "--log-format",
+            "json",
+            "--set",
+            "admin.listener=",
+            "--set",
+            "schema.registry.listener=",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -29,6 +29,7 @@ impl Broker {
             .arg(format!("127.0.0.1:{port}"))
             // No admin listener: the default port may be taken by another broker.
             .args(["--set", "admin.listener="])
+            .args(["--set", "schema.registry.listener="])
             .env("STROM_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()

@@ -471,6 +471,7 @@ broker_properties! {
         ConfigType::Bool,
         "Log every admin operation (topics, partitions, records deletion, configs, ACLs, SCRAM credentials, client quotas, group and offset deletion) with principal, resource, request and result on the strom::audit log target; config values and credentials are not written.",
     ),
+    schema_registry_listener: String = ("schema.registry.listener", "127.0.0.1:8081", ConfigType::String, "host:port of the Schema Registry's REST API (served by the strom binary beside the broker, through the Kafka protocol); empty turns it off."),
     admin_listener: String = (
         "admin.listener",
         "127.0.0.1:9644",

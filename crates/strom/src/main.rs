@@ -101,3 +101,15 @@ fn exit_quietly_when_stdout_closes() {
         default(info);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks of every subcommand (unique argument names and the like), which
+    /// otherwise run only when a subcommand is used.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

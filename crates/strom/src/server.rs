@@ -55,6 +55,8 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
     let config = load_config(&args)?;
     let admin_addr = strom_broker::admin::parse_admin_listener(config.get("admin.listener"))
         .map_err(anyhow::Error::msg)?;
+    let registry_addr = strom_registry::parse_listener(config.get("schema.registry.listener"))
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
@@ -77,6 +79,15 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
         let metrics = Arc::new(Metrics::new());
         let admin = AdminState::new(metrics.clone(), Some(log_control));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        // SIGTERM and Ctrl-C are caught from the start: a signal that comes while the logs are
+        // recovered or the listeners bound stops the broker cleanly instead of killing it.
+        let shutting_down = admin.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutting_down.set_not_ready();
+            let _ = tx.send(true);
+        });
         // The admin listener comes first, so that /health/ready can say "not yet" while the
         // logs are recovered.
         if let Some((host, port)) = admin_addr {
@@ -95,22 +106,55 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
             .context("log recovery panicked")?
             .context("cannot start the broker")?;
         let listeners = broker.bind().await.context("cannot listen")?;
-        if let Some(first) = listeners.first() {
+        if let Some((host, port)) = registry_addr {
+            start_registry(&host, port, &listeners, rx.clone()).await?;
+        }
+        if let Some(first) = listeners.first().filter(|_| !*rx.borrow()) {
             admin.set_ready(broker.clone(), first.addr);
         }
-        let shutting_down = admin.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            shutting_down.set_not_ready();
-            let _ = tx.send(true);
-        });
         for l in &listeners {
             tracing::info!(listener = %l.spec.name, addr = %l.addr, "ready");
         }
         broker.serve(listeners, rx).await?;
         Ok(())
     })
+}
+
+/// Serves the Schema Registry on `host:port`, talking to this broker through its own
+/// PLAINTEXT listener like any other client would.
+async fn start_registry(
+    host: &str,
+    port: u16,
+    listeners: &[strom_broker::broker::BoundListener],
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use strom_broker::security::listener::SecurityProtocol;
+    let Some(kafka) = listeners
+        .iter()
+        .find(|l| l.spec.protocol == SecurityProtocol::Plaintext)
+    else {
+        tracing::warn!(
+            "schema registry not started: it needs a PLAINTEXT listener to reach the broker (TLS and SASL for it come later)"
+        );
+        return Ok(());
+    };
+    let mut addr = kafka.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = strom_client::Client::new(&addr.to_string())
+        .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?;
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on schema.registry.listener {host}:{port}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "schema registry listener");
+    tokio::spawn(async move {
+        if let Err(e) = strom_registry::serve(listener, std::sync::Arc::new(client), shutdown).await
+        {
+            tracing::error!(error = %e, "schema registry stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -11,6 +11,7 @@ mod groups;
 mod partitions;
 mod produce;
 mod quotas;
+mod schemas;
 mod topics;
 mod transactions;
 mod users;
@@ -56,6 +57,9 @@ pub enum ClientCommand {
     /// Show the cluster: brokers, controller and the metadata quorum
     #[command(subcommand, long_about = cluster::LONG_ABOUT)]
     Cluster(cluster::ClusterCommand),
+    /// Register, list, check and delete schemas in the Schema Registry
+    #[command(long_about = schemas::LONG_ABOUT)]
+    Schemas(schemas::SchemasArgs),
 }
 
 /// Runs one client subcommand to completion.
@@ -74,5 +78,6 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Partitions(cmd) => partitions::run(cmd).await,
         ClientCommand::Leaders(cmd) => partitions::run_leaders(cmd).await,
         ClientCommand::Cluster(cmd) => cluster::run(cmd).await,
+        ClientCommand::Schemas(args) => schemas::run(args).await,
     }
 }
