@@ -125,7 +125,7 @@ pub fn run(args: ServerArgs, log_control: Arc<dyn LogControl>) -> anyhow::Result
 async fn start_registry(
     host: &str,
     port: u16,
-    listeners: &[strom_broker::broker::BoundListener],
+    listeners: &[strom_broker::BoundListener],
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use strom_broker::security::listener::SecurityProtocol;
