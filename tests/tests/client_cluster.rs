@@ -595,14 +595,14 @@ fn idempotent_producer_and_groups_through_leader_kills() {
     eprintln!("classic group done in {:?}", started.elapsed());
 }
 
-/// Ignored until the broker checks a transactional offset commit with the transaction's
-/// coordinator: today the group coordinator looks the transactional id up in its own
-/// transaction state, which holds only the ids it coordinates itself, so TxnOffsetCommit fails
-/// with INVALID_PRODUCER_ID_MAPPING whenever the group's coordinator and the transaction's
-/// coordinator are different brokers (broker: `handlers/txn_offset_commit.rs` calls
-/// `txns.check_offset_commit`, which reads the local `State::txns`).
+/// Ignored: the worker now gets past the cross-coordinator offset commits (the group's
+/// coordinator no longer looks the transactional id up in its own state) and past the first
+/// worker SIGKILL, but it still exits on an error after the output partition's leader is killed
+/// (its message was not captured in the last run). The worker stops on any error instead of
+/// aborting and resuming from the committed offsets, and the error itself is not understood
+/// yet; see issue 17's note.
 #[test]
-#[ignore = "broker: TxnOffsetCommit fails when the group and transaction coordinators differ"]
+#[ignore = "the strom-client EOS worker exits on an error after an output leader is killed; under investigation"]
 fn transactional_transform_survives_worker_and_leader_kills() {
     const EOS_PARTITIONS: i32 = 4;
     let n = env_count("STROM_CLIENT_CLUSTER_EOS_RECORDS", 100_000);
