@@ -44,30 +44,14 @@ pub fn parse_listener(value: &str) -> Result<Option<(String, u16)>, String> {
     Ok(Some((host.to_string(), port)))
 }
 
-/// Serves the registry on `listener` until `shutdown` is set: opens (creating if needed) the
-/// `_schemas` topic through `client`, reads it, and answers HTTP requests.
+/// Serves the registry on `listener` until `shutdown` is set: reads the `_schemas` topic
+/// through `client` (creating it on the first write) and answers HTTP requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Arc<strom_client::Client>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    // The broker may still be starting: retry opening the topic for a while.
-    let mut attempt = 0u32;
-    let log = loop {
-        match log::KafkaLog::open(client.clone(), log::SCHEMAS_TOPIC).await {
-            Ok(log) => break log,
-            Err(e) => {
-                attempt += 1;
-                if attempt % 20 == 1 {
-                    tracing::warn!(error = %e, "schema registry: cannot open the _schemas topic yet; retrying");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-            }
-        }
-    };
+    let log = log::KafkaLog::new(client, log::SCHEMAS_TOPIC);
     let registry = Registry::start(Arc::new(log), shutdown.clone());
     let app = api::router(registry);
     axum::serve(listener, app)

@@ -120,36 +120,37 @@ fn client_error(e: ClientError) -> String {
     e.to_string()
 }
 
+/// UNKNOWN_TOPIC_OR_PARTITION: the topic does not exist (yet).
+const UNKNOWN_TOPIC: i16 = 3;
+/// TOPIC_ALREADY_EXISTS.
+const TOPIC_EXISTS: i16 = 36;
+
 impl KafkaLog {
-    /// Creates the compacted topic if it does not exist yet.
-    pub async fn open(client: Arc<Client>, topic: &str) -> Result<KafkaLog, String> {
-        let md = client
-            .metadata(Some(vec![topic.to_string()]))
-            .await
-            .map_err(client_error)?;
-        let exists = md
-            .topic(topic)
-            .is_some_and(|t| t.error_code == 0 && !t.partitions.is_empty());
-        if !exists {
-            match client
-                .create_topic(
-                    topic,
-                    1,
-                    -1,
-                    vec![("cleanup.policy".to_string(), "compact".to_string())],
-                )
-                .await
-            {
-                Ok(_) => {}
-                // Another instance created it first.
-                Err(e) if e.kafka_code() == Some(36) => {}
-                Err(e) => return Err(client_error(e)),
-            }
-        }
-        Ok(KafkaLog {
+    /// The log in `topic`. The topic is created on the first write, so a broker whose registry
+    /// is never used gets no `_schemas` topic; until then the log reads as empty.
+    pub fn new(client: Arc<Client>, topic: &str) -> KafkaLog {
+        KafkaLog {
             client,
             topic: topic.to_string(),
-        })
+        }
+    }
+
+    /// Creates the compacted, single-partition topic (another instance may have done it).
+    async fn create(&self) -> Result<(), String> {
+        match self
+            .client
+            .create_topic(
+                &self.topic,
+                1,
+                -1,
+                vec![("cleanup.policy".to_string(), "compact".to_string())],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kafka_code() == Some(TOPIC_EXISTS) => Ok(()),
+            Err(e) => Err(client_error(e)),
+        }
     }
 }
 
@@ -169,20 +170,39 @@ impl Log for KafkaLog {
                     timestamp_ms: now,
                 })
                 .collect();
-            self.client
-                .produce(&self.topic, 0, &records, Codec::None, -1)
-                .await
-                .map_err(client_error)
+            let mut attempts = 0;
+            loop {
+                match self
+                    .client
+                    .produce(&self.topic, 0, &records, Codec::None, -1)
+                    .await
+                {
+                    // The first write creates the topic; its leader may take a moment.
+                    Err(e) if e.kafka_code() == Some(UNKNOWN_TOPIC) && attempts < 50 => {
+                        if attempts == 0 {
+                            self.create().await?;
+                        }
+                        attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => return other.map_err(client_error),
+                }
+            }
         })
     }
 
     fn end_offset(&self) -> BoxFuture<'_, Result<i64, String>> {
         Box::pin(async move {
-            self.client
+            match self
+                .client
                 .list_offsets(&self.topic, 0, offset_spec::LATEST)
                 .await
-                .map(|(offset, _)| offset)
-                .map_err(client_error)
+            {
+                Ok((offset, _)) => Ok(offset),
+                // Not created yet: an empty log.
+                Err(e) if e.kafka_code() == Some(UNKNOWN_TOPIC) => Ok(0),
+                Err(e) => Err(client_error(e)),
+            }
         })
     }
 
@@ -198,6 +218,11 @@ impl Log for KafkaLog {
                 .await
             {
                 Ok(f) => f,
+                // Not created yet: nothing to read.
+                Err(e) if e.kafka_code() == Some(UNKNOWN_TOPIC) => {
+                    tokio::time::sleep(wait).await;
+                    return Ok((Vec::new(), from));
+                }
                 // OFFSET_OUT_OF_RANGE: the head was removed; go on from the log start.
                 Err(e) if e.kafka_code() == Some(1) => {
                     let (start, _) = self

@@ -37,10 +37,19 @@ pub fn parse(text: &str, deps: &[Dependency]) -> Result<AvroSchema, String> {
         let mut defined = HashSet::new();
         inline(value, &dep_values, &mut defined, "")
     };
-    let schema = Schema::parse(&value).map_err(|e| format!("Invalid Avro schema: {e}"))?;
-    let canonical = serde_json::to_string(&schema)
-        .map_err(|e| format!("Invalid Avro schema: cannot write it back: {e}"))?;
-    let parsing_canonical_form = schema.canonical_form();
+    check_names(&value)?;
+    // apache-avro panics on some malformed input (an unwrap on names it did not validate):
+    // names are checked above, and a panic that still happens is an invalid schema, not a
+    // dead request.
+    let parsed = std::panic::catch_unwind(|| {
+        let schema = Schema::parse(&value).map_err(|e| format!("Invalid Avro schema: {e}"))?;
+        let canonical = serde_json::to_string(&schema)
+            .map_err(|e| format!("Invalid Avro schema: cannot write it back: {e}"))?;
+        let parsing_canonical_form = schema.canonical_form();
+        Ok::<_, String>((schema, canonical, parsing_canonical_form))
+    })
+    .map_err(|_| "Invalid Avro schema: it could not be parsed".to_string())?;
+    let (schema, canonical, parsing_canonical_form) = parsed?;
     let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
     let mut bytes = [0u8; 8];
     for (i, b) in fp.bytes.iter().take(8).enumerate() {
@@ -52,6 +61,61 @@ pub fn parse(text: &str, deps: &[Dependency]) -> Result<AvroSchema, String> {
         parsing_canonical_form,
         fingerprint: u64::from_le_bytes(bytes),
     })
+}
+
+/// Whether `s` is an Avro name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `s` is a full name: names separated by dots.
+fn is_full_name(s: &str) -> bool {
+    s.split('.').all(is_name)
+}
+
+/// Checks the names, namespaces and aliases of every named type (records, enums, fixed).
+fn check_names(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(check_names),
+        Value::Object(map) => {
+            let named = matches!(
+                map.get("type").and_then(Value::as_str),
+                Some("record" | "error" | "enum" | "fixed")
+            );
+            if named {
+                let bad = |what: &str, v: &Value| {
+                    format!("Invalid Avro schema: {what} {v} is not a valid Avro name")
+                };
+                match map.get("name") {
+                    Some(Value::String(n)) if is_full_name(n) => {}
+                    Some(other) => return Err(bad("name", other)),
+                    None => return Err("Invalid Avro schema: a named type has no name".into()),
+                }
+                match map.get("namespace") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(n)) if n.is_empty() || is_full_name(n) => {}
+                    Some(other) => return Err(bad("namespace", other)),
+                }
+                match map.get("aliases") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(aliases)) => {
+                        for a in aliases {
+                            if !a.as_str().is_some_and(is_full_name) {
+                                return Err(bad("alias", a));
+                            }
+                        }
+                    }
+                    Some(other) => return Err(bad("aliases", other)),
+                }
+            }
+            map.values().try_for_each(check_names)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Replaces the first use of each referenced name by its definition (Avro allows a named type
@@ -119,8 +183,30 @@ fn inline(
 
 /// Why a reader with `reader` cannot read data written with `writer` (empty: it can).
 pub fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Vec<String> {
-    match SchemaCompatibility::can_read(&writer.schema, &reader.schema) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![e.to_string()],
+    let checked = std::panic::catch_unwind(|| {
+        SchemaCompatibility::can_read(&writer.schema, &reader.schema).map_err(|e| e.to_string())
+    });
+    match checked {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err(e)) => vec![e],
+        Err(_) => vec!["the schemas could not be compared".to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_names_are_invalid_schemas_not_panics() {
+        for text in [
+            r#"{"type":"enum","name":",E","symbols":["A","B"],"default":"A"}"#,
+            r#"{"type":"record","name":"R","namespace":"a..b","fields":[]}"#,
+            r#"{"type":"fixed","name":"F","size":4,"aliases":["1x"]}"#,
+            r#"{"type":"record","name":5,"fields":[]}"#,
+        ] {
+            assert!(parse(text, &[]).is_err(), "{text}");
+        }
+        assert!(parse(r#"{"type":"record","name":"a.b.R","fields":[]}"#, &[]).is_ok());
     }
 }
