@@ -45,14 +45,15 @@ pub fn parse_listener(value: &str) -> Result<Option<(String, u16)>, String> {
 }
 
 /// Serves the registry on `listener` until `shutdown` is set: reads the `_schemas` topic
-/// through `client` (creating it on the first write) and answers HTTP requests.
+/// through `client` (from the first request on; the topic is created by the first write)
+/// and answers HTTP requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Arc<strom_client::Client>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let log = log::KafkaLog::new(client, log::SCHEMAS_TOPIC);
-    let registry = Registry::start(Arc::new(log), shutdown.clone());
+    let registry = Registry::start_lazily(Arc::new(log), shutdown.clone());
     let app = api::router(registry);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -84,6 +84,9 @@ pub struct Registry {
     parsed: Mutex<HashMap<i32, Arc<Compiled>>>,
     /// Set once the log has been read up to its end as it was at start-up.
     caught_up: std::sync::atomic::AtomicBool,
+    me: std::sync::Weak<Registry>,
+    /// With [`Registry::start_lazily`]: the shutdown signal, until the reader starts.
+    lazy_reader: Mutex<Option<watch::Receiver<bool>>>,
 }
 
 /// A random number from std's per-process hash keys, the clock and the process id.
@@ -108,8 +111,12 @@ impl Registry {
     /// A registry over `log`; call [`Registry::run_reader`] (or [`Registry::start`]) to keep
     /// it reading.
     pub fn new(log: Arc<dyn Log>) -> Arc<Registry> {
+        Registry::build(log, None)
+    }
+
+    fn build(log: Arc<dyn Log>, lazy: Option<watch::Receiver<bool>>) -> Arc<Registry> {
         let (applied, _) = watch::channel(0);
-        Arc::new(Registry {
+        Arc::new_cyclic(|me| Registry {
             log,
             state: RwLock::new(State::default()),
             applied,
@@ -118,6 +125,8 @@ impl Registry {
             nonce: AtomicU64::new(0),
             parsed: Mutex::new(HashMap::new()),
             caught_up: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
+            lazy_reader: Mutex::new(lazy),
         })
     }
 
@@ -126,6 +135,21 @@ impl Registry {
         let registry = Registry::new(log);
         tokio::spawn(registry.clone().run_reader(shutdown));
         registry
+    }
+
+    /// A registry whose reader starts with the first request that needs the state, so that a
+    /// registry nobody uses holds no connection to the broker (and counts against no
+    /// connection limit); it runs until `shutdown` is set.
+    pub fn start_lazily(log: Arc<dyn Log>, shutdown: watch::Receiver<bool>) -> Arc<Registry> {
+        Registry::build(log, Some(shutdown))
+    }
+
+    /// Starts the reader of a lazily started registry, once.
+    fn ensure_reader(&self) {
+        let pending = self.lazy_reader.lock().expect("reader lock").take();
+        if let (Some(shutdown), Some(me)) = (pending, self.me.upgrade()) {
+            tokio::spawn(me.run_reader(shutdown));
+        }
     }
 
     /// Reads the log into the state until `shutdown` is set.
@@ -178,6 +202,7 @@ impl Registry {
 
     /// Waits until this instance has read everything written so far.
     pub async fn sync(&self) -> Result<(), ApiError> {
+        self.ensure_reader();
         let end =
             self.log.end_offset().await.map_err(|e| {
                 ApiError::store(format!("Error while reading the _schemas topic: {e}"))
@@ -220,6 +245,7 @@ impl Registry {
             i64,
         ) -> Result<(T, Vec<(Bytes, Option<Bytes>)>), ApiError>,
     ) -> Result<T, ApiError> {
+        self.ensure_reader();
         let _one_at_a_time = self.writes.lock().await;
         let mut lost = 0u32;
         for _ in 0..WRITE_ATTEMPTS {

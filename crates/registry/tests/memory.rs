@@ -356,3 +356,25 @@ async fn avro_and_json_schema_references() {
     assert_eq!(s, 200);
     assert_eq!(e["is_compatible"], false, "{e}");
 }
+
+#[tokio::test]
+async fn a_lazily_started_registry_reads_the_log_from_its_first_request() {
+    let log = MemoryLog::new();
+    let (a, _sa) = instance(log.clone());
+    let input = SchemaInput {
+        schema: avro_record(&[("a", "string")]),
+        schema_type: SchemaType::Avro,
+        ..Default::default()
+    };
+    let (id, _) = a.register("s", input, false).await.unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let lazy = Registry::start_lazily(log.clone(), rx);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Nothing read before a request needs the state.
+    assert!(lazy.schema(id).is_err());
+    lazy.ready().await.unwrap();
+    assert_eq!(
+        lazy.schema(id).unwrap().schema,
+        avro_record(&[("a", "string")])
+    );
+}
