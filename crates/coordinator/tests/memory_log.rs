@@ -93,12 +93,13 @@ impl CoordinatorLog for MemoryLog {
         self.hosts(topic, partition).then_some(LeaderEpoch(0))
     }
     fn led_partitions(&self, topic: &str) -> Vec<i32> {
-        self.image
+        let count = self
+            .image
             .lock()
             .unwrap()
             .topic(topic)
-            .map_or(0, |t| t.partitions.len() as i32)
-            .pipe(|n| (0..n).collect())
+            .map_or(0, |t| t.partitions.len() as i32);
+        (0..count).collect()
     }
     fn single_node(&self) -> bool {
         true
@@ -199,13 +200,6 @@ impl CoordinatorLog for MemoryLog {
         Box::pin(async move { Ok(ProducerId(first)) })
     }
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 fn group_config() -> GroupConfig {
     GroupConfig {
